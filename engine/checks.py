@@ -1,0 +1,331 @@
+"""Semantic checks over the model pieces. Input: the pieces built from schema-valid files
+(a kind whose file failed is simply absent) and those files, for positions. Output: problems.
+
+A check that needs a missing kind is skipped: its file already has problems of its own.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections import Counter, defaultdict
+
+from croniter import croniter
+
+from .load import PolicyFile
+from .model import minutes
+from .problems import Problem
+
+# Engine functions a job may call (the runtime defines them).
+JOB_FUNCTIONS = {
+    "sla_check_and_escalate": "the SLA monitor",
+    "capture_capacity_snapshot": "the daily capacity snapshot",
+    "process_stale_queue_items": "the queue fallback sweep",
+    "cleanup_escalation_events": "the escalation clean-up (needs `retention`)",
+}
+_SECONDS_SCHEDULE = re.compile(r"([1-9]|[1-5][0-9]) seconds?")
+
+
+def run_all(pieces: dict, files: dict[str, PolicyFile]) -> list[Problem]:
+    problems: list[Problem] = []
+    for check in (check_duplicate_ids, check_units, check_timezones, check_calendars, check_sla,
+                  check_rules, check_escalation, check_leave, check_jobs):
+        problems.extend(check(pieces, files))
+    return problems
+
+
+def _dupes(items, key, file: PolicyFile, path_of, label: str) -> list[Problem]:
+    seen: dict = {}
+    problems = []
+    for index, item in enumerate(items):
+        value = key(item)
+        if value in seen:
+            problems.append(file.problem(path_of(index), f"duplicate {label} {value!r} (first at index {seen[value]})"))
+        else:
+            seen[value] = index
+    return problems
+
+
+def check_duplicate_ids(pieces, files) -> list[Problem]:
+    problems = []
+    specs = [("units", lambda p: p, "units", "id", "unit id"),
+             ("skills", lambda p: p[0], "skills", "id", "skill id"),
+             ("calendars", lambda p: p, "calendars", "id", "calendar id"),
+             ("work_items", lambda p: p[0], "types", "id", "work item type"),
+             ("assignment_rules", None, "rules", "id", "rule id"),
+             ("escalation", lambda p: p, "chains", "id", "chain id"),
+             ("jobs", lambda p: p, "jobs", "name", "job name")]
+    for kind, _, list_key, field, label in specs:
+        if kind in files:
+            raw = files[kind].data[list_key]
+            problems += _dupes(raw, lambda item: item[field], files[kind],
+                               lambda i, lk=list_key, fd=field: (lk, i, fd), label)
+    return problems
+
+
+def _known(pieces, kind):
+    """The set of ids of a kind, or None when that kind is not available (skip the check)."""
+    if kind == "units" and "units" in pieces:
+        return {u.id for u in pieces["units"]}
+    if kind == "skills" and "skills" in pieces:
+        return {s.id for s in pieces["skills"][0]}
+    if kind == "levels" and "skills" in pieces:
+        return set(pieces["skills"][1])
+    if kind == "calendars" and "calendars" in pieces:
+        return {c.id for c in pieces["calendars"]}
+    if kind == "types" and "work_items" in pieces:
+        return {t.id for t in pieces["work_items"][0]}
+    if kind == "priorities" and "work_items" in pieces:
+        return set(pieces["work_items"][1])
+    if kind == "chains" and "escalation" in pieces:
+        return {c.id for c in pieces["escalation"]}
+    return None
+
+
+def _unknown(file: PolicyFile, path: tuple, value, known: set | None, label: str) -> list[Problem]:
+    if known is None or value is None or value in known:
+        return []
+    hint = f"; known: {', '.join(sorted(known))}" if len(known) <= 12 else ""
+    return [file.problem(path, f"unknown {label} {value!r}{hint}")]
+
+
+def check_units(pieces, files) -> list[Problem]:
+    if "units" not in pieces:
+        return []
+    f = files["units"]
+    units = pieces["units"]
+    known = {u.id for u in units}
+    calendars = _known(pieces, "calendars")
+    problems = _unknown(f, ("defaults", "calendar"), f.data["defaults"]["calendar"], calendars, "calendar")
+    for index, (unit, raw) in enumerate(zip(units, f.data["units"])):
+        problems += _unknown(f, ("units", index, "parent"), unit.parent_id, known, "parent unit")
+        if "calendar" in raw:
+            problems += _unknown(f, ("units", index, "calendar"), unit.calendar_id, calendars, "calendar")
+    parents = {u.id: u.parent_id for u in units}
+    reported: set[str] = set()
+    for index, unit in enumerate(units):
+        path, node = [], unit.id
+        while node is not None and node in parents and node not in path:
+            path.append(node)
+            node = parents[node]
+        if node in path:                  # walked back onto the path: a cycle
+            cycle = path[path.index(node):] + [node]
+            if not set(cycle) & reported:
+                reported.update(cycle)
+                problems.append(f.problem(("units", index, "parent"),
+                                          f"the unit tree has a cycle: {' --> '.join(cycle)}"))
+    if not any(u.parent_id is None for u in units):
+        problems.append(f.problem(("units",), "no root unit: exactly one unit must have no parent"))
+    return problems
+
+
+def check_timezones(pieces, files) -> list[Problem]:
+    problems = []
+    places = []
+    if "units" in files:
+        f = files["units"]
+        places.append((f, ("defaults", "timezone"), f.data["defaults"]["timezone"]))
+        places += [(f, ("units", i, "timezone"), u["timezone"]) for i, u in enumerate(f.data["units"]) if "timezone" in u]
+    if "calendars" in files:
+        f = files["calendars"]
+        places += [(f, ("calendars", i, "timezone"), c["timezone"]) for i, c in enumerate(f.data["calendars"])]
+    for f, path, name in places:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            problems.append(f.problem(path, f"time zone {name!r} does not exist (use an IANA name such as Asia/Riyadh)"))
+    return problems
+
+
+def check_calendars(pieces, files) -> list[Problem]:
+    if "calendars" not in files:
+        return []
+    f = files["calendars"]
+    problems = []
+    for index, raw in enumerate(f.data["calendars"]):
+        hours = raw["working_hours"]
+        if not any(hours.values()):
+            problems.append(f.problem(("calendars", index, "working_hours"),
+                                      f"calendar {raw['id']!r} has no working hours: its SLA clock would never run"))
+        for day, ranges in hours.items():
+            spans = []
+            for r_index, text in enumerate(ranges):
+                start, end = text.split("-")
+                if start >= end:
+                    problems.append(f.problem(("calendars", index, "working_hours", day, r_index),
+                                              f"{text!r} ends before it starts"))
+                spans.append((start, end, r_index))
+            spans.sort()
+            for (_, end_a, _), (start_b, _, r_index) in zip(spans, spans[1:]):
+                if start_b < end_a:
+                    problems.append(f.problem(("calendars", index, "working_hours", day, r_index),
+                                              f"working hours on {day} overlap"))
+        for c_index, closure in enumerate(raw.get("closures", [])):
+            if "from" in closure and closure["from"] > closure["to"]:
+                problems.append(f.problem(("calendars", index, "closures", c_index, "to"),
+                                          f"closure ends ({closure['to']}) before it starts ({closure['from']})"))
+    return problems
+
+
+def check_sla(pieces, files) -> list[Problem]:
+    if "sla" not in files:
+        return []
+    f = files["sla"]
+    types, priorities = _known(pieces, "types"), _known(pieces, "priorities")
+    calendars, chains = _known(pieces, "calendars"), _known(pieces, "chains")
+    defaults = f.data["defaults"]
+    problems = _unknown(f, ("defaults", "calendar"), defaults["calendar"], calendars, "calendar")
+    problems += _unknown(f, ("defaults", "escalation_chain"), defaults["escalation_chain"], chains, "escalation chain")
+    problems += _threshold(f, ("defaults", "warning_at"), defaults["warning_at"])
+    for type_id, row in f.data["matrix"].items():
+        problems += _unknown(f, ("matrix", type_id), type_id, types, "work item type")
+        problems += _unknown(f, ("matrix", type_id, "calendar"), row.get("calendar"), calendars, "calendar")
+        problems += _unknown(f, ("matrix", type_id, "escalation_chain"), row.get("escalation_chain"), chains, "escalation chain")
+        if "warning_at" in row:
+            problems += _threshold(f, ("matrix", type_id, "warning_at"), row["warning_at"])
+        cells = {k: v for k, v in row.items() if k not in ("calendar", "escalation_chain", "warning_at")}
+        for priority, cell in cells.items():
+            path = ("matrix", type_id, priority)
+            problems += _unknown(f, path, priority, priorities, "priority")
+            if "warning_at" in cell:
+                problems += _threshold(f, path + ("warning_at",), cell["warning_at"])
+            if minutes(cell["resolution"]) == 0:
+                problems.append(f.problem(path + ("resolution",), "resolution time must be longer than zero"))
+            elif minutes(cell["response"]) > minutes(cell["resolution"]):
+                problems.append(f.problem(path + ("response",), "response time is longer than resolution time"))
+        if priorities is not None:
+            missing = [p for p in pieces["work_items"][1] if p not in cells]
+            if missing:
+                problems.append(f.problem(("matrix", type_id), f"SLA matrix gap: no target for priority "
+                                                                 f"{', '.join(missing)} of type {type_id!r}"))
+    if types is not None:
+        for missing in [t.id for t in pieces["work_items"][0] if t.id not in f.data["matrix"]]:
+            problems.append(f.problem(("matrix",), f"SLA matrix gap: work item type {missing!r} has no row"))
+    return problems
+
+
+def _threshold(f: PolicyFile, path: tuple, text: str) -> list[Problem]:
+    value = float(text.rstrip("%"))
+    if not 0 < value < 100:
+        return [f.problem(path, f"warning threshold {text} is outside (0%, 100%): it must warn before the deadline")]
+    return []
+
+
+def check_rules(pieces, files) -> list[Problem]:
+    if "assignment_rules" not in pieces:
+        return []
+    f = files["assignment_rules"]
+    rules, aging = pieces["assignment_rules"]
+    raw_by_id = {raw["id"]: i for i, raw in reversed(list(enumerate(f.data["rules"])))}
+    known = {k: _known(pieces, k) for k in ("units", "skills", "types", "priorities", "levels")}
+    problems = _unknown(f, ("queue", "aging", "max_priority"), aging.max_priority, known["priorities"], "priority")
+    for rule in rules:
+        i = raw_by_id[rule.id]
+        problems += _unknown(f, ("rules", i, "target", "unit"), rule.target_unit_id, known["units"], "unit")
+        problems += _unknown(f, ("rules", i, "min_proficiency"), rule.min_proficiency, known["levels"], "proficiency level")
+        for field, label in (("types", "work item type"), ("priorities", "priority"), ("skills_any", "skill")):
+            for j, value in enumerate(getattr(rule, field) or ()):
+                known_set = known["skills" if field == "skills_any" else field]
+                problems += _unknown(f, ("rules", i, "match", field, j), value, known_set, label)
+    # Equal precedence that can match the same item: the winner would depend on file order.
+    by_precedence = defaultdict(list)
+    for rule in rules:
+        by_precedence[rule.precedence].append(rule)
+    for precedence, group in by_precedence.items():
+        for a_index, a in enumerate(group):
+            for b in group[a_index + 1:]:
+                if _overlap(a, b):
+                    problems.append(f.problem(("rules", raw_by_id[b.id], "precedence"),
+                                              f"rules {a.id!r} and {b.id!r} share precedence {precedence} and can "
+                                              f"match the same item; give them different precedence"))
+    # A rule after a broader one (same or wider on every condition) can never fire.
+    for later_index, later in enumerate(rules):
+        for earlier in rules[:later_index]:
+            if earlier.precedence < later.precedence and _covers(earlier, later):
+                what = "catch-all rule" if earlier.is_catch_all else "broader rule"
+                problems.append(f.problem(("rules", raw_by_id[later.id]),
+                                          f"rule {later.id!r} is shadowed by the earlier {what} {earlier.id!r} "
+                                          f"(precedence {earlier.precedence}) and can never match"))
+                break
+    return problems
+
+
+def _overlap(a, b) -> bool:
+    return all(x is None or y is None or set(x) & set(y)
+               for x, y in zip(a.conditions.values(), b.conditions.values()))
+
+
+def _covers(broad, narrow) -> bool:
+    return all(x is None or (y is not None and set(y) <= set(x))
+               for x, y in zip(broad.conditions.values(), narrow.conditions.values()))
+
+
+def check_escalation(pieces, files) -> list[Problem]:
+    if "escalation" not in pieces:
+        return []
+    f = files["escalation"]
+    problems = []
+    for i, chain in enumerate(pieces["escalation"]):
+        previous = 0.0
+        for j, level in enumerate(chain.levels):
+            if level.at_percent <= previous:
+                problems.append(f.problem(("chains", i, "levels", j, "at"),
+                                          f"escalation levels out of order: {level.at_percent:g}% comes after "
+                                          f"{previous:g}%; list levels in rising order"))
+            if level.reason == "sla_warning" and level.at_percent >= 100:
+                problems.append(f.problem(("chains", i, "levels", j, "reason"),
+                                          f"a warning at {level.at_percent:g}% is at or past the deadline; use sla_breach"))
+            if level.reason == "sla_breach" and level.at_percent < 100:
+                problems.append(f.problem(("chains", i, "levels", j, "reason"),
+                                          f"a breach at {level.at_percent:g}% is before the deadline; use sla_warning"))
+            previous = max(previous, level.at_percent)
+    return problems
+
+
+def check_leave(pieces, files) -> list[Problem]:
+    if "leave" not in pieces:
+        return []
+    f = files["leave"]
+    leave = pieces["leave"]
+    priorities = _known(pieces, "priorities")
+    problems = []
+    for field in ("reassign", "flag_for_review"):
+        for j, value in enumerate(getattr(leave, field)):
+            problems += _unknown(f, ("leave", field, j), value, priorities, "priority")
+    counts = Counter(leave.reassign + leave.flag_for_review)
+    for priority, count in counts.items():
+        if count > 1:
+            problems.append(f.problem(("leave",), f"priority {priority!r} is both reassigned and flagged; pick one"))
+    if priorities is not None:
+        for missing in [p for p in pieces["work_items"][1] if p not in counts]:
+            problems.append(f.problem(("leave",), f"priority {missing!r} is neither reassigned nor flagged on leave"))
+    return problems
+
+
+def check_jobs(pieces, files) -> list[Problem]:
+    if "jobs" not in pieces:
+        return []
+    f = files["jobs"]
+    problems = []
+    for i, job in enumerate(pieces["jobs"]):
+        if job.function not in JOB_FUNCTIONS:
+            problems.append(f.problem(("jobs", i, "function"), f"unknown job function {job.function!r}; "
+                                                               f"known: {', '.join(sorted(JOB_FUNCTIONS))}"))
+        if job.function == "cleanup_escalation_events" and not job.retention:
+            problems.append(f.problem(("jobs", i), "the escalation clean-up needs a `retention` such as '90 days'"))
+        problems += [f.problem(("jobs", i, "schedule"), what) for what in schedule_problems(job.schedule)]
+    return problems
+
+
+def schedule_problems(schedule: str) -> list[str]:
+    text = schedule.strip()
+    if _SECONDS_SCHEDULE.fullmatch(text):
+        return []
+    fields = text.split()
+    if len(fields) == 6:
+        return [f"{schedule!r} has six fields; pg_cron accepts it and then never runs it. "
+                "Use five fields (minute hour day month weekday) or 'N seconds'"]
+    if len(fields) != 5 or not croniter.is_valid(text):
+        return [f"{schedule!r} is not a schedule pg_cron runs: use five cron fields "
+                "(minute hour day month weekday) or 'N seconds' with N from 1 to 59"]
+    return []
