@@ -1,0 +1,96 @@
+"""The engine's schema, declared: which objects exist, which template renders each, and what
+each must come after. Order is declared here, never guessed from SQL text.
+
+Names are contract (the deployment guide's): tables, enums, helper functions and the three
+named indexes keep exactly these names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA = "public"
+
+HELPER_FUNCTIONS = ("engine_now", "increment_version_column", "update_updated_at_column")
+
+# Enum values that are engine vocabulary, not policy. work_item_type and priority_level
+# come from rules/work_items.yaml.
+FIXED_ENUMS = {
+    "availability_status": ("available", "busy", "on_leave", "offline"),
+    "assignment_status": ("assigned", "in_progress", "on_hold", "completed", "cancelled", "reassigned"),
+    "escalation_reason": ("sla_warning", "sla_breach", "manual", "staff_unavailable", "no_capacity"),
+}
+ACTIVE_STATUSES = ("assigned", "in_progress", "on_hold")
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    pk: tuple[str, ...] = ("id",)        # the primary key: seed rows are identified by it
+    after: tuple[str, ...] = ()          # tables and enums (by name) it references
+    versioned: bool = False              # version column + increment_version_column trigger
+    updated_at: bool = False             # updated_at column + update_updated_at_column trigger
+    # seed rows: FK column -> referenced table, so a seed row comes after the row it points at
+    seed_refs: tuple[tuple[str, str], ...] = ()
+
+
+TABLES = (
+    Table("business_calendars"),
+    Table("calendar_working_hours", pk=("calendar_id", "weekday", "start_minute"), after=("business_calendars",), seed_refs=(("calendar_id", "business_calendars"),)),
+    Table("calendar_days_off", pk=("calendar_id", "day"), after=("business_calendars",), seed_refs=(("calendar_id", "business_calendars"),)),
+    Table("organizational_units", after=("business_calendars",), versioned=True, updated_at=True,
+          seed_refs=(("parent_id", "organizational_units"), ("calendar_id", "business_calendars"))),
+    Table("proficiency_levels"),
+    Table("skills"),
+    Table("escalation_chains"),
+    Table("escalation_levels", pk=("chain_id", "level"), after=("escalation_chains", "escalation_reason"),
+          seed_refs=(("chain_id", "escalation_chains"),)),
+    Table("sla_configs", pk=("work_item_type", "priority"), after=("work_item_type", "priority_level", "assignment_status", "business_calendars",
+                                "escalation_chains"),
+          seed_refs=(("calendar_id", "business_calendars"), ("escalation_chain_id", "escalation_chains"))),
+    Table("assignment_rules", after=("work_item_type", "priority_level", "organizational_units", "proficiency_levels"),
+          seed_refs=(("target_unit_id", "organizational_units"), ("min_proficiency", "proficiency_levels"))),
+    Table("leave_policy", pk=("priority",), after=("priority_level",)),
+    Table("engine_settings", pk=("key",)),
+    Table("staff_profiles", after=("organizational_units", "availability_status"), versioned=True, updated_at=True),
+    Table("staff_skills", pk=("staff_id", "skill_id"), after=("staff_profiles", "skills", "proficiency_levels")),
+    Table("assignments", after=("staff_profiles", "organizational_units", "assignment_rules", "work_item_type",
+                                "priority_level", "assignment_status"), versioned=True, updated_at=True),
+    Table("assignment_queue", after=("organizational_units", "assignment_rules", "work_item_type", "priority_level"),
+          updated_at=True),
+    Table("escalation_events", after=("assignments", "staff_profiles", "escalation_reason")),
+    Table("capacity_snapshots", pk=("unit_id", "snapshot_date"), after=("organizational_units",)),
+)
+TABLES_BY_NAME = {table.name: table for table in TABLES}
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    table: str
+    columns: str                         # the column list as SQL (engine text, not policy text)
+    unique: bool = False
+    include: str | None = None
+    where: str | None = None
+    why: str = ""
+
+
+_ACTIVE = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE_STATUSES) + ")"
+
+INDEXES = (
+    Index("idx_assignments_assignee_status_sla", "assignments", "assignee_id, status, sla_deadline",
+          why="an assignee's work by status and deadline (my-assignments, leave reassignment)"),
+    Index("idx_assignments_status_sla_covering", "assignments", "status, sla_deadline",
+          include="assignee_id, priority, work_item_type", why="SLA reports without touching the heap"),
+    Index("idx_assignments_sla_partial", "assignments", "sla_deadline", where="status IN ('assigned', 'in_progress')",
+          why="only running clocks are scanned for deadlines"),
+    Index("idx_assignments_active_work_item", "assignments", "work_item_id", unique=True, where=_ACTIVE,
+          why="one active assignment per work item, enforced by the database"),
+    Index("idx_assignment_queue_target_priority", "assignment_queue", "target_unit_id, priority DESC, created_at",
+          why="the best queued item for a unit: highest priority, then oldest"),
+    Index("idx_escalation_events_assignment_level", "escalation_events", "assignment_id, level", unique=True,
+          why="one escalation event per assignment per chain level"),
+    Index("idx_staff_profiles_unit", "staff_profiles", "unit_id", why="eligible staff are looked up by unit"),
+    Index("idx_staff_skills_skill", "staff_skills", "skill_id, staff_id", why="staff holding a skill"),
+    Index("idx_organizational_units_parent", "organizational_units", "parent_id", why="walking the unit tree"),
+)

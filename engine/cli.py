@@ -1,0 +1,224 @@
+"""The command line. It parses options, calls one library function per command, prints the
+result and maps errors to exit codes: 0 success, 1 error (PolicyError, RenderError, ...).
+Nothing below this module calls sys.exit."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import ApplyRefused, PolicyError, RulesctlError
+
+DEFAULT_LOCAL_DIR = Path(".rulesctl")
+
+rules_option = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=Path("rules"),
+                            show_default=True, help="Directory holding the policy YAML files.")
+database_option = click.option("--database-url", envvar="DATABASE_URL", default=None, metavar="URL",
+                               help="PostgreSQL URL (falls back to $DATABASE_URL; without either, the local "
+                                    "embedded cluster under .rulesctl/ is used and started if needed).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="rulesctl")
+def cli():
+    """rulesctl: the Assignment Engine & SLA, as policy as code.
+
+    Policy owners edit YAML in rules/; rulesctl validates it, renders it to SQL in generated/
+    and installs it into PostgreSQL, where assignment, queues, SLA clocks and escalation run.
+
+    \b
+    Typical flow:
+      rulesctl validate          check rules/ (errors as file:line:col)
+      rulesctl render            write generated/ (commit it; CI runs render --check)
+      rulesctl apply             install into the database (local cluster by default)
+    """
+
+
+@cli.command()
+@rules_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--max-errors", type=int, default=50, show_default=True, help="Text output shows at most this many.")
+def validate(rules_dir: Path, fmt: str, max_errors: int):
+    """Check the policy: JSON Schema plus semantic checks, every problem at once.
+
+    Exits 0 when the policy is valid, 1 otherwise.
+    """
+    from .validate import validate_directory
+    try:
+        policy = validate_directory(rules_dir)
+    except PolicyError as exc:
+        if fmt == "json":
+            click.echo(json.dumps({"valid": False, "problems": [p.as_dict() for p in exc.problems]}, indent=2))
+        else:
+            _echo_problems(exc.problems, max_errors)
+        sys.exit(1)
+    if fmt == "json":
+        click.echo(json.dumps({"valid": True, "problems": [], "policy_hash": policy.policy_hash}, indent=2))
+    else:
+        click.echo(f"{rules_dir}: valid — {len(policy.units)} units, {len(policy.skills)} skills, "
+                   f"{len(policy.calendars)} calendars, {len(policy.sla_targets)} SLA targets, "
+                   f"{len(policy.rules)} assignment rules, {len(policy.chains)} escalation chains, "
+                   f"{len(policy.jobs)} jobs")
+
+
+def _echo_problems(problems, max_errors: int) -> None:
+    for problem in problems[:max_errors]:
+        click.echo(str(problem), err=True)
+    if len(problems) > max_errors:
+        click.echo(f"… and {len(problems) - max_errors} more", err=True)
+    click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found", err=True)
+
+
+@cli.command()
+@rules_option
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("generated"), show_default=True,
+              help="Where the rendered SQL goes.")
+@click.option("--check", is_flag=True, help="Write nothing; exit 1 and name every stale file if generated/ "
+                                             "differs from a fresh render.")
+def render(rules_dir: Path, out_dir: Path, check: bool):
+    """Render the policy into SQL files under generated/ (deterministic: same input, same bytes)."""
+    from .generate import generated_files, stale_files, write_generated
+    _, objects = _build_or_exit(rules_dir)
+    files = generated_files(objects)
+    if check:
+        stale = stale_files(files, out_dir)
+        if stale:
+            for path in stale:
+                state = "missing" if path in files and not (out_dir / path).exists() else (
+                    "no longer produced" if path not in files else "stale")
+                click.echo(f"{out_dir / path}: {state}", err=True)
+            click.echo(f"{len(stale)} file(s) in {out_dir}/ do not match rules/ and templates/; run `rulesctl render`",
+                       err=True)
+            sys.exit(1)
+        click.echo(f"{out_dir}/ is up to date ({len(files)} files, {len(objects)} objects)")
+        return
+    changed = write_generated(files, out_dir)
+    click.echo(f"rendered {len(objects)} objects into {len(files)} files under {out_dir}/; "
+               f"{len(changed)} changed" + (": " + ", ".join(changed) if 0 < len(changed) <= 10 else ""))
+
+
+@cli.command()
+@rules_option
+@database_option
+@click.option("--lock-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for another apply to finish.")
+def apply(rules_dir: Path, database_url: str | None, lock_timeout: float):
+    """Install the policy into the database, in one transaction, under an advisory lock.
+
+    Every run is recorded in the ledger table rulesctl.applies. Running it again on a
+    database in sync changes nothing and says so.
+    """
+    from .apply import apply as run_apply
+    policy, objects = _build_or_exit(rules_dir)
+    url = _database_url(database_url)
+
+    def progress(step, total, obj):
+        if step == 1 or step == total or step % 25 == 0:
+            click.echo(f"  [{step:3d}/{total}] {obj.key}", err=True)
+
+    try:
+        result = run_apply(url, objects, policy, rules_dir=rules_dir, lock_timeout_s=lock_timeout, progress=progress)
+    except ApplyRefused as exc:
+        click.echo(f"apply refused: {exc}", err=True)
+        sys.exit(1)
+    except RulesctlError as exc:
+        click.echo(f"apply failed: {exc}", err=True)
+        sys.exit(1)
+    if result.outcome == "no_change":
+        click.echo(f"no changes: {result.message} (ledger #{result.ledger_id})")
+        return
+    click.echo(f"applied: {result.message} in {result.seconds:.2f}s (ledger #{result.ledger_id})")
+    click.echo(f"policy {policy.policy_hash[:12]} is live in {_redacted(url)}")
+
+
+@cli.group()
+def local():
+    """The embedded default database: a throwaway PostgreSQL cluster under .rulesctl/."""
+
+
+@local.command("start")
+@click.option("--dir", "base_dir", type=click.Path(path_type=Path), default=DEFAULT_LOCAL_DIR, show_default=True)
+def local_start(base_dir: Path):
+    """Start the local cluster (creating it on first use); the last line printed is its URL."""
+    from .local import LocalCluster
+    cluster = LocalCluster(base_dir.resolve())
+    url = _run_or_exit(cluster.start)
+    status = cluster.status()
+    click.echo(f"local PostgreSQL {status.server_version} running in {status.data_dir} "
+               f"(pg_cron {'preloaded' if status.pg_cron_available else 'not installed'})", err=True)
+    click.echo(url)
+
+
+@local.command("stop")
+@click.option("--dir", "base_dir", type=click.Path(path_type=Path), default=DEFAULT_LOCAL_DIR, show_default=True)
+def local_stop(base_dir: Path):
+    """Stop the local cluster (its data stays for the next start)."""
+    from .local import LocalCluster
+    _run_or_exit(LocalCluster(base_dir.resolve()).stop)
+    click.echo("local cluster stopped")
+
+
+@local.command("status")
+@click.option("--dir", "base_dir", type=click.Path(path_type=Path), default=DEFAULT_LOCAL_DIR, show_default=True)
+def local_status(base_dir: Path):
+    """Say whether the local cluster runs, where, and its URL. Exits 3 when it is not running."""
+    from .local import LocalCluster
+    status = _run_or_exit(LocalCluster(base_dir.resolve()).status)
+    click.echo(f"{'running' if status.running else 'stopped'}: data {status.data_dir}, port {status.port}, "
+               f"pg_cron {'available' if status.pg_cron_available else 'not installed'}")
+    if status.running:
+        click.echo(status.url)
+    else:
+        sys.exit(3)
+
+
+def _build_or_exit(rules_dir: Path):
+    from .project import build
+    try:
+        return build(rules_dir)
+    except PolicyError as exc:
+        _echo_problems(exc.problems, 50)
+        click.echo("the policy is invalid; fix it first (`rulesctl validate`)", err=True)
+        sys.exit(1)
+    except RulesctlError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def _database_url(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    from .local import LocalCluster
+    cluster = LocalCluster(DEFAULT_LOCAL_DIR.resolve())
+    click.echo(f"no --database-url or DATABASE_URL: using the local cluster in {DEFAULT_LOCAL_DIR}/", err=True)
+    return _run_or_exit(cluster.start)
+
+
+def _redacted(url: str) -> str:
+    from .db import redact
+    return redact(url)
+
+
+def _run_or_exit(function):
+    try:
+        return function()
+    except RulesctlError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+def main():
+    try:
+        cli(prog_name="rulesctl")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,15 @@
+-- Which of the managed objects (kind, schema-qualified name) exist. Seed rows are not looked up.
+SELECT o.key,
+       CASE o.kind
+         WHEN 'function' THEN to_regprocedure(o.name || '()') IS NOT NULL
+         WHEN 'enum'     THEN to_regtype(o.name) IS NOT NULL
+         WHEN 'table'    THEN to_regclass(o.name) IS NOT NULL
+         WHEN 'index'    THEN to_regclass(o.name) IS NOT NULL
+         WHEN 'trigger'  THEN EXISTS (SELECT 1 FROM pg_trigger t
+                                      JOIN pg_class c ON c.oid = t.tgrelid
+                                      JOIN pg_namespace n ON n.oid = c.relnamespace
+                                      WHERE t.tgname = split_part(o.name, '.', 2)
+                                        AND n.nspname = split_part(o.name, '.', 1))
+       END AS present
+FROM unnest(%(kinds)s::text[], %(names)s::text[], %(keys)s::text[]) AS o(kind, name, key)
+WHERE o.kind <> 'seed'

@@ -1,0 +1,125 @@
+"""Render the policy into database objects. Input: a `Policy` and the templates/ directory.
+Output: `SqlObject`s (SQL text + identity + dependencies + YAML origin), parse-checked.
+
+One Jinja environment factory; YAML strings reach SQL only through the `ident` and
+`literal` filters. Every statement is parsed with sqlglot (PostgreSQL dialect) so a broken
+template fails here, naming the template and the policy line, before any database sees it.
+The text that is written and executed is the rendered text itself, never sqlglot's rewrite.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import jinja2
+import sqlglot
+from sqlglot.errors import ParseError
+
+from . import catalog
+from .errors import RenderError
+from .model import Origin, Policy
+from .objects import SqlObject
+from .seed import seed_rows
+from .sqltext import comment_line, ident, literal, qualified
+
+# sqlglot logs a warning for every statement it only understands as a generic command
+# (CREATE FUNCTION bodies, ALTER TABLE ... ENABLE ROW LEVEL SECURITY): expected, not news.
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+
+def template_env(templates_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=False,
+    )
+    env.filters.update(ident=ident, literal=literal, qualified=qualified, comment=comment_line)
+    return env
+
+
+class Renderer:
+    def __init__(self, templates_dir: Path, schema: str = catalog.SCHEMA):
+        self.env = template_env(Path(templates_dir))
+        self.schema = schema
+        self.objects: list[SqlObject] = []
+
+    def add(self, kind: str, name: str, template: str, context: dict, *, after=(), file: str,
+            origin: Origin | None = None) -> None:
+        try:
+            sql = self.env.get_template(template).render(schema=self.schema, **context).strip() + "\n"
+        except jinja2.TemplateNotFound as exc:
+            raise RenderError(f"template {exc.name} not found (rendering {kind} {name})") from None
+        except jinja2.TemplateError as exc:
+            where = f" for {origin}" if origin else ""
+            raise RenderError(f"templates/{template}:{getattr(exc, 'lineno', '?')}: {exc}{where}") from None
+        except (ValueError, TypeError) as exc:       # a quoting filter refused a value
+            where = f" ({origin})" if origin else ""
+            raise RenderError(f"templates/{template}: {kind} {name}{where}: {exc}") from None
+        parse_check(sql, template, origin)
+        self.objects.append(SqlObject(kind, f"{self.schema}.{name}", sql,
+                                      tuple(after), file, template, origin))
+
+
+def parse_check(sql: str, template: str, origin: Origin | None) -> None:
+    try:
+        sqlglot.parse(sql, read="postgres", error_level=sqlglot.ErrorLevel.RAISE)
+    except ParseError as exc:
+        detail = exc.errors[0] if exc.errors else {}
+        where = f" (policy: {origin})" if origin else ""
+        raise RenderError(f"templates/{template}: rendered SQL does not parse at line {detail.get('line', '?')}, "
+                          f"column {detail.get('col', '?')}: {detail.get('description', exc)}{where}\n{sql}") from None
+
+
+def render_policy(policy: Policy, templates_dir: Path) -> list[SqlObject]:
+    r = Renderer(templates_dir)
+    s = r.schema
+    for function in catalog.HELPER_FUNCTIONS:
+        after = () if function == "engine_now" else (f"function:{s}.engine_now",)
+        r.add("function", function, f"functions/{function}.sql.j2", {}, after=after,
+              file="functions/helpers.sql")
+
+    types_origin = policy.work_item_types[0].origin
+    enums = dict(catalog.FIXED_ENUMS)
+    enums["work_item_type"] = tuple(t.id for t in policy.work_item_types)
+    enums["priority_level"] = policy.priorities
+    descriptions = {"work_item_type": "Work item types (rules/work_items.yaml)",
+                    "priority_level": "Priorities, lowest first, so ORDER BY priority DESC puts urgent first"}
+    for name, values in enums.items():
+        origin = types_origin if name in ("work_item_type", "priority_level") else None
+        r.add("enum", name, "types/enum.sql.j2", {"name": name, "values": values,
+                                                  "description": descriptions.get(name, "")},
+              file="types/enums.sql", origin=origin)
+
+    for table in catalog.TABLES:
+        after = [f"{'enum' if dep in enums else 'table'}:{s}.{dep}" for dep in table.after]
+        r.add("table", table.name, f"tables/{table.name}.sql.j2", {}, after=after, file=f"tables/{table.name}.sql")
+        for column, function in (("version", "increment_version_column"), ("updated_at", "update_updated_at_column")):
+            wanted = table.versioned if column == "version" else table.updated_at
+            if wanted:
+                trigger = f"trg_{table.name}_{column}"
+                r.add("trigger", trigger, "triggers/trigger.sql.j2",
+                      {"name": trigger, "table": table.name, "function": function},
+                      after=(f"table:{s}.{table.name}", f"function:{s}.{function}"), file=f"tables/{table.name}.sql")
+    for index in catalog.INDEXES:
+        r.add("index", index.name, "indexes/index.sql.j2", {"index": index},
+              after=(f"table:{s}.{index.table}",), file=f"tables/{index.table}.sql")
+
+    rows = seed_rows(policy)
+    seeded = {(row.table, row.key) for row in rows}
+    for row in rows:
+        table = catalog.TABLES_BY_NAME[row.table]
+        after = [f"table:{s}.{row.table}"]
+        for column, ref_table in table.seed_refs:
+            value = row.values.get(column)
+            if value is not None and (ref_table, (value,)) in seeded:
+                after.append(f"seed:{s}.{ref_table}/{value}")
+        r.add("seed", seed_name(row.table, row.key), "seed/insert.sql.j2",
+              {"table": row.table, "row": row.values}, after=after, file=f"seed/{row.table}.sql", origin=row.origin)
+    return r.objects
+
+
+def seed_name(table: str, key: tuple) -> str:
+    return f"{table}/" + ",".join(str(part) for part in key)

@@ -1,0 +1,109 @@
+"""Validate the policy. Input: the rules/ directory. Output: a `Policy`, or `PolicyError`
+carrying every problem at once (syntax, duplicate keys, JSON Schema, semantic checks).
+
+Each file is checked against its kind's JSON Schema; files that pass are built into model
+pieces; the semantic checks in checks.py then run over whatever pieces exist, so one broken
+file does not hide the problems of the others.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+from jsonschema.exceptions import best_match
+
+from . import checks, model
+from .calendar_days import expand_public_holidays
+from .errors import PolicyError
+from .load import PolicyFile, load_directory
+from .problems import Problem
+
+KINDS = ("units", "skills", "calendars", "work_items", "sla", "assignment_rules", "escalation", "leave", "jobs")
+
+
+@cache
+def schema_for(kind: str) -> dict:
+    return json.loads(resources.files("engine").joinpath("schemas", f"{kind}.json").read_text())
+
+
+def _schema_problems(policy_file: PolicyFile) -> list[Problem]:
+    validator = jsonschema.Draft202012Validator(schema_for(policy_file.kind))
+    problems = []
+    for error in validator.iter_errors(policy_file.data):
+        if error.context:                      # oneOf/anyOf: report the alternative that came closest
+            error = best_match(error.context)
+        problems.append(policy_file.problem(tuple(error.absolute_path), _schema_message(error)))
+    return problems
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return error.message.replace("Additional properties are not allowed", "unknown key(s)")
+    if error.validator == "pattern":
+        return f"{error.instance!r} is not in the expected form ({error.schema.get('description') or error.validator_value})"
+    return error.message
+
+
+def validate_directory(rules_dir: Path) -> model.Policy:
+    rules_dir = Path(rules_dir)
+    if not rules_dir.is_dir():
+        raise PolicyError([Problem(str(rules_dir), 1, 1, "(directory)", "the rules directory does not exist")])
+    files, problems = load_directory(rules_dir)
+    by_kind: dict[str, PolicyFile] = {}
+    for policy_file in files:
+        if policy_file.kind not in KINDS:
+            problems.append(policy_file.problem((), f"unknown policy file; expected one of: "
+                                                    f"{', '.join(k + '.yaml' for k in KINDS)}"))
+        elif policy_file.kind in by_kind:
+            problems.append(policy_file.problem((), f"a second {policy_file.kind} file; "
+                                                    f"{by_kind[policy_file.kind].display} already holds that kind"))
+        else:
+            by_kind[policy_file.kind] = policy_file
+    for kind in KINDS:
+        if kind not in by_kind:
+            missing = rules_dir / f"{kind}.yaml"
+            problems.append(Problem(str(missing), 1, 1, "(file)", "the file is missing; every policy kind is required"))
+
+    valid = {}
+    for kind, policy_file in by_kind.items():
+        if policy_file.data is None:
+            continue
+        schema_problems = _schema_problems(policy_file)
+        problems.extend(schema_problems)
+        if not schema_problems:
+            valid[kind] = policy_file
+
+    pieces, build_problems = _build_pieces(valid)
+    problems.extend(build_problems)
+    problems.extend(checks.run_all(pieces, valid))
+    if problems:
+        raise PolicyError(sorted(set(problems)))
+    return model.Policy(
+        units=pieces["units"], skills=pieces["skills"][0], proficiency_levels=pieces["skills"][1],
+        calendars=pieces["calendars"], work_item_types=pieces["work_items"][0],
+        priorities=pieces["work_items"][1], sla_targets=pieces["sla"], rules=pieces["assignment_rules"][0],
+        queue_aging=pieces["assignment_rules"][1], chains=pieces["escalation"], leave=pieces["leave"],
+        jobs=pieces["jobs"], sources=tuple((f.display, f.digest) for f in files))
+
+
+def _build_pieces(valid: dict[str, PolicyFile]) -> tuple[dict, list[Problem]]:
+    builders = {"units": model.build_units, "skills": model.build_skills, "work_items": model.build_work_items,
+                "sla": model.build_sla, "assignment_rules": model.build_rules, "escalation": model.build_chains,
+                "leave": model.build_leave, "jobs": model.build_jobs}
+    pieces = {kind: builders[kind](f) for kind, f in valid.items() if kind in builders}
+    problems: list[Problem] = []
+    if "calendars" in valid:
+        f = valid["calendars"]
+        calendars = []
+        for index, spec in enumerate(f.data["calendars"]):
+            try:
+                calendars.append(model.build_calendar(f, index, expand_public_holidays))
+            except LookupError as exc:
+                problems.append(f.problem(("calendars", index, "public_holidays", "country"), str(exc)))
+        if not problems:
+            pieces["calendars"] = tuple(calendars)
+    return pieces, problems
