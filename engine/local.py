@@ -74,6 +74,8 @@ class ClusterStatus:
 
 
 class LocalCluster:
+    """A cluster under base_dir; every method may be called in any state (idempotent)."""
+
     def __init__(self, base_dir: Path, dbname: str = "rulesctl", bindir: Path | None = None):
         # Absolute: the server chdirs into PGDATA, so relative paths would break.
         self.base_dir = Path(base_dir).absolute()
@@ -82,8 +84,6 @@ class LocalCluster:
         self.socket_dir = self.base_dir / "run"
         self.log_file = self.base_dir / "server.log"
         self._bindir = bindir
-
-    # -- public API ---------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
@@ -140,8 +140,6 @@ class LocalCluster:
         if self.base_dir.exists():
             self.stop()
             shutil.rmtree(self.base_dir)
-
-    # -- set-up -------------------------------------------------------------------------------
 
     def _init(self) -> None:
         self.base_dir.mkdir(parents=True, exist_ok=True)
@@ -204,8 +202,6 @@ class LocalCluster:
             f"could not create database {self.dbname!r}", stdin=script,
         )
 
-    # -- state --------------------------------------------------------------------------------
-
     def _port(self) -> int | None:
         try:
             text = (self.data_dir / CONFIG_NAME).read_text()
@@ -246,8 +242,6 @@ class LocalCluster:
         )
         return pwd.getpwnam("rulesctl")
 
-    # -- binaries -----------------------------------------------------------------------------
-
     def _bin(self, name: str) -> str:
         if self._bindir is None:
             self._bindir = find_pg_bindir()
@@ -266,8 +260,6 @@ class LocalCluster:
     def _server_version(self) -> str | None:
         match = re.search(r"\(PostgreSQL\) (\S+)", _output(self._bin("postgres"), "--version"))
         return match.group(1) if match else None
-
-    # -- running commands ---------------------------------------------------------------------
 
     @staticmethod
     def _url(port: int, dbname: str) -> str:

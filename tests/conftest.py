@@ -1,0 +1,87 @@
+"""Shared fixtures: one throwaway PostgreSQL cluster per test session, a fresh database per test.
+
+Fixtures: repo_root, pg_cluster (session), database_url (a new empty database, dropped after
+the test), cron_database_url (the cluster's application database, where pg_cron lives),
+traversable_tmp_path (a fresh 0755 temp dir the server's OS user can reach).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from engine.local import LocalCluster
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_traversable_tempdir(prefix: str = "rulesctl-test-") -> Path:
+    """A fresh temp dir the server's OS user can traverse (pytest's own tmp dirs are 0700)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(path, 0o755)
+    return path
+
+
+@pytest.fixture
+def traversable_tmp_path():
+    path = make_traversable_tempdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    cluster = LocalCluster(make_traversable_tempdir())
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def database_url(pg_cluster: LocalCluster):
+    """URL of a brand-new empty database on the session cluster."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_cluster.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield pg_cluster.url_for(name)
+    finally:
+        _drop_database(pg_cluster, name)
+
+
+@pytest.fixture
+def cron_database_url(pg_cluster: LocalCluster) -> str:
+    """URL of the cluster's application database: the one pg_cron schedules jobs in."""
+    return pg_cluster.url
+
+
+def _drop_database(cluster: LocalCluster, name: str) -> None:
+    with psycopg.connect(cluster.url_for("postgres"), autocommit=True) as conn:
+        # A logical replication slot (wal2json tests) pins its database: end its walsender
+        # and drop the slot, or DROP DATABASE fails even WITH (FORCE).
+        conn.execute(
+            "SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots"
+            " WHERE database = %s AND active_pid IS NOT NULL",
+            (name,),
+        )
+        conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE database = %s",
+            (name,),
+        )
+        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(drop.format(sql.Identifier(name)))
