@@ -229,7 +229,7 @@ def check_rules(pieces, files) -> list[Problem]:
                 problems += _unknown(f, ("rules", i, "match", field, j), value, known_set, label)
     # Equal precedence that can match the same item: the winner would depend on file order.
     by_precedence = defaultdict(list)
-    for rule in rules:
+    for rule in sorted(rules, key=lambda r: raw_by_id[r.id]):      # file order: report the later one
         by_precedence[rule.precedence].append(rule)
     for precedence, group in by_precedence.items():
         for a_index, a in enumerate(group):

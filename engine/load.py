@@ -92,7 +92,11 @@ def _to_python(node, path: tuple, policy_file: PolicyFile, constructor, problems
             if not isinstance(key_node, yaml.ScalarNode):
                 problems.append(policy_file.problem(path, "a key must be a plain value, not a list or mapping"))
                 continue
-            key = str(constructor.construct_object(key_node))
+            try:
+                key = str(constructor.construct_object(key_node))
+            except yaml.YAMLError as exc:
+                problems.append(policy_file.problem(path, f"unreadable key: {getattr(exc, 'problem', None) or exc}"))
+                continue
             key_path = path + (key,)
             if key in result:
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1
@@ -107,7 +111,11 @@ def _to_python(node, path: tuple, policy_file: PolicyFile, constructor, problems
                 for index, item in enumerate(node.value)]
     if node.tag == _TIMESTAMP_TAG:
         return node.value             # keep dates as written ("2026-12-31"); the schema checks the format
-    return constructor.construct_object(node)
+    try:
+        return constructor.construct_object(node)
+    except yaml.YAMLError as exc:     # e.g. an unknown tag such as !!python/object
+        problems.append(policy_file.problem(path, f"unreadable value: {getattr(exc, 'problem', None) or exc}"))
+        return None
 
 
 def load_directory(rules_dir: Path) -> tuple[list[PolicyFile], list[Problem]]:

@@ -19,7 +19,7 @@ from jsonschema.exceptions import best_match
 from . import checks, model
 from .calendar_days import expand_public_holidays
 from .errors import PolicyError
-from .load import PolicyFile, load_directory
+from .load import PolicyFile, display_path, load_directory
 from .problems import Problem
 
 KINDS = ("units", "skills", "calendars", "work_items", "sla", "assignment_rules", "escalation", "leave", "jobs")
@@ -66,7 +66,8 @@ def validate_directory(rules_dir: Path) -> model.Policy:
     for kind in KINDS:
         if kind not in by_kind:
             missing = rules_dir / f"{kind}.yaml"
-            problems.append(Problem(str(missing), 1, 1, "(file)", "the file is missing; every policy kind is required"))
+            problems.append(Problem(display_path(missing), 1, 1, "(file)",
+                                    "the file is missing; every policy kind is required"))
 
     valid = {}
     for kind, policy_file in by_kind.items():
