@@ -10,6 +10,7 @@ The text that is written and executed is the rendered text itself, never sqlglot
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 
 import jinja2
@@ -54,13 +55,21 @@ class Renderer:
             raise RenderError(f"template {exc.name} not found (rendering {kind} {name})") from None
         except jinja2.TemplateError as exc:
             where = f" for {origin}" if origin else ""
-            raise RenderError(f"templates/{template}:{getattr(exc, 'lineno', '?')}: {exc}{where}") from None
+            raise RenderError(f"templates/{template}:{_template_line(exc, template)}: {exc}{where}") from None
         except (ValueError, TypeError) as exc:       # a quoting filter refused a value
             where = f" ({origin})" if origin else ""
             raise RenderError(f"templates/{template}: {kind} {name}{where}: {exc}") from None
         parse_check(sql, template, origin)
         self.objects.append(SqlObject(kind, f"{self.schema}.{name}", sql,
                                       tuple(after), file, template, origin))
+
+
+def _template_line(exc: Exception, template: str) -> int | str:
+    """The template line an error came from: Jinja puts template frames into the traceback."""
+    if getattr(exc, "lineno", None):
+        return exc.lineno
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(template)]
+    return frames[-1].lineno if frames else "?"
 
 
 def parse_check(sql: str, template: str, origin: Origin | None) -> None:

@@ -1,0 +1,104 @@
+"""Rendering: generated/ is fresh, rendering is deterministic, broken templates fail early
+with the template and policy location, and render --check names every stale file."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+from engine.errors import RenderError
+from engine.generate import HEADER, generated_files, stale_files
+from engine.project import DEFAULT_TEMPLATES, build
+from policy_cases import BASE
+
+
+def test_generated_matches_a_fresh_render(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    _, objects = build(repo_root / "rules")
+    assert stale_files(generated_files(objects), repo_root / "generated") == []
+
+
+def test_rendering_twice_is_byte_identical(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    first = generated_files(build(repo_root / "rules")[1])
+    second = generated_files(build(repo_root / "rules")[1])
+    assert first == second
+
+
+def test_every_generated_sql_file_names_its_sources(repo_root):
+    for path in (repo_root / "generated").rglob("*.sql"):
+        lines = path.read_text().splitlines()
+        assert lines[0] == HEADER
+        assert lines[1].startswith("-- sources: ") and lines[2].startswith("-- templates: ")
+
+
+def test_render_check_names_stale_missing_and_leftover_files(tmp_path, monkeypatch):
+    shutil.copytree(BASE, tmp_path / "rules")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(cli, ["render"]).exit_code == 0
+    assert runner.invoke(cli, ["render", "--check"]).exit_code == 0
+
+    (tmp_path / "generated/tables/skills.sql").write_text("-- edited by hand\n")
+    (tmp_path / "generated/seed/skills.sql").unlink()
+    (tmp_path / "generated/old.sql").write_text("select 1;\n")
+    result = runner.invoke(cli, ["render", "--check"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[:3] == ["generated/old.sql: no longer produced",
+                                              "generated/seed/skills.sql: missing",
+                                              "generated/tables/skills.sql: stale"]
+
+    assert runner.invoke(cli, ["render"]).exit_code == 0
+    assert not (tmp_path / "generated/old.sql").exists()
+    assert runner.invoke(cli, ["render", "--check"]).exit_code == 0
+
+
+def test_policy_change_shows_up_in_generated(tmp_path, monkeypatch):
+    shutil.copytree(BASE, tmp_path / "rules")
+    monkeypatch.chdir(tmp_path)
+    CliRunner().invoke(cli, ["render"])
+    sla = tmp_path / "rules/sla.yaml"
+    sla.write_text(sla.read_text().replace("resolution: 2h", "resolution: 3h"))
+    result = CliRunner().invoke(cli, ["render", "--check"])
+    assert result.exit_code == 1 and "generated/seed/sla_configs.sql: stale" in result.stderr
+    CliRunner().invoke(cli, ["render"])
+    assert "VALUES ('ticket', 'urgent', 15, 180," in (tmp_path / "generated/seed/sla_configs.sql").read_text()
+
+
+def test_broken_template_fails_with_template_and_policy_location(tmp_path, monkeypatch):
+    templates = tmp_path / "templates"
+    shutil.copytree(DEFAULT_TEMPLATES, templates)
+    insert = templates / "seed/insert.sql.j2"
+    insert.write_text(insert.read_text().replace("VALUES (", "VALUES ((", 1))
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(BASE, tmp_path / "rules")
+    with pytest.raises(RenderError) as raised:
+        build(tmp_path / "rules", templates)
+    message = str(raised.value)
+    assert message.startswith("templates/seed/insert.sql.j2: rendered SQL does not parse")
+    assert "(policy: rules/calendars.yaml:2)" in message
+
+
+def test_undefined_template_variable_is_an_error(tmp_path, monkeypatch):
+    templates = tmp_path / "templates"
+    shutil.copytree(DEFAULT_TEMPLATES, templates)
+    (templates / "tables/skills.sql.j2").write_text("CREATE TABLE {{ schema|ident }}.{{ no_such_name }} (id text);\n")
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(BASE, tmp_path / "rules")
+    with pytest.raises(RenderError, match="templates/tables/skills.sql.j2:1: 'no_such_name' is undefined"):
+        build(tmp_path / "rules", templates)
+
+
+def test_install_order_puts_dependencies_first(repo_root, monkeypatch):
+    monkeypatch.chdir(repo_root)
+    _, objects = build(repo_root / "rules")
+    position = {obj.key: i for i, obj in enumerate(objects)}
+    for obj in objects:
+        for dependency in obj.depends_on:
+            assert position[dependency] < position[obj.key], (obj.key, dependency)
+    # a child unit's seed row comes after its parent's
+    units = "seed:public.organizational_units/"
+    assert position[units + "unit-gastat"] < position[units + "unit-operations"] < position[units + "unit-field-survey"]
