@@ -67,13 +67,16 @@ def apply(url: str, objects: list[SqlObject], policy: Policy, *, rules_dir: Path
     clock = time.monotonic()
     wanted = desired_hash(objects)
     ledger = _LedgerRow(started, policy.policy_hash, wanted, git_commit(rules_dir))
-    with connect(url, autocommit=True) as conn:
-        _take_lock(conn, lock_timeout_s)
-        try:
-            conn.execute(query_text("ledger.sql"))
-            result = _apply_locked(conn, objects, ledger, progress)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (APPLY_LOCK_KEY,))
+    try:
+        with connect(url, autocommit=True) as conn:
+            _take_lock(conn, lock_timeout_s)
+            try:
+                conn.execute(query_text("ledger.sql"))
+                result = _apply_locked(conn, objects, ledger, progress)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (APPLY_LOCK_KEY,))
+    except psycopg.Error as exc:
+        raise DatabaseError(f"the database refused a rulesctl query: {str(exc).strip()}") from None
     result.seconds = time.monotonic() - clock
     if result.outcome == "refused":
         raise ApplyRefused(result.message)

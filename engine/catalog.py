@@ -42,6 +42,8 @@ TABLES = (
           seed_refs=(("parent_id", "organizational_units"), ("calendar_id", "business_calendars"))),
     Table("proficiency_levels"),
     Table("skills"),
+    Table("organizational_unit_tree", pk=("ancestor_id", "unit_id"), after=("organizational_units",),
+          seed_refs=(("ancestor_id", "organizational_units"), ("unit_id", "organizational_units"))),
     Table("escalation_chains"),
     Table("escalation_levels", pk=("chain_id", "level"), after=("escalation_chains", "escalation_reason"),
           seed_refs=(("chain_id", "escalation_chains"),)),
@@ -59,6 +61,7 @@ TABLES = (
     Table("assignment_queue", after=("organizational_units", "assignment_rules", "work_item_type", "priority_level"),
           updated_at=True),
     Table("escalation_events", after=("assignments", "staff_profiles", "escalation_reason")),
+    Table("assignment_audit", after=("assignments",)),
     Table("capacity_snapshots", pk=("unit_id", "snapshot_date"), after=("organizational_units",)),
 )
 TABLES_BY_NAME = {table.name: table for table in TABLES}
@@ -93,4 +96,62 @@ INDEXES = (
     Index("idx_staff_profiles_unit", "staff_profiles", "unit_id", why="eligible staff are looked up by unit"),
     Index("idx_staff_skills_skill", "staff_skills", "skill_id, staff_id", why="staff holding a skill"),
     Index("idx_organizational_units_parent", "organizational_units", "parent_id", why="walking the unit tree"),
+)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A runtime function: templates/functions/runtime/<name>.sql.j2, identified by its signature."""
+    name: str
+    args: str = ""                       # argument types, as in the identity public.name(args)
+    after: tuple[str, ...] = ()          # other runtime functions a LANGUAGE sql body calls
+    enum_args: bool = False              # args name engine enums (qualified with the schema)
+
+
+# Order among these only matters for LANGUAGE sql bodies, which PostgreSQL checks at creation;
+# every runtime function comes after every table and enum.
+RUNTIME_FUNCTIONS = (
+    Function("current_user_id"),
+    Function("api_invalid", "text, text"),
+    Function("api_text", "jsonb, text, boolean", after=("api_invalid",)),
+    Function("api_uuid", "jsonb, text, boolean", after=("api_text",)),
+    Function("priority_rank", "{schema}.priority_level", enum_args=True),
+    Function("queue_effective_rank", "{schema}.priority_level, timestamptz, timestamptz", after=("priority_rank",),
+             enum_args=True),
+    Function("match_assignment_rule", "{schema}.work_item_type, {schema}.priority_level, text[]", enum_args=True),
+    Function("unit_ids_for_target", "text, boolean"),
+    Function("lock_units", "text[]"),
+    Function("calculate_sla_deadline_fn", "{schema}.work_item_type, {schema}.priority_level, timestamptz",
+             enum_args=True),
+    Function("staff_has_skills", "uuid, text[], integer"),
+    Function("find_eligible_staff_for_assignment", "text[], text[], integer, integer, text, integer"),
+    Function("explain_assignment_candidates", "text[], text[], integer, integer, text, integer"),
+    Function("assignment_tie_break", "jsonb, text"),
+    Function("update_staff_assignment_count", "uuid, integer"),
+    Function("get_unit_recipient", "text, text, uuid"),
+    Function("get_escalation_recipient", "uuid, text"),
+    Function("caller_may_supervise", after=("current_user_id",)),
+    Function("create_assignment", "{schema}.assignment_queue, uuid, jsonb", enum_args=True),
+    Function("queue_position", "uuid"),
+    Function("process_queue_on_capacity_change", "uuid"),
+    Function("sync_assignment_capacity"),
+    Function("assignment_freed_capacity"),
+    Function("auto_assign", "jsonb"),
+    Function("complete_assignment", "uuid"),
+    Function("reassign_or_requeue", "uuid, text, uuid"),
+    Function("set_staff_availability", "jsonb"),
+    Function("upsert_staff_profile", "jsonb"),
+    Function("manual_override", "jsonb"),
+    Function("capacity_check", "text"),
+    Function("my_assignments"),
+    Function("process_stale_queue_items", "integer"),
+)
+
+# Views over the runtime tables: (name, functions they call)
+VIEWS = (("assignment_queue_ordered", ("queue_effective_rank", "engine_now")),)
+
+# AFTER triggers of the runtime: (trigger, table, function). Template: triggers/<trigger>.sql.j2
+RUNTIME_TRIGGERS = (
+    ("assignment_capacity_trigger", "assignments", "sync_assignment_capacity"),
+    ("assignment_completion_trigger", "assignments", "assignment_freed_capacity"),
 )

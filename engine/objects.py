@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .model import Origin
 
 # Install order between kinds when dependencies leave a choice (readability of generated/ and plans).
-KIND_RANK = {"schema": 0, "function": 1, "enum": 2, "table": 3, "index": 4, "trigger": 5, "seed": 6}
+KIND_RANK = {"schema": 0, "function": 1, "enum": 2, "table": 3, "index": 4, "view": 5, "trigger": 6, "seed": 7}
 
 
 @dataclass(frozen=True)

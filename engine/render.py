@@ -86,8 +86,8 @@ def render_policy(policy: Policy, templates_dir: Path) -> list[SqlObject]:
     r = Renderer(templates_dir)
     s = r.schema
     for function in catalog.HELPER_FUNCTIONS:
-        after = () if function == "engine_now" else (f"function:{s}.engine_now",)
-        r.add("function", function, f"functions/{function}.sql.j2", {}, after=after,
+        after = () if function == "engine_now" else (f"function:{s}.engine_now()",)
+        r.add("function", f"{function}()", f"functions/{function}.sql.j2", {}, after=after,
               file="functions/helpers.sql")
 
     types_origin = policy.work_item_types[0].origin
@@ -111,10 +111,12 @@ def render_policy(policy: Policy, templates_dir: Path) -> list[SqlObject]:
                 trigger = f"trg_{table.name}_{column}"
                 r.add("trigger", trigger, "triggers/trigger.sql.j2",
                       {"name": trigger, "table": table.name, "function": function},
-                      after=(f"table:{s}.{table.name}", f"function:{s}.{function}"), file=f"tables/{table.name}.sql")
+                      after=(f"table:{s}.{table.name}", f"function:{s}.{function}()"), file=f"tables/{table.name}.sql")
     for index in catalog.INDEXES:
         r.add("index", index.name, "indexes/index.sql.j2", {"index": index},
               after=(f"table:{s}.{index.table}",), file=f"tables/{index.table}.sql")
+
+    _render_runtime(r, policy, enums)
 
     rows = seed_rows(policy)
     seeded = {(row.table, row.key) for row in rows}
@@ -128,6 +130,33 @@ def render_policy(policy: Policy, templates_dir: Path) -> list[SqlObject]:
         r.add("seed", seed_name(row.table, row.key), "seed/insert.sql.j2",
               {"table": row.table, "row": row.values}, after=after, file=f"seed/{row.table}.sql", origin=row.origin)
     return r.objects
+
+
+def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
+    """The runtime: functions compiled from the policy, views, and the assignment triggers."""
+    s = r.schema
+    context = {
+        "priorities": policy.priorities,
+        "rules": policy.rules,
+        "aging": policy.queue_aging,
+        "max_rank": policy.priorities.index(policy.queue_aging.max_priority) + 1,
+        "proficiency_rank": {None: 0, **{level: rank for rank, level in enumerate(policy.proficiency_levels, 1)}},
+    }
+    origins = {"match_assignment_rule": policy.rules[0].origin, "queue_effective_rank": policy.queue_aging.origin,
+               "priority_rank": policy.work_item_types[0].origin}
+    foundations = [f"table:{s}.{t.name}" for t in catalog.TABLES] + [f"enum:{s}.{e}" for e in enums]
+    foundations.append(f"function:{s}.engine_now()")
+    signature = {f.name: f"{f.name}({f.args.format(schema=s)})" for f in catalog.RUNTIME_FUNCTIONS}
+    for function in catalog.RUNTIME_FUNCTIONS:
+        after = foundations + [f"function:{s}.{signature[dep]}" for dep in function.after]
+        r.add("function", signature[function.name], f"functions/runtime/{function.name}.sql.j2", context,
+              after=after, file=f"functions/{function.name}.sql", origin=origins.get(function.name))
+    for view, functions in catalog.VIEWS:
+        after = foundations + [f"function:{s}.{signature.get(f, f + '()')}" for f in functions]
+        r.add("view", view, f"views/{view}.sql.j2", {}, after=after, file=f"views/{view}.sql")
+    for trigger, table, function in catalog.RUNTIME_TRIGGERS:
+        r.add("trigger", trigger, f"triggers/{trigger}.sql.j2", {},
+              after=(f"table:{s}.{table}", f"function:{s}.{signature[function]}"), file=f"tables/{table}.sql")
 
 
 def seed_name(table: str, key: tuple) -> str:

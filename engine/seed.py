@@ -37,6 +37,12 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
     for unit in policy.units:
         add("organizational_units", unit.origin, id=unit.id, parent_id=unit.parent_id, name=unit.name,
             timezone=unit.timezone, calendar_id=unit.calendar_id, default_wip_limit=unit.wip_limit)
+    parents = {unit.id: unit.parent_id for unit in policy.units}
+    for unit in policy.units:
+        ancestor, depth = unit.id, 0
+        while ancestor is not None:                   # the validator has ruled out cycles
+            add("organizational_unit_tree", unit.origin, ancestor_id=ancestor, unit_id=unit.id, depth=depth)
+            ancestor, depth = parents[ancestor], depth + 1
     for rank, level in enumerate(policy.proficiency_levels, start=1):
         add("proficiency_levels", None, id=level, rank=rank)
     for skill in policy.skills:

@@ -1,14 +1,18 @@
 -- Which of the managed objects (kind, schema-qualified name) exist. Seed rows are not looked up.
 SELECT o.key,
        CASE o.kind
-         WHEN 'function' THEN to_regprocedure(o.name || '()') IS NOT NULL
+         -- by schema and name: to_regprocedure() raises, not NULL, when an argument type is missing
+         WHEN 'function' THEN EXISTS (SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                                      WHERE n.nspname = split_part(o.name, '.', 1)
+                                        AND p.proname = split_part(split_part(o.name, '.', 2), '(', 1))
          WHEN 'enum'     THEN to_regtype(o.name) IS NOT NULL
          WHEN 'table'    THEN to_regclass(o.name) IS NOT NULL
          WHEN 'index'    THEN to_regclass(o.name) IS NOT NULL
+         WHEN 'view'     THEN to_regclass(o.name) IS NOT NULL
          WHEN 'trigger'  THEN EXISTS (SELECT 1 FROM pg_trigger t
                                       JOIN pg_class c ON c.oid = t.tgrelid
                                       JOIN pg_namespace n ON n.oid = c.relnamespace
-                                      WHERE t.tgname = split_part(o.name, '.', 2)
+                                      WHERE t.tgname = split_part(o.name, '.', 2) AND NOT t.tgisinternal
                                         AND n.nspname = split_part(o.name, '.', 1))
        END AS present
 FROM unnest(%(kinds)s::text[], %(names)s::text[], %(keys)s::text[]) AS o(kind, name, key)

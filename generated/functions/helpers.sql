@@ -2,7 +2,7 @@
 -- sources: the engine catalog (engine/catalog.py)
 -- templates: functions/engine_now.sql.j2, functions/increment_version_column.sql.j2, functions/update_updated_at_column.sql.j2
 
--- function public.engine_now
+-- function public.engine_now()
 -- The one clock every engine function reads. Tests and simulations move time with
 -- SET rulesctl.now = '2027-01-05 10:00+03'; unset or empty means now().
 CREATE OR REPLACE FUNCTION public.engine_now()
@@ -13,7 +13,7 @@ AS $fn$
   SELECT coalesce(nullif(current_setting('rulesctl.now', true), '')::timestamptz, now())
 $fn$;
 
--- function public.increment_version_column
+-- function public.increment_version_column()
 -- Optimistic locking: every update bumps `version`, so a writer that read version N can
 -- update "WHERE version = N" and learn from zero rows that someone else changed the row.
 CREATE OR REPLACE FUNCTION public.increment_version_column()
@@ -26,7 +26,7 @@ BEGIN
 END
 $fn$;
 
--- function public.update_updated_at_column
+-- function public.update_updated_at_column()
 -- Keeps updated_at truthful on every update, read through the engine clock.
 CREATE OR REPLACE FUNCTION public.update_updated_at_column()
 RETURNS trigger
