@@ -85,3 +85,26 @@ def _drop_database(cluster: LocalCluster, name: str) -> None:
         )
         drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
         conn.execute(drop.format(sql.Identifier(name)))
+
+
+@pytest.fixture(scope="session")
+def shipped_objects():
+    """The shipped policy (rules/), validated and rendered once per session."""
+    from engine.project import build
+
+    cwd = os.getcwd()
+    os.chdir(REPO_ROOT)           # origins in generated SQL are shown relative to the project
+    try:
+        return build(REPO_ROOT / "rules")
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.fixture
+def engine_url(database_url, shipped_objects):
+    """A fresh database with the shipped policy installed by `rulesctl apply`."""
+    from engine.apply import apply
+
+    policy, objects = shipped_objects
+    apply(database_url, objects, policy)
+    return database_url
