@@ -24,7 +24,7 @@ DECLARE
   v_rule record;
   v_item assignment_queue;
   v_units text[];
-  v_overflow_units text[] := '{}';
+  v_overflow_units text[] := '{}'::text[];
   v_staff_id uuid;
   v_candidates jsonb;
   v_decision jsonb;
