@@ -34,7 +34,8 @@ APPLY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"rulesctl apply").digest()[:8], 
 
 
 _PLURAL = {"function": "functions", "enum": "enums", "table": "tables", "index": "indexes", "trigger": "triggers",
-           "seed": "seed rows", "schema": "schemas"}
+           "seed": "seed rows", "schema": "schemas", "view": "views", "role": "roles", "rls": "tables with RLS",
+           "policy": "RLS policies", "grant": "grants"}
 
 
 @dataclass
@@ -115,7 +116,9 @@ class _LedgerRow:
 
 
 def _apply_locked(conn: psycopg.Connection, objects: list[SqlObject], ledger: _LedgerRow, progress) -> ApplyResult:
-    managed = [obj for obj in objects if obj.kind != "seed"]
+    # Roles are cluster-wide (another database may have made them) and grants and seed rows
+    # live inside other objects: only the database's own schema objects decide "empty".
+    managed = [obj for obj in objects if obj.kind not in ("seed", "grant", "role")]
     rows = conn.execute(query_text("managed_presence.sql"), {
         "kinds": [o.kind for o in managed], "names": [o.name for o in managed], "keys": [o.key for o in managed],
     }).fetchall()

@@ -130,7 +130,10 @@ RUNTIME_FUNCTIONS = (
     Function("update_staff_assignment_count", "uuid, integer"),
     Function("get_unit_recipient", "text, text, uuid"),
     Function("get_escalation_recipient", "uuid, text"),
-    Function("caller_may_supervise", after=("current_user_id",)),
+    Function("caller_is_trusted"),
+    Function("caller_visible_units", after=("current_user_id",)),
+    Function("caller_may_supervise", after=("current_user_id", "caller_is_trusted")),
+    Function("caller_may_act_for", "uuid", after=("current_user_id", "caller_is_trusted", "caller_visible_units")),
     Function("create_assignment", "{schema}.assignment_queue, uuid, jsonb", enum_args=True),
     Function("queue_position", "uuid"),
     Function("process_queue_on_capacity_change", "uuid"),
@@ -155,3 +158,42 @@ RUNTIME_TRIGGERS = (
     ("assignment_capacity_trigger", "assignments", "sync_assignment_capacity"),
     ("assignment_completion_trigger", "assignments", "assignment_freed_capacity"),
 )
+
+
+# --- security: Supabase's roles, row level security, grants ------------------------------------
+
+# (role, bypasses row level security) -- service_role does on Supabase.
+ROLES = (("anon", False), ("authenticated", False), ("service_role", True))
+API_ROLES = ("authenticated", "service_role")
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    table: str
+    using: str                           # engine SQL text, not policy text
+    why: str
+    command: str = "SELECT"
+    roles: tuple[str, ...] = ("authenticated",)
+
+
+_ME = "(SELECT public.current_user_id())"
+_VISIBLE = "(SELECT public.caller_visible_units())::text[]"   # the cast keeps ANY from reading a subquery
+RLS_POLICIES = (
+    Policy("staff_profiles_visible", "staff_profiles", f"id = {_ME} OR unit_id = ANY ({_VISIBLE})",
+           "staff see themselves; supervisors and unit heads their unit's subtree; admins everyone"),
+    Policy("assignments_visible", "assignments", f"assignee_id = {_ME} OR unit_id = ANY ({_VISIBLE})",
+           "staff see their own work; supervisors and unit heads their subtree's; admins all"),
+    Policy("assignment_queue_visible", "assignment_queue", f"target_unit_id = ANY ({_VISIBLE})",
+           "queued work is seen by those who supervise the target unit"),
+    Policy("escalation_events_visible", "escalation_events",
+           f"recipient_id = {_ME} OR assignment_id IN (SELECT a.id FROM public.assignments a)",
+           "an escalation is seen by its recipient and by whoever may see the assignment"),
+)
+RLS_TABLES = tuple(dict.fromkeys(policy.table for policy in RLS_POLICIES))
+
+# Functions callers may execute (everything else is revoked from PUBLIC where rulesctl grants).
+API_FUNCTIONS = ("auto_assign", "complete_assignment", "manual_override", "set_staff_availability",
+                 "upsert_staff_profile", "capacity_check", "my_assignments", "queue_position",
+                 "find_eligible_staff_for_assignment", "current_user_id", "caller_visible_units", "engine_now",
+                 "queue_effective_rank", "priority_rank")

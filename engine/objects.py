@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from .model import Origin
 
 # Install order between kinds when dependencies leave a choice (readability of generated/ and plans).
-KIND_RANK = {"schema": 0, "function": 1, "enum": 2, "table": 3, "index": 4, "view": 5, "trigger": 6, "seed": 7}
+KIND_RANK = {"role": 0, "schema": 1, "function": 2, "enum": 3, "table": 4, "index": 5, "view": 6, "trigger": 7,
+             "rls": 8, "policy": 9, "grant": 10, "seed": 11}
 
 
 @dataclass(frozen=True)

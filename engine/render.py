@@ -48,7 +48,7 @@ class Renderer:
         self.objects: list[SqlObject] = []
 
     def add(self, kind: str, name: str, template: str, context: dict, *, after=(), file: str,
-            origin: Origin | None = None) -> None:
+            origin: Origin | None = None, in_schema: bool = True) -> None:
         try:
             sql = self.env.get_template(template).render(schema=self.schema, **context).strip() + "\n"
         except jinja2.TemplateNotFound as exc:
@@ -60,7 +60,7 @@ class Renderer:
             where = f" ({origin})" if origin else ""
             raise RenderError(f"templates/{template}: {kind} {name}{where}: {exc}") from None
         parse_check(sql, template, origin)
-        self.objects.append(SqlObject(kind, f"{self.schema}.{name}", sql,
+        self.objects.append(SqlObject(kind, f"{self.schema}.{name}" if in_schema else name, sql,
                                       tuple(after), file, template, origin))
 
 
@@ -157,6 +157,40 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
     for trigger, table, function in catalog.RUNTIME_TRIGGERS:
         r.add("trigger", trigger, f"triggers/{trigger}.sql.j2", {},
               after=(f"table:{s}.{table}", f"function:{s}.{signature[function]}"), file=f"tables/{table}.sql")
+    _render_security(r, signature)
+
+
+def _render_security(r: Renderer, signature: dict[str, str]) -> None:
+    """Supabase's roles, row level security on the runtime tables, and who may call what."""
+    s = r.schema
+    for role, bypass_rls in catalog.ROLES:
+        r.add("role", role, "security/role.sql.j2", {"name": role, "bypass_rls": bypass_rls}, file="security/roles.sql",
+              in_schema=False)                   # roles belong to the cluster, not a schema
+    roles = [f"role:{role}" for role, _ in catalog.ROLES]
+    for table in catalog.RLS_TABLES:
+        r.add("rls", table, "security/enable_rls.sql.j2", {"table": table}, after=(f"table:{s}.{table}",),
+              file="security/row_level_security.sql")
+    for policy in catalog.RLS_POLICIES:
+        r.add("policy", f"{policy.table}.{policy.name}", "security/policy.sql.j2", {"policy": policy},
+              after=[f"rls:{s}.{policy.table}", f"function:{s}.current_user_id()",
+                     f"function:{s}.caller_visible_units()", *roles], file="security/row_level_security.sql")
+    for table in catalog.TABLES:
+        readers = ["anon", "authenticated"] if table.name in catalog.RLS_TABLES else ["authenticated"]
+        r.add("grant", f"{table.name}.select", "security/grant.sql.j2",
+              {"object_type": "TABLE", "target": f"{ident(s)}.{ident(table.name)}", "privileges": "SELECT",
+               "roles": readers, "revoke_public": False},
+              after=[f"table:{s}.{table.name}", *roles], file="security/grants.sql")
+    for view, _ in catalog.VIEWS:
+        r.add("grant", f"{view}.select", "security/grant.sql.j2",
+              {"object_type": "TABLE", "target": f"{ident(s)}.{ident(view)}", "privileges": "SELECT",
+               "roles": ["authenticated"], "revoke_public": False},
+              after=[f"view:{s}.{view}", *roles], file="security/grants.sql")
+    for function in catalog.API_FUNCTIONS:
+        qualified_signature = signature.get(function, f"{function}()")
+        r.add("grant", f"{function}.execute", "security/grant.sql.j2",
+              {"object_type": "FUNCTION", "target": f"{ident(s)}.{qualified_signature}", "privileges": "EXECUTE",
+               "roles": list(catalog.API_ROLES), "revoke_public": True},
+              after=[f"function:{s}.{qualified_signature}", *roles], file="security/grants.sql")
 
 
 def seed_name(table: str, key: tuple) -> str:

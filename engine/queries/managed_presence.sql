@@ -1,4 +1,5 @@
--- Which of the managed objects (kind, schema-qualified name) exist. Seed rows are not looked up.
+-- Which of the managed objects (kind, name) exist. Seed rows, grants and cluster-wide roles
+-- are not looked up.
 SELECT o.key,
        CASE o.kind
          -- by schema and name: to_regprocedure() raises, not NULL, when an argument type is missing
@@ -14,6 +15,9 @@ SELECT o.key,
                                       JOIN pg_namespace n ON n.oid = c.relnamespace
                                       WHERE t.tgname = split_part(o.name, '.', 2) AND NOT t.tgisinternal
                                         AND n.nspname = split_part(o.name, '.', 1))
+         WHEN 'rls'      THEN coalesce((SELECT c.relrowsecurity FROM pg_class c WHERE c.oid = to_regclass(o.name)), false)
+         WHEN 'policy'   THEN EXISTS (SELECT 1 FROM pg_policies p
+                                      WHERE p.schemaname || '.' || p.tablename || '.' || p.policyname = o.name)
        END AS present
 FROM unnest(%(kinds)s::text[], %(names)s::text[], %(keys)s::text[]) AS o(kind, name, key)
-WHERE o.kind <> 'seed'
+WHERE o.kind NOT IN ('seed', 'grant', 'role')

@@ -3,18 +3,15 @@
 -- templates: functions/runtime/caller_may_supervise.sql.j2
 
 -- function public.caller_may_supervise()
--- May the caller act as a supervisor? Trusted server-side callers (no JWT claims, or the
--- service_role) may; a person may when their staff role is supervisor, unit_head or admin.
+-- May the caller act as a supervisor? Trusted callers may; a person may when their staff
+-- role is supervisor, unit_head or admin.
 CREATE OR REPLACE FUNCTION public.caller_may_supervise()
 RETURNS boolean
 LANGUAGE sql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
-  SELECT CASE
-    WHEN nullif(current_setting('request.jwt.claims', true), '') IS NULL THEN true
-    WHEN current_setting('request.jwt.claims', true)::jsonb ->> 'role' = 'service_role' THEN true
-    ELSE EXISTS (SELECT 1 FROM staff_profiles s
-                 WHERE s.id = current_user_id() AND s.role IN ('supervisor', 'unit_head', 'admin'))
-  END
+  SELECT caller_is_trusted()
+         OR EXISTS (SELECT 1 FROM staff_profiles s
+                    WHERE s.id = current_user_id() AND s.role IN ('supervisor', 'unit_head', 'admin'))
 $fn$;

@@ -36,6 +36,10 @@ BEGIN
     FOR NO KEY UPDATE OF a;
     EXIT WHEN v_locked_unit = v_unit_id;
   END LOOP;
+  IF NOT caller_may_act_for(v_assignee) THEN
+    RAISE EXCEPTION 'complete_assignment: only the assignee, their supervisors or a trusted service may complete it'
+      USING ERRCODE = '42501';
+  END IF;
   IF v_status NOT IN ('assigned', 'in_progress', 'on_hold') THEN
     PERFORM api_invalid('assignment_id', format('assignment %s is already %s', p_assignment_id, v_status));
   END IF;

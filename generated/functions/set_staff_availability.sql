@@ -46,6 +46,10 @@ BEGIN
     PERFORM api_invalid('staff_id', format('unknown staff %s', v_staff_id));
   END IF;
 
+  IF NOT caller_may_act_for(v_staff_id) THEN
+    RAISE EXCEPTION 'set_staff_availability: only the person, their supervisors or a trusted service may change it'
+      USING ERRCODE = '42501';
+  END IF;
   IF v_status_text = 'on_leave' THEN
     -- Reassignment may reach any unit: take every unit's lock, in key order, up front.
     PERFORM lock_units(ARRAY(SELECT id FROM organizational_units));

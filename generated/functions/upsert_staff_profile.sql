@@ -29,6 +29,10 @@ DECLARE
   v_version integer;
   v_taken integer := 0;
 BEGIN
+  IF NOT (caller_is_trusted() OR EXISTS (SELECT 1 FROM staff_profiles WHERE id = current_user_id() AND role = 'admin')) THEN
+    RAISE EXCEPTION 'upsert_staff_profile: only admins and trusted services (HR sync) may change staff profiles'
+      USING ERRCODE = '42501';
+  END IF;
   IF NOT EXISTS (SELECT 1 FROM organizational_units WHERE id = v_unit_id) THEN
     PERFORM api_invalid('unit_id', format('unknown unit %L', v_unit_id));
   END IF;
