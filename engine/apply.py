@@ -35,7 +35,8 @@ APPLY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"rulesctl apply").digest()[:8], 
 
 _PLURAL = {"function": "functions", "enum": "enums", "table": "tables", "index": "indexes", "trigger": "triggers",
            "seed": "seed rows", "schema": "schemas", "view": "views", "role": "roles", "rls": "tables with RLS",
-           "policy": "RLS policies", "grant": "grants"}
+           "policy": "RLS policies", "grant": "grants", "extension": "extensions", "cron_job": "cron jobs",
+           "publication": "publications", "publication_table": "published tables"}
 
 
 @dataclass
@@ -45,6 +46,7 @@ class ApplyResult:
     ledger_id: int | None = None
     created: Counter = field(default_factory=Counter)   # objects created, by kind
     seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)      # what the SQL said for the operator (pg_cron ...)
 
 
 def desired_hash(objects: list[SqlObject]) -> str:
@@ -70,6 +72,10 @@ def apply(url: str, objects: list[SqlObject], policy: Policy, *, rules_dir: Path
     ledger = _LedgerRow(started, policy.policy_hash, wanted, git_commit(rules_dir))
     try:
         with connect(url, autocommit=True) as conn:
+            notes: list[str] = []
+            # Rendered SQL speaks to the operator through NOTICEs prefixed "rulesctl: ".
+            conn.add_notice_handler(lambda diag: notes.append(diag.message_primary.removeprefix("rulesctl: "))
+                                    if (diag.message_primary or "").startswith("rulesctl: ") else None)
             _take_lock(conn, lock_timeout_s)
             try:
                 conn.execute(query_text("ledger.sql"))
@@ -79,6 +85,7 @@ def apply(url: str, objects: list[SqlObject], policy: Policy, *, rules_dir: Path
     except psycopg.Error as exc:
         raise DatabaseError(f"the database refused a rulesctl query: {str(exc).strip()}") from None
     result.seconds = time.monotonic() - clock
+    result.notes = notes
     if result.outcome == "refused":
         raise ApplyRefused(result.message)
     if result.outcome == "failed":
@@ -118,7 +125,7 @@ class _LedgerRow:
 def _apply_locked(conn: psycopg.Connection, objects: list[SqlObject], ledger: _LedgerRow, progress) -> ApplyResult:
     # Roles are cluster-wide (another database may have made them) and grants and seed rows
     # live inside other objects: only the database's own schema objects decide "empty".
-    managed = [obj for obj in objects if obj.kind not in ("seed", "grant", "role")]
+    managed = [obj for obj in objects if obj.kind not in ("seed", "grant", "role", "extension", "cron_job")]
     rows = conn.execute(query_text("managed_presence.sql"), {
         "kinds": [o.kind for o in managed], "names": [o.name for o in managed], "keys": [o.key for o in managed],
     }).fetchall()

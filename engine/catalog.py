@@ -89,6 +89,8 @@ INDEXES = (
           why="only running clocks are scanned for deadlines"),
     Index("idx_assignments_active_work_item", "assignments", "work_item_id", unique=True, where=_ACTIVE,
           why="one active assignment per work item, enforced by the database"),
+    Index("idx_assignments_next_check", "assignments", "next_check_at", where="next_check_at IS NOT NULL",
+          why="the SLA monitor reads only assignments whose next escalation level has fallen due"),
     Index("idx_assignment_queue_target_priority", "assignment_queue", "target_unit_id, priority DESC, created_at",
           why="the best queued item for a unit: highest priority, then oldest"),
     Index("idx_escalation_events_assignment_level", "escalation_events", "assignment_id, level", unique=True,
@@ -148,6 +150,20 @@ RUNTIME_FUNCTIONS = (
     Function("capacity_check", "text"),
     Function("my_assignments"),
     Function("process_stale_queue_items", "integer"),
+    # SLA: business calendars, deadlines, the monitor and escalation, jobs, health
+    Function("calendar_definition", "text"),
+    Function("calendar_add_working_time", "text, timestamptz, numeric"),
+    Function("calendar_working_minutes_between", "text, timestamptz, timestamptz"),
+    Function("sla_level_due_at", "{schema}.work_item_type, {schema}.priority_level, timestamptz, numeric, integer",
+             enum_args=True),
+    Function("sla_clock_on_status_change"),
+    Function("sla_check_and_escalate", "integer"),
+    Function("escalate_assignment", "jsonb"),
+    Function("cleanup_escalation_events"),
+    Function("capture_capacity_snapshot"),
+    Function("notify_assignment_change"),
+    Function("run_every_seconds", "text, integer"),
+    Function("engine_health"),
 )
 
 # Views over the runtime tables: (name, functions they call)
@@ -157,7 +173,13 @@ VIEWS = (("assignment_queue_ordered", ("queue_effective_rank", "engine_now")),)
 RUNTIME_TRIGGERS = (
     ("assignment_capacity_trigger", "assignments", "sync_assignment_capacity"),
     ("assignment_completion_trigger", "assignments", "assignment_freed_capacity"),
+    ("assignment_notify_trigger", "assignments", "notify_assignment_change"),
+    ("assignment_sla_clock_trigger", "assignments", "sla_clock_on_status_change"),
 )
+
+# Realtime: the publication Supabase Realtime reads, and the tables it must carry.
+PUBLICATION = "supabase_realtime"
+REALTIME_TABLES = ("assignments", "assignment_queue", "escalation_events")
 
 
 # --- security: Supabase's roles, row level security, grants ------------------------------------
@@ -196,4 +218,4 @@ RLS_TABLES = tuple(dict.fromkeys(policy.table for policy in RLS_POLICIES))
 API_FUNCTIONS = ("auto_assign", "complete_assignment", "manual_override", "set_staff_availability",
                  "upsert_staff_profile", "capacity_check", "my_assignments", "queue_position",
                  "find_eligible_staff_for_assignment", "current_user_id", "caller_visible_units", "engine_now",
-                 "queue_effective_rank", "priority_rank")
+                 "queue_effective_rank", "priority_rank", "escalate_assignment", "engine_health")

@@ -133,6 +133,8 @@ def apply(rules_dir: Path, database_url: str | None, lock_timeout: float):
         click.echo(f"no changes: {result.message} (ledger #{result.ledger_id})")
         return
     click.echo(f"applied: {result.message} in {result.seconds:.2f}s (ledger #{result.ledger_id})")
+    for note in result.notes:
+        click.echo(f"note: {note}")
     click.echo(f"policy {policy.policy_hash[:12]} is live in {_redacted(url)}")
 
 

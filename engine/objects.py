@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from .model import Origin
 
 # Install order between kinds when dependencies leave a choice (readability of generated/ and plans).
-KIND_RANK = {"role": 0, "schema": 1, "function": 2, "enum": 3, "table": 4, "index": 5, "view": 6, "trigger": 7,
-             "rls": 8, "policy": 9, "grant": 10, "seed": 11}
+KIND_RANK = {"role": 0, "extension": 1, "schema": 2, "function": 3, "enum": 4, "table": 5, "index": 6, "view": 7,
+             "trigger": 8, "rls": 9, "policy": 10, "grant": 11, "publication": 12, "publication_table": 13,
+             "seed": 14, "cron_job": 15}
 
 
 @dataclass(frozen=True)

@@ -141,9 +141,11 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
         "aging": policy.queue_aging,
         "max_rank": policy.priorities.index(policy.queue_aging.max_priority) + 1,
         "proficiency_rank": {None: 0, **{level: rank for rank, level in enumerate(policy.proficiency_levels, 1)}},
+        "calendars": policy.calendars,
+        "job_names": [job.name for job in policy.jobs],
     }
     origins = {"match_assignment_rule": policy.rules[0].origin, "queue_effective_rank": policy.queue_aging.origin,
-               "priority_rank": policy.work_item_types[0].origin}
+               "priority_rank": policy.work_item_types[0].origin, "calendar_definition": policy.calendars[0].origin}
     foundations = [f"table:{s}.{t.name}" for t in catalog.TABLES] + [f"enum:{s}.{e}" for e in enums]
     foundations.append(f"function:{s}.engine_now()")
     signature = {f.name: f"{f.name}({f.args.format(schema=s)})" for f in catalog.RUNTIME_FUNCTIONS}
@@ -158,6 +160,33 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
         r.add("trigger", trigger, f"triggers/{trigger}.sql.j2", {},
               after=(f"table:{s}.{table}", f"function:{s}.{signature[function]}"), file=f"tables/{table}.sql")
     _render_security(r, signature)
+    _render_realtime(r)
+    _render_jobs(r, policy, signature)
+
+
+def _render_realtime(r: Renderer) -> None:
+    s = r.schema
+    r.add("publication", catalog.PUBLICATION, "realtime/publication.sql.j2", {"name": catalog.PUBLICATION},
+          file="realtime/publication.sql", in_schema=False)
+    for table in catalog.REALTIME_TABLES:
+        r.add("publication_table", f"{catalog.PUBLICATION}/{s}.{table}", "realtime/publication_table.sql.j2",
+              {"publication": catalog.PUBLICATION, "table": table},
+              after=(f"publication:{catalog.PUBLICATION}", f"table:{s}.{table}"), file="realtime/publication.sql",
+              in_schema=False)
+
+
+def _render_jobs(r: Renderer, policy: Policy, signature: dict[str, str]) -> None:
+    """pg_cron: the extension where it can live, and each job of rules/jobs.yaml by name."""
+    s = r.schema
+    r.add("extension", "pg_cron", "jobs/extension.sql.j2", {}, file="jobs/pg_cron.sql", in_schema=False)
+    for job in policy.jobs:
+        command = f"SELECT {ident(s)}.{ident(job.function)}()"
+        seconds = seconds_of(job.schedule)
+        context = {"job": job, "command": command, "seconds": seconds, "words": schedule_in_words(job.schedule),
+                   "fallback": f"CALL {ident(s)}.run_every_seconds({literal(command)}, {seconds})" if seconds else None}
+        r.add("cron_job", job.name, "jobs/job.sql.j2", context, file="jobs/pg_cron.sql", origin=job.origin,
+              after=("extension:pg_cron", f"function:{s}.{signature[job.function]}",
+                     f"function:{s}.{signature['run_every_seconds']}"), in_schema=False)
 
 
 def _render_security(r: Renderer, signature: dict[str, str]) -> None:
@@ -191,6 +220,23 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
               {"object_type": "FUNCTION", "target": f"{ident(s)}.{qualified_signature}", "privileges": "EXECUTE",
                "roles": list(catalog.API_ROLES), "revoke_public": True},
               after=[f"function:{s}.{qualified_signature}", *roles], file="security/grants.sql")
+
+
+def seconds_of(schedule: str) -> int | None:
+    """'30 seconds' -> 30; a cron expression -> None."""
+    words = schedule.split()
+    return int(words[0]) if len(words) == 2 and words[1].startswith("second") else None
+
+
+def schedule_in_words(schedule: str) -> str:
+    """What a reviewer should read: '0 * * * *' -> 'every hour, at minute 0 (UTC)'."""
+    seconds = seconds_of(schedule)
+    if seconds:
+        return f"every {seconds} seconds"
+    from cron_descriptor import Options, get_description
+    options = Options()
+    options.use_24hour_time_format = True
+    return f"{get_description(schedule, options)} (UTC)".replace("At ", "at ", 1).replace("Every ", "every ", 1)
 
 
 def seed_name(table: str, key: tuple) -> str:

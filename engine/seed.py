@@ -72,8 +72,8 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
     add("engine_settings", aging.origin, key="queue.aging",
         value={"raise_every_minutes": aging.raise_every_minutes, "max_priority": aging.max_priority})
     for job in policy.jobs:
-        if job.retention:
-            add("engine_settings", job.origin, key=f"job.{job.name}.retention", value={"interval": job.retention})
+        if job.function == "cleanup_escalation_events":
+            add("engine_settings", job.origin, key="escalation_events.retention", value={"interval": job.retention})
     return rows
 
 

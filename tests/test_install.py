@@ -161,7 +161,7 @@ def test_cli_apply_twice(database_url, repo_root, monkeypatch):
     runner = CliRunner()
     first = runner.invoke(cli, ["apply", "--database-url", database_url])
     assert first.exit_code == 0, first.output
-    assert re.match(r"applied: installed 3 roles, \d+ functions, 5 enums, \d+ tables, .* in one transaction", first.stdout)
+    assert re.match(r"applied: installed 3 roles, 1 extension, \d+ functions, 5 enums, \d+ tables, .* in one transaction", first.stdout)
     second = runner.invoke(cli, ["apply"], env={"DATABASE_URL": database_url})
     assert second.exit_code == 0 and second.stdout.startswith("no changes: in sync")
 

@@ -8,6 +8,8 @@ import psycopg
 TRIGGER_TABLES = {
     "sync_assignment_capacity": "assignments",
     "assignment_freed_capacity": "assignments",
+    "notify_assignment_change": "assignments",
+    "sla_clock_on_status_change": "assignments",
     "increment_version_column": "staff_profiles",
     "update_updated_at_column": "staff_profiles",
 }

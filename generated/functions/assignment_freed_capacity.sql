@@ -5,13 +5,17 @@
 -- function public.assignment_freed_capacity()
 -- Trigger function of assignment_completion_trigger: an assignment stopped holding its
 -- assignee's capacity (completed, cancelled, reassigned or moved to someone else), so that
--- person takes the best queued work they can, at once.
+-- person takes the best queued work they can, at once. A finished assignment's open
+-- escalations are resolved (the escalation-cleanup job deletes them after the retention).
 CREATE OR REPLACE FUNCTION public.assignment_freed_capacity()
 RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $fn$
 BEGIN
+  IF NEW.status NOT IN ('assigned', 'in_progress', 'on_hold') THEN
+    UPDATE escalation_events SET resolved_at = engine_now() WHERE assignment_id = NEW.id AND resolved_at IS NULL;
+  END IF;
   PERFORM process_queue_on_capacity_change(OLD.assignee_id);
   RETURN NULL;
 END

@@ -3,8 +3,8 @@
 -- templates: functions/runtime/calculate_sla_deadline_fn.sql.j2
 
 -- function public.calculate_sla_deadline_fn(public.work_item_type, public.priority_level, timestamptz)
--- The SLA deadline of an item arriving at p_start: the SLA matrix's resolution time as
--- elapsed time. (Business calendars refine this in the SLA stage.)
+-- The SLA deadline of an item arriving at p_start: the SLA matrix's resolution time
+-- (rules/sla.yaml) counted in working time on the type's business calendar.
 CREATE OR REPLACE FUNCTION public.calculate_sla_deadline_fn(
   p_work_item_type public.work_item_type,
   p_priority public.priority_level,
@@ -15,13 +15,12 @@ STABLE
 SET search_path = public, pg_temp
 AS $fn$
 DECLARE
-  v_minutes integer;
+  v_config sla_configs;
 BEGIN
-  SELECT c.resolution_minutes INTO v_minutes
-  FROM sla_configs c WHERE c.work_item_type = p_work_item_type AND c.priority = p_priority;
+  SELECT * INTO v_config FROM sla_configs c WHERE c.work_item_type = p_work_item_type AND c.priority = p_priority;
   IF NOT FOUND THEN
     PERFORM api_invalid('work_item_type', format('the SLA matrix has no target for %s/%s', p_work_item_type, p_priority));
   END IF;
-  RETURN p_start + make_interval(mins => v_minutes);
+  RETURN calendar_add_working_time(v_config.calendar_id, p_start, v_config.resolution_minutes);
 END
 $fn$;

@@ -5,7 +5,8 @@
 -- function public.create_assignment(public.assignment_queue, uuid, jsonb)
 -- Hand an item (carried as an assignment_queue row, queued or not) to a person: the
 -- assignment keeps the item's arrival time and SLA deadline, so time queued counts.
--- Callers hold the units' locks; the capacity trigger moves the person's load.
+-- Callers hold the units' locks; the capacity trigger moves the person's load. The SLA
+-- monitor first looks at it when the first escalation level falls due.
 CREATE OR REPLACE FUNCTION public.create_assignment(p_item public.assignment_queue, p_staff_id uuid, p_decision jsonb)
 RETURNS public.assignments
 LANGUAGE plpgsql
@@ -19,7 +20,8 @@ BEGIN
                            assigned_at, sla_deadline, next_check_at, decision)
   SELECT p_item.work_item_id, p_item.work_item_type, p_item.priority, s.id, s.unit_id, p_item.rule_id,
          p_item.target_unit_id, p_item.include_subtree, p_item.min_proficiency_rank, p_item.required_skills,
-         p_item.capacity_weight, p_item.arrived_at, engine_now(), p_item.sla_deadline, p_item.sla_deadline, p_decision
+         p_item.capacity_weight, p_item.arrived_at, engine_now(), p_item.sla_deadline,
+         sla_level_due_at(p_item.work_item_type, p_item.priority, p_item.arrived_at, 0, 1), p_decision
   FROM staff_profiles s WHERE s.id = p_staff_id
   RETURNING * INTO v_assignment;
   RETURN v_assignment;

@@ -120,3 +120,11 @@ GRANT EXECUTE ON FUNCTION public.queue_effective_rank(public.priority_level, tim
 -- grant public.priority_rank.execute
 REVOKE ALL ON FUNCTION public.priority_rank(public.priority_level) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.priority_rank(public.priority_level) TO authenticated, service_role;
+
+-- grant public.escalate_assignment.execute
+REVOKE ALL ON FUNCTION public.escalate_assignment(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.escalate_assignment(jsonb) TO authenticated, service_role;
+
+-- grant public.engine_health.execute
+REVOKE ALL ON FUNCTION public.engine_health() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.engine_health() TO authenticated, service_role;

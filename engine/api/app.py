@@ -1,0 +1,115 @@
+"""The ASGI application. Input: a database URL and the JWT secret. Output: a FastAPI app
+serving the endpoints of routes.py, /openapi.json, one log line per request, and JSON errors
+of one shape (errors.py) for everything that can go wrong — a stack trace never leaves the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from .db import Database
+from .errors import ApiError, internal
+from .events import EventHub
+from .routes import router
+
+log = logging.getLogger("rulesctl.api")
+
+DESCRIPTION = """\
+The Assignment Engine & SLA of rulesctl over HTTP: each endpoint is a thin wrapper over one
+function of the SQL API, run as the caller.
+
+**Auth** (as on Supabase): `Authorization: Bearer <JWT>`, HS256 with the project's JWT secret,
+claims `role` (`anon`, `authenticated` or `service_role`), `exp`, and `sub` (the staff id).
+Each request runs in a transaction with that role and `request.jwt.claims` set, so the
+database's grants and row level security decide what the caller may do and see.
+
+**Errors** are `{"error", "message", "field"?}`: 400 invalid input (`field` names it),
+401 bad or missing token, 403 not allowed, 404 unknown assignment/unit/staff,
+503 database busy or unavailable (retry), 500 a bug (logged; quote the request id).
+"""
+
+
+def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_max: int = 16) -> FastAPI:
+    if not jwt_secret:
+        raise ValueError("a JWT secret is required (RULESCTL_JWT_SECRET or SUPABASE_JWT_SECRET)")
+    database = Database(database_url, min_size=pool_min, max_size=pool_max)
+    hub = EventHub(database)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await database.open()
+        await hub.start()
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await database.close()
+
+    app = FastAPI(title="rulesctl Assignment Engine API", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app.state.database = database
+    app.state.events = hub
+    app.state.jwt_secret = jwt_secret
+    app.include_router(router)
+    _install_error_handlers(app)
+    app.add_middleware(RequestLog)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, exc: ApiError):
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_parameter(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(part) for part in first.get("loc", ())]
+        field = location[-1] if len(location) > 1 else None
+        what = "is required" if first.get("type") == "missing" else first.get("msg", "is invalid")
+        return JSONResponse({"error": "invalid_input", "field": field, "message": f"{field}: {what}"},
+                            status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException):
+        error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"error": error, "message": str(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception):
+        error = internal(exc)
+        return JSONResponse(error.body(), status_code=error.status)
+
+
+class RequestLog:
+    """One line per request: method, path, status, milliseconds (for a stream: when it ends)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            log.info("%s %s %d %.1fms", scope["method"], scope["path"], status,
+                     (time.perf_counter() - started) * 1000)

@@ -1,0 +1,178 @@
+"""Server-sent events for deployments without Supabase Realtime. Input: PostgreSQL
+notifications on ``assignment_changes`` and ``escalation_events`` (sent by the SQL API's
+triggers and functions). Output: for each subscriber, the events it may see, as
+``text/event-stream``.
+
+One listener connection (LISTEN on both channels) fans every notification out to the
+subscribers' queues. Whether a subscriber may see an event is asked of the database as that
+subscriber — ``SELECT EXISTS (SELECT 1 FROM assignments WHERE id = ...)`` in a transaction
+with the subscriber's role and claims — so row level security decides, exactly as it does for
+the other endpoints. Nothing here knows who may see what.
+
+Stream format: ``event: ready`` once subscribed (LISTEN is active from then on), then
+``event: assignment_changes`` / ``event: escalation_events`` with the notification's JSON as
+``data``, a ``: keep-alive`` comment every HEARTBEAT_SECONDS, and ``event: closed`` (with a
+reason) when the server shuts down, the token expires or the subscriber falls too far behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import psycopg
+from psycopg import sql
+
+from .auth import Caller
+from .db import APPLICATION_NAME, Database
+from .errors import ApiError
+
+log = logging.getLogger("rulesctl.api.events")
+
+# channel -> the statement that asks, as the subscriber, whether it may see the event
+VISIBILITY = {
+    "assignment_changes": ("assignment_id", "SELECT EXISTS (SELECT 1 FROM assignments WHERE id = %s::uuid)"),
+    "escalation_events": ("event_id", "SELECT EXISTS (SELECT 1 FROM escalation_events WHERE id = %s::uuid)"),
+}
+HEARTBEAT_SECONDS = 15.0
+QUEUE_SIZE = 1000
+READY_TIMEOUT = 5.0
+
+
+class _Closed:
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+class EventHub:
+    def __init__(self, database: Database):
+        self.database = database
+        self.subscribers: set[asyncio.Queue] = set()
+        self.listening = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._task = asyncio.create_task(self._listen_forever(), name="rulesctl-api-listener")
+
+    def close_streams(self, reason: str = "server shutting down") -> None:
+        """Tell every open stream to end (called first on shutdown, so streams do not hold it up)."""
+        self._closing = True
+        for queue in list(self.subscribers):
+            _put(queue, _Closed(reason))
+
+    async def stop(self) -> None:
+        self.close_streams()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _listen_forever(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        self.database.url, autocommit=True, application_name=f"{APPLICATION_NAME}-events") as conn:
+                    for channel in VISIBILITY:
+                        await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    self.listening.set()
+                    log.info("listening on %s", ", ".join(VISIBILITY))
+                    delay = 0.5
+                    async for note in conn.notifies():
+                        for queue in list(self.subscribers):
+                            if not _put(queue, note):
+                                self.subscribers.discard(queue)
+                                _force(queue, _Closed("too far behind; reconnect"))
+            except psycopg.Error as exc:
+                self.listening.clear()
+                log.warning("event listener lost its connection (%s); retrying in %.1fs", str(exc).strip(), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def ensure_listening(self) -> None:
+        """Raise a 503 ApiError unless the listener is up (so a stream can start for real)."""
+        if self._closing:
+            raise ApiError(503, "unavailable", "the server is shutting down")
+        try:
+            await asyncio.wait_for(self.listening.wait(), READY_TIMEOUT)
+        except TimeoutError:
+            raise ApiError(503, "unavailable", "the event listener is not connected to the database; retry later",
+                           headers={"Retry-After": "5"}) from None
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self.subscribers.discard(queue)
+
+    async def stream(self, caller: Caller):
+        """The subscriber's text/event-stream, until it disconnects, its token expires or we close.
+        The subscription starts before `ready` is sent: whatever happens after `ready` arrives."""
+        expires_at = caller.claims.get("exp")
+        queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+        self.subscribers.add(queue)
+        try:
+            if self._closing:
+                yield _event("closed", {"reason": "server shutting down"})
+                return
+            yield "retry: 3000\n\n" + _event("ready", {"role": caller.role, "sub": caller.subject})
+            while True:
+                timeout = HEARTBEAT_SECONDS
+                if isinstance(expires_at, (int, float)):
+                    timeout = min(timeout, expires_at - time.time())
+                    if timeout <= 0:
+                        yield _event("closed", {"reason": "token expired"})
+                        return
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                if isinstance(item, _Closed):
+                    yield _event("closed", {"reason": item.reason})
+                    return
+                payload = await self._visible_payload(caller, item)
+                if payload is not None:
+                    yield _event(item.channel, payload)
+        finally:
+            self.unsubscribe(queue)
+
+    async def _visible_payload(self, caller: Caller, note) -> dict | None:
+        key, query = VISIBILITY[note.channel]
+        try:
+            payload = json.loads(note.payload)
+            object_id = payload[key]
+        except (ValueError, TypeError, KeyError):
+            log.warning("ignoring a malformed %s notification: %.200s", note.channel, note.payload)
+            return None
+        try:
+            visible = await self.database.one(caller, query, [object_id])
+        except ApiError as exc:
+            log.warning("could not check visibility of a %s event: %s", note.channel, exc.message)
+            return None
+        return payload if visible else None
+
+
+def _event(name: str, data: dict) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _put(queue: asyncio.Queue, item) -> bool:
+    try:
+        queue.put_nowait(item)
+        return True
+    except asyncio.QueueFull:
+        return False
+
+
+def _force(queue: asyncio.Queue, item) -> None:
+    """Put item even into a full queue (drop the oldest entry to make room)."""
+    try:
+        queue.get_nowait()
+    except asyncio.QueueEmpty:
+        pass
+    _put(queue, item)

@@ -1,0 +1,195 @@
+"""The endpoints of the deployment guide. Each is a thin, typed wrapper over one SQL API
+function: read the caller and the body, call the function as the caller, hand back its jsonb
+with the status the guide gives it. No business rule lives here: validation, permissions and
+visibility are the database's (SQL API checks, grants, row level security).
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from psycopg.types.json import Jsonb
+
+from . import schemas
+from .auth import AuthError, Caller, caller_from_header
+from .errors import ApiError, invalid, unauthorized
+
+PREFIX = "/functions/v1"
+bearer = HTTPBearer(auto_error=False, description="A Supabase-style JWT (HS256): claims role, sub, exp.")
+router = APIRouter(prefix=PREFIX)
+
+
+def _errors(*statuses: int) -> dict:
+    text = {400: "invalid input; `field` names the request field at fault",
+            401: "missing, malformed, expired or badly signed bearer token",
+            403: "the caller's role may not do this",
+            404: "unknown assignment, unit or staff (`field` names which)",
+            503: "the database is busy or unavailable; retry"}
+    return {status: {"model": schemas.Error, "description": text[status]} for status in statuses}
+
+
+def _body_doc(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+async def authenticate(request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+    try:
+        return caller_from_header(request.headers.get("authorization"), request.app.state.jwt_secret)
+    except AuthError as exc:
+        raise unauthorized(str(exc)) from None
+
+
+async def json_body(request: Request) -> Jsonb:
+    """The request body as jsonb, exactly as sent; only "is it JSON at all" is checked here."""
+    raw = await request.body()
+    if not raw.strip():
+        raise invalid("request", "the body must be a JSON object")
+    try:
+        value = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise invalid("request", "the body is not valid JSON") from None
+    return Jsonb(value)
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _database(request: Request):
+    return request.app.state.database
+
+
+async def _call(request: Request, caller: Caller, query, params=None) -> JSONResponse:
+    """One SQL API call as the caller; its jsonb is the 200 body. (Returned as a response so
+    the body is the database's own, not re-serialised through the documentation models.)"""
+    return JSONResponse(await _database(request).one(caller, query, params))
+
+
+COMMON = (400, 401, 403, 503)
+
+
+@router.post("/assignments/auto-assign", tags=["assignments"], openapi_extra=_body_doc(schemas.AutoAssignRequest),
+             response_model=schemas.AutoAssignResult, summary="Assign a work item (or queue it)",
+             responses={202: {"model": schemas.AutoAssignResult, "description": "queued: nobody eligible has room"},
+                        **_errors(*COMMON)})
+async def auto_assign(request: Request, caller: Caller = Depends(authenticate)):
+    """`auto_assign(request)`: 200 when assigned, 202 when queued. Idempotent per active work item
+    (`existing: true` says nothing was written)."""
+    result = await _database(request).one(caller, "SELECT auto_assign(%s)", [await json_body(request)])
+    return JSONResponse(result, status_code=202 if result.get("status") == "queued" else 200)
+
+
+@router.post("/assignments/manual-override", tags=["assignments"],
+             openapi_extra=_body_doc(schemas.ManualOverrideRequest), response_model=schemas.OverrideResult,
+             summary="Hand an item to a named person (supervisors, unit heads, admins)",
+             responses=_errors(*COMMON, 404))
+async def manual_override(request: Request, caller: Caller = Depends(authenticate)):
+    """`manual_override(request)`; audited. Exceeding the person's WIP limit needs `allow_exceed_wip: true`."""
+    return await _call(request, caller, "SELECT manual_override(%s)", [await json_body(request)])
+
+
+QUEUE_SQL = """
+WITH visible AS (
+  SELECT q.* FROM assignment_queue_ordered q
+  WHERE (%(unit_id)s::text IS NULL OR q.target_unit_id = %(unit_id)s::text)
+    AND (%(priority)s::text IS NULL OR q.priority::text = %(priority)s::text))
+SELECT jsonb_build_object(
+  'total', (SELECT count(*) FROM visible),
+  'limit', %(limit)s::integer,
+  'offset', %(offset)s::integer,
+  'items', coalesce((SELECT jsonb_agg(to_jsonb(page) ORDER BY page.effective_rank DESC, page.created_at, page.id)
+                     FROM (SELECT * FROM visible ORDER BY effective_rank DESC, created_at, id
+                           LIMIT %(limit)s::integer OFFSET %(offset)s::integer) page), '[]'::jsonb))
+"""
+
+
+@router.get("/assignments/queue", tags=["assignments"], response_model=schemas.QueuePage,
+            summary="The queue the caller may see, by aged priority then age", responses=_errors(*COMMON))
+async def queue(request: Request, caller: Caller = Depends(authenticate),
+                unit_id: str | None = Query(None, description="only items waiting for this unit"),
+                priority: str | None = Query(None, description="only items of this priority"),
+                limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
+    """The view `assignment_queue_ordered` (security invoker: row level security shows
+    supervisors their units' queue, plain staff nothing). Filters match exactly; an unknown
+    unit or priority simply matches nothing."""
+    return await _call(request, caller, QUEUE_SQL,
+                       {"unit_id": unit_id, "priority": priority, "limit": limit, "offset": offset})
+
+
+@router.get("/assignments/my-assignments", tags=["assignments"], response_model=schemas.MyAssignments,
+            summary="The caller's active assignments with SLA status", responses=_errors(*COMMON))
+async def my_assignments(request: Request, caller: Caller = Depends(authenticate)):
+    """`my_assignments()` for the token's subject (403 for a token without `sub`)."""
+    return await _call(request, caller, "SELECT my_assignments()")
+
+
+@router.post("/assignments/escalate", tags=["assignments"], openapi_extra=_body_doc(schemas.EscalateRequest),
+             response_model=schemas.EscalateResult, summary="Escalate an assignment one level up its chain",
+             responses=_errors(*COMMON, 404))
+async def escalate(request: Request, caller: Caller = Depends(authenticate)):
+    """`escalate_assignment(request)`: the assignee, their supervisors or a trusted service."""
+    return await _call(request, caller, "SELECT escalate_assignment(%s)", [await json_body(request)])
+
+
+@router.post("/assignments/complete", tags=["assignments"], openapi_extra=_body_doc(schemas.CompleteRequest),
+             response_model=schemas.CompleteResult, summary="Complete an assignment (beyond the guide)",
+             responses=_errors(*COMMON, 404))
+async def complete(request: Request, caller: Caller = Depends(authenticate)):
+    """`complete_assignment(assignment_id)`; the freed capacity takes the best queued item.
+    Not one of the guide's endpoints; here so a front end can close the loop."""
+    return await _call(request, caller, "SELECT complete_assignment(api_uuid(%s, 'assignment_id'))",
+                       [await json_body(request)])
+
+
+@router.get("/capacity/check", tags=["capacity"], response_model=schemas.CapacityResult,
+            summary="A unit's capacity now", responses=_errors(*COMMON, 404))
+async def capacity_check(request: Request, caller: Caller = Depends(authenticate),
+                         unit_id: str = Query(description="a unit id of rules/units.yaml")):
+    """`capacity_check(unit_id)`."""
+    return await _call(request, caller, "SELECT capacity_check(%s::text)", [unit_id])
+
+
+@router.post("/staff/availability", tags=["staff"], openapi_extra=_body_doc(schemas.AvailabilityRequest),
+             response_model=schemas.AvailabilityResult, summary="Change a person's availability",
+             responses=_errors(*COMMON, 404))
+async def staff_availability(request: Request, caller: Caller = Depends(authenticate)):
+    """`set_staff_availability(request)`: the person, their supervisors or a trusted service.
+    Going on leave applies the leave policy (reassign or flag their work)."""
+    return await _call(request, caller, "SELECT set_staff_availability(%s)", [await json_body(request)])
+
+
+@router.get("/health/assignment-engine", tags=["health"], response_model=schemas.Health,
+            summary="Engine health: 200 healthy, 503 degraded",
+            responses={503: {"model": schemas.Health, "description": "degraded (or the database is unreachable)"},
+                       **_errors(401, 403)})
+async def health(request: Request, caller: Caller = Depends(authenticate)):
+    """`engine_health()`. When the database cannot be reached at all the answer is still in
+    this shape: status degraded, checks.database.ok false."""
+    try:
+        result = await _database(request).one(caller, "SELECT engine_health()")
+    except ApiError as exc:
+        if exc.error not in ("unavailable", "busy"):
+            raise
+        result = {"status": "degraded", "reasons": [exc.message], "version": None,
+                  "checks": {"database": {"ok": False, "error": exc.message}}}
+    return JSONResponse(result, status_code=200 if result.get("status") == "healthy" else 503)
+
+
+@router.get("/assignments/events", tags=["assignments"], summary="Stream the caller's assignment and escalation changes",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                             "description": "server-sent events: ready, assignment_changes, escalation_events, closed"},
+                       **_errors(401, 403, 503)})
+async def events(request: Request, caller: Caller = Depends(authenticate)):
+    """Server-sent events (beyond the guide, for deployments without Supabase Realtime): each
+    change to an assignment, and each escalation event, that the caller may see — row level
+    security decides, asked as the caller for every event. A role that may not read its
+    own identity (`current_user_id()`: anon) is refused with 403."""
+    await _database(request).one(caller, "SELECT current_user_id()")
+    hub = request.app.state.events
+    await hub.ensure_listening()
+    return StreamingResponse(hub.stream(caller), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,136 @@
+"""The OpenAPI description of the endpoints' bodies. Documentation only: requests reach the SQL
+API as the JSON the client sent, and the SQL API alone validates them (its 22023 errors become
+400s naming the field), so the server never disagrees with the database about what is valid.
+Responses are the SQL API's jsonb as it is; fields the database adds later are allowed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Error(BaseModel):
+    error: str = Field(description="invalid_input, not_found, unauthorized, forbidden, busy, unavailable, "
+                                   "internal, or the HTTP reason for routing errors (not_found, method_not_allowed)")
+    message: str
+    field: str | None = Field(None, description="the request field at fault (400 and 404 from the SQL API)")
+
+
+# ----------------------------------------------------------------------------- requests
+
+class AutoAssignRequest(BaseModel):
+    work_item_id: str = Field(min_length=1)
+    work_item_type: str = Field(min_length=1, description="a work item type of rules/work_items.yaml, e.g. ticket")
+    priority: str = Field(min_length=1, description="a priority of rules/work_items.yaml: low, normal, high, urgent")
+    required_skills: list[str] | None = Field(None, description="skill ids of rules/skills.yaml")
+    target_unit_id: str | None = Field(None, min_length=1, description="wins over the unit the rules would pick")
+
+
+class ManualOverrideRequest(BaseModel):
+    assignment_id: str | None = Field(None, description="uuid; give this or work_item_id")
+    work_item_id: str | None = Field(None, min_length=1, description="for an active or queued item")
+    assignee_id: str = Field(description="uuid of the staff member who takes the item")
+    reason: str = Field(min_length=1)
+    allow_exceed_wip: bool = False
+
+
+class EscalateRequest(BaseModel):
+    assignment_id: str = Field(description="uuid")
+    reason: str = Field(min_length=1)
+
+
+class CompleteRequest(BaseModel):
+    assignment_id: str = Field(description="uuid")
+
+
+class AvailabilityRequest(BaseModel):
+    staff_id: str = Field(description="uuid")
+    status: str = Field(description="an availability_status value: available, busy, on_leave, ...")
+    until: str | None = Field(None, description="timestamp with time zone (ISO 8601)")
+    reason: str | None = None
+
+
+# ---------------------------------------------------------------------------- responses
+
+class AutoAssignResult(_Open):
+    status: Literal["assigned", "queued"]
+    existing: bool = Field(description="true when the item was already assigned or queued (nothing written)")
+    assignment_id: str | None = None
+    assignee_id: str | None = None
+    queue_id: str | None = None
+    position: int | None = None
+    sla_deadline: str | None = None
+    rule_id: str | None = None
+
+
+class OverrideResult(_Open):
+    assignment_id: str
+    work_item_id: str
+    assignee_id: str
+    previous_assignee_id: str | None = None
+    status: str
+
+
+class QueueItem(_Open):
+    id: str
+    work_item_id: str
+    work_item_type: str
+    priority: str
+    target_unit_id: str
+    effective_rank: int
+    position: int
+    sla_deadline: str | None = None
+    created_at: str
+
+
+class QueuePage(BaseModel):
+    total: int = Field(description="queued items the caller may see that match the filters")
+    limit: int
+    offset: int
+    items: list[QueueItem]
+
+
+class MyAssignments(_Open):
+    staff_id: str
+    assignments: list[dict[str, Any]]
+
+
+class EscalateResult(_Open):
+    event_id: str
+    assignment_id: str
+    level: int
+    recipient_id: str | None = None
+
+
+class CompleteResult(_Open):
+    assignment_id: str
+    status: str
+    completed_at: str | None = None
+
+
+class CapacityResult(_Open):
+    unit_id: str
+    staff: int
+    capacity: int
+    assigned: int
+    free_slots: int
+    utilisation: float | None = None
+    queue_depth: int
+
+
+class AvailabilityResult(_Open):
+    staff_id: str
+    status: str
+    previous_status: str | None = None
+
+
+class Health(_Open):
+    status: Literal["healthy", "degraded"]
+    checks: dict[str, Any]
+    version: dict[str, Any] | None = None

@@ -1,0 +1,65 @@
+"""Running the API. Input: a database URL, host, port, JWT secret. Output: uvicorn serving
+create_app() until SIGINT/SIGTERM, then a clean shutdown: open event streams are told to
+close first (they would otherwise hold the shutdown up), in-flight requests finish, the pool
+and the listener connection close.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import uvicorn
+
+from .app import create_app
+
+GRACEFUL_SHUTDOWN_SECONDS = 10
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, plus: on the first shutdown signal, end the event streams."""
+
+    def __init__(self, config: uvicorn.Config, app):
+        super().__init__(config)
+        self._app = app
+
+    def handle_exit(self, sig, frame):
+        self._close_streams()
+        super().handle_exit(sig, frame)
+        # A signalled, graceful shutdown is a clean exit: do not re-raise the signal afterwards.
+        self._captured_signals.clear()
+
+    def shutdown_soon(self) -> None:
+        """Ask for a graceful shutdown from another thread (tests; no signal involved)."""
+        self._close_streams()
+        self.should_exit = True
+
+    def _close_streams(self) -> None:
+        hub = self._app.state.events
+        if hub.loop is not None and not hub.loop.is_closed():
+            hub.loop.call_soon_threadsafe(hub.close_streams)
+
+
+def build_server(database_url: str, jwt_secret: str, host: str = "127.0.0.1", port: int = 8000,
+                 log_level: str = "info", configure_logging: bool = True) -> _Server:
+    """The server, not yet running. configure_logging=False leaves logging as the embedding
+    program set it (tests read the request log through their own handlers)."""
+    app = create_app(database_url, jwt_secret)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, lifespan="on",
+                            log_config=_log_config(log_level) if configure_logging else None)
+    return _Server(config, app)
+
+
+def serve(database_url: str, jwt_secret: str, host: str = "127.0.0.1", port: int = 8000,
+          sock: socket.socket | None = None) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn installs the signal handlers)."""
+    server = build_server(database_url, jwt_secret, host, port)
+    server.run(sockets=[sock] if sock is not None else None)
+
+
+def _log_config(level: str) -> dict:
+    config = dict(uvicorn.config.LOGGING_CONFIG)
+    config["loggers"] = {**config["loggers"],
+                         "rulesctl": {"handlers": ["default"], "level": level.upper(), "propagate": False}}
+    return config
