@@ -144,6 +144,7 @@ RUNTIME_FUNCTIONS = (
     Function("auto_assign", "jsonb"),
     Function("complete_assignment", "uuid"),
     Function("reassign_or_requeue", "uuid, text, uuid"),
+    Function("apply_leave_policy", "uuid, text, timestamptz"),
     Function("set_staff_availability", "jsonb"),
     Function("upsert_staff_profile", "jsonb"),
     Function("manual_override", "jsonb"),

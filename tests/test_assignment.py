@@ -835,3 +835,33 @@ def test_decision_record_explains_assignment(conn):
     assert decision["tie_break"] == "lowest load"
     assert (load(conn, TR_A), load(conn, TR_B)) == (2, 1)
     assert_capacity_invariant(conn)
+
+
+def test_saying_on_leave_again_changes_only_the_dates(conn):
+    at(conn, T0)
+    staff(conn, TR_A, "unit-translation", skills=["skill-arabic"])
+    staff(conn, TR_B, "unit-translation", role="supervisor")
+    assign(conn, "tr-normal", "translation_request", "normal", required_skills=["skill-arabic"])
+    first = call(conn, "set_staff_availability", {"staff_id": TR_A, "status": "on_leave", "reason": "annual leave"})
+    assert first["flagged_for_review"] == 1
+    before = counts(conn)
+    again = call(conn, "set_staff_availability", {"staff_id": TR_A, "status": "on_leave", "reason": "annual leave",
+                                                  "until": "2027-01-20T08:00:00+03:00"})
+    assert (again["previous_status"], again["flagged_for_review"], again["reassigned"]) == ("on_leave", 0, 0)
+    assert counts(conn) == before
+    assert ts(scalar(conn, "SELECT available_until FROM staff_profiles WHERE id = %s", TR_A)) == \
+        datetime(2027, 1, 20, 8, 0, tzinfo=RIYADH)
+
+
+def test_leave_through_a_staff_profile_update_applies_the_leave_policy(conn):
+    at(conn, T0)
+    staff(conn, DESK_A, "unit-it-support")
+    staff(conn, DESK_B, "unit-it-support")
+    urgent = assign(conn, "t-urgent", "ticket", "urgent")
+    holder = urgent["assignee_id"]
+    other = DESK_B if holder == DESK_A else DESK_A
+    result = staff(conn, holder, "unit-it-support", availability_status="on_leave")
+    assert result["reassigned"] == 1
+    moved = active_assignment(conn, "t-urgent")
+    assert moved["assignee_id"] == other and ts(moved["sla_deadline"]) == ts(urgent["sla_deadline"])
+    assert_capacity_invariant(conn)

@@ -130,7 +130,8 @@ BEGIN
     'min_proficiency_rank', v_item.min_proficiency_rank,
     'candidates', v_candidates,
     'chosen', v_staff_id,
-    'tie_break', assignment_tie_break(v_candidates -> 'ranking', coalesce(v_rule.strategy, 'least_loaded')));
+    'tie_break', assignment_tie_break(CASE WHEN v_candidates ? 'overflow' THEN v_candidates -> 'overflow' -> 'ranking'
+                                          ELSE v_candidates -> 'ranking' END, coalesce(v_rule.strategy, 'least_loaded')));
 
   IF v_staff_id IS NOT NULL THEN
     v_assignment := create_assignment(v_item, v_staff_id, v_decision || jsonb_build_object('source', 'auto_assign'));

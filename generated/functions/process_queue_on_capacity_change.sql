@@ -43,8 +43,10 @@ BEGIN
     EXIT WHEN NOT FOUND;
 
     DELETE FROM assignment_queue WHERE id = v_item.id;
-    PERFORM create_assignment(v_item, p_staff_id, coalesce(v_item.decision, '{}'::jsonb) || jsonb_build_object(
+    PERFORM create_assignment(v_item, p_staff_id, jsonb_build_object(
       'source', 'queue',
+      'rule_id', v_item.rule_id,
+      'when_queued', v_item.decision,
       'queued_at', v_item.created_at,
       'waited_seconds', round(extract(epoch FROM v_now - v_item.created_at)),
       'effective_rank', queue_effective_rank(v_item.priority, v_item.created_at, v_now),

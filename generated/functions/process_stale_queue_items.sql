@@ -41,8 +41,9 @@ BEGIN
                                             v_item.capacity_weight, coalesce(v_strategy, 'least_loaded')) e;
     CONTINUE WHEN v_staff_id IS NULL;
     DELETE FROM assignment_queue WHERE id = v_item.id;
-    PERFORM create_assignment(v_item, v_staff_id, coalesce(v_item.decision, '{}'::jsonb) || jsonb_build_object(
-      'source', 'queue_fallback', 'queued_at', v_item.created_at, 'chosen', v_staff_id,
+    PERFORM create_assignment(v_item, v_staff_id, jsonb_build_object(
+      'source', 'queue_fallback', 'rule_id', v_item.rule_id, 'when_queued', v_item.decision,
+      'queued_at', v_item.created_at, 'chosen', v_staff_id,
       'why', 'found by the fallback sweep'));
     v_assigned := v_assigned + 1;
   END LOOP;

@@ -6,7 +6,8 @@
 -- Change a person's availability. Going on leave applies the leave policy
 -- (rules/leave.yaml): items in the reassigned priorities move to someone else (or back to
 -- the queue, keeping their deadline); the others stay, flagged for review, and the
--- supervisor is told (an escalation event). Becoming available takes queued work at once.
+-- supervisor is told (an escalation event); saying it again (a new `until`) changes only
+-- the dates. Becoming available takes queued work at once.
 -- request: {staff_id, status, until?, reason?}
 CREATE OR REPLACE FUNCTION public.set_staff_availability(p_request jsonb)
 RETURNS jsonb
@@ -22,12 +23,7 @@ DECLARE
   v_until timestamptz;
   v_staff staff_profiles;
   v_previous availability_status;
-  v_item record;
-  v_outcome text;
-  v_supervisor uuid;
-  v_reassigned integer := 0;
-  v_queued integer := 0;
-  v_flagged integer := 0;
+  v_leave jsonb := jsonb_build_object('reassigned', 0, 'queued', 0, 'flagged_for_review', 0);
   v_taken integer := 0;
 BEGIN
   IF NOT v_status_text = ANY (enum_range(NULL::availability_status)::text[]) THEN
@@ -60,41 +56,13 @@ BEGIN
   UPDATE staff_profiles SET availability_status = v_status_text::availability_status, available_until = v_until
   WHERE id = v_staff_id;
 
-  IF v_status_text = 'on_leave' THEN
-    FOR v_item IN
-      SELECT a.id, a.work_item_id, a.priority, p.on_leave, p.notify
-      FROM assignments a JOIN leave_policy p ON p.priority = a.priority
-      WHERE a.assignee_id = v_staff_id AND a.status IN ('assigned', 'in_progress', 'on_hold')
-      ORDER BY a.priority DESC, a.sla_deadline, a.id
-    LOOP
-      IF v_item.on_leave = 'reassign' THEN
-        v_outcome := reassign_or_requeue(v_item.id, format('assignee on leave: %s', v_reason), current_user_id());
-        IF v_outcome = 'reassigned' THEN
-          v_reassigned := v_reassigned + 1;
-        ELSE
-          v_queued := v_queued + 1;
-        END IF;
-      ELSE
-        UPDATE assignments SET needs_review = true, review_reason = format('assignee on leave: %s', v_reason)
-        WHERE id = v_item.id;
-        v_supervisor := CASE WHEN v_item.notify = 'none' THEN NULL
-                             ELSE get_unit_recipient(v_staff.unit_id, v_item.notify, v_staff_id) END;
-        INSERT INTO escalation_events (assignment_id, level, reason, recipient_id, recipient_role, escalated_by, details, escalated_at)
-        VALUES (v_item.id, NULL, 'staff_unavailable', v_supervisor, v_item.notify, current_user_id(),
-                jsonb_build_object('why', 'assignee went on leave; item kept and flagged for review',
-                                   'staff_id', v_staff_id, 'reason', v_reason, 'until', v_until),
-                engine_now());
-        INSERT INTO assignment_audit (action, work_item_id, assignment_id, actor_id, from_assignee, to_assignee, reason)
-        VALUES ('leave_flag', v_item.work_item_id, v_item.id, current_user_id(), v_staff_id, v_staff_id, v_reason);
-        v_flagged := v_flagged + 1;
-      END IF;
-    END LOOP;
+  IF v_status_text = 'on_leave' AND v_previous IS DISTINCT FROM 'on_leave' THEN
+    v_leave := apply_leave_policy(v_staff_id, v_reason, v_until);
   ELSIF v_status_text = 'available' THEN
     v_taken := process_queue_on_capacity_change(v_staff_id);
   END IF;
 
   RETURN jsonb_build_object('staff_id', v_staff_id, 'status', v_status_text, 'previous_status', v_previous,
-                            'until', v_until, 'reassigned', v_reassigned, 'queued', v_queued,
-                            'flagged_for_review', v_flagged, 'assigned_from_queue', v_taken);
+                            'until', v_until, 'assigned_from_queue', v_taken) || v_leave;
 END
 $fn$;

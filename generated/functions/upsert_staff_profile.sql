@@ -5,7 +5,8 @@
 -- function public.upsert_staff_profile(jsonb)
 -- How staff data arrives (HR sync, tests, demo). id is the person's user id, so re-sending
 -- updates. skills: [skill ids] (held at the lowest proficiency) or {skill id: level}.
--- A new person, a raised WIP limit or a move takes queued work at once.
+-- A new person, a raised WIP limit or a move takes queued work at once; availability
+-- on_leave applies the leave policy as set_staff_availability does.
 -- profile: {id, unit_id, full_name, role?, email?, skills?, wip_limit?, availability_status?}
 CREATE OR REPLACE FUNCTION public.upsert_staff_profile(p_profile jsonb)
 RETURNS jsonb
@@ -28,6 +29,8 @@ DECLARE
   v_created boolean;
   v_version integer;
   v_taken integer := 0;
+  v_goes_on_leave boolean;
+  v_leave jsonb := '{}'::jsonb;
 BEGIN
   IF NOT (caller_is_trusted() OR EXISTS (SELECT 1 FROM staff_profiles WHERE id = current_user_id() AND role = 'admin')) THEN
     RAISE EXCEPTION 'upsert_staff_profile: only admins and trusted services (HR sync) may change staff profiles'
@@ -79,7 +82,12 @@ BEGIN
 
   SELECT * INTO v_old FROM staff_profiles WHERE id = v_id;
   v_created := NOT FOUND;
-  PERFORM lock_units(ARRAY[v_unit_id, v_old.unit_id]);
+  v_goes_on_leave := v_status = 'on_leave' AND v_old.availability_status IS DISTINCT FROM 'on_leave';
+  IF v_goes_on_leave THEN
+    PERFORM lock_units(ARRAY(SELECT id FROM organizational_units));   -- the leave policy may reach any unit
+  ELSE
+    PERFORM lock_units(ARRAY[v_unit_id, v_old.unit_id]);
+  END IF;
   INSERT INTO staff_profiles AS s (id, unit_id, full_name, email, role, wip_limit, availability_status)
   VALUES (v_id, v_unit_id, v_full_name, v_email, v_role, v_wip, coalesce(v_status, 'available')::availability_status)
   ON CONFLICT (id) DO UPDATE SET
@@ -93,8 +101,11 @@ BEGIN
     INSERT INTO staff_skills (staff_id, skill_id, proficiency)
     SELECT v_id, r ->> 'skill_id', r ->> 'proficiency' FROM jsonb_array_elements(v_skill_rows) r;
   END IF;
+  IF v_goes_on_leave AND NOT v_created THEN
+    v_leave := apply_leave_policy(v_id, 'on leave (staff profile update)', NULL);
+  END IF;
   v_taken := process_queue_on_capacity_change(v_id);
   RETURN jsonb_build_object('staff_id', v_id, 'created', v_created, 'version', v_version, 'unit_id', v_unit_id,
-                            'assigned_from_queue', v_taken);
+                            'assigned_from_queue', v_taken) || v_leave;
 END
 $fn$;
