@@ -105,9 +105,8 @@ INDEXES = (
 class Function:
     """A runtime function: templates/functions/runtime/<name>.sql.j2, identified by its signature."""
     name: str
-    args: str = ""                       # argument types, as in the identity public.name(args)
+    args: str = ""                       # argument types as PostgreSQL prints them (oidvectortypes)
     after: tuple[str, ...] = ()          # other runtime functions a LANGUAGE sql body calls
-    enum_args: bool = False              # args name engine enums (qualified with the schema)
 
 
 # Order among these only matters for LANGUAGE sql bodies, which PostgreSQL checks at creation;
@@ -117,14 +116,13 @@ RUNTIME_FUNCTIONS = (
     Function("api_invalid", "text, text"),
     Function("api_text", "jsonb, text, boolean", after=("api_invalid",)),
     Function("api_uuid", "jsonb, text, boolean", after=("api_text",)),
-    Function("priority_rank", "{schema}.priority_level", enum_args=True),
-    Function("queue_effective_rank", "{schema}.priority_level, timestamptz, timestamptz", after=("priority_rank",),
-             enum_args=True),
-    Function("match_assignment_rule", "{schema}.work_item_type, {schema}.priority_level, text[]", enum_args=True),
+    Function("priority_rank", "{schema}.priority_level"),
+    Function("queue_effective_rank", "{schema}.priority_level, timestamp with time zone, timestamp with time zone",
+             after=("priority_rank",)),
+    Function("match_assignment_rule", "{schema}.work_item_type, {schema}.priority_level, text[]"),
     Function("unit_ids_for_target", "text, boolean"),
     Function("lock_units", "text[]"),
-    Function("calculate_sla_deadline_fn", "{schema}.work_item_type, {schema}.priority_level, timestamptz",
-             enum_args=True),
+    Function("calculate_sla_deadline_fn", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone"),
     Function("staff_has_skills", "uuid, text[], integer"),
     Function("find_eligible_staff_for_assignment", "text[], text[], integer, integer, text, integer"),
     Function("explain_assignment_candidates", "text[], text[], integer, integer, text, integer"),
@@ -136,7 +134,7 @@ RUNTIME_FUNCTIONS = (
     Function("caller_visible_units", after=("current_user_id",)),
     Function("caller_may_supervise", after=("current_user_id", "caller_is_trusted")),
     Function("caller_may_act_for", "uuid", after=("current_user_id", "caller_is_trusted", "caller_visible_units")),
-    Function("create_assignment", "{schema}.assignment_queue, uuid, jsonb", enum_args=True),
+    Function("create_assignment", "{schema}.assignment_queue, uuid, jsonb"),
     Function("queue_position", "uuid"),
     Function("process_queue_on_capacity_change", "uuid"),
     Function("sync_assignment_capacity"),
@@ -144,7 +142,7 @@ RUNTIME_FUNCTIONS = (
     Function("auto_assign", "jsonb"),
     Function("complete_assignment", "uuid"),
     Function("reassign_or_requeue", "uuid, text, uuid"),
-    Function("apply_leave_policy", "uuid, text, timestamptz"),
+    Function("apply_leave_policy", "uuid, text, timestamp with time zone"),
     Function("set_staff_availability", "jsonb"),
     Function("upsert_staff_profile", "jsonb"),
     Function("manual_override", "jsonb"),
@@ -153,10 +151,9 @@ RUNTIME_FUNCTIONS = (
     Function("process_stale_queue_items", "integer"),
     # SLA: business calendars, deadlines, the monitor and escalation, jobs, health
     Function("calendar_definition", "text"),
-    Function("calendar_add_working_time", "text, timestamptz, numeric"),
-    Function("calendar_working_minutes_between", "text, timestamptz, timestamptz"),
-    Function("sla_level_due_at", "{schema}.work_item_type, {schema}.priority_level, timestamptz, numeric, integer",
-             enum_args=True),
+    Function("calendar_add_working_time", "text, timestamp with time zone, numeric"),
+    Function("calendar_working_minutes_between", "text, timestamp with time zone, timestamp with time zone"),
+    Function("sla_level_due_at", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric, integer"),
     Function("sla_clock_on_status_change"),
     Function("sla_check_and_escalate", "integer"),
     Function("escalate_assignment", "jsonb"),
@@ -200,8 +197,9 @@ class Policy:
     roles: tuple[str, ...] = ("authenticated",)
 
 
-_ME = "(SELECT public.current_user_id())"
-_VISIBLE = "(SELECT public.caller_visible_units())::text[]"   # the cast keeps ANY from reading a subquery
+# {schema} is filled in (quoted) when rendering.
+_ME = "(SELECT {schema}.current_user_id())"
+_VISIBLE = "(SELECT {schema}.caller_visible_units())::text[]"   # the cast keeps ANY from reading a subquery
 RLS_POLICIES = (
     Policy("staff_profiles_visible", "staff_profiles", f"id = {_ME} OR unit_id = ANY ({_VISIBLE})",
            "staff see themselves; supervisors and unit heads their unit's subtree; admins everyone"),
@@ -210,7 +208,7 @@ RLS_POLICIES = (
     Policy("assignment_queue_visible", "assignment_queue", f"target_unit_id = ANY ({_VISIBLE})",
            "queued work is seen by those who supervise the target unit"),
     Policy("escalation_events_visible", "escalation_events",
-           f"recipient_id = {_ME} OR assignment_id IN (SELECT a.id FROM public.assignments a)",
+           f"recipient_id = {_ME} OR assignment_id IN (SELECT a.id FROM {{schema}}.assignments a)",
            "an escalation is seen by its recipient and by whoever may see the assignment"),
 )
 RLS_TABLES = tuple(dict.fromkeys(policy.table for policy in RLS_POLICIES))

@@ -9,6 +9,7 @@ The text that is written and executed is the rendered text itself, never sqlglot
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import traceback
 from pathlib import Path
@@ -82,8 +83,8 @@ def parse_check(sql: str, template: str, origin: Origin | None) -> None:
                           f"column {detail.get('col', '?')}: {detail.get('description', exc)}{where}\n{sql}") from None
 
 
-def render_policy(policy: Policy, templates_dir: Path) -> list[SqlObject]:
-    r = Renderer(templates_dir)
+def render_policy(policy: Policy, templates_dir: Path, schema: str = catalog.SCHEMA) -> list[SqlObject]:
+    r = Renderer(templates_dir, schema)
     s = r.schema
     for function in catalog.HELPER_FUNCTIONS:
         after = () if function == "engine_now" else (f"function:{s}.engine_now()",)
@@ -200,7 +201,9 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
         r.add("rls", table, "security/enable_rls.sql.j2", {"table": table}, after=(f"table:{s}.{table}",),
               file="security/row_level_security.sql")
     for policy in catalog.RLS_POLICIES:
-        r.add("policy", f"{policy.table}.{policy.name}", "security/policy.sql.j2", {"policy": policy},
+        using = policy.using.replace("{schema}", ident(s))
+        r.add("policy", f"{policy.table}.{policy.name}", "security/policy.sql.j2",
+              {"policy": dataclasses.replace(policy, using=using)},
               after=[f"rls:{s}.{policy.table}", f"function:{s}.current_user_id()",
                      f"function:{s}.caller_visible_units()", *roles], file="security/row_level_security.sql")
     for table in catalog.TABLES:
@@ -214,11 +217,15 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
               {"object_type": "TABLE", "target": f"{ident(s)}.{ident(view)}", "privileges": "SELECT",
                "roles": ["authenticated"], "revoke_public": False},
               after=[f"view:{s}.{view}", *roles], file="security/grants.sql")
-    for function in catalog.API_FUNCTIONS:
-        qualified_signature = signature.get(function, f"{function}()")
+    # Functions execute for PUBLIC by default: take that away from every engine function and
+    # give the API functions to the API roles only (the others run inside them as the owner).
+    functions = [(name, f"{name}()") for name in catalog.HELPER_FUNCTIONS] + list(signature.items())
+    for function, qualified_signature in functions:
+        callers = list(catalog.API_ROLES) if function in catalog.API_FUNCTIONS else []
         r.add("grant", f"{function}.execute", "security/grant.sql.j2",
-              {"object_type": "FUNCTION", "target": f"{ident(s)}.{qualified_signature}", "privileges": "EXECUTE",
-               "roles": list(catalog.API_ROLES), "revoke_public": True},
+              {"object_type": "PROCEDURE" if function == "run_every_seconds" else "FUNCTION",
+               "target": f"{ident(s)}.{qualified_signature}", "privileges": "EXECUTE", "roles": callers,
+               "revoke_public": True},
               after=[f"function:{s}.{qualified_signature}", *roles], file="security/grants.sql")
 
 

@@ -2,7 +2,7 @@
 -- sources: the engine catalog (engine/catalog.py)
 -- templates: functions/runtime/apply_leave_policy.sql.j2
 
--- function public.apply_leave_policy(uuid, text, timestamptz)
+-- function public.apply_leave_policy(uuid, text, timestamp with time zone)
 -- The leave policy (rules/leave.yaml) for a person who just went on leave: items in the
 -- reassigned priorities go to someone else eligible (or back to the queue keeping their
 -- deadline); the others stay, flagged for review, and the supervisor is told with an

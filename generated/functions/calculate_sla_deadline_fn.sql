@@ -2,7 +2,7 @@
 -- sources: the engine catalog (engine/catalog.py)
 -- templates: functions/runtime/calculate_sla_deadline_fn.sql.j2
 
--- function public.calculate_sla_deadline_fn(public.work_item_type, public.priority_level, timestamptz)
+-- function public.calculate_sla_deadline_fn(public.work_item_type, public.priority_level, timestamp with time zone)
 -- The SLA deadline of an item arriving at p_start: the SLA matrix's resolution time
 -- (rules/sla.yaml) counted in working time on the type's business calendar.
 CREATE OR REPLACE FUNCTION public.calculate_sla_deadline_fn(

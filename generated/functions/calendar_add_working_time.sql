@@ -2,7 +2,7 @@
 -- sources: the engine catalog (engine/catalog.py)
 -- templates: functions/runtime/calendar_add_working_time.sql.j2
 
--- function public.calendar_add_working_time(text, timestamptz, numeric)
+-- function public.calendar_add_working_time(text, timestamp with time zone, numeric)
 -- The moment p_minutes of working time after p_start on a business calendar: only working
 -- periods count, days off are skipped. Periods are laid out in the calendar's local time and
 -- measured as real elapsed time, so days with a daylight-saving change come out exact.

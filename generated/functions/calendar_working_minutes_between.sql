@@ -2,7 +2,7 @@
 -- sources: the engine catalog (engine/catalog.py)
 -- templates: functions/runtime/calendar_working_minutes_between.sql.j2
 
--- function public.calendar_working_minutes_between(text, timestamptz, timestamptz)
+-- function public.calendar_working_minutes_between(text, timestamp with time zone, timestamp with time zone)
 -- Working minutes on a business calendar between two moments (0 when p_to <= p_from).
 CREATE OR REPLACE FUNCTION public.calendar_working_minutes_between(p_calendar_id text, p_from timestamptz, p_to timestamptz)
 RETURNS numeric

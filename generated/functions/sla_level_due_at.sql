@@ -2,7 +2,7 @@
 -- sources: the engine catalog (engine/catalog.py)
 -- templates: functions/runtime/sla_level_due_at.sql.j2
 
--- function public.sla_level_due_at(public.work_item_type, public.priority_level, timestamptz, numeric, integer)
+-- function public.sla_level_due_at(public.work_item_type, public.priority_level, timestamp with time zone, numeric, integer)
 -- When an assignment reaches an escalation level: the level's share of the SLA resolution
 -- time, in working time from arrival, pushed back by the working time spent paused.
 -- NULL when the chain has no such level.
