@@ -1,10 +1,12 @@
-"""Install the rendered policy. Input: a database URL, objects in install order, the policy.
-Output: an `ApplyResult`, and one ledger row in rulesctl.applies whatever happened.
+"""Apply a plan. Input: a database URL and either the policy (apply re-plans under its lock)
+or a saved plan (applied exactly, refused if the database moved since). Output: an
+`ApplyResult`, and one ledger row in rulesctl.applies whatever happened.
 
-Everything runs in one transaction under an advisory lock, so two applies never interleave
-and a failure leaves the database as it was. This stage installs onto an empty database and
-recognises a database already in sync; a database holding a different version of the managed
-objects needs a plan (diff), and apply says so plainly instead of guessing.
+Under a session advisory lock (a second apply waits a bounded time, then fails clearly):
+enum values are added in their own committed transaction first (PostgreSQL cannot use a new
+enum value in the transaction that added it); every other step runs in one transaction with
+lock and statement timeouts, together with the ledger row and the record of what rulesctl now
+owns. A failure rolls that transaction back and is recorded as such.
 """
 
 from __future__ import annotations
@@ -26,34 +28,30 @@ import psycopg
 from . import __version__
 from .db import connect, query_text
 from .errors import ApplyRefused, DatabaseError
+from .hazards import Hazard
 from .model import Policy
 from .objects import SqlObject
+from .plan import Plan, build_plan, fingerprint_of, live_state
+from .project import DEFAULT_TEMPLATES
+from .steps import ENUM_SEGMENT, Step
 
 # pg_advisory_lock key: the first 8 bytes of sha256("rulesctl apply"), fixed forever.
 APPLY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"rulesctl apply").digest()[:8], "big", signed=True)
 
 
-_PLURAL = {"function": "functions", "enum": "enums", "table": "tables", "index": "indexes", "trigger": "triggers",
-           "seed": "seed rows", "schema": "schemas", "view": "views", "role": "roles", "rls": "tables with RLS",
-           "policy": "RLS policies", "grant": "grants", "extension": "extensions", "cron_job": "cron jobs",
-           "publication": "publications", "publication_table": "published tables"}
+class HazardsBlocked(ApplyRefused):
+    """The plan has hazards that were not allowed by name."""
 
 
 @dataclass
 class ApplyResult:
-    outcome: str                         # applied | no_change | refused | failed
+    outcome: str                                        # applied | no_change
     message: str
+    plan: Plan
     ledger_id: int | None = None
-    created: Counter = field(default_factory=Counter)   # objects created, by kind
+    done: Counter = field(default_factory=Counter)      # steps run, by action
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)      # what the SQL said for the operator (pg_cron ...)
-
-
-def desired_hash(objects: list[SqlObject]) -> str:
-    digest = hashlib.sha256()
-    for obj in objects:
-        digest.update(f"{obj.key}\0{obj.sql}\0".encode())
-    return digest.hexdigest()
 
 
 def git_commit(path: Path) -> str | None:
@@ -64,33 +62,49 @@ def git_commit(path: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-def apply(url: str, objects: list[SqlObject], policy: Policy, *, rules_dir: Path = Path("rules"),
-          lock_timeout_s: float = 30.0, progress: Callable[[int, int, SqlObject], None] | None = None) -> ApplyResult:
+def apply(url: str, objects: list[SqlObject], policy: Policy, templates_dir: Path = DEFAULT_TEMPLATES, *,
+          saved_plan: Plan | None = None, allowed: set[Hazard] = frozenset(), rules_dir: Path = Path("rules"),
+          lock_timeout_s: float = 30.0, statement_timeout: str = "5min",
+          confirm: Callable[[Plan], bool] | None = None,
+          progress: Callable[[int, int, Step], None] | None = None) -> ApplyResult:
     started = dt.datetime.now(dt.timezone.utc)
     clock = time.monotonic()
-    wanted = desired_hash(objects)
-    ledger = _LedgerRow(started, policy.policy_hash, wanted, git_commit(rules_dir))
+    notes: list[str] = []
     try:
         with connect(url, autocommit=True) as conn:
-            notes: list[str] = []
             # Rendered SQL speaks to the operator through NOTICEs prefixed "rulesctl: ".
             conn.add_notice_handler(lambda diag: notes.append(diag.message_primary.removeprefix("rulesctl: "))
                                     if (diag.message_primary or "").startswith("rulesctl: ") else None)
             _take_lock(conn, lock_timeout_s)
             try:
                 conn.execute(query_text("ledger.sql"))
-                result = _apply_locked(conn, objects, ledger, progress)
+                ledger = _Ledger(conn, started, policy.policy_hash, git_commit(rules_dir))
+                plan = saved_plan or _plan_under_lock(conn, url, policy, objects, templates_dir)
+                if saved_plan is not None:
+                    _check_not_moved(conn, saved_plan, ledger)
+                result = _run(conn, plan, ledger, allowed, statement_timeout, confirm, progress)
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (APPLY_LOCK_KEY,))
     except psycopg.Error as exc:
         raise DatabaseError(f"the database refused a rulesctl query: {str(exc).strip()}") from None
     result.seconds = time.monotonic() - clock
-    result.notes = notes
-    if result.outcome == "refused":
-        raise ApplyRefused(result.message)
-    if result.outcome == "failed":
-        raise DatabaseError(result.message)
+    result.notes = _merge_notes(notes, result.plan.notes)
     return result
+
+
+def _merge_notes(notices: list[str], plan_notes: list[str]) -> list[str]:
+    """What the SQL said while running, plus the plan's notes on jobs the run did not touch."""
+    said = " ".join(notices)
+    return notices + [note for note in plan_notes
+                      if not (note.startswith("job ") and f"job {note.split()[1].rstrip(':')} " in said)]
+
+
+def _plan_under_lock(conn, url, policy, objects, templates_dir) -> Plan:
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        return build_plan(url, policy, objects, templates_dir, conn=conn)
+    finally:
+        conn.isolation_level = None
 
 
 def _take_lock(conn: psycopg.Connection, timeout_s: float) -> None:
@@ -104,75 +118,95 @@ def _take_lock(conn: psycopg.Connection, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-@dataclass
-class _LedgerRow:
-    started: dt.datetime
-    policy_hash: str
-    desired_hash: str
-    git_commit: str | None
+def _check_not_moved(conn: psycopg.Connection, plan: Plan, ledger: "_Ledger") -> None:
+    with conn.transaction(force_rollback=True):
+        now = live_state(conn, set(plan.live_hashes) | set(plan.desired_hashes))
+    if fingerprint_of(now) == plan.fingerprint:
+        return
+    moved = sorted(key for key in now.keys() | plan.live_hashes.keys() if now.get(key) != plan.live_hashes.get(key))
+    message = (f"the database changed since the plan was made ({plan.created_at}): {', '.join(moved[:10])}"
+               + (f" and {len(moved) - 10} more" if len(moved) > 10 else "") + "; plan again. Nothing was changed")
+    ledger.write("refused", plan, message)
+    raise ApplyRefused(message)
 
-    def write(self, conn_or_cur, outcome: str, statements: list[SqlObject], message: str) -> int:
-        row = conn_or_cur.execute(
+
+def _run(conn, plan: Plan, ledger: "_Ledger", allowed, statement_timeout, confirm, progress) -> ApplyResult:
+    blocked = plan.blocked_by(set(allowed))
+    if blocked:
+        names = sorted({h.slug for step in blocked for h in step.hazards} - {h.slug for h in allowed})
+        message = (f"{len(blocked)} step(s) have hazards not allowed: {', '.join(names)} "
+                   f"(first: {blocked[0].reason}). Allow them by name with --allow-hazard; nothing was changed")
+        ledger.write("refused", plan, message)
+        raise HazardsBlocked(message)
+    if not plan.steps:
+        with conn.transaction():
+            ledger_id = ledger.write("no_change", plan, "in sync: the database matches the policy; nothing to do")
+            _record_owned(conn, plan, ledger_id)
+        return ApplyResult("no_change", "in sync: the database matches the policy; nothing to do", plan, ledger_id)
+    if confirm is not None and not confirm(plan):
+        ledger.write("refused", plan, "not approved at the prompt; nothing was changed")
+        raise ApplyRefused("not approved; nothing was changed")
+
+    done: Counter = Counter()
+    segments = [[s for s in plan.steps if s.segment == ENUM_SEGMENT], [s for s in plan.steps if s.segment != ENUM_SEGMENT]]
+    committed = 0
+    position = 0
+    try:
+        for index, segment in enumerate(segments):
+            if not segment:
+                continue
+            with conn.transaction():
+                conn.execute("SET LOCAL lock_timeout = '10s'")
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (statement_timeout,))
+                for step in segment:
+                    position += 1
+                    if progress:
+                        progress(position, len(plan.steps), step)
+                    try:
+                        conn.execute(step.sql)
+                    except psycopg.Error as exc:
+                        raise _StepFailed(step, exc) from None
+                    done[step.action] += 1
+                if index == len(segments) - 1:
+                    summary = ", ".join(f"{count} {action}" for action, count in sorted(done.items()))
+                    message = f"ran {len(plan.steps)} steps ({summary})"
+                    ledger_id = ledger.write("applied", plan, message)
+                    _record_owned(conn, plan, ledger_id)
+            committed += 1
+    except _StepFailed as failure:
+        detail = str(failure.error).strip().splitlines()[0]
+        origin = f" (from {failure.step.origin})" if failure.step.origin else ""
+        kept = (" The enum values of the first segment were committed before it and stay (harmless: unused)."
+                if committed and segments[0] else "")
+        message = (f"step {failure.step.key}{origin} failed: {detail}. Its transaction was rolled back; "
+                   f"the database is as it was.{kept}")
+        ledger.write("failed", plan, message)
+        raise DatabaseError(message) from None
+    return ApplyResult("applied", message, plan, ledger_id, done)
+
+
+def _record_owned(conn: psycopg.Connection, plan: Plan, apply_id: int) -> None:
+    conn.execute("DELETE FROM rulesctl.managed_objects")
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO rulesctl.managed_objects (key, definition_hash, apply_id) VALUES (%s, %s, %s)",
+                        [(key, digest, apply_id) for key, digest in plan.desired_hashes.items()])
+
+
+class _Ledger:
+    def __init__(self, conn, started, policy_hash, commit):
+        self.conn, self.started, self.policy_hash, self.commit = conn, started, policy_hash, commit
+
+    def write(self, outcome: str, plan: Plan, message: str) -> int:
+        statements = [{"step": step.key, "action": step.action, "sql": step.sql} for step in plan.steps]
+        row = self.conn.execute(
             """INSERT INTO rulesctl.applies (started_at, outcome, policy_hash, desired_hash, tool_version, git_commit,
                                              applied_by, os_user, client_host, statement_count, statements, message)
                VALUES (%s, %s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, %s) RETURNING id""",
-            (self.started, outcome, self.policy_hash, self.desired_hash, __version__, self.git_commit,
-             getpass.getuser(), socket.gethostname(), len(statements),
-             json.dumps([{"object": obj.key, "sql": obj.sql} for obj in statements]), message)).fetchone()
+            (self.started, outcome, self.policy_hash, fingerprint_of(plan.desired_hashes), __version__, self.commit, getpass.getuser(),
+             socket.gethostname(), len(statements), json.dumps(statements), message)).fetchone()
         return row[0]
 
 
-def _apply_locked(conn: psycopg.Connection, objects: list[SqlObject], ledger: _LedgerRow, progress) -> ApplyResult:
-    # Roles are cluster-wide (another database may have made them) and grants and seed rows
-    # live inside other objects: only the database's own schema objects decide "empty".
-    managed = [obj for obj in objects if obj.kind not in ("seed", "grant", "role", "extension", "cron_job")]
-    rows = conn.execute(query_text("managed_presence.sql"), {
-        "kinds": [o.kind for o in managed], "names": [o.name for o in managed], "keys": [o.key for o in managed],
-    }).fetchall()
-    present = {key for key, exists in rows if exists}
-    last = conn.execute("SELECT desired_hash, finished_at FROM rulesctl.applies WHERE outcome IN ('applied', 'no_change') "
-                        "ORDER BY id DESC LIMIT 1").fetchone()
-
-    if present and len(present) == len(managed) and last and last[0] == ledger.desired_hash:
-        message = f"in sync: all {len(managed)} managed objects present, policy unchanged since the apply at {last[1]:%Y-%m-%d %H:%M:%S %Z}; nothing to do"
-        ledger_id = ledger.write(conn, "no_change", [], message)
-        return ApplyResult("no_change", message, ledger_id)
-    if present:
-        missing = len(managed) - len(present)
-        state = (f"the last apply recorded a different policy ({last[0][:12]} at {last[1]:%Y-%m-%d %H:%M})" if last
-                 else "no rulesctl apply is recorded for them")
-        message = (f"the database already holds {len(present)} of the {len(managed)} managed objects "
-                   f"({missing} missing) and {state}. Moving a live database to a changed policy needs a "
-                   f"diff and a reviewed plan (`rulesctl plan`), which this version does not do yet; nothing was changed")
-        ledger_id = ledger.write(conn, "refused", [], message)
-        return ApplyResult("refused", message, ledger_id)
-
-    created: Counter = Counter()
-    try:
-        with conn.transaction():
-            conn.execute("SET LOCAL lock_timeout = '10s'")
-            conn.execute("SET LOCAL statement_timeout = '5min'")
-            for step, obj in enumerate(objects, start=1):
-                if progress:
-                    progress(step, len(objects), obj)
-                try:
-                    conn.execute(obj.sql)
-                except psycopg.Error as exc:
-                    raise _StepFailed(obj, exc) from None
-                created[obj.kind] += 1
-            summary = ", ".join(f"{count} {_PLURAL[kind] if count != 1 else kind}" for kind, count in created.items())
-            message = f"installed {summary} in one transaction"
-            ledger_id = ledger.write(conn, "applied", objects, message)
-    except _StepFailed as failure:
-        detail = str(failure.error).strip().splitlines()[0]
-        origin = f" (from {failure.obj.origin})" if failure.obj.origin else ""
-        message = (f"{failure.obj.key}{origin} failed: {detail}. The transaction was rolled back; "
-                   f"the database is as it was")
-        ledger.write(conn, "failed", objects, message)
-        return ApplyResult("failed", message)
-    return ApplyResult("applied", message, ledger_id, created)
-
-
 class _StepFailed(Exception):
-    def __init__(self, obj: SqlObject, error: psycopg.Error):
-        self.obj, self.error = obj, error
+    def __init__(self, step: Step, error: psycopg.Error):
+        self.step, self.error = step, error

@@ -32,28 +32,29 @@ class Table:
     updated_at: bool = False             # updated_at column + update_updated_at_column trigger
     # seed rows: FK column -> referenced table, so a seed row comes after the row it points at
     seed_refs: tuple[tuple[str, str], ...] = ()
+    seeded: bool = False                 # its rows are policy (rendered from rules/, diffed by key)
 
 
 TABLES = (
-    Table("business_calendars"),
-    Table("calendar_working_hours", pk=("calendar_id", "weekday", "start_minute"), after=("business_calendars",), seed_refs=(("calendar_id", "business_calendars"),)),
-    Table("calendar_days_off", pk=("calendar_id", "day"), after=("business_calendars",), seed_refs=(("calendar_id", "business_calendars"),)),
+    Table("business_calendars", seeded=True),
+    Table("calendar_working_hours", pk=("calendar_id", "weekday", "start_minute"), after=("business_calendars",), seed_refs=(("calendar_id", "business_calendars"),), seeded=True),
+    Table("calendar_days_off", pk=("calendar_id", "day"), after=("business_calendars",), seed_refs=(("calendar_id", "business_calendars"),), seeded=True),
     Table("organizational_units", after=("business_calendars",), versioned=True, updated_at=True,
-          seed_refs=(("parent_id", "organizational_units"), ("calendar_id", "business_calendars"))),
-    Table("proficiency_levels"),
-    Table("skills"),
+          seed_refs=(("parent_id", "organizational_units"), ("calendar_id", "business_calendars")), seeded=True),
+    Table("proficiency_levels", seeded=True),
+    Table("skills", seeded=True),
     Table("organizational_unit_tree", pk=("ancestor_id", "unit_id"), after=("organizational_units",),
-          seed_refs=(("ancestor_id", "organizational_units"), ("unit_id", "organizational_units"))),
-    Table("escalation_chains"),
+          seed_refs=(("ancestor_id", "organizational_units"), ("unit_id", "organizational_units")), seeded=True),
+    Table("escalation_chains", seeded=True),
     Table("escalation_levels", pk=("chain_id", "level"), after=("escalation_chains", "escalation_reason"),
-          seed_refs=(("chain_id", "escalation_chains"),)),
+          seed_refs=(("chain_id", "escalation_chains"),), seeded=True),
     Table("sla_configs", pk=("work_item_type", "priority"), after=("work_item_type", "priority_level", "assignment_status", "business_calendars",
                                 "escalation_chains"),
-          seed_refs=(("calendar_id", "business_calendars"), ("escalation_chain_id", "escalation_chains"))),
+          seed_refs=(("calendar_id", "business_calendars"), ("escalation_chain_id", "escalation_chains")), seeded=True),
     Table("assignment_rules", after=("work_item_type", "priority_level", "organizational_units", "proficiency_levels"),
-          seed_refs=(("target_unit_id", "organizational_units"), ("min_proficiency", "proficiency_levels"))),
-    Table("leave_policy", pk=("priority",), after=("priority_level",)),
-    Table("engine_settings", pk=("key",)),
+          seed_refs=(("target_unit_id", "organizational_units"), ("min_proficiency", "proficiency_levels")), seeded=True),
+    Table("leave_policy", pk=("priority",), after=("priority_level",), seeded=True),
+    Table("engine_settings", pk=("key",), seeded=True),
     Table("staff_profiles", after=("organizational_units", "availability_status"), versioned=True, updated_at=True),
     Table("staff_skills", pk=("staff_id", "skill_id"), after=("staff_profiles", "skills", "proficiency_levels")),
     Table("assignments", after=("staff_profiles", "organizational_units", "assignment_rules", "work_item_type",

@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .errors import ApplyRefused, PolicyError, RulesctlError
+from .hazards import Hazard
 
 DEFAULT_LOCAL_DIR = Path(".rulesctl")
 
@@ -35,7 +36,8 @@ def cli():
     Typical flow:
       rulesctl validate          check rules/ (errors as file:line:col)
       rulesctl render            write generated/ (commit it; CI runs render --check)
-      rulesctl apply             install into the database (local cluster by default)
+      rulesctl plan              what would change in the database, and why
+      rulesctl apply             make it so (local cluster by default)
     """
 
 
@@ -102,27 +104,103 @@ def render(rules_dir: Path, out_dir: Path, check: bool):
                f"{len(changed)} changed" + (": " + ", ".join(changed) if 0 < len(changed) <= 10 else ""))
 
 
+hazard_option = click.option("--allow-hazard", "allowed", multiple=True, metavar="NAME",
+                             type=click.Choice([h.slug for h in Hazard]),
+                             help="Let steps with this hazard run (repeatable): " + ", ".join(h.slug for h in Hazard) + ".")
+
+
 @cli.command()
 @rules_option
 @database_option
-@click.option("--lock-timeout", type=float, default=30.0, show_default=True,
-              help="Seconds to wait for another apply to finish.")
-def apply(rules_dir: Path, database_url: str | None, lock_timeout: float):
-    """Install the policy into the database, in one transaction, under an advisory lock.
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True,
+              help="markdown suits a pull-request comment.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path), help="Save the plan (with a fingerprint of the "
+              "live state) for `rulesctl apply PLAN_FILE`.")
+@click.option("--show-sql", is_flag=True, help="Text format: print each step's SQL too.")
+@click.option("--detect-drift", is_flag=True, help="Report only objects changed outside rulesctl.")
+@hazard_option
+def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed):
+    """Show what apply would change in the database, and why.
 
-    Every run is recorded in the ledger table rulesctl.applies. Running it again on a
-    database in sync changes nothing and says so.
+    \b
+    Exit codes: 0 in sync, 2 changes pending, 3 blocked by a hazard not
+    allowed (--allow-hazard), 1 error.
     """
-    from .apply import apply as run_apply
+    from .plan import build_plan
+    from .project import DEFAULT_TEMPLATES
+    from .report import as_json, as_markdown, as_text
     policy, objects = _build_or_exit(rules_dir)
     url = _database_url(database_url)
+    result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES))
+    if detect_drift:
+        result.steps = [step for step in result.steps if step.drift]
+    if out_file:
+        out_file.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        click.echo(f"plan saved to {out_file}", err=True)
+    render = {"text": lambda p: as_text(p, show_sql), "json": as_json, "markdown": as_markdown}[fmt]
+    click.echo(render(result))
+    if result.blocked_by({Hazard.from_slug(a) for a in allowed}):
+        sys.exit(3)
+    sys.exit(2 if result.steps else 0)
 
-    def progress(step, total, obj):
+
+@cli.command()
+@rules_option
+@database_option
+def drift(rules_dir, database_url):
+    """Report objects changed by hand since rulesctl applied them (exit 2 when any, 0 when none)."""
+    from .plan import build_plan
+    from .project import DEFAULT_TEMPLATES
+    from .report import as_text
+    policy, objects = _build_or_exit(rules_dir)
+    url = _database_url(database_url)
+    result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES))
+    result.steps = [step for step in result.steps if step.drift]
+    click.echo(as_text(result) if result.steps else "No drift: every managed object is as rulesctl left it.")
+    sys.exit(2 if result.steps else 0)
+
+
+@cli.command()
+@click.argument("plan_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@rules_option
+@database_option
+@hazard_option
+@click.option("--auto-approve", is_flag=True, help="Do not ask before applying (no terminal never asks).")
+@click.option("--lock-timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for another apply to finish.")
+@click.option("--statement-timeout", default="5min", show_default=True, help="Longest a single step may run.")
+def apply(plan_file, rules_dir, database_url, allowed, auto_approve, lock_timeout, statement_timeout):
+    """Move the database to the policy: plan under a lock, then run the steps.
+
+    With PLAN_FILE (from `plan --out`) it applies exactly that plan, and refuses if the
+    database changed since. Every attempt is recorded in rulesctl.applies. Exit codes:
+    0 applied or already in sync, 3 blocked by a hazard not allowed, 1 error.
+    """
+    from .apply import HazardsBlocked, apply as run_apply
+    from .plan import Plan
+    from .project import DEFAULT_TEMPLATES
+    from .report import as_text
+    policy, objects = _build_or_exit(rules_dir)
+    url = _database_url(database_url)
+    saved = Plan.from_dict(json.loads(plan_file.read_text())) if plan_file else None
+
+    def confirm(pending) -> bool:
+        click.echo(as_text(pending))
+        return click.confirm("Apply these steps?", default=False)
+
+    def progress(step, total, item):
         if step == 1 or step == total or step % 25 == 0:
-            click.echo(f"  [{step:3d}/{total}] {obj.key}", err=True)
+            click.echo(f"  [{step:3d}/{total}] {item.key}", err=True)
 
+    ask = confirm if sys.stdin.isatty() and not auto_approve else None
     try:
-        result = run_apply(url, objects, policy, rules_dir=rules_dir, lock_timeout_s=lock_timeout, progress=progress)
+        result = run_apply(url, objects, policy, DEFAULT_TEMPLATES, saved_plan=saved,
+                           allowed={Hazard.from_slug(a) for a in allowed}, rules_dir=rules_dir,
+                           lock_timeout_s=lock_timeout, statement_timeout=statement_timeout, confirm=ask,
+                           progress=progress)
+    except HazardsBlocked as exc:
+        click.echo(f"apply blocked: {exc}", err=True)
+        sys.exit(3)
     except ApplyRefused as exc:
         click.echo(f"apply refused: {exc}", err=True)
         sys.exit(1)
@@ -131,11 +209,46 @@ def apply(rules_dir: Path, database_url: str | None, lock_timeout: float):
         sys.exit(1)
     if result.outcome == "no_change":
         click.echo(f"no changes: {result.message} (ledger #{result.ledger_id})")
-        return
-    click.echo(f"applied: {result.message} in {result.seconds:.2f}s (ledger #{result.ledger_id})")
+    else:
+        click.echo(f"applied: {result.message} in {result.seconds:.2f}s (ledger #{result.ledger_id})")
     for note in result.notes:
         click.echo(f"note: {note}")
-    click.echo(f"policy {policy.policy_hash[:12]} is live in {_redacted(url)}")
+    if result.plan.foreign:
+        click.echo(f"not managed by rulesctl (left alone): {', '.join(result.plan.foreign)}")
+
+
+@cli.command()
+@database_option
+@click.option("--limit", type=int, default=20, show_default=True)
+def history(database_url, limit):
+    """List the ledger: every apply with its outcome, newest first."""
+    from .ledger import read_history
+    rows = _run_or_exit(lambda: read_history(_database_url(database_url), limit))
+    if not rows:
+        click.echo("no applies recorded")
+    for row in rows:
+        click.echo(f"#{row['id']:<4} {row['finished_at']:%Y-%m-%d %H:%M:%S} {row['outcome']:<9} "
+                   f"{row['statement_count']:>4} steps  policy {row['policy_hash'][:12]}  by {row['applied_by']}"
+                   f"/{row['os_user']}  {row['message'][:90]}")
+
+
+@cli.command()
+@click.argument("apply_id", type=int)
+@database_option
+def show(apply_id, database_url):
+    """Print what one apply ran: its outcome, message and every statement."""
+    from .ledger import read_apply
+    row = _run_or_exit(lambda: read_apply(_database_url(database_url), apply_id))
+    if row is None:
+        click.echo(f"error: no apply #{apply_id} in the ledger", err=True)
+        sys.exit(1)
+    click.echo(f"apply #{row['id']}: {row['outcome']} at {row['finished_at']:%Y-%m-%d %H:%M:%S %Z} by "
+               f"{row['applied_by']} ({row['os_user']}@{row['client_host']}), tool {row['tool_version']}, "
+               f"policy {row['policy_hash'][:12]}, git {row['git_commit'] or '-'}")
+    click.echo(row["message"])
+    for number, statement in enumerate(row["statements"], start=1):
+        click.echo(f"\n-- {number}. {statement.get('action', '')} {statement.get('step') or statement.get('object')}")
+        click.echo(statement["sql"].rstrip())
 
 
 @cli.group()
@@ -220,6 +333,12 @@ def main():
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:                     # a bug in rulesctl itself: say so plainly
+        if os.environ.get("RULESCTL_DEBUG"):
+            raise
+        click.echo(f"internal error: {type(exc).__name__}: {exc}. This is a rulesctl bug; "
+                   "run again with RULESCTL_DEBUG=1 for the traceback and report it.", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,10 @@ def template_env(templates_dir: Path) -> jinja2.Environment:
 
 
 class Renderer:
-    def __init__(self, templates_dir: Path, schema: str = catalog.SCHEMA):
+    def __init__(self, templates_dir: Path, schema: str = catalog.SCHEMA, parse_check: bool = True):
         self.env = template_env(Path(templates_dir))
         self.schema = schema
+        self.parse_check = parse_check
         self.objects: list[SqlObject] = []
 
     def add(self, kind: str, name: str, template: str, context: dict, *, after=(), file: str,
@@ -60,7 +61,8 @@ class Renderer:
         except (ValueError, TypeError) as exc:       # a quoting filter refused a value
             where = f" ({origin})" if origin else ""
             raise RenderError(f"templates/{template}: {kind} {name}{where}: {exc}") from None
-        parse_check(sql, template, origin)
+        if self.parse_check:
+            parse_check(sql, template, origin)
         self.objects.append(SqlObject(kind, f"{self.schema}.{name}" if in_schema else name, sql,
                                       tuple(after), file, template, origin))
 
@@ -83,8 +85,10 @@ def parse_check(sql: str, template: str, origin: Origin | None) -> None:
                           f"column {detail.get('col', '?')}: {detail.get('description', exc)}{where}\n{sql}") from None
 
 
-def render_policy(policy: Policy, templates_dir: Path, schema: str = catalog.SCHEMA) -> list[SqlObject]:
-    r = Renderer(templates_dir, schema)
+def render_policy(policy: Policy, templates_dir: Path, schema: str = catalog.SCHEMA,
+                  parse_check: bool = True) -> list[SqlObject]:
+    """parse_check=False only for re-renders of text already checked (the plan's scratch copy)."""
+    r = Renderer(templates_dir, schema, parse_check)
     s = r.schema
     for function in catalog.HELPER_FUNCTIONS:
         after = () if function == "engine_now" else (f"function:{s}.engine_now()",)

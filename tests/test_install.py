@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from engine.apply import apply
+from engine.apply import HazardsBlocked, apply
 from engine.cli import cli
 from engine.errors import ApplyRefused, DatabaseError
 from engine.project import build
@@ -113,11 +113,18 @@ def test_second_apply_changes_nothing_and_ledger_has_both(database_url, shipped)
     assert _rows(database_url, "SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace") == before
     ledger = _rows(database_url, "SELECT id, outcome, policy_hash, statement_count, applied_by, message IS NOT NULL "
                                  "FROM rulesctl.applies ORDER BY id")
-    assert [(row[1], row[2], row[3]) for row in ledger] == [("applied", policy.policy_hash, len(objects)),
+    assert [(row[1], row[2], row[3]) for row in ledger] == [("applied", policy.policy_hash, len(first.plan.steps)),
                                                             ("no_change", policy.policy_hash, 0)]
     assert all(row[4] == "postgres" and row[5] for row in ledger)
-    statements = _rows(database_url, "SELECT statements -> 0 ->> 'object' FROM rulesctl.applies WHERE id = %s", ledger[0][0])
-    assert statements == [(objects[0].key,)]
+    # everything rendered was created, except what already existed cluster-wide (roles) and
+    # pg_cron's objects, which cannot live in this database
+    created = {step.key for step in first.plan.steps}
+    skipped = {obj.key for obj in objects} - created
+    assert skipped <= {"role:anon", "role:authenticated", "role:service_role", "extension:pg_cron"} | {
+        f"cron_job:{job.name}" for job in policy.jobs}
+    assert {f"cron_job:{job.name}" for job in policy.jobs} <= skipped
+    statements = _rows(database_url, "SELECT statements -> 0 ->> 'step' FROM rulesctl.applies WHERE id = %s", ledger[0][0])
+    assert statements == [(first.plan.steps[0].key,)]
 
 
 def test_failed_apply_leaves_the_database_as_it_was(database_url, shipped):
@@ -134,13 +141,13 @@ def test_failed_apply_leaves_the_database_as_it_was(database_url, shipped):
                                "FROM rulesctl.applies") == [("failed", True)]
 
 
-def test_apply_refuses_a_database_holding_another_version(database_url, shipped, tmp_path, monkeypatch):
+def test_apply_of_a_much_smaller_policy_is_blocked_by_its_hazards(database_url, shipped, tmp_path, monkeypatch):
     policy, objects = shipped
     apply(database_url, objects, policy)
     shutil.copytree(BASE, tmp_path / "rules")
     monkeypatch.chdir(tmp_path)
     other_policy, other_objects = build(tmp_path / "rules")
-    with pytest.raises(ApplyRefused, match="already holds .* managed objects .* nothing was changed"):
+    with pytest.raises(HazardsBlocked, match="have hazards not allowed: .*seed-row-deleted.* nothing was changed"):
         apply(database_url, other_objects, other_policy)
     assert _rows(database_url, "SELECT outcome FROM rulesctl.applies ORDER BY id") == [("applied",), ("refused",)]
     assert _rows(database_url, "SELECT count(*) FROM organizational_units") == [(len(policy.units),)]
@@ -161,7 +168,8 @@ def test_cli_apply_twice(database_url, repo_root, monkeypatch):
     runner = CliRunner()
     first = runner.invoke(cli, ["apply", "--database-url", database_url])
     assert first.exit_code == 0, first.output
-    assert re.match(r"applied: installed 3 roles, 1 extension, \d+ functions, 5 enums, \d+ tables, .* in one transaction", first.stdout)
+    assert re.match(r"applied: ran \d+ steps \(\d+ create, \d+ insert\)", first.stdout)
+    assert "note: job sla-monitoring not scheduled (no pg_cron in this database)" in first.stdout
     second = runner.invoke(cli, ["apply"], env={"DATABASE_URL": database_url})
     assert second.exit_code == 0 and second.stdout.startswith("no changes: in sync")
 

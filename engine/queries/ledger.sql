@@ -1,4 +1,5 @@
--- The apply ledger: one row per `rulesctl apply`, whatever its outcome.
+-- The apply ledger: one row per `rulesctl apply`, whatever its outcome; and what rulesctl
+-- owns: every key it installed, with the hash of its definition as installed (for drift).
 CREATE SCHEMA IF NOT EXISTS rulesctl;
 CREATE TABLE IF NOT EXISTS rulesctl.applies (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -15,4 +16,10 @@ CREATE TABLE IF NOT EXISTS rulesctl.applies (
   statement_count integer NOT NULL,
   statements jsonb NOT NULL DEFAULT '[]',
   message text
+);
+CREATE TABLE IF NOT EXISTS rulesctl.managed_objects (
+  key text PRIMARY KEY,
+  definition_hash text NOT NULL,
+  apply_id bigint REFERENCES rulesctl.applies (id),
+  recorded_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );

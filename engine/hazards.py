@@ -1,0 +1,27 @@
+"""Hazards: what a plan step can cost beyond the change itself. apply refuses a step whose
+hazard was not allowed by name (--allow-hazard NAME)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Hazard(Enum):
+    DATA_LOSS = ("data-loss", "drops a table or column, or deletes rows: the data is gone")
+    LOCK = ("lock", "rewrites or scans a table under a lock that blocks writers while it runs")
+    AUTHORIZATION = ("authorization", "changes who may see or do what (row level security or grants)")
+    JOB_UNSCHEDULED = ("job-unscheduled", "a scheduled job stops running")
+    ENUM_VALUE_REMOVAL = ("enum-value-removal", "an enum value cannot be removed in place; rulesctl will not "
+                                                "do it: migrate the rows, then recreate the type by hand")
+    SEED_ROW_DELETED = ("seed-row-deleted", "deletes a policy row; live data that references it blocks the apply")
+
+    def __init__(self, slug: str, message: str):
+        self.slug = slug
+        self.message = message
+
+    @classmethod
+    def from_slug(cls, slug: str) -> "Hazard":
+        for hazard in cls:
+            if hazard.slug == slug:
+                return hazard
+        raise ValueError(f"unknown hazard {slug!r}; known: {', '.join(h.slug for h in cls)}")

@@ -1,0 +1,192 @@
+"""The plan. Input: a database URL, the policy and its rendered objects. Output: a `Plan`:
+ordered steps (SQL, reason, hazards, origin), what is reported but not touched, a fingerprint
+of the managed live state, and timings of each stage.
+
+Everything is read in one REPEATABLE READ transaction that is rolled back: the live state,
+the ledger's record of what rulesctl owns, and the desired state installed into a scratch
+schema. Nothing the plan does outlives it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from . import __version__, catalog
+from .db import connect
+from .desired import cron_unavailable_reason, desired_state
+from .diff import diff
+from .errors import DatabaseError
+from .hazards import Hazard
+from .introspect import LiveObject, introspect, scratch_schema_name
+from .model import Policy
+from .objects import SqlObject
+from .order import topological
+from .steps import Step, StepBuilder
+
+DROP_ORDER = ("cron_job", "seed", "publication_table", "grant", "policy", "rls", "trigger", "view", "index", "table",
+              "function", "enum")
+
+
+@dataclass
+class Plan:
+    steps: list[Step]
+    foreign: list[str]                         # live objects rulesctl does not own: reported only
+    fingerprint: str                           # of the managed live state the plan was made against
+    live_hashes: dict[str, str]                # per managed key, to name what moved later
+    desired_hashes: dict[str, str]             # what managed_objects records after the apply
+    policy_hash: str
+    notes: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    tool_version: str = __version__
+    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+
+    @property
+    def hazards(self) -> set[Hazard]:
+        return {hazard for step in self.steps for hazard in step.hazards}
+
+    def blocked_by(self, allowed: set[Hazard]) -> list[Step]:
+        return [step for step in self.steps if set(step.hazards) - allowed]
+
+    def as_dict(self) -> dict:
+        return {"tool_version": self.tool_version, "created_at": self.created_at, "policy_hash": self.policy_hash,
+                "fingerprint": self.fingerprint, "live_hashes": self.live_hashes,
+                "desired_hashes": self.desired_hashes, "notes": self.notes, "foreign": self.foreign,
+                "timings": self.timings, "steps": [step.as_dict() for step in self.steps]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Plan":
+        steps = [Step(s["action"], s["key"], s["sql"], s["reason"], tuple(Hazard.from_slug(h) for h in s["hazards"]),
+                      s["origin"], s["segment"], s["drift"]) for s in data["steps"]]
+        return cls(steps, data["foreign"], data["fingerprint"], data["live_hashes"], data["desired_hashes"],
+                   data["policy_hash"], data["notes"], data.get("timings", {}), data["tool_version"], data["created_at"])
+
+
+def object_hash(obj: LiveObject) -> str:
+    return hashlib.sha256(json.dumps(obj.definition, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def fingerprint_of(hashes: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+
+
+def read_owned(conn: psycopg.Connection) -> dict[str, str]:
+    """Keys rulesctl installed and the hash of each as installed (empty before the first apply)."""
+    if conn.execute("SELECT to_regclass('rulesctl.managed_objects')").fetchone()[0] is None:
+        return {}
+    return dict(conn.execute("SELECT key, definition_hash FROM rulesctl.managed_objects").fetchall())
+
+
+def live_state(conn: psycopg.Connection, managed_keys: set[str]) -> dict[str, str]:
+    """The hashes of the managed keys as they are live now (for fingerprints)."""
+    live = introspect(conn)
+    return {key: object_hash(live[key]) for key in sorted(managed_keys) if key in live}
+
+
+def build_plan(url: str, policy: Policy, objects: list[SqlObject], templates_dir: Path,
+               conn: psycopg.Connection | None = None) -> Plan:
+    """Plan on a fresh connection, or on `conn` (apply's, under its lock) when given."""
+    if conn is not None:
+        return _plan(conn, policy, objects, templates_dir)
+    try:
+        with connect(url) as own:
+            own.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            return _plan(own, policy, objects, templates_dir)
+    except psycopg.Error as exc:
+        raise DatabaseError(f"planning failed: {str(exc).strip()}") from None
+
+
+def _plan(conn: psycopg.Connection, policy: Policy, objects: list[SqlObject], templates_dir: Path) -> Plan:
+    timings = {}
+    clock = time.perf_counter()
+    try:
+        with conn.transaction(force_rollback=True):
+            live = introspect(conn)
+            owned = read_owned(conn)
+            timings["introspect"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            desired = desired_state(conn, policy, objects, templates_dir, scratch_schema_name())
+            cron_problem = cron_unavailable_reason(conn)
+            timings["render"] = time.perf_counter() - clock
+    except psycopg.Error as exc:
+        raise DatabaseError(f"planning failed: {str(exc).strip()}") from None
+    clock = time.perf_counter()
+    produced = {obj.key for obj in objects}
+    managed = set(owned) | (produced & live.keys())
+    result = diff(desired, live, set(owned) | produced)
+    fresh = not (managed & {key for key, obj in live.items() if obj.kind == "table"})
+    builder = StepBuilder(objects, templates_dir, fresh_install=fresh)
+    steps = [step for change in result.changes for step in builder.steps(change)]
+    steps = _mark_drift(steps, desired, live, owned)
+    ordered = order_steps(steps, objects, live)
+    timings["diff"] = time.perf_counter() - clock
+    live_hashes = {key: object_hash(live[key]) for key in sorted(managed | desired.keys()) if key in live}
+    notes = _notes(policy, cron_problem, desired)
+    return Plan(ordered, list(result.foreign), fingerprint_of(live_hashes), live_hashes,
+                {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings)
+
+
+def _mark_drift(steps: list[Step], desired: dict, live: dict, owned: dict[str, str]) -> list[Step]:
+    """A step is drift when the live object no longer matches what rulesctl installed while the
+    policy still wants what it installed: someone changed it by hand."""
+    marked = []
+    for step in steps:
+        base = step.key.split("/", 1)[0] if step.kind == "enum" else step.key
+        installed = owned.get(base)
+        if (installed and base in live and object_hash(live[base]) != installed
+                and (base not in desired or object_hash(desired[base]) == installed)):
+            step = Step(step.action, step.key, step.sql, f"drift: changed outside rulesctl; {step.reason}",
+                        step.hazards, step.origin, step.segment, True, step.after)
+        marked.append(step)
+    return marked
+
+
+def order_steps(steps: list[Step], objects: list[SqlObject], live: dict[str, LiveObject]) -> list[Step]:
+    """Enum values first (their own segment), then creates and changes in dependency order,
+    then drops and deletes, dependents before what they depend on."""
+    from .objects import KIND_RANK
+    by_key = {obj.key: obj for obj in objects}
+    position = {obj.key: index for index, obj in enumerate(objects)}
+    forward = [s for s in steps if s.action not in ("drop", "delete", "revoke", "unschedule")]
+    backward = [s for s in steps if s not in forward]
+    enum_values = [s for s in forward if s.segment == 0]
+    rest = [s for s in forward if s.segment != 0]
+    step_keys = {s.key for s in rest}
+    graph = {s.key: [d for d in by_key[s.key].depends_on if d in step_keys] if s.key in by_key else [] for s in rest}
+    rank = {s.key: (KIND_RANK.get(s.kind, 99), position.get(s.key, 0)) for s in rest}
+    ordered_keys = topological(graph, rank)
+    by_step_key = {s.key: s for s in rest}
+    backward_keys = {s.key: s for s in backward}
+    # a deleted seed row that points at another deleted row goes first
+    seed_edges: dict[str, list[str]] = {key: [] for key in backward_keys}
+    for key, step in backward_keys.items():
+        if step.kind != "seed":
+            continue
+        table = key.split(".", 1)[1].split("/", 1)[0]
+        row = live[key].definition
+        for column, ref_table in catalog.TABLES_BY_NAME[table].seed_refs:
+            target = f"seed:{catalog.SCHEMA}.{ref_table}/{row.get(column)}"
+            if target in backward_keys and target != key:
+                seed_edges[target].append(key)        # the referenced row is deleted after this one
+    drop_rank = {key: (DROP_ORDER.index(s.kind) if s.kind in DROP_ORDER else 99, key) for key, s in backward_keys.items()}
+    backward_ordered = topological(seed_edges, drop_rank)
+    return enum_values + [by_step_key[k] for k in ordered_keys] + [backward_keys[k] for k in backward_ordered]
+
+
+def _notes(policy: Policy, cron_problem: str | None, desired: dict) -> list[str]:
+    if cron_problem:
+        return [cron_problem] + [f"job {job.name} not scheduled (no pg_cron in this database); run it yourself: "
+                                 f"SELECT {catalog.SCHEMA}.{job.function}()" for job in policy.jobs]
+    notes = []
+    for job in policy.jobs:
+        definition = desired[f"cron_job:{job.name}"].definition
+        if definition["schedule"] != job.schedule:
+            notes.append(f"job {job.name}: '{job.schedule}' needs pg_cron 1.5+; this pg_cron runs it every minute, "
+                         f"repeating within the minute ({definition['command']})")
+    return notes

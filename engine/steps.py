@@ -1,0 +1,252 @@
+"""Plan steps. Input: the diff's changes, the rendered objects (their SQL and origins) and the
+templates. Output: `Step`s, each with the SQL apply will run, a one-line reason, its hazards
+and the policy line that caused it. Create and replace steps run the rendered SQL itself (the
+text generated/ holds); alter and drop steps are rendered from templates/changes/."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import catalog
+from .diff import Change
+from .hazards import Hazard
+from .objects import SqlObject
+from .render import template_env
+
+ACTIVE_SEGMENT, ENUM_SEGMENT = 1, 0
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str                        # create | replace | alter | drop | insert | update | delete | add-value ...
+    key: str                           # kind:name of the object it acts on
+    sql: str
+    reason: str
+    hazards: tuple[Hazard, ...] = ()
+    origin: str | None = None          # rules/sla.yaml:12
+    segment: int = ACTIVE_SEGMENT      # 0: enum values, committed on their own first
+    drift: bool = False                # the live object was changed outside rulesctl
+    after: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def kind(self) -> str:
+        return self.key.split(":", 1)[0]
+
+    def as_dict(self) -> dict:
+        return {"action": self.action, "key": self.key, "sql": self.sql, "reason": self.reason,
+                "hazards": [h.slug for h in self.hazards], "origin": self.origin, "segment": self.segment,
+                "drift": self.drift}
+
+
+class StepBuilder:
+    def __init__(self, objects: list[SqlObject], templates_dir, fresh_install: bool, schema: str = catalog.SCHEMA):
+        self.objects = {obj.key: obj for obj in objects}
+        self.env = template_env(templates_dir)
+        self.fresh = fresh_install
+        self.schema = schema
+
+    def _sql(self, template: str, **context) -> str:
+        return self.env.get_template(f"changes/{template}").render(schema=self.schema, **context).strip() + "\n"
+
+    def steps(self, change: Change) -> list[Step]:
+        obj = self.objects.get(change.key)
+        if obj is None and change.kind == "grant" and change.action != "drop":
+            # A privilege rulesctl grants to nobody (e.g. INSERT on a table): only extra holders matter.
+            if change.action == "create" or not change.live.definition:
+                return []
+            return [self._drop(change)]
+        origin = str(obj.origin) if obj and obj.origin else None
+        where = f" ({origin})" if origin else ""
+        label = f"{change.kind.replace('_', ' ')} {change.name}"
+        if change.action == "create":
+            return [self._create(change, obj, label, where, origin)]
+        if change.action == "drop":
+            return [self._drop(change)]
+        method = getattr(self, f"_change_{change.kind}", None)
+        if method:
+            return method(change, obj, label, where, origin)
+        return [Step("replace", change.key, obj.sql, f"replace {label}: definition changed{where}",
+                     self._auth(change.kind), origin)]
+
+    def _auth(self, kind: str, creating: bool = False) -> tuple[Hazard, ...]:
+        if kind in ("policy", "grant", "rls") and not (creating and self.fresh):
+            return (Hazard.AUTHORIZATION,)
+        return ()
+
+    # --- create ---------------------------------------------------------------------------------
+    def _create(self, change, obj, label, where, origin) -> Step:
+        action = {"seed": "insert", "cron_job": "schedule"}.get(change.kind, "create")
+        if change.kind == "seed":
+            what = f"insert seed row {change.name}"
+        elif change.kind == "cron_job":
+            what = f"schedule job {change.name}: {change.desired.definition['schedule']}"
+        else:
+            what = f"create {label}"
+        return Step(action, change.key, obj.sql, f"{what}{where}", self._auth(change.kind, creating=True), origin)
+
+    # --- drop -----------------------------------------------------------------------------------
+    def _drop(self, change: Change) -> Step:
+        kind, name, live = change.kind, change.name, change.live.definition
+        short = name.split(".", 1)[1] if "." in name and kind not in ("cron_job", "publication_table") else name
+        hazards: tuple[Hazard, ...] = ()
+        if kind == "seed":
+            table, _ = short.split("/", 1)
+            key = {column: live[column] for column in catalog.TABLES_BY_NAME[table].pk}
+            return Step("delete", change.key, self._sql("seed_delete.sql.j2", table=table, key=key),
+                        f"delete seed row {name}: no longer in rules/", (Hazard.SEED_ROW_DELETED,))
+        if kind == "grant":
+            target, privilege = short.rsplit(".", 1)
+            object_type = "FUNCTION" if privilege == "execute" else "TABLE"
+            sql = self._sql("revoke.sql.j2", privilege=privilege.upper(), object_type=object_type,
+                            target=self._grant_target(target, object_type), roles=live)
+            return Step("revoke", change.key, sql, f"revoke {privilege} on {target} from {', '.join(live)}",
+                        (Hazard.AUTHORIZATION,))
+        context = {"kind": kind, "name": short}
+        if kind == "function":
+            function_name, args = short.split("(", 1)
+            context.update(name=function_name, args=args.rstrip(")"), procedure="PROCEDURE" in live["definition"][:40])
+        elif kind in ("trigger", "policy"):
+            table = live["table"] if kind == "trigger" else short.split(".", 1)[0]
+            context.update(table=table, name=short.split(".", 1)[1] if kind == "policy" else short)
+        elif kind == "publication_table":
+            publication, table = name.split("/", 1)
+            context.update(publication=publication, name=table.split(".", 1)[1])
+        hazards = {"table": (Hazard.DATA_LOSS,), "cron_job": (Hazard.JOB_UNSCHEDULED,), "policy": (Hazard.AUTHORIZATION,),
+                   "rls": (Hazard.AUTHORIZATION,), "enum": (Hazard.DATA_LOSS,)}.get(kind, ())
+        verb = "unschedule" if kind == "cron_job" else "drop"
+        return Step(verb, change.key, self._sql("drop.sql.j2", **context),
+                    f"{verb} {kind.replace('_', ' ')} {name}: no longer in rules/ or the engine", hazards)
+
+    def _grant_target(self, target: str, object_type: str) -> str:
+        from .sqltext import ident
+        if object_type == "TABLE":
+            return ident(target)
+        signature = next((obj.name.split(".", 1)[1] for key, obj in self.objects.items()
+                          if obj.kind == "function" and obj.name.split(".", 1)[1].startswith(target + "(")), None)
+        return signature or f"{ident(target)}()"
+
+    # --- change, per kind ---------------------------------------------------------------------------
+    def _change_seed(self, change, obj, label, where, origin) -> list[Step]:
+        table, _ = change.name.split(".", 1)[1].split("/", 1)
+        desired, live = change.desired.definition, change.live.definition
+        changed = {column: desired[column] for column in desired if desired[column] != live.get(column)}
+        key = {column: desired[column] for column in catalog.TABLES_BY_NAME[table].pk}
+        detail = "; ".join(f"{column} {_short(live.get(column))} → {_short(value)}" for column, value in changed.items())
+        return [Step("update", change.key, self._sql("seed_update.sql.j2", table=table, changes=changed, key=key),
+                     f"update seed row {change.name}: {detail}{where}", (), origin)]
+
+    def _change_function(self, change, obj, label, where, origin) -> list[Step]:
+        if change.desired.definition["returns"] != change.live.definition["returns"]:
+            function_name, args = change.name.split(".", 1)[1].split("(", 1)
+            drop = self._sql("drop.sql.j2", kind="function", name=function_name, args=args.rstrip(")"),
+                             procedure=False)
+            return [Step("replace", change.key, drop + obj.sql,
+                         f"drop and create {label}: its result type changes{where}", (), origin)]
+        return [Step("replace", change.key, obj.sql, f"replace {label}: definition changed{where}", (), origin)]
+
+    def _change_enum(self, change, obj, label, where, origin) -> list[Step]:
+        desired, live = change.desired.definition, change.live.definition
+        if [value for value in desired if value in live] != live:
+            removed = [value for value in live if value not in desired]
+            migration = (f"-- {label}: values {', '.join(removed) or '(reordered)'} cannot be removed or reordered "
+                         "in place.\n-- Migrate rows off them, then recreate the type by hand; rulesctl will not.\n")
+            return [Step("remove-value", change.key, migration,
+                         f"{label} loses or reorders values ({', '.join(removed) or 'order'}){where}",
+                         (Hazard.ENUM_VALUE_REMOVAL,), origin)]
+        steps = []
+        for index, value in enumerate(desired):
+            if value in live:
+                continue
+            following = next((v for v in desired[index + 1:] if v in live), None)
+            previous = desired[index - 1] if index else None      # exists by now: live, or added just before
+            sql = self._sql("add_enum_value.sql.j2", name=change.name.split(".", 1)[1], value=value,
+                            before=following, after=None if following else previous)
+            steps.append(Step("add-value", f"{change.key}/{value}", sql, f"add value {value!r} to {label}{where}",
+                              (), origin, segment=ENUM_SEGMENT))
+        return steps
+
+    def _change_table(self, change, obj, label, where, origin) -> list[Step]:
+        from .sqltext import ident
+        desired, live = change.desired.definition, change.live.definition
+        actions, hazards, notes = [], set(), []
+        for column, spec in desired["columns"].items():
+            old = live["columns"].get(column)
+            if old is None:
+                definition = f"ADD COLUMN {ident(column)} {spec['type']}"
+                if spec["default"] is not None:
+                    definition += f" DEFAULT {spec['default']}"
+                if spec["not_null"]:
+                    definition += " NOT NULL"
+                    if spec["default"] is None:
+                        hazards.add(Hazard.LOCK)
+                actions.append(definition)
+                notes.append(f"add column {column}")
+                continue
+            if old["type"] != spec["type"]:
+                actions.append(f"ALTER COLUMN {ident(column)} TYPE {spec['type']} USING {ident(column)}::{spec['type']}")
+                hazards.add(Hazard.LOCK)
+                notes.append(f"column {column} type {old['type']} → {spec['type']}")
+            if old["default"] != spec["default"]:
+                actions.append(f"ALTER COLUMN {ident(column)} " +
+                               (f"SET DEFAULT {spec['default']}" if spec["default"] is not None else "DROP DEFAULT"))
+                notes.append(f"column {column} default")
+            if old["not_null"] != spec["not_null"]:
+                actions.append(f"ALTER COLUMN {ident(column)} {'SET' if spec['not_null'] else 'DROP'} NOT NULL")
+                if spec["not_null"]:
+                    hazards.add(Hazard.LOCK)
+                notes.append(f"column {column} {'NOT NULL' if spec['not_null'] else 'nullable'}")
+        for column in live["columns"].keys() - desired["columns"].keys():
+            actions.append(f"DROP COLUMN {ident(column)}")
+            hazards.add(Hazard.DATA_LOSS)
+            notes.append(f"drop column {column}")
+        for name, definition in desired["constraints"].items():
+            if live["constraints"].get(name) != definition:
+                if name in live["constraints"]:
+                    actions.append(f"DROP CONSTRAINT {ident(name)}")
+                actions.append(f"ADD CONSTRAINT {ident(name)} {definition}")
+                hazards.add(Hazard.LOCK)
+                notes.append(f"constraint {name}")
+        for name in live["constraints"].keys() - desired["constraints"].keys():
+            actions.append(f"DROP CONSTRAINT {ident(name)}")
+            notes.append(f"drop constraint {name}")
+        if desired["options"] != live["options"]:
+            actions.append(f"SET ({', '.join(desired['options'])})" if desired["options"] else "RESET (fillfactor)")
+            notes.append("storage options")
+        sql = self._sql("alter_table.sql.j2", table=change.name.split(".", 1)[1], actions=actions)
+        return [Step("alter", change.key, sql, f"alter {label}: {', '.join(notes)}{where}",
+                     tuple(sorted(hazards, key=lambda h: h.slug)), origin)]
+
+    def _drop_then_create(self, change, obj, label, where, origin, hazards) -> list[Step]:
+        drop = self._drop(Change("drop", change.kind, change.name, None, change.live)).sql
+        return [Step("replace", change.key, drop + obj.sql, f"drop and create {label}: definition changed{where}",
+                     hazards, origin)]
+
+    def _change_index(self, change, obj, label, where, origin):
+        return self._drop_then_create(change, obj, label, where, origin, (Hazard.LOCK,))
+
+    def _change_trigger(self, change, obj, label, where, origin):
+        return self._drop_then_create(change, obj, label, where, origin, ())
+
+    def _change_policy(self, change, obj, label, where, origin):
+        return self._drop_then_create(change, obj, label, where, origin, (Hazard.AUTHORIZATION,))
+
+    def _change_grant(self, change, obj, label, where, origin):
+        target, privilege = change.name.split(".", 1)[1].rsplit(".", 1)
+        object_type = "FUNCTION" if privilege == "execute" else "TABLE"
+        revoke = self._sql("revoke.sql.j2", privilege=privilege.upper(), object_type=object_type,
+                           target=self._grant_target(target, object_type), roles=change.live.definition)
+        return [Step("replace", change.key, revoke + obj.sql,
+                     f"regrant {privilege} on {target}: {', '.join(change.live.definition)} → "
+                     f"{', '.join(change.desired.definition)}{where}", (Hazard.AUTHORIZATION,), origin)]
+
+    def _change_cron_job(self, change, obj, label, where, origin):
+        old, new = change.live.definition, change.desired.definition
+        what = [f"{field} {old.get(field)!r} → {new[field]!r}" for field in ("schedule", "command", "active")
+                if old.get(field) != new[field]]
+        return [Step("reschedule", change.key, obj.sql, f"reschedule job {change.name}: {'; '.join(what)}{where}",
+                     (), origin)]
+
+
+def _short(value) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= 40 else text[:37] + "..."
