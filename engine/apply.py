@@ -186,10 +186,15 @@ def _run(conn, plan: Plan, ledger: "_Ledger", allowed, statement_timeout, confir
 
 
 def _record_owned(conn: psycopg.Connection, plan: Plan, apply_id: int) -> None:
+    """Record what rulesctl now owns, as installed. An enum whose value removal was allowed but
+    not done (rulesctl never removes values) is recorded as it really is, so it is not drift."""
+    kept = {step.key for step in plan.steps if step.action == "remove-value"}
+    rows = [(key, plan.live_hashes.get(key, digest) if key in kept else digest, apply_id)
+            for key, digest in plan.desired_hashes.items()]
     conn.execute("DELETE FROM rulesctl.managed_objects")
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO rulesctl.managed_objects (key, definition_hash, apply_id) VALUES (%s, %s, %s)",
-                        [(key, digest, apply_id) for key, digest in plan.desired_hashes.items()])
+                        rows)
 
 
 class _Ledger:

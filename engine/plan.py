@@ -139,8 +139,9 @@ def _mark_drift(steps: list[Step], desired: dict, live: dict, owned: dict[str, s
     for step in steps:
         base = step.key.split("/", 1)[0] if step.kind == "enum" else step.key
         installed = owned.get(base)
-        if (installed and base in live and object_hash(live[base]) != installed
-                and (base not in desired or object_hash(desired[base]) == installed)):
+        live_hash = object_hash(live[base]) if base in live else None
+        desired_hash = object_hash(desired[base]) if base in desired else None
+        if installed and live_hash != installed and desired_hash in (installed, None):
             step = Step(step.action, step.key, step.sql, f"drift: changed outside rulesctl; {step.reason}",
                         step.hazards, step.origin, step.segment, True, step.after)
         marked.append(step)
