@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.types.json import Jsonb
+from pydantic import ValidationError
 
 from . import schemas
 from .auth import AuthError, Caller, caller_from_header
@@ -56,6 +57,18 @@ async def json_body(request: Request) -> Jsonb:
 
 def _reject_constant(name: str):
     raise ValueError(f"{name} is not JSON")
+
+
+def _typed(model, body: Jsonb):
+    """A body for a function that takes typed arguments (not jsonb): convert it with the
+    documented model; a value of the wrong type is a 400 naming the field."""
+    try:
+        return model.model_validate(body.obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][-1]) if first["loc"] else "request"
+        what = "is required" if first["type"] == "missing" else first["msg"]
+        raise invalid(field, f"{field}: {what}") from None
 
 
 def _database(request: Request):
@@ -140,8 +153,8 @@ async def escalate(request: Request, caller: Caller = Depends(authenticate)):
 async def complete(request: Request, caller: Caller = Depends(authenticate)):
     """`complete_assignment(assignment_id)`; the freed capacity takes the best queued item.
     Not one of the guide's endpoints; here so a front end can close the loop."""
-    return await _call(request, caller, "SELECT complete_assignment(api_uuid(%s, 'assignment_id'))",
-                       [await json_body(request)])
+    body = _typed(schemas.CompleteRequest, await json_body(request))
+    return await _call(request, caller, "SELECT complete_assignment(%s)", [body.assignment_id])
 
 
 @router.get("/capacity/check", tags=["capacity"], response_model=schemas.CapacityResult,

@@ -7,6 +7,7 @@ Responses are the SQL API's jsonb as it is; fields the database adds later are a
 from __future__ import annotations
 
 from typing import Any, Literal
+from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,7 +47,7 @@ class EscalateRequest(BaseModel):
 
 
 class CompleteRequest(BaseModel):
-    assignment_id: str = Field(description="uuid")
+    assignment_id: UUID
 
 
 class AvailabilityRequest(BaseModel):

@@ -1,0 +1,92 @@
+"""Shared by tests/test_api*.py: a real `rulesctl serve` server on loopback (in a thread of the
+test process), Supabase-style tokens, and staff set up the way HR sync does it (a trusted
+connection calling upsert_staff_profile). No mock anywhere: real HTTP, real PostgreSQL."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import jwt
+import psycopg
+from psycopg.types.json import Jsonb
+
+from engine.api import build_server
+
+SECRET = "rulesctl-test-secret-at-least-32-bytes-long"
+
+
+def uid(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def token(role: str = "authenticated", sub: str | None = None, *, expires_in: float = 3600,
+          secret: str = SECRET, **claims) -> str:
+    payload = {"role": role, "exp": int(time.time() + expires_in), **claims}
+    if sub is not None:
+        payload["sub"] = sub
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def bearer(role: str = "authenticated", sub: str | None = None, **kwargs) -> dict:
+    return {"Authorization": f"Bearer {token(role, sub, **kwargs)}"}
+
+
+class RunningServer:
+    def __init__(self, server, base_url: str):
+        self.server = server
+        self.base_url = base_url
+        self.client = httpx.Client(base_url=base_url, timeout=30)
+        self._clients: dict[tuple, httpx.Client] = {}
+
+    def as_(self, role: str = "authenticated", sub: str | None = None) -> httpx.Client:
+        """A client whose requests carry this caller's token (one per caller, reused)."""
+        if (role, sub) not in self._clients:
+            self._clients[role, sub] = httpx.Client(base_url=self.base_url, timeout=30, headers=bearer(role, sub))
+        return self._clients[role, sub]
+
+    def close(self) -> None:
+        for client in (self.client, *self._clients.values()):
+            client.close()
+
+
+@contextmanager
+def running_server(database_url: str, secret: str = SECRET):
+    """`rulesctl serve`'s server on 127.0.0.1 (a free port), in a thread; stopped gracefully after."""
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without
+    # it every response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = build_server(database_url, secret, port=port, log_level="warning", configure_logging=False)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="api-server")
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API server did not start")
+        time.sleep(0.01)
+    running = RunningServer(server, f"http://127.0.0.1:{port}")
+    try:
+        yield running
+    finally:
+        running.close()
+        server.shutdown_soon()
+        thread.join(15)
+        sock.close()
+        assert not thread.is_alive(), "the API server did not shut down"
+
+
+def trusted_call(database_url: str, function: str, payload):
+    """Call a jsonb API function as a trusted server-side caller (no JWT claims)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute(f"SELECT {function}(%s)", [Jsonb(payload)]).fetchone()[0]
+
+
+def add_staff(database_url: str, staff_id: str, unit_id: str, role: str = "staff", **fields):
+    return trusted_call(database_url, "upsert_staff_profile", {
+        "id": staff_id, "unit_id": unit_id, "full_name": f"{role} {staff_id[-4:]}", "role": role, **fields})
