@@ -11,7 +11,10 @@ import socket
 
 import uvicorn
 
+from ..db import connect
+from ..errors import DatabaseError
 from .app import create_app
+from .auth import ROLES
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 
@@ -53,9 +56,26 @@ def build_server(database_url: str, jwt_secret: str, host: str = "127.0.0.1", po
 
 def serve(database_url: str, jwt_secret: str, host: str = "127.0.0.1", port: int = 8000,
           sock: socket.socket | None = None) -> None:
-    """Serve until SIGINT/SIGTERM (uvicorn installs the signal handlers)."""
+    """Check the database can serve the API, then serve until SIGINT/SIGTERM (uvicorn installs
+    the signal handlers). Raises DatabaseError when the check fails."""
+    check_database(database_url)
     server = build_server(database_url, jwt_secret, host, port)
     server.run(sockets=[sock] if sock is not None else None)
+
+
+def check_database(database_url: str) -> None:
+    """The database answers, holds the engine (`rulesctl apply` ran) and our login may switch
+    to each API role; otherwise every request would fail, so say why before serving."""
+    with connect(database_url) as conn:
+        for role in ROLES:
+            row = conn.execute("SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = %s",
+                               [role]).fetchone()
+            if row is None:
+                raise DatabaseError(f"the database has no role {role}: run `rulesctl apply` first")
+            if not row[0]:
+                raise DatabaseError(f"the login role may not switch to {role}: GRANT {role} TO <the login role>")
+        if conn.execute("SELECT to_regprocedure('public.auto_assign(jsonb)')").fetchone()[0] is None:
+            raise DatabaseError("the database does not hold the engine (no auto_assign): run `rulesctl apply` first")
 
 
 def _log_config(level: str) -> dict:
