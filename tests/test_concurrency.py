@@ -13,7 +13,7 @@ from collections import Counter
 import psycopg
 from psycopg.types.json import Jsonb
 
-from invariants import all_violations
+from engine.invariants import all_violations
 
 CLIENTS = 16
 OPERATIONS_PER_CLIENT = 250
