@@ -54,7 +54,7 @@ class RunningServer:
 
 
 @contextmanager
-def running_server(database_url: str, secret: str = SECRET):
+def running_server(database_url: str, secret: str = SECRET, **app_options):
     """`rulesctl serve`'s server on 127.0.0.1 (a free port), in a thread; stopped gracefully after."""
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without
     # it every response waits ~40 ms for a delayed ACK.
@@ -62,7 +62,8 @@ def running_server(database_url: str, secret: str = SECRET):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = build_server(database_url, secret, port=port, log_level="warning", configure_logging=False)
+    server = build_server(database_url, secret, port=port, log_level="warning", configure_logging=False,
+                          **app_options)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="api-server")
     thread.start()
     deadline = time.monotonic() + 15
@@ -90,3 +91,15 @@ def trusted_call(database_url: str, function: str, payload):
 def add_staff(database_url: str, staff_id: str, unit_id: str, role: str = "staff", **fields):
     return trusted_call(database_url, "upsert_staff_profile", {
         "id": staff_id, "unit_id": unit_id, "full_name": f"{role} {staff_id[-4:]}", "role": role, **fields})
+
+
+def assert_error(response, status: int, field: str | None = None, error: str | None = None):
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) <= {"error", "message", "field"} and body["message"], body
+    if field is not None:
+        assert body.get("field") == field, body
+    if error is not None:
+        assert body["error"] == error, body
+    assert "Traceback" not in response.text and "File \"" not in response.text
+    return body

@@ -13,7 +13,7 @@ import logging
 
 import pytest
 
-from api_support import SECRET, add_staff, bearer, running_server, token, uid
+from api_support import SECRET, add_staff, assert_error, bearer, running_server, token, uid
 
 V1 = "/functions/v1"
 AUTO_ASSIGN = f"{V1}/assignments/auto-assign"
@@ -55,18 +55,6 @@ def fill_the_desk(api) -> dict[str, dict]:
         assert response.status_code in (200, 202), response.text
         results[f"T-{n}"] = response.json()
     return results
-
-
-def assert_error(response, status: int, field: str | None = None, error: str | None = None):
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) <= {"error", "message", "field"} and body["message"], body
-    if field is not None:
-        assert body.get("field") == field, body
-    if error is not None:
-        assert body["error"] == error, body
-    assert "Traceback" not in response.text and "File \"" not in response.text
-    return body
 
 
 # ------------------------------------------------------------------------------ auto-assign

@@ -37,10 +37,12 @@ database's grants and row level security decide what the caller may do and see.
 """
 
 
-def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_max: int = 16) -> FastAPI:
+def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_max: int = 16,
+               pool_timeout: float = 10.0) -> FastAPI:
+    """pool_timeout: seconds a request waits for a database connection before its 503."""
     if not jwt_secret:
         raise ValueError("a JWT secret is required (RULESCTL_JWT_SECRET or SUPABASE_JWT_SECRET)")
-    database = Database(database_url, min_size=pool_min, max_size=pool_max)
+    database = Database(database_url, min_size=pool_min, max_size=pool_max, timeout=pool_timeout)
     hub = EventHub(database)
 
     @asynccontextmanager

@@ -44,10 +44,11 @@ class _Server(uvicorn.Server):
 
 
 def build_server(database_url: str, jwt_secret: str, host: str = "127.0.0.1", port: int = 8000,
-                 log_level: str = "info", configure_logging: bool = True) -> _Server:
+                 log_level: str = "info", configure_logging: bool = True, **app_options) -> _Server:
     """The server, not yet running. configure_logging=False leaves logging as the embedding
-    program set it (tests read the request log through their own handlers)."""
-    app = create_app(database_url, jwt_secret)
+    program set it (tests read the request log through their own handlers); app_options go
+    to create_app (pool sizes and time-out)."""
+    app = create_app(database_url, jwt_secret, **app_options)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
                             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, lifespan="on",
                             log_config=_log_config(log_level) if configure_logging else None)
