@@ -103,3 +103,53 @@ def assert_error(response, status: int, field: str | None = None, error: str | N
         assert body["error"] == error, body
     assert "Traceback" not in response.text and "File \"" not in response.text
     return body
+
+
+class EventStream:
+    """Read a server-sent event stream: next_event() returns (event, data) or raises on time-out."""
+
+    def __init__(self, response):
+        self.response = response
+        self.lines = response.iter_lines()
+
+    def next_event(self) -> tuple[str, dict]:
+        import json
+        event, data = None, []
+        for line in self.lines:
+            if line == "":
+                if event is not None or data:
+                    return event or "message", json.loads("\n".join(data)) if data else {}
+                continue
+            if line.startswith(":"):
+                continue
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            if name == "event":
+                event = value
+            elif name == "data":
+                data.append(value)
+        raise EOFError("the stream ended")
+
+    def until(self, predicate, limit: int = 50) -> tuple[str, dict]:
+        """The first event matching predicate(event, data); every event before it is returned too."""
+        seen = []
+        for _ in range(limit):
+            event, data = self.next_event()
+            seen.append((event, data))
+            if predicate(event, data):
+                return seen
+        raise AssertionError(f"no matching event among {seen}")
+
+
+@contextmanager
+def event_stream(server: RunningServer, role: str = "authenticated", sub: str | None = None, read_timeout=10.0):
+    """An open /assignments/events stream for this caller, positioned after its `ready` event."""
+    with httpx.Client(base_url=server.base_url, headers=bearer(role, sub),
+                      timeout=httpx.Timeout(10.0, read=read_timeout)) as client:
+        with client.stream("GET", "/functions/v1/assignments/events") as response:
+            assert response.status_code == 200, response.read()
+            assert response.headers["content-type"].startswith("text/event-stream")
+            stream = EventStream(response)
+            event, data = stream.next_event()
+            assert event == "ready", (event, data)
+            yield stream

@@ -10,6 +10,7 @@ in tests/test_api_events.py, the load run in tests/test_api_load.py.
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 
@@ -323,6 +324,11 @@ def test_one_log_line_per_request(api, caplog):
     with caplog.at_level(logging.INFO, logger="rulesctl.api"):
         api.as_("service_role").post(AUTO_ASSIGN, json=ticket("L-1"))
         api.client.get(MINE)
+        # the line is written when the response is done, so it may trail the client's read a little
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+                r.getMessage().startswith(f"GET {MINE} 401 ") for r in caplog.records):
+            time.sleep(0.01)
     lines = [r.getMessage() for r in caplog.records if r.name == "rulesctl.api"]
     assert any(line.startswith(f"POST {AUTO_ASSIGN} 200 ") and line.endswith("ms") for line in lines), lines
     assert any(line.startswith(f"GET {MINE} 401 ") for line in lines), lines

@@ -1,0 +1,97 @@
+"""Server-sent events (GET /functions/v1/assignments/events): the caller's own assignment
+changes and escalations arrive; someone else's do not. Row level security decides, asked as the
+caller for each notification. Notifications are delivered in commit order, so "an event for
+someone else never arrived" is shown by a later event of the caller's own arriving first.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from api_support import add_staff, assert_error, bearer, event_stream, running_server, uid
+
+V1 = "/functions/v1"
+DESK_A = uid(201)                     # IT Support
+TRANSLATOR = uid(202)                 # Translation
+IT_SUPERVISOR = uid(209)
+
+
+@pytest.fixture
+def api(engine_url):
+    add_staff(engine_url, DESK_A, "unit-it-support", wip_limit=5)
+    add_staff(engine_url, TRANSLATOR, "unit-translation", wip_limit=5, skills=["skill-arabic", "skill-english"])
+    add_staff(engine_url, IT_SUPERVISOR, "unit-it-support", role="supervisor", wip_limit=0)
+    with running_server(engine_url) as server:
+        yield server
+
+
+def assign(api, item: str, work_item_type: str = "ticket") -> dict:
+    response = api.as_("service_role").post(f"{V1}/assignments/auto-assign", json={
+        "work_item_id": item, "work_item_type": work_item_type, "priority": "normal"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def is_item(item: str):
+    return lambda event, data: event == "assignment_changes" and data["work_item_id"] == item
+
+
+def test_the_caller_sees_their_own_changes_and_not_someone_elses(api):
+    with event_stream(api, "authenticated", DESK_A) as mine, event_stream(api, "authenticated", IT_SUPERVISOR) as sup:
+        own = assign(api, "EV-1")
+        other = assign(api, "EV-2", "translation_request")
+        later = assign(api, "EV-3")
+        assert own["assignee_id"] == DESK_A and other["assignee_id"] == TRANSLATOR
+
+        seen = mine.until(is_item("EV-1"))
+        event, data = seen[-1]
+        assert data == {"assignment_id": own["assignment_id"], "work_item_id": "EV-1", "assignee_id": DESK_A,
+                        "unit_id": "unit-it-support", "status": "assigned", "op": "insert"}
+        seen = mine.until(is_item("EV-3"))
+        assert all(data.get("work_item_id") != "EV-2" for _, data in seen), seen
+
+        # the supervisor of IT Support sees the unit's work, not Translation's
+        seen = sup.until(is_item("EV-3"))
+        assert [d["work_item_id"] for e, d in seen if e == "assignment_changes"] == ["EV-1", "EV-3"]
+
+        # a status change and an escalation of one's own work arrive too
+        done = api.as_("authenticated", DESK_A).post(f"{V1}/assignments/complete",
+                                                    json={"assignment_id": own["assignment_id"]})
+        assert done.status_code == 200, done.text
+        event, data = mine.until(is_item("EV-1"))[-1]
+        assert (data["status"], data["op"]) == ("completed", "update")
+        escalated = api.as_("authenticated", DESK_A).post(f"{V1}/assignments/escalate", json={
+            "assignment_id": later["assignment_id"], "reason": "stuck"})
+        assert escalated.status_code == 200, escalated.text
+        event, data = mine.until(lambda e, d: e == "escalation_events")[-1]
+        assert data == {"event_id": escalated.json()["event_id"], "assignment_id": later["assignment_id"],
+                        "recipient_id": DESK_A, "level": 1, "reason": "manual"}
+
+
+def test_the_translator_never_sees_it_support_work(api):
+    with event_stream(api, "authenticated", TRANSLATOR) as theirs:
+        assign(api, "EV-10")
+        assign(api, "EV-11", "translation_request")
+        seen = theirs.until(is_item("EV-11"))
+        assert [d["work_item_id"] for e, d in seen if e == "assignment_changes"] == ["EV-11"]
+
+
+def test_events_need_a_token_and_a_role_that_may_read_identities(api):
+    assert_error(api.client.get(f"{V1}/assignments/events"), 401, error="unauthorized")
+    assert_error(api.as_("anon").get(f"{V1}/assignments/events"), 403, error="forbidden")
+
+
+def test_streams_end_when_the_server_shuts_down(api):
+    with event_stream(api, "authenticated", DESK_A) as stream:
+        api.server.shutdown_soon()
+        assert stream.next_event() == ("closed", {"reason": "server shutting down"})
+
+
+def test_a_stream_ends_when_its_token_expires(api):
+    with httpx.Client(base_url=api.base_url, headers=bearer("authenticated", DESK_A, expires_in=1.5)) as client:
+        with client.stream("GET", f"{V1}/assignments/events") as response:
+            from api_support import EventStream
+            stream = EventStream(response)
+            assert stream.next_event()[0] == "ready"
+            assert stream.next_event() == ("closed", {"reason": "token expired"})
