@@ -31,6 +31,8 @@ DECLARE
   v_assignment assignments;
   v_existing jsonb;
   v_now timestamptz := engine_now();
+  v_strategy text;
+  v_ranking jsonb;
 BEGIN
   IF NOT v_type_text = ANY (enum_range(NULL::work_item_type)::text[]) THEN
     PERFORM api_invalid('work_item_type', format('unknown work item type %L; known: %s', v_type_text,
@@ -104,34 +106,42 @@ BEGIN
     SELECT coalesce(array_agg(u.parent_id), '{}') INTO v_overflow_units
     FROM organizational_units u WHERE u.id = v_item.target_unit_id AND u.parent_id IS NOT NULL;
   END IF;
-  PERFORM lock_units(v_units || v_overflow_units);
-
-  SELECT e.staff_id INTO v_staff_id
-  FROM find_eligible_staff_for_assignment(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
-                                          coalesce(v_rule.strategy, 'least_loaded')) e;
+  -- Fast path: the best free person nobody else is holding right now.
+  v_strategy := coalesce(v_rule.strategy, 'least_loaded');
+  v_staff_id := pick_staff_for_assignment(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
+                                          v_strategy, false);
+  IF v_staff_id IS NULL THEN
+    -- Before concluding "nobody has room": hold the units exclusively (completions in flight
+    -- finish first) and pick again, waiting for held rows; overflow units come next.
+    PERFORM lock_units(v_units || v_overflow_units);
+    v_staff_id := pick_staff_for_assignment(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
+                                            v_strategy, true);
+  END IF;
   v_candidates := explain_assignment_candidates(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
-                                                coalesce(v_rule.strategy, 'least_loaded'));
+                                                v_strategy);
   IF v_staff_id IS NULL AND cardinality(v_overflow_units) > 0 THEN
-    SELECT e.staff_id INTO v_staff_id
-    FROM find_eligible_staff_for_assignment(v_overflow_units, v_skills, v_item.min_proficiency_rank,
-                                            v_item.capacity_weight, coalesce(v_rule.strategy, 'least_loaded')) e;
+    v_staff_id := pick_staff_for_assignment(v_overflow_units, v_skills, v_item.min_proficiency_rank,
+                                            v_item.capacity_weight, v_strategy, true);
     v_candidates := v_candidates || jsonb_build_object('overflow', explain_assignment_candidates(
-      v_overflow_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight, coalesce(v_rule.strategy, 'least_loaded')));
+      v_overflow_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight, v_strategy));
   END IF;
 
+  v_ranking := CASE WHEN v_candidates ? 'overflow' THEN v_candidates -> 'overflow' -> 'ranking'
+                    ELSE v_candidates -> 'ranking' END;
   v_decision := jsonb_build_object(
     'decided_at', v_now,
     'rule_id', v_rule.rule_id,
     'target', jsonb_build_object('unit_id', v_item.target_unit_id, 'include_subtree', v_item.include_subtree,
                                  'explicit', v_target_text IS NOT NULL, 'units', to_jsonb(v_units)),
-    'strategy', coalesce(v_rule.strategy, 'least_loaded'),
+    'strategy', v_strategy,
     'capacity_weight', v_item.capacity_weight,
     'required_skills', to_jsonb(v_skills),
     'min_proficiency_rank', v_item.min_proficiency_rank,
     'candidates', v_candidates,
     'chosen', v_staff_id,
-    'tie_break', assignment_tie_break(CASE WHEN v_candidates ? 'overflow' THEN v_candidates -> 'overflow' -> 'ranking'
-                                          ELSE v_candidates -> 'ranking' END, coalesce(v_rule.strategy, 'least_loaded')));
+    'tie_break', CASE WHEN v_staff_id IS NOT NULL AND v_staff_id::text IS DISTINCT FROM v_ranking -> 0 ->> 'staff_id'
+                      THEN 'the better-ranked candidates were held by other transactions; picked after waiting'
+                      ELSE assignment_tie_break(v_ranking, v_strategy) END);
 
   IF v_staff_id IS NOT NULL THEN
     v_assignment := create_assignment(v_item, v_staff_id, v_decision || jsonb_build_object('source', 'auto_assign'));

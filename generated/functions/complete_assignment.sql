@@ -21,7 +21,7 @@ BEGIN
   IF p_assignment_id IS NULL THEN
     PERFORM api_invalid('assignment_id', 'is required');
   END IF;
-  -- Lock the assignee's unit before the assignment row, like every other capacity path;
+  -- Take the assignee's unit lock (shared: it frees capacity) before the assignment row;
   -- a concurrent override may move it meanwhile, so check and follow.
   LOOP
     SELECT s.unit_id INTO v_unit_id FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
@@ -29,7 +29,7 @@ BEGIN
     IF NOT FOUND THEN
       PERFORM api_invalid('assignment_id', format('unknown assignment %s', p_assignment_id));
     END IF;
-    PERFORM lock_units(ARRAY[v_unit_id]);
+    PERFORM lock_units(ARRAY[v_unit_id], true);
     SELECT a.status, a.assignee_id, s.unit_id INTO v_status, v_assignee, v_locked_unit
     FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
     WHERE a.id = p_assignment_id

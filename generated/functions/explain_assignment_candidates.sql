@@ -3,47 +3,49 @@
 -- templates: functions/runtime/explain_assignment_candidates.sql.j2
 
 -- function public.explain_assignment_candidates(text[], text[], integer, integer, text, integer)
--- The decision record's candidate part: how many staff were considered, why each excluded
--- one was excluded (counts by reason), and the best candidates in strategy order with their
--- scores. Stored with every assignment and queue entry to answer "why did X get this?".
+-- The decision record's candidate part, cheap enough for every call: how many staff the
+-- target holds, how many were excluded for each reason (one aggregate pass), and the best
+-- eligible candidates in strategy order with their scores (load, WIP limit, last assigned).
+-- Stored with every assignment and queue entry to answer "why did X get this?".
 CREATE OR REPLACE FUNCTION public.explain_assignment_candidates(
   p_unit_ids text[], p_required_skills text[], p_min_rank integer, p_weight integer, p_strategy text,
-  p_limit integer DEFAULT 5)
+  p_limit integer DEFAULT 3)
 RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
 DECLARE
-  v_result jsonb;
+  v_counts record;
+  v_ranking jsonb;
 BEGIN
-  WITH judged AS (
-    SELECT s.id, s.unit_id, s.current_assignment_count AS load, coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit,
-           s.last_assigned_at,
-           CASE WHEN s.availability_status <> 'available' THEN 'not available: ' || s.availability_status
-                WHEN cardinality(p_required_skills) > 0 AND NOT staff_has_skills(s.id, p_required_skills, p_min_rank)
-                  THEN 'missing a required skill or proficiency'
-                WHEN s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit)
-                  THEN 'no room under WIP limit'
-           END AS excluded
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (p_unit_ids)
-  ), ranked AS (
-    SELECT j.*, row_number() OVER (ORDER BY CASE WHEN p_strategy = 'least_loaded' THEN j.load END,
-                                            j.last_assigned_at NULLS FIRST, j.id) AS position
-    FROM judged j WHERE j.excluded IS NULL
-  )
-  SELECT jsonb_build_object(
-    'considered', (SELECT count(*) FROM judged),
-    'eligible', (SELECT count(*) FROM ranked),
-    'excluded', coalesce((SELECT jsonb_object_agg(excluded, n) FROM
-                            (SELECT excluded, count(*) AS n FROM judged WHERE excluded IS NOT NULL GROUP BY excluded) e),
-                         '{}'::jsonb),
-    'ranking', coalesce((SELECT jsonb_agg(jsonb_build_object('staff_id', r.id, 'unit_id', r.unit_id, 'load', r.load,
-                                                             'wip_limit', r.wip_limit, 'last_assigned_at', r.last_assigned_at)
-                                          ORDER BY r.position)
-                         FROM ranked r WHERE r.position <= p_limit), '[]'::jsonb))
-  INTO v_result;
-  RETURN v_result;
+  SELECT count(*) AS considered,
+         count(*) FILTER (WHERE s.availability_status <> 'available') AS unavailable,
+         count(*) FILTER (WHERE s.availability_status = 'busy') AS busy,
+         count(*) FILTER (WHERE s.availability_status = 'on_leave') AS on_leave,
+         count(*) FILTER (WHERE s.availability_status = 'offline') AS offline,
+         count(*) FILTER (WHERE s.availability_status = 'available' AND cardinality(p_required_skills) > 0
+                            AND NOT staff_has_skills(s.id, p_required_skills, p_min_rank)) AS missing_skill,
+         count(*) FILTER (WHERE s.availability_status = 'available'
+                            AND s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit)
+                            AND (cardinality(p_required_skills) = 0
+                                 OR staff_has_skills(s.id, p_required_skills, p_min_rank))) AS full
+  INTO v_counts
+  FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+  WHERE s.unit_id = ANY (p_unit_ids);
+  SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', e.staff_id, 'unit_id', e.unit_id, 'load', e.current_load,
+                                               'wip_limit', e.wip_limit, 'last_assigned_at', e.last_assigned_at)), '[]')
+  INTO v_ranking
+  FROM find_eligible_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, p_limit) e;
+  RETURN jsonb_build_object(
+    'considered', v_counts.considered,
+    'eligible', v_counts.considered - v_counts.unavailable - v_counts.missing_skill - v_counts.full,
+    'excluded', jsonb_strip_nulls(jsonb_build_object(
+      'not available: busy', nullif(v_counts.busy, 0),
+      'not available: on_leave', nullif(v_counts.on_leave, 0),
+      'not available: offline', nullif(v_counts.offline, 0),
+      'missing a required skill or proficiency', nullif(v_counts.missing_skill, 0),
+      'no room under WIP limit', nullif(v_counts.full, 0))),
+    'ranking', v_ranking);
 END
 $fn$;

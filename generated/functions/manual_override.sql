@@ -62,7 +62,7 @@ BEGIN
                           format('work item %L has no active assignment or queue entry', v_work_item_id));
     END IF;
   END IF;
-  PERFORM lock_units(ARRAY[v_target.unit_id, (SELECT unit_id FROM staff_profiles WHERE id = v_current.assignee_id)]);
+  PERFORM lock_units(ARRAY[v_target.unit_id, (SELECT unit_id FROM staff_profiles WHERE id = v_current.assignee_id)], true);
 
   SELECT * INTO v_target FROM staff_profiles WHERE id = v_assignee_id FOR NO KEY UPDATE;
   SELECT coalesce(s.wip_limit, u.default_wip_limit) INTO v_limit

@@ -23,7 +23,7 @@ BEGIN
   IF NOT FOUND THEN
     RETURN 0;
   END IF;
-  PERFORM lock_units(ARRAY[v_unit_id]);
+  PERFORM lock_units(ARRAY[v_unit_id], true);
   LOOP
     SELECT coalesce(s.wip_limit, u.default_wip_limit) - s.current_assignment_count INTO v_free
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id

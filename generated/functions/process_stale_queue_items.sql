@@ -36,9 +36,8 @@ BEGIN
     IF v_item.when_no_capacity = 'overflow_to_parent' THEN
       v_units := v_units || ARRAY(SELECT parent_id FROM organizational_units WHERE id = v_item.target_unit_id AND parent_id IS NOT NULL);
     END IF;
-    SELECT e.staff_id INTO v_staff_id
-    FROM find_eligible_staff_for_assignment(v_units, v_item.required_skills, v_item.min_proficiency_rank,
-                                            v_item.capacity_weight, coalesce(v_strategy, 'least_loaded')) e;
+    v_staff_id := pick_staff_for_assignment(v_units, v_item.required_skills, v_item.min_proficiency_rank,
+                                            v_item.capacity_weight, coalesce(v_strategy, 'least_loaded'), true);
     CONTINUE WHEN v_staff_id IS NULL;
     DELETE FROM assignment_queue WHERE id = v_item.id;
     PERFORM create_assignment(v_item, v_staff_id, jsonb_build_object(

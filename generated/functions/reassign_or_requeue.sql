@@ -43,10 +43,9 @@ BEGIN
   v_item.updated_at := engine_now();
   SELECT r.strategy INTO v_strategy FROM assignment_rules r WHERE r.id = v_old.rule_id;
   v_units := unit_ids_for_target(v_item.target_unit_id, v_item.include_subtree);
-  SELECT e.staff_id INTO v_staff_id
-  FROM find_eligible_staff_for_assignment(v_units, v_item.required_skills, v_item.min_proficiency_rank,
-                                          v_item.capacity_weight, coalesce(v_strategy, 'least_loaded')) e
-  WHERE e.staff_id <> v_old.assignee_id;
+  -- the person going on leave is no longer available, so the pick cannot hand it back to them
+  v_staff_id := pick_staff_for_assignment(v_units, v_item.required_skills, v_item.min_proficiency_rank,
+                                          v_item.capacity_weight, coalesce(v_strategy, 'least_loaded'), true);
   v_item.decision := jsonb_build_object('source', 'leave_reassignment', 'reason', p_reason,
                                         'previous_assignment_id', v_old.id, 'previous_assignee_id', v_old.assignee_id,
                                         'candidates', explain_assignment_candidates(

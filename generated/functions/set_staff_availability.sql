@@ -50,7 +50,7 @@ BEGIN
     -- Reassignment may reach any unit: take every unit's lock, in key order, up front.
     PERFORM lock_units(ARRAY(SELECT id FROM organizational_units));
   ELSE
-    PERFORM lock_units(ARRAY[v_staff.unit_id]);
+    PERFORM lock_units(ARRAY[v_staff.unit_id], true);
   END IF;
   SELECT availability_status INTO v_previous FROM staff_profiles WHERE id = v_staff_id FOR NO KEY UPDATE;
   UPDATE staff_profiles SET availability_status = v_status_text::availability_status, available_until = v_until

@@ -17,11 +17,11 @@ DECLARE
                      AND (OLD.assignee_id IS DISTINCT FROM NEW.assignee_id OR OLD.capacity_weight <> NEW.capacity_weight);
 BEGIN
   IF v_old_active AND (NOT v_new_active OR v_moved) THEN
-    PERFORM lock_units(ARRAY(SELECT unit_id FROM staff_profiles WHERE id = OLD.assignee_id));
+    -- freeing capacity: the unit's shared lock first (the API paths hold it already)
+    PERFORM lock_units(ARRAY(SELECT unit_id FROM staff_profiles WHERE id = OLD.assignee_id), true);
     PERFORM update_staff_assignment_count(OLD.assignee_id, -OLD.capacity_weight);
   END IF;
   IF v_new_active AND (NOT v_old_active OR v_moved) THEN
-    PERFORM lock_units(ARRAY(SELECT unit_id FROM staff_profiles WHERE id = NEW.assignee_id));
     PERFORM update_staff_assignment_count(NEW.assignee_id, NEW.capacity_weight);
   END IF;
   RETURN NULL;

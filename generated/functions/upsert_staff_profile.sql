@@ -86,7 +86,7 @@ BEGIN
   IF v_goes_on_leave THEN
     PERFORM lock_units(ARRAY(SELECT id FROM organizational_units));   -- the leave policy may reach any unit
   ELSE
-    PERFORM lock_units(ARRAY[v_unit_id, v_old.unit_id]);
+    PERFORM lock_units(ARRAY[v_unit_id, v_old.unit_id], true);
   END IF;
   INSERT INTO staff_profiles AS s (id, unit_id, full_name, email, role, wip_limit, availability_status)
   VALUES (v_id, v_unit_id, v_full_name, v_email, v_role, v_wip, coalesce(v_status, 'available')::availability_status)

@@ -103,7 +103,7 @@ REVOKE ALL ON FUNCTION public.match_assignment_rule(public.work_item_type, publi
 REVOKE ALL ON FUNCTION public.unit_ids_for_target(text, boolean) FROM PUBLIC;
 
 -- grant public.lock_units.execute
-REVOKE ALL ON FUNCTION public.lock_units(text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION public.lock_units(text[], boolean) FROM PUBLIC;
 
 -- grant public.calculate_sla_deadline_fn.execute
 REVOKE ALL ON FUNCTION public.calculate_sla_deadline_fn(public.work_item_type, public.priority_level, timestamp with time zone) FROM PUBLIC;
@@ -114,6 +114,9 @@ REVOKE ALL ON FUNCTION public.staff_has_skills(uuid, text[], integer) FROM PUBLI
 -- grant public.find_eligible_staff_for_assignment.execute
 REVOKE ALL ON FUNCTION public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer) TO authenticated, service_role;
+
+-- grant public.pick_staff_for_assignment.execute
+REVOKE ALL ON FUNCTION public.pick_staff_for_assignment(text[], text[], integer, integer, text, boolean) FROM PUBLIC;
 
 -- grant public.explain_assignment_candidates.execute
 REVOKE ALL ON FUNCTION public.explain_assignment_candidates(text[], text[], integer, integer, text, integer) FROM PUBLIC;
