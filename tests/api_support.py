@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 import jwt
 import psycopg
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from engine.api import build_server
@@ -80,6 +81,38 @@ def running_server(database_url: str, secret: str = SECRET, **app_options):
         thread.join(15)
         sock.close()
         assert not thread.is_alive(), "the API server did not shut down"
+
+
+# The engine's data (as opposed to the policy's seed rows): emptied between tests that share one
+# installed database, which is much cheaper than installing the policy for every test.
+RUNTIME_TABLES = ("assignment_audit", "escalation_events", "assignment_queue", "assignments", "capacity_snapshots",
+                  "staff_skills", "staff_profiles")
+
+
+@contextmanager
+def installed_database(pg_cluster, shipped_objects):
+    """A fresh database with the shipped policy installed (what conftest's engine_url gives one
+    test), for a whole module; dropped afterwards."""
+    import uuid
+
+    from engine.apply import apply
+
+    name = f"test_api_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_cluster.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = pg_cluster.url_for(name)
+        policy, objects = shipped_objects
+        apply(url, objects, policy)          # exactly as conftest's engine_url installs it
+        yield url
+    finally:
+        with psycopg.connect(pg_cluster.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def reset_runtime_data(database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("TRUNCATE {} CASCADE").format(sql.SQL(", ").join(map(sql.Identifier, RUNTIME_TABLES))))
 
 
 def trusted_call(database_url: str, function: str, payload):

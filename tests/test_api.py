@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from api_support import SECRET, add_staff, assert_error, bearer, running_server, token, uid
+from api_support import (SECRET, add_staff, assert_error, bearer, installed_database, reset_runtime_data,
+                         running_server, token, uid)
 
 V1 = "/functions/v1"
 AUTO_ASSIGN = f"{V1}/assignments/auto-assign"
@@ -32,15 +33,28 @@ ADMIN = uid(99)
 STRANGER = uid(4242)                   # a valid uuid that is nobody
 
 
+@pytest.fixture(scope="module")
+def installed(pg_cluster, shipped_objects):
+    """One database with the shipped policy for the module; each test starts from empty engine data."""
+    with installed_database(pg_cluster, shipped_objects) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(installed):
+    with running_server(installed) as running:
+        yield running
+
+
 @pytest.fixture
-def api(engine_url):
-    add_staff(engine_url, DESK_A, "unit-it-support", wip_limit=2)
-    add_staff(engine_url, DESK_B, "unit-it-support", wip_limit=2)
-    add_staff(engine_url, IT_SUPERVISOR, "unit-it-support", role="supervisor", wip_limit=0)
-    add_staff(engine_url, TRANSLATOR, "unit-translation", wip_limit=0)
-    add_staff(engine_url, ADMIN, "unit-gastat", role="admin", wip_limit=0)
-    with running_server(engine_url) as server:
-        yield server
+def api(installed, server):
+    reset_runtime_data(installed)
+    add_staff(installed, DESK_A, "unit-it-support", wip_limit=2)
+    add_staff(installed, DESK_B, "unit-it-support", wip_limit=2)
+    add_staff(installed, IT_SUPERVISOR, "unit-it-support", role="supervisor", wip_limit=0)
+    add_staff(installed, TRANSLATOR, "unit-translation", wip_limit=0)
+    add_staff(installed, ADMIN, "unit-gastat", role="admin", wip_limit=0)
+    return server
 
 
 def ticket(item: str, priority: str = "normal", **fields) -> dict:

@@ -1,15 +1,15 @@
 """The escalation and health endpoints over HTTP: `escalate_assignment` and `engine_health`.
 
 A ticket follows the service-desk chain of rules/escalation.yaml (assignee, supervisor, unit
-head, parent unit head). Health is degraded where pg_cron is absent (engine_url) and healthy in
-the cluster database where pg_cron runs the jobs (cron_database_url).
+head, parent unit head). Health is degraded where pg_cron is absent (the test databases) and
+healthy where pg_cron runs the jobs (the application database of a cluster of the test's own).
 """
 
 from __future__ import annotations
 
 import pytest
 
-from api_support import add_staff, assert_error, running_server, uid
+from api_support import add_staff, assert_error, installed_database, reset_runtime_data, running_server, uid
 
 V1 = "/functions/v1"
 ESCALATE = f"{V1}/assignments/escalate"
@@ -20,14 +20,27 @@ IT_SUPERVISOR, IT_HEAD = uid(109), uid(110)
 STRANGER = uid(4343)
 
 
+@pytest.fixture(scope="module")
+def installed(pg_cluster, shipped_objects):
+    """One database with the shipped policy for the module; each test starts from empty engine data."""
+    with installed_database(pg_cluster, shipped_objects) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(installed):
+    with running_server(installed) as running:
+        yield running
+
+
 @pytest.fixture
-def api(engine_url):
-    add_staff(engine_url, DESK_A, "unit-it-support", wip_limit=5)
-    add_staff(engine_url, DESK_B, "unit-it-support", wip_limit=0)
-    add_staff(engine_url, IT_SUPERVISOR, "unit-it-support", role="supervisor", wip_limit=0)
-    add_staff(engine_url, IT_HEAD, "unit-it-support", role="unit_head", wip_limit=0)
-    with running_server(engine_url) as server:
-        yield server
+def api(installed, server):
+    reset_runtime_data(installed)
+    add_staff(installed, DESK_A, "unit-it-support", wip_limit=5)
+    add_staff(installed, DESK_B, "unit-it-support", wip_limit=0)
+    add_staff(installed, IT_SUPERVISOR, "unit-it-support", role="supervisor", wip_limit=0)
+    add_staff(installed, IT_HEAD, "unit-it-support", role="unit_head", wip_limit=0)
+    return server
 
 
 def test_escalate_walks_the_chain_one_level_per_call(api):
@@ -75,12 +88,24 @@ def test_health_is_503_degraded_without_pg_cron(api):
     assert_error(api.client.get(HEALTH), 401, error="unauthorized")
 
 
-def test_health_is_200_where_pg_cron_runs_the_jobs(cron_database_url, shipped_objects):
+def test_health_is_200_where_pg_cron_runs_the_jobs(shipped_objects):
+    """A cluster of its own: pg_cron lives in the cluster's application database, and the shared
+    one belongs to tests/test_jobs.py (which checks what the first install there reports)."""
+    from conftest import make_traversable_tempdir
     from engine.apply import apply
-    policy, objects = shipped_objects
-    apply(cron_database_url, objects, policy)          # as conftest's engine_url does; a repeat is a no-op
-    with running_server(cron_database_url) as server:
-        response = server.as_("service_role").get(HEALTH)
+    from engine.local import LocalCluster
+
+    cluster = LocalCluster(make_traversable_tempdir("rulesctl-api-cron-"))
+    try:
+        url = cluster.start()
+        if not cluster.status().pg_cron_available:
+            pytest.skip("pg_cron is not installed on this machine")
+        policy, objects = shipped_objects
+        apply(url, objects, policy)                    # as conftest's engine_url installs it
+        with running_server(url) as server:
+            response = server.as_("service_role").get(HEALTH)
+    finally:
+        cluster.destroy()
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "healthy" and response.json()["reasons"] == []
     assert {job["name"] for job in response.json()["checks"]["pg_cron_jobs"]} == {
@@ -90,7 +115,7 @@ def test_health_is_200_where_pg_cron_runs_the_jobs(cron_database_url, shipped_ob
 def test_health_says_degraded_when_the_database_is_unreachable(engine_url, pg_cluster):
     """The server keeps answering health in its own shape (503) when the database goes away."""
     import psycopg
-    with running_server(engine_url, pool_timeout=1.0) as server:
+    with running_server(engine_url, pool_timeout=0.5) as server:
         assert server.as_("service_role").get(HEALTH).status_code == 503   # (no pg_cron here) the pool is warm
         with psycopg.connect(pg_cluster.url_for("postgres"), autocommit=True) as conn:
             conn.execute("ALTER DATABASE " + engine_url.rsplit("/", 1)[1] + " ALLOW_CONNECTIONS false")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from api_support import add_staff, assert_error, bearer, event_stream, running_server, uid
+from api_support import (add_staff, assert_error, bearer, event_stream, installed_database, reset_runtime_data,
+                         running_server, uid)
 
 V1 = "/functions/v1"
 DESK_A = uid(201)                     # IT Support
@@ -17,13 +18,26 @@ TRANSLATOR = uid(202)                 # Translation
 IT_SUPERVISOR = uid(209)
 
 
+@pytest.fixture(scope="module")
+def installed(pg_cluster, shipped_objects):
+    """One database with the shipped policy for the module; each test starts from empty engine data."""
+    with installed_database(pg_cluster, shipped_objects) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(installed):
+    with running_server(installed) as running:
+        yield running
+
+
 @pytest.fixture
-def api(engine_url):
-    add_staff(engine_url, DESK_A, "unit-it-support", wip_limit=5)
-    add_staff(engine_url, TRANSLATOR, "unit-translation", wip_limit=5, skills=["skill-arabic", "skill-english"])
-    add_staff(engine_url, IT_SUPERVISOR, "unit-it-support", role="supervisor", wip_limit=0)
-    with running_server(engine_url) as server:
-        yield server
+def api(installed, server):
+    reset_runtime_data(installed)
+    add_staff(installed, DESK_A, "unit-it-support", wip_limit=5)
+    add_staff(installed, TRANSLATOR, "unit-translation", wip_limit=5, skills=["skill-arabic", "skill-english"])
+    add_staff(installed, IT_SUPERVISOR, "unit-it-support", role="supervisor", wip_limit=0)
+    return server
 
 
 def assign(api, item: str, work_item_type: str = "ticket") -> dict:
@@ -82,9 +96,9 @@ def test_events_need_a_token_and_a_role_that_may_read_identities(api):
     assert_error(api.as_("anon").get(f"{V1}/assignments/events"), 403, error="forbidden")
 
 
-def test_streams_end_when_the_server_shuts_down(api):
-    with event_stream(api, "authenticated", DESK_A) as stream:
-        api.server.shutdown_soon()
+def test_streams_end_when_the_server_shuts_down(api, installed):
+    with running_server(installed) as own, event_stream(own, "authenticated", DESK_A) as stream:
+        own.server.shutdown_soon()
         assert stream.next_event() == ("closed", {"reason": "server shutting down"})
 
 
