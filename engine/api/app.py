@@ -61,9 +61,27 @@ def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_ma
     app.state.events = hub
     app.state.jwt_secret = jwt_secret
     app.include_router(router)
+    _document_400_not_422(app)
     _install_error_handlers(app)
     app.add_middleware(RequestLog)
     return app
+
+
+def _document_400_not_422(app: FastAPI) -> None:
+    """FastAPI documents a 422 for parameter errors; this API answers them with 400 (see below)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            document = generate()
+            for item in document["paths"].values():
+                for operation in item.values():
+                    operation["responses"].pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                document.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema
+
+    app.openapi = openapi
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -87,7 +87,7 @@ COMMON = (400, 401, 403, 503)
 @router.post("/assignments/auto-assign", tags=["assignments"], openapi_extra=_body_doc(schemas.AutoAssignRequest),
              response_model=schemas.AutoAssignResult, summary="Assign a work item (or queue it)",
              responses={202: {"model": schemas.AutoAssignResult, "description": "queued: nobody eligible has room"},
-                        **_errors(*COMMON)})
+                        **_errors(*COMMON, 404)})
 async def auto_assign(request: Request, caller: Caller = Depends(authenticate)):
     """`auto_assign(request)`: 200 when assigned, 202 when queued. Idempotent per active work item
     (`existing: true` says nothing was written)."""
