@@ -179,6 +179,12 @@ class Job:
 
 
 @dataclass(frozen=True)
+class RealtimePolicy:
+    notify_assignment_changes: bool
+    origin: Origin | None = field(compare=False)
+
+
+@dataclass(frozen=True)
 class Policy:
     units: tuple[Unit, ...]
     skills: tuple[Skill, ...]
@@ -192,6 +198,7 @@ class Policy:
     chains: tuple[EscalationChain, ...]
     leave: LeavePolicy
     jobs: tuple[Job, ...]
+    realtime: RealtimePolicy
     sources: tuple[tuple[str, str], ...] = field(compare=False, default=())   # (display path, sha256)
 
     @property
@@ -305,6 +312,10 @@ def build_leave(f: PolicyFile) -> LeavePolicy:
     leave = f.data["leave"]
     return LeavePolicy(tuple(leave["reassign"]), tuple(leave["flag_for_review"]), leave["notify"],
                        _origin(f, ("leave",)))
+
+
+def build_realtime(f: PolicyFile) -> RealtimePolicy:
+    return RealtimePolicy(f.data["notify_assignment_changes"], _origin(f, ("notify_assignment_changes",)))
 
 
 def build_jobs(f: PolicyFile) -> tuple[Job, ...]:

@@ -162,8 +162,11 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
         after = foundations + [f"function:{s}.{signature.get(f, f + '()')}" for f in functions]
         r.add("view", view, f"views/{view}.sql.j2", {}, after=after, file=f"views/{view}.sql")
     for trigger, table, function in catalog.RUNTIME_TRIGGERS:
+        if trigger == "assignment_notify_trigger" and not policy.realtime.notify_assignment_changes:
+            continue                             # rules/realtime.yaml turned the notifications off
         r.add("trigger", trigger, f"triggers/{trigger}.sql.j2", {},
-              after=(f"table:{s}.{table}", f"function:{s}.{signature[function]}"), file=f"tables/{table}.sql")
+              after=(f"table:{s}.{table}", f"function:{s}.{signature[function]}"), file=f"tables/{table}.sql",
+              origin=policy.realtime.origin if trigger == "assignment_notify_trigger" else None)
     _render_security(r, signature)
     _render_realtime(r)
     _render_jobs(r, policy, signature)

@@ -23,6 +23,7 @@ from .load import PolicyFile, display_path, load_directory
 from .problems import Problem
 
 KINDS = ("units", "skills", "calendars", "work_items", "sla", "assignment_rules", "escalation", "leave", "jobs")
+OPTIONAL_KINDS = ("realtime",)
 
 
 @cache
@@ -55,9 +56,9 @@ def validate_directory(rules_dir: Path) -> model.Policy:
     files, problems = load_directory(rules_dir)
     by_kind: dict[str, PolicyFile] = {}
     for policy_file in files:
-        if policy_file.kind not in KINDS:
+        if policy_file.kind not in KINDS + OPTIONAL_KINDS:
             problems.append(policy_file.problem((), f"unknown policy file; expected one of: "
-                                                    f"{', '.join(k + '.yaml' for k in KINDS)}"))
+                                                    f"{', '.join(k + '.yaml' for k in KINDS + OPTIONAL_KINDS)}"))
         elif policy_file.kind in by_kind:
             problems.append(policy_file.problem((), f"a second {policy_file.kind} file; "
                                                     f"{by_kind[policy_file.kind].display} already holds that kind"))
@@ -88,11 +89,12 @@ def validate_directory(rules_dir: Path) -> model.Policy:
         calendars=pieces["calendars"], work_item_types=pieces["work_items"][0],
         priorities=pieces["work_items"][1], sla_targets=pieces["sla"], rules=pieces["assignment_rules"][0],
         queue_aging=pieces["assignment_rules"][1], chains=pieces["escalation"], leave=pieces["leave"],
-        jobs=pieces["jobs"], sources=tuple((f.display, f.digest) for f in files))
+        jobs=pieces["jobs"], realtime=pieces.get("realtime", model.RealtimePolicy(True, None)),
+        sources=tuple((f.display, f.digest) for f in files))
 
 
 def _build_pieces(valid: dict[str, PolicyFile]) -> tuple[dict, list[Problem]]:
-    builders = {"units": model.build_units, "skills": model.build_skills, "work_items": model.build_work_items,
+    builders = {"realtime": model.build_realtime, "units": model.build_units, "skills": model.build_skills, "work_items": model.build_work_items,
                 "sla": model.build_sla, "assignment_rules": model.build_rules, "escalation": model.build_chains,
                 "leave": model.build_leave, "jobs": model.build_jobs}
     pieces = {kind: builders[kind](f) for kind, f in valid.items() if kind in builders}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import psycopg
@@ -30,15 +31,31 @@ def test_stale_queue_items_are_swept(engine_url):
 
 
 def test_queue_process_needed_is_notified(engine_url):
+    """Notified when an item is queued, and when freed room is left with work still waiting
+    that this person cannot take (here: it needs a skill they lack)."""
     with psycopg.connect(engine_url, autocommit=True) as listener, psycopg.connect(engine_url, autocommit=True) as conn:
         listener.execute("LISTEN queue_process_needed")
         _call(conn, "upsert_staff_profile", Jsonb({"id": PERSON, "unit_id": "unit-hr", "full_name": "One", "wip_limit": 1}))
         first = _call(conn, "auto_assign", Jsonb({"work_item_id": "n1", "work_item_type": "ticket", "priority": "low",
                                                   "target_unit_id": "unit-hr"}))
         second = _call(conn, "auto_assign", Jsonb({"work_item_id": "n2", "work_item_type": "ticket", "priority": "low",
-                                                   "target_unit_id": "unit-hr"}))
+                                                   "target_unit_id": "unit-hr", "required_skills": ["skill-french"]}))
         assert second["status"] == "queued"
         _call(conn, "complete_assignment", first["assignment_id"])
-        payloads = [n.payload for n in listener.notifies(timeout=2, stop_after=2)]
-    assert '"event": "queued"' in payloads[0] and '"work_item_id": "n2"' in payloads[0]
-    assert '"assigned": 1' in payloads[1] and PERSON in payloads[1]
+        payloads = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
+    assert payloads[0]["event"] == "queued" and payloads[0]["work_item_id"] == "n2"
+    assert payloads[1] == {"event": "capacity_freed", "staff_id": PERSON, "unit_id": "unit-hr", "assigned": 0}
+
+
+def test_a_dequeue_sends_no_notification(engine_url):
+    with psycopg.connect(engine_url, autocommit=True) as listener, psycopg.connect(engine_url, autocommit=True) as conn:
+        _call(conn, "upsert_staff_profile", Jsonb({"id": PERSON, "unit_id": "unit-hr", "full_name": "One", "wip_limit": 1}))
+        first = _call(conn, "auto_assign", Jsonb({"work_item_id": "d1", "work_item_type": "ticket", "priority": "low",
+                                                  "target_unit_id": "unit-hr"}))
+        _call(conn, "auto_assign", Jsonb({"work_item_id": "d2", "work_item_type": "ticket", "priority": "low",
+                                          "target_unit_id": "unit-hr"}))
+        listener.execute("LISTEN queue_process_needed")
+        _call(conn, "complete_assignment", first["assignment_id"])
+        assert conn.execute("SELECT count(*) FROM assignments WHERE work_item_id = 'd2' AND status = 'assigned'"
+                            ).fetchone() == (1,)
+        assert list(listener.notifies(timeout=0.5, stop_after=1)) == []

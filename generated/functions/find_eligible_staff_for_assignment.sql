@@ -8,7 +8,8 @@
 -- their WIP limit (their own override, else the unit's default).
 --   least_loaded: fewest weighted items, then least recently assigned, then id
 --   round_robin:  least recently assigned (never assigned first), then id
--- Read-only; auto_assign calls it while holding the units' locks, so the answer stays true.
+-- Read-only. A single target unit is looked up by equality, so the pick indexes serve the
+-- order directly; several units are scanned and sorted.
 CREATE OR REPLACE FUNCTION public.find_eligible_staff_for_assignment(
   p_unit_ids text[],
   p_required_skills text[] DEFAULT '{}',
@@ -21,18 +22,41 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
+DECLARE
+  v_unit_id text := CASE WHEN cardinality(p_unit_ids) = 1 THEN p_unit_ids[1] END;
 BEGIN
-  RETURN QUERY
-  SELECT s.id, s.unit_id, s.current_assignment_count, coalesce(s.wip_limit, u.default_wip_limit), s.last_assigned_at
-  FROM staff_profiles s
-  JOIN organizational_units u ON u.id = s.unit_id
-  WHERE s.unit_id = ANY (p_unit_ids)
-    AND s.availability_status = 'available'
-    AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-    AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-  ORDER BY CASE WHEN p_strategy = 'least_loaded' THEN s.current_assignment_count END,
-           s.last_assigned_at NULLS FIRST,
-           s.id
-  LIMIT p_limit;
+  IF p_strategy = 'round_robin' AND v_unit_id IS NOT NULL THEN
+    RETURN QUERY
+    SELECT s.id, s.unit_id, s.current_assignment_count, coalesce(s.wip_limit, u.default_wip_limit), s.last_assigned_at
+    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+    WHERE s.unit_id = v_unit_id AND s.availability_status = 'available'
+      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+    ORDER BY s.last_assigned_at NULLS FIRST, s.id LIMIT p_limit;
+  ELSIF p_strategy = 'round_robin' THEN
+    RETURN QUERY
+    SELECT s.id, s.unit_id, s.current_assignment_count, coalesce(s.wip_limit, u.default_wip_limit), s.last_assigned_at
+    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+    WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available'
+      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+    ORDER BY s.last_assigned_at NULLS FIRST, s.id LIMIT p_limit;
+  ELSIF v_unit_id IS NOT NULL THEN
+    RETURN QUERY
+    SELECT s.id, s.unit_id, s.current_assignment_count, coalesce(s.wip_limit, u.default_wip_limit), s.last_assigned_at
+    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+    WHERE s.unit_id = v_unit_id AND s.availability_status = 'available'
+      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+    ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id LIMIT p_limit;
+  ELSE
+    RETURN QUERY
+    SELECT s.id, s.unit_id, s.current_assignment_count, coalesce(s.wip_limit, u.default_wip_limit), s.last_assigned_at
+    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+    WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available'
+      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+    ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id LIMIT p_limit;
+  END IF;
 END
 $fn$;

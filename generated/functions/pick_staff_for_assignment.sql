@@ -8,6 +8,7 @@
 -- right now; a skip alone never proves that nobody has room, so the caller then takes the
 -- units' exclusive lock and picks again with p_wait: skipping first, then waiting for held
 -- rows, in id order (ordering a waiting pick by load deadlocks), re-checking each after the wait.
+-- A single target unit is looked up by equality, so the pick indexes serve the order directly.
 CREATE OR REPLACE FUNCTION public.pick_staff_for_assignment(
   p_unit_ids text[], p_required_skills text[], p_min_rank integer, p_weight integer, p_strategy text, p_wait boolean)
 RETURNS uuid
@@ -16,6 +17,7 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
   v_staff_id uuid;
+  v_unit_id text := CASE WHEN cardinality(p_unit_ids) = 1 THEN p_unit_ids[1] END;
 BEGIN
   IF p_wait THEN
     v_staff_id := pick_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, false);
@@ -30,6 +32,15 @@ BEGIN
     ORDER BY s.id
     LIMIT 1
     FOR NO KEY UPDATE OF s;
+  ELSIF p_strategy = 'round_robin' AND v_unit_id IS NOT NULL THEN
+    SELECT s.id INTO v_staff_id
+    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+    WHERE s.unit_id = v_unit_id AND s.availability_status = 'available'
+      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+    ORDER BY s.last_assigned_at NULLS FIRST, s.id
+    LIMIT 1
+    FOR NO KEY UPDATE OF s SKIP LOCKED;
   ELSIF p_strategy = 'round_robin' THEN
     SELECT s.id INTO v_staff_id
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
@@ -37,6 +48,15 @@ BEGIN
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
     ORDER BY s.last_assigned_at NULLS FIRST, s.id
+    LIMIT 1
+    FOR NO KEY UPDATE OF s SKIP LOCKED;
+  ELSIF v_unit_id IS NOT NULL THEN
+    SELECT s.id INTO v_staff_id
+    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+    WHERE s.unit_id = v_unit_id AND s.availability_status = 'available'
+      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+    ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id
     LIMIT 1
     FOR NO KEY UPDATE OF s SKIP LOCKED;
   ELSE

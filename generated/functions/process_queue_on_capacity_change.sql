@@ -5,8 +5,10 @@
 -- function public.process_queue_on_capacity_change(uuid)
 -- Capacity freed for one person (a completion, a raised WIP limit, back from leave, a new
 -- or moved staff member): give them the best queued items they can take, one by one, while
--- they have room. Best = highest aged priority, then oldest. Returns how many were assigned
--- and notifies queue_process_needed when it assigned any.
+-- they have room. Best = highest aged priority, then oldest. Returns how many were assigned.
+-- When room is left but work still waits for the unit that this person cannot take (skills,
+-- weight), it notifies queue_process_needed: someone else may. (Not on every dequeue:
+-- PostgreSQL serialises the commits of notifying transactions.)
 CREATE OR REPLACE FUNCTION public.process_queue_on_capacity_change(p_staff_id uuid)
 RETURNS integer
 LANGUAGE plpgsql
@@ -54,9 +56,11 @@ BEGIN
       'why', 'capacity freed for this person; best queued item they can take'));
     v_assigned := v_assigned + 1;
   END LOOP;
-  IF v_assigned > 0 THEN
-    PERFORM pg_notify('queue_process_needed',
-                      jsonb_build_object('staff_id', p_staff_id, 'unit_id', v_unit_id, 'assigned', v_assigned)::text);
+  IF v_free > 0 AND EXISTS (SELECT 1 FROM assignment_queue q
+                            WHERE q.target_unit_id IN (SELECT t.ancestor_id FROM organizational_unit_tree t
+                                                       WHERE t.unit_id = v_unit_id)) THEN
+    PERFORM pg_notify('queue_process_needed', jsonb_build_object(
+      'event', 'capacity_freed', 'staff_id', p_staff_id, 'unit_id', v_unit_id, 'assigned', v_assigned)::text);
   END IF;
   RETURN v_assigned;
 END

@@ -4,8 +4,8 @@
 
 -- table public.staff_profiles
 -- Staff are data, not policy: they arrive through upsert_staff_profile. id is the person's
--- user id (the JWT subject). current_assignment_count is in no index and the table keeps
--- free space per page (fillfactor), so the hot counter update stays HOT.
+-- user id (the JWT subject). The pick indexes order by the load counter, so its updates are
+-- not HOT; free space per page (fillfactor) keeps them on the same page all the same.
 CREATE TABLE public.staff_profiles (
   id uuid PRIMARY KEY,
   unit_id text NOT NULL REFERENCES public.organizational_units (id),
@@ -23,8 +23,16 @@ CREATE TABLE public.staff_profiles (
 ) WITH (fillfactor = 70);
 
 -- index public.idx_staff_profiles_unit
--- eligible staff are looked up by unit
+-- a unit's staff, for decision records and reports
 CREATE INDEX idx_staff_profiles_unit ON public.staff_profiles (unit_id);
+
+-- index public.idx_staff_profiles_pick_least_loaded
+-- least-loaded pick: the best candidate of a unit is the first index entry with room
+CREATE INDEX idx_staff_profiles_pick_least_loaded ON public.staff_profiles (unit_id, current_assignment_count, last_assigned_at NULLS FIRST, id) WHERE availability_status = 'available';
+
+-- index public.idx_staff_profiles_pick_round_robin
+-- round-robin pick: the least recently assigned of a unit first
+CREATE INDEX idx_staff_profiles_pick_round_robin ON public.staff_profiles (unit_id, last_assigned_at NULLS FIRST, id) WHERE availability_status = 'available';
 
 -- trigger public.trg_staff_profiles_version
 CREATE TRIGGER trg_staff_profiles_version
