@@ -79,7 +79,7 @@ class StepBuilder:
         if change.kind == "seed":
             what = f"insert seed row {change.name}"
         elif change.kind == "cron_job":
-            what = f"schedule job {change.name}: {change.desired.definition['schedule']}"
+            what = f"schedule job {change.name}: {_schedule(change.desired.definition['schedule'])}"
         else:
             what = f"create {label}"
         return Step(action, change.key, obj.sql, f"{what}{where}", self._auth(change.kind, creating=True), origin)
@@ -241,10 +241,23 @@ class StepBuilder:
 
     def _change_cron_job(self, change, obj, label, where, origin):
         old, new = change.live.definition, change.desired.definition
-        what = [f"{field} {old.get(field)!r} → {new[field]!r}" for field in ("schedule", "command", "active")
+        what = [f"{field} {old.get(field)!r} → {new[field]!r}" for field in ("command", "active")
                 if old.get(field) != new[field]]
+        if old.get("schedule") != new["schedule"]:
+            what.insert(0, f"schedule {_schedule(old.get('schedule'))} → {_schedule(new['schedule'])}")
         return [Step("reschedule", change.key, obj.sql, f"reschedule job {change.name}: {'; '.join(what)}{where}",
                      (), origin)]
+
+
+def _schedule(schedule: str | None) -> str:
+    """'0 2 * * *' -> "'0 2 * * *' (at 02:00 (UTC))": a reviewer should not have to read cron."""
+    from .render import schedule_in_words
+    if not schedule:
+        return "(none)"
+    try:
+        return f"'{schedule}' ({schedule_in_words(schedule)})"
+    except Exception:                      # a hand-made schedule cron-descriptor cannot read
+        return f"'{schedule}'"
 
 
 def _short(value) -> str:
