@@ -117,6 +117,11 @@ GARBAGE_BODIES = (
 )
 
 
+def test_a_body_over_1_mib_is_413(api):
+    body = b'{"work_item_id": "' + b"x" * (1 << 20) + b'"}'
+    assert_error(api.as_("service_role").post(AUTO_ASSIGN, content=body), 413, error="too_large")
+
+
 def test_garbage_bodies_are_400s_never_500s(api):
     client = api.as_("service_role")
     for body in GARBAGE_BODIES:

@@ -7,6 +7,7 @@ someone else never arrived" is shown by a later event of the caller's own arrivi
 from __future__ import annotations
 
 import httpx
+import psycopg
 import pytest
 
 from api_support import (add_staff, assert_error, bearer, event_stream, installed_database, reset_runtime_data,
@@ -91,9 +92,23 @@ def test_the_translator_never_sees_it_support_work(api):
         assert [d["work_item_id"] for e, d in seen if e == "assignment_changes"] == ["EV-11"]
 
 
-def test_events_need_a_token_and_a_role_that_may_read_identities(api):
+def test_events_need_a_token_and_a_role_that_may_read_what_they_carry(api):
     assert_error(api.client.get(f"{V1}/assignments/events"), 401, error="unauthorized")
     assert_error(api.as_("anon").get(f"{V1}/assignments/events"), 403, error="forbidden")
+    # service_role holds no SELECT on assignments (generated/security/grants.sql): nothing to stream
+    assert_error(api.as_("service_role").get(f"{V1}/assignments/events"), 403, error="forbidden")
+
+
+def test_a_lost_listener_connection_is_announced_and_recovered(api, installed):
+    with event_stream(api, "authenticated", DESK_A) as mine:
+        with psycopg.connect(installed, autocommit=True) as conn:
+            killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                                  " WHERE application_name = 'rulesctl-api-events'").fetchone()[0]
+        assert killed == 1
+        event, data = mine.next_event()
+        assert event == "resync" and "refetch" in data["reason"]
+        assign(api, "EV-20")                          # and events flow again
+        assert mine.until(is_item("EV-20"))
 
 
 def test_streams_end_when_the_server_shuts_down(api, installed):

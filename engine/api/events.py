@@ -11,8 +11,9 @@ the other endpoints. Nothing here knows who may see what.
 
 Stream format: ``event: ready`` once subscribed (LISTEN is active from then on), then
 ``event: assignment_changes`` / ``event: escalation_events`` with the notification's JSON as
-``data``, a ``: keep-alive`` comment every HEARTBEAT_SECONDS, and ``event: closed`` (with a
-reason) when the server shuts down, the token expires or the subscriber falls too far behind.
+``data``, a ``: keep-alive`` comment every HEARTBEAT_SECONDS, ``event: resync`` when the
+listener had to reconnect (notifications in between are lost: refetch), and ``event: closed``
+(with a reason) when the server shuts down, the token expires or the subscriber falls too far behind.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class _Closed:
         self.reason = reason
 
 
+class _Gap:
+    """The listener lost its connection and is back: notifications in between are lost."""
+
+
 class EventHub:
     def __init__(self, database: Database):
         self.database = database
@@ -75,7 +80,7 @@ class EventHub:
                 pass
 
     async def _listen_forever(self) -> None:
-        delay = 0.5
+        delay, lost = 0.5, False
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -85,6 +90,10 @@ class EventHub:
                     self.listening.set()
                     log.info("listening on %s", ", ".join(VISIBILITY))
                     delay = 0.5
+                    if lost:
+                        for queue in list(self.subscribers):
+                            _put(queue, _Gap())
+                        lost = False
                     async for note in conn.notifies():
                         for queue in list(self.subscribers):
                             if not _put(queue, note):
@@ -92,6 +101,7 @@ class EventHub:
                                 _force(queue, _Closed("too far behind; reconnect"))
             except psycopg.Error as exc:
                 self.listening.clear()
+                lost = True
                 log.warning("event listener lost its connection (%s); retrying in %.1fs", str(exc).strip(), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -135,6 +145,10 @@ class EventHub:
                 if isinstance(item, _Closed):
                     yield _event("closed", {"reason": item.reason})
                     return
+                if isinstance(item, _Gap):
+                    yield _event("resync", {"reason": "the server lost its database connection for a while; "
+                                                      "events may be missing: refetch what you show"})
+                    continue
                 payload = await self._visible_payload(caller, item)
                 if payload is not None:
                     yield _event(item.channel, payload)

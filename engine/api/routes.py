@@ -25,6 +25,7 @@ router = APIRouter(prefix=PREFIX)
 
 def _errors(*statuses: int) -> dict:
     text = {400: "invalid input; `field` names the request field at fault",
+            413: "the body is larger than 1 MiB",
             401: "missing, malformed, expired or badly signed bearer token",
             403: "the caller's role may not do this",
             404: "unknown assignment, unit or staff (`field` names which)",
@@ -43,9 +44,18 @@ async def authenticate(request: Request, _credentials: HTTPAuthorizationCredenti
         raise unauthorized(str(exc)) from None
 
 
+MAX_BODY_BYTES = 1 << 20
+
+
 async def json_body(request: Request) -> Jsonb:
     """The request body as jsonb, exactly as sent; only "is it JSON at all" is checked here."""
-    raw = await request.body()
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         raise invalid("request", "the body must be a JSON object")
     try:
@@ -82,12 +92,13 @@ async def _call(request: Request, caller: Caller, query, params=None) -> JSONRes
 
 
 COMMON = (400, 401, 403, 503)
+POSTED = (*COMMON, 404, 413)
 
 
 @router.post("/assignments/auto-assign", tags=["assignments"], openapi_extra=_body_doc(schemas.AutoAssignRequest),
              response_model=schemas.AutoAssignResult, summary="Assign a work item (or queue it)",
              responses={202: {"model": schemas.AutoAssignResult, "description": "queued: nobody eligible has room"},
-                        **_errors(*COMMON, 404)})
+                        **_errors(*POSTED)})
 async def auto_assign(request: Request, caller: Caller = Depends(authenticate)):
     """`auto_assign(request)`: 200 when assigned, 202 when queued. Idempotent per active work item
     (`existing: true` says nothing was written)."""
@@ -98,7 +109,7 @@ async def auto_assign(request: Request, caller: Caller = Depends(authenticate)):
 @router.post("/assignments/manual-override", tags=["assignments"],
              openapi_extra=_body_doc(schemas.ManualOverrideRequest), response_model=schemas.OverrideResult,
              summary="Hand an item to a named person (supervisors, unit heads, admins)",
-             responses=_errors(*COMMON, 404))
+             responses=_errors(*POSTED))
 async def manual_override(request: Request, caller: Caller = Depends(authenticate)):
     """`manual_override(request)`; audited. Exceeding the person's WIP limit needs `allow_exceed_wip: true`."""
     return await _call(request, caller, "SELECT manual_override(%s)", [await json_body(request)])
@@ -141,7 +152,7 @@ async def my_assignments(request: Request, caller: Caller = Depends(authenticate
 
 @router.post("/assignments/escalate", tags=["assignments"], openapi_extra=_body_doc(schemas.EscalateRequest),
              response_model=schemas.EscalateResult, summary="Escalate an assignment one level up its chain",
-             responses=_errors(*COMMON, 404))
+             responses=_errors(*POSTED))
 async def escalate(request: Request, caller: Caller = Depends(authenticate)):
     """`escalate_assignment(request)`: the assignee, their supervisors or a trusted service."""
     return await _call(request, caller, "SELECT escalate_assignment(%s)", [await json_body(request)])
@@ -149,7 +160,7 @@ async def escalate(request: Request, caller: Caller = Depends(authenticate)):
 
 @router.post("/assignments/complete", tags=["assignments"], openapi_extra=_body_doc(schemas.CompleteRequest),
              response_model=schemas.CompleteResult, summary="Complete an assignment (beyond the guide)",
-             responses=_errors(*COMMON, 404))
+             responses=_errors(*POSTED))
 async def complete(request: Request, caller: Caller = Depends(authenticate)):
     """`complete_assignment(assignment_id)`; the freed capacity takes the best queued item.
     Not one of the guide's endpoints; here so a front end can close the loop."""
@@ -167,7 +178,7 @@ async def capacity_check(request: Request, caller: Caller = Depends(authenticate
 
 @router.post("/staff/availability", tags=["staff"], openapi_extra=_body_doc(schemas.AvailabilityRequest),
              response_model=schemas.AvailabilityResult, summary="Change a person's availability",
-             responses=_errors(*COMMON, 404))
+             responses=_errors(*POSTED))
 async def staff_availability(request: Request, caller: Caller = Depends(authenticate)):
     """`set_staff_availability(request)`: the person, their supervisors or a trusted service.
     Going on leave applies the leave policy (reassign or flag their work)."""
@@ -191,6 +202,11 @@ async def health(request: Request, caller: Caller = Depends(authenticate)):
     return JSONResponse(result, status_code=200 if result.get("status") == "healthy" else 503)
 
 
+# Privileges are checked for every table a statement names, even when no row is read.
+EVENTS_PROBE = ("SELECT current_user_id(), (SELECT count(*) FROM assignments WHERE false),"
+                " (SELECT count(*) FROM escalation_events WHERE false)")
+
+
 @router.get("/assignments/events", tags=["assignments"], summary="Stream the caller's assignment and escalation changes",
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
@@ -200,8 +216,9 @@ async def events(request: Request, caller: Caller = Depends(authenticate)):
     """Server-sent events (beyond the guide, for deployments without Supabase Realtime): each
     change to an assignment, and each escalation event, that the caller may see — row level
     security decides, asked as the caller for every event. A role that may not read its
-    own identity (`current_user_id()`: anon) is refused with 403."""
-    await _database(request).one(caller, "SELECT current_user_id()")
+    own identity (`current_user_id()`: anon) or read assignments and escalation events is
+    refused with 403: the database is asked, as the caller, before the stream starts."""
+    await _database(request).one(caller, EVENTS_PROBE)
     hub = request.app.state.events
     await hub.ensure_listening()
     return StreamingResponse(hub.stream(caller), media_type="text/event-stream",
