@@ -120,8 +120,7 @@ def _plan(conn: psycopg.Connection, policy: Policy, objects: list[SqlObject], te
     produced = {obj.key for obj in objects}
     managed = set(owned) | (produced & live.keys())
     result = diff(desired, live, set(owned) | produced)
-    fresh = not (managed & {key for key, obj in live.items() if obj.kind == "table"})
-    builder = StepBuilder(objects, templates_dir, fresh_install=fresh)
+    builder = StepBuilder(objects, templates_dir, live_keys=set(live))
     steps = [step for change in result.changes for step in builder.steps(change)]
     steps = _mark_drift(steps, desired, live, owned)
     ordered = order_steps(steps, objects, live)

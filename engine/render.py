@@ -229,7 +229,7 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
     functions = [(name, f"{name}()") for name in catalog.HELPER_FUNCTIONS] + list(signature.items())
     for function, qualified_signature in functions:
         callers = list(catalog.API_ROLES) if function in catalog.API_FUNCTIONS else []
-        r.add("grant", f"{function}.execute", "security/grant.sql.j2",
+        r.add("grant", f"{qualified_signature}.execute", "security/grant.sql.j2",
               {"object_type": "PROCEDURE" if function == "run_every_seconds" else "FUNCTION",
                "target": f"{ident(s)}.{qualified_signature}", "privileges": "EXECUTE", "roles": callers,
                "revoke_public": True},

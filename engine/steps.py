@@ -39,10 +39,10 @@ class Step:
 
 
 class StepBuilder:
-    def __init__(self, objects: list[SqlObject], templates_dir, fresh_install: bool, schema: str = catalog.SCHEMA):
+    def __init__(self, objects: list[SqlObject], templates_dir, live_keys: set[str], schema: str = catalog.SCHEMA):
         self.objects = {obj.key: obj for obj in objects}
+        self.live_keys = live_keys
         self.env = template_env(templates_dir)
-        self.fresh = fresh_install
         self.schema = schema
 
     def _sql(self, template: str, **context) -> str:
@@ -68,10 +68,21 @@ class StepBuilder:
         return [Step("replace", change.key, obj.sql, f"replace {label}: definition changed{where}",
                      self._auth(change.kind), origin)]
 
-    def _auth(self, kind: str, creating: bool = False) -> tuple[Hazard, ...]:
-        if kind in ("policy", "grant", "rls") and not (creating and self.fresh):
-            return (Hazard.AUTHORIZATION,)
-        return ()
+    def _auth(self, kind: str, name: str = "", creating: bool = False) -> tuple[Hazard, ...]:
+        """Access rules on objects that already exist are a hazard; on objects this plan
+        creates they are part of creating them."""
+        if kind not in ("policy", "grant", "rls"):
+            return ()
+        if creating and not self._target_exists(kind, name):
+            return ()
+        return (Hazard.AUTHORIZATION,)
+
+    def _target_exists(self, kind: str, name: str) -> bool:
+        schema, rest = name.split(".", 1)
+        target = rest.split(".", 1)[0] if kind in ("policy", "grant") else rest
+        if kind == "grant" and rest.endswith(".execute"):
+            return f"function:{schema}.{rest.rsplit('.', 1)[0]}" in self.live_keys
+        return f"table:{schema}.{target}" in self.live_keys or f"view:{schema}.{target}" in self.live_keys
 
     # --- create ---------------------------------------------------------------------------------
     def _create(self, change, obj, label, where, origin) -> Step:
@@ -82,7 +93,8 @@ class StepBuilder:
             what = f"schedule job {change.name}: {_schedule(change.desired.definition['schedule'])}"
         else:
             what = f"create {label}"
-        return Step(action, change.key, obj.sql, f"{what}{where}", self._auth(change.kind, creating=True), origin)
+        return Step(action, change.key, obj.sql, f"{what}{where}", self._auth(change.kind, change.name, creating=True),
+                    origin)
 
     # --- drop -----------------------------------------------------------------------------------
     def _drop(self, change: Change) -> Step:
@@ -118,12 +130,12 @@ class StepBuilder:
                     f"{verb} {kind.replace('_', ' ')} {name}: no longer in rules/ or the engine", hazards)
 
     def _grant_target(self, target: str, object_type: str) -> str:
+        """A table's quoted name, or a function's name(argument types) as PostgreSQL printed it."""
         from .sqltext import ident
         if object_type == "TABLE":
             return ident(target)
-        signature = next((obj.name.split(".", 1)[1] for key, obj in self.objects.items()
-                          if obj.kind == "function" and obj.name.split(".", 1)[1].startswith(target + "(")), None)
-        return signature or f"{ident(target)}()"
+        name, args = target.split("(", 1)
+        return f"{ident(name)}({args}"
 
     # --- change, per kind ---------------------------------------------------------------------------
     def _change_seed(self, change, obj, label, where, origin) -> list[Step]:
@@ -236,8 +248,8 @@ class StepBuilder:
         revoke = self._sql("revoke.sql.j2", privilege=privilege.upper(), object_type=object_type,
                            target=self._grant_target(target, object_type), roles=change.live.definition)
         return [Step("replace", change.key, revoke + obj.sql,
-                     f"regrant {privilege} on {target}: {', '.join(change.live.definition)} → "
-                     f"{', '.join(change.desired.definition)}{where}", (Hazard.AUTHORIZATION,), origin)]
+                     f"regrant {privilege} on {target}: {_holders(change.live.definition)} → "
+                     f"{_holders(change.desired.definition)}{where}", (Hazard.AUTHORIZATION,), origin)]
 
     def _change_cron_job(self, change, obj, label, where, origin):
         old, new = change.live.definition, change.desired.definition
@@ -247,6 +259,10 @@ class StepBuilder:
             what.insert(0, f"schedule {_schedule(old.get('schedule'))} → {_schedule(new['schedule'])}")
         return [Step("reschedule", change.key, obj.sql, f"reschedule job {change.name}: {'; '.join(what)}{where}",
                      (), origin)]
+
+
+def _holders(roles: list[str]) -> str:
+    return ", ".join(roles) if roles else "the owner only"
 
 
 def _schedule(schedule: str | None) -> str:

@@ -1,10 +1,10 @@
 -- Privileges the API roles (and PUBLIC) hold on the schema's tables, views and functions, by
--- object.privilege; every privilege the owner holds gets a row, so "nobody else" reads as [].
+-- object.privilege (functions by name(argument types)); every privilege the owner holds gets a row, so "nobody else" reads as [].
 WITH objects AS (
-  SELECT c.relname AS object, coalesce(c.relacl, acldefault('r', c.relowner)) AS acl
+  SELECT c.relname::text AS object, coalesce(c.relacl, acldefault('r', c.relowner)) AS acl
   FROM pg_class c WHERE c.relnamespace = %(schema)s::regnamespace AND c.relkind IN ('r', 'p', 'v')
   UNION ALL
-  SELECT p.proname, coalesce(p.proacl, acldefault('f', p.proowner))
+  SELECT p.proname || '(' || oidvectortypes(p.proargtypes) || ')', coalesce(p.proacl, acldefault('f', p.proowner))
   FROM pg_proc p WHERE p.pronamespace = %(schema)s::regnamespace
 ), privileges AS (
   SELECT o.object, a.privilege_type, a.grantee FROM objects o, aclexplode(o.acl) a

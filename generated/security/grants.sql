@@ -65,174 +65,174 @@ GRANT SELECT ON TABLE public.capacity_snapshots TO authenticated;
 -- grant public.assignment_queue_ordered.select
 GRANT SELECT ON TABLE public.assignment_queue_ordered TO authenticated;
 
--- grant public.engine_now.execute
+-- grant public.engine_now().execute
 REVOKE ALL ON FUNCTION public.engine_now() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.engine_now() TO authenticated, service_role;
 
--- grant public.increment_version_column.execute
+-- grant public.increment_version_column().execute
 REVOKE ALL ON FUNCTION public.increment_version_column() FROM PUBLIC;
 
--- grant public.update_updated_at_column.execute
+-- grant public.update_updated_at_column().execute
 REVOKE ALL ON FUNCTION public.update_updated_at_column() FROM PUBLIC;
 
--- grant public.current_user_id.execute
+-- grant public.current_user_id().execute
 REVOKE ALL ON FUNCTION public.current_user_id() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.current_user_id() TO authenticated, service_role;
 
--- grant public.api_invalid.execute
+-- grant public.api_invalid(text, text).execute
 REVOKE ALL ON FUNCTION public.api_invalid(text, text) FROM PUBLIC;
 
--- grant public.api_text.execute
+-- grant public.api_text(jsonb, text, boolean).execute
 REVOKE ALL ON FUNCTION public.api_text(jsonb, text, boolean) FROM PUBLIC;
 
--- grant public.api_uuid.execute
+-- grant public.api_uuid(jsonb, text, boolean).execute
 REVOKE ALL ON FUNCTION public.api_uuid(jsonb, text, boolean) FROM PUBLIC;
 
--- grant public.priority_rank.execute
+-- grant public.priority_rank(public.priority_level).execute
 REVOKE ALL ON FUNCTION public.priority_rank(public.priority_level) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.priority_rank(public.priority_level) TO authenticated, service_role;
 
--- grant public.queue_effective_rank.execute
+-- grant public.queue_effective_rank(public.priority_level, timestamp with time zone, timestamp with time zone).execute
 REVOKE ALL ON FUNCTION public.queue_effective_rank(public.priority_level, timestamp with time zone, timestamp with time zone) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.queue_effective_rank(public.priority_level, timestamp with time zone, timestamp with time zone) TO authenticated, service_role;
 
--- grant public.match_assignment_rule.execute
+-- grant public.match_assignment_rule(public.work_item_type, public.priority_level, text[]).execute
 REVOKE ALL ON FUNCTION public.match_assignment_rule(public.work_item_type, public.priority_level, text[]) FROM PUBLIC;
 
--- grant public.unit_ids_for_target.execute
+-- grant public.unit_ids_for_target(text, boolean).execute
 REVOKE ALL ON FUNCTION public.unit_ids_for_target(text, boolean) FROM PUBLIC;
 
--- grant public.lock_units.execute
+-- grant public.lock_units(text[], boolean).execute
 REVOKE ALL ON FUNCTION public.lock_units(text[], boolean) FROM PUBLIC;
 
--- grant public.calculate_sla_deadline_fn.execute
+-- grant public.calculate_sla_deadline_fn(public.work_item_type, public.priority_level, timestamp with time zone).execute
 REVOKE ALL ON FUNCTION public.calculate_sla_deadline_fn(public.work_item_type, public.priority_level, timestamp with time zone) FROM PUBLIC;
 
--- grant public.staff_has_skills.execute
+-- grant public.staff_has_skills(uuid, text[], integer).execute
 REVOKE ALL ON FUNCTION public.staff_has_skills(uuid, text[], integer) FROM PUBLIC;
 
--- grant public.find_eligible_staff_for_assignment.execute
+-- grant public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer).execute
 REVOKE ALL ON FUNCTION public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer) TO authenticated, service_role;
 
--- grant public.pick_staff_for_assignment.execute
+-- grant public.pick_staff_for_assignment(text[], text[], integer, integer, text, boolean).execute
 REVOKE ALL ON FUNCTION public.pick_staff_for_assignment(text[], text[], integer, integer, text, boolean) FROM PUBLIC;
 
--- grant public.explain_assignment_candidates.execute
+-- grant public.explain_assignment_candidates(text[], text[], integer, integer, text, integer).execute
 REVOKE ALL ON FUNCTION public.explain_assignment_candidates(text[], text[], integer, integer, text, integer) FROM PUBLIC;
 
--- grant public.assignment_tie_break.execute
+-- grant public.assignment_tie_break(jsonb, text).execute
 REVOKE ALL ON FUNCTION public.assignment_tie_break(jsonb, text) FROM PUBLIC;
 
--- grant public.update_staff_assignment_count.execute
+-- grant public.update_staff_assignment_count(uuid, integer).execute
 REVOKE ALL ON FUNCTION public.update_staff_assignment_count(uuid, integer) FROM PUBLIC;
 
--- grant public.get_unit_recipient.execute
+-- grant public.get_unit_recipient(text, text, uuid).execute
 REVOKE ALL ON FUNCTION public.get_unit_recipient(text, text, uuid) FROM PUBLIC;
 
--- grant public.get_escalation_recipient.execute
+-- grant public.get_escalation_recipient(uuid, text).execute
 REVOKE ALL ON FUNCTION public.get_escalation_recipient(uuid, text) FROM PUBLIC;
 
--- grant public.caller_is_trusted.execute
+-- grant public.caller_is_trusted().execute
 REVOKE ALL ON FUNCTION public.caller_is_trusted() FROM PUBLIC;
 
--- grant public.caller_visible_units.execute
+-- grant public.caller_visible_units().execute
 REVOKE ALL ON FUNCTION public.caller_visible_units() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.caller_visible_units() TO authenticated, service_role;
 
--- grant public.caller_may_supervise.execute
+-- grant public.caller_may_supervise().execute
 REVOKE ALL ON FUNCTION public.caller_may_supervise() FROM PUBLIC;
 
--- grant public.caller_may_act_for.execute
+-- grant public.caller_may_act_for(uuid).execute
 REVOKE ALL ON FUNCTION public.caller_may_act_for(uuid) FROM PUBLIC;
 
--- grant public.create_assignment.execute
+-- grant public.create_assignment(public.assignment_queue, uuid, jsonb).execute
 REVOKE ALL ON FUNCTION public.create_assignment(public.assignment_queue, uuid, jsonb) FROM PUBLIC;
 
--- grant public.queue_position.execute
+-- grant public.queue_position(uuid).execute
 REVOKE ALL ON FUNCTION public.queue_position(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.queue_position(uuid) TO authenticated, service_role;
 
--- grant public.process_queue_on_capacity_change.execute
+-- grant public.process_queue_on_capacity_change(uuid).execute
 REVOKE ALL ON FUNCTION public.process_queue_on_capacity_change(uuid) FROM PUBLIC;
 
--- grant public.sync_assignment_capacity.execute
+-- grant public.sync_assignment_capacity().execute
 REVOKE ALL ON FUNCTION public.sync_assignment_capacity() FROM PUBLIC;
 
--- grant public.assignment_freed_capacity.execute
+-- grant public.assignment_freed_capacity().execute
 REVOKE ALL ON FUNCTION public.assignment_freed_capacity() FROM PUBLIC;
 
--- grant public.auto_assign.execute
+-- grant public.auto_assign(jsonb).execute
 REVOKE ALL ON FUNCTION public.auto_assign(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.auto_assign(jsonb) TO authenticated, service_role;
 
--- grant public.complete_assignment.execute
+-- grant public.complete_assignment(uuid).execute
 REVOKE ALL ON FUNCTION public.complete_assignment(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.complete_assignment(uuid) TO authenticated, service_role;
 
--- grant public.reassign_or_requeue.execute
+-- grant public.reassign_or_requeue(uuid, text, uuid).execute
 REVOKE ALL ON FUNCTION public.reassign_or_requeue(uuid, text, uuid) FROM PUBLIC;
 
--- grant public.apply_leave_policy.execute
+-- grant public.apply_leave_policy(uuid, text, timestamp with time zone).execute
 REVOKE ALL ON FUNCTION public.apply_leave_policy(uuid, text, timestamp with time zone) FROM PUBLIC;
 
--- grant public.set_staff_availability.execute
+-- grant public.set_staff_availability(jsonb).execute
 REVOKE ALL ON FUNCTION public.set_staff_availability(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.set_staff_availability(jsonb) TO authenticated, service_role;
 
--- grant public.upsert_staff_profile.execute
+-- grant public.upsert_staff_profile(jsonb).execute
 REVOKE ALL ON FUNCTION public.upsert_staff_profile(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.upsert_staff_profile(jsonb) TO authenticated, service_role;
 
--- grant public.manual_override.execute
+-- grant public.manual_override(jsonb).execute
 REVOKE ALL ON FUNCTION public.manual_override(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.manual_override(jsonb) TO authenticated, service_role;
 
--- grant public.capacity_check.execute
+-- grant public.capacity_check(text).execute
 REVOKE ALL ON FUNCTION public.capacity_check(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.capacity_check(text) TO authenticated, service_role;
 
--- grant public.my_assignments.execute
+-- grant public.my_assignments().execute
 REVOKE ALL ON FUNCTION public.my_assignments() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.my_assignments() TO authenticated, service_role;
 
--- grant public.process_stale_queue_items.execute
+-- grant public.process_stale_queue_items(integer).execute
 REVOKE ALL ON FUNCTION public.process_stale_queue_items(integer) FROM PUBLIC;
 
--- grant public.calendar_definition.execute
+-- grant public.calendar_definition(text).execute
 REVOKE ALL ON FUNCTION public.calendar_definition(text) FROM PUBLIC;
 
--- grant public.calendar_add_working_time.execute
+-- grant public.calendar_add_working_time(text, timestamp with time zone, numeric).execute
 REVOKE ALL ON FUNCTION public.calendar_add_working_time(text, timestamp with time zone, numeric) FROM PUBLIC;
 
--- grant public.calendar_working_minutes_between.execute
+-- grant public.calendar_working_minutes_between(text, timestamp with time zone, timestamp with time zone).execute
 REVOKE ALL ON FUNCTION public.calendar_working_minutes_between(text, timestamp with time zone, timestamp with time zone) FROM PUBLIC;
 
--- grant public.sla_level_due_at.execute
+-- grant public.sla_level_due_at(public.work_item_type, public.priority_level, timestamp with time zone, numeric, integer).execute
 REVOKE ALL ON FUNCTION public.sla_level_due_at(public.work_item_type, public.priority_level, timestamp with time zone, numeric, integer) FROM PUBLIC;
 
--- grant public.sla_clock_on_status_change.execute
+-- grant public.sla_clock_on_status_change().execute
 REVOKE ALL ON FUNCTION public.sla_clock_on_status_change() FROM PUBLIC;
 
--- grant public.sla_check_and_escalate.execute
+-- grant public.sla_check_and_escalate(integer).execute
 REVOKE ALL ON FUNCTION public.sla_check_and_escalate(integer) FROM PUBLIC;
 
--- grant public.escalate_assignment.execute
+-- grant public.escalate_assignment(jsonb).execute
 REVOKE ALL ON FUNCTION public.escalate_assignment(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.escalate_assignment(jsonb) TO authenticated, service_role;
 
--- grant public.cleanup_escalation_events.execute
+-- grant public.cleanup_escalation_events().execute
 REVOKE ALL ON FUNCTION public.cleanup_escalation_events() FROM PUBLIC;
 
--- grant public.capture_capacity_snapshot.execute
+-- grant public.capture_capacity_snapshot().execute
 REVOKE ALL ON FUNCTION public.capture_capacity_snapshot() FROM PUBLIC;
 
--- grant public.notify_assignment_change.execute
+-- grant public.notify_assignment_change().execute
 REVOKE ALL ON FUNCTION public.notify_assignment_change() FROM PUBLIC;
 
--- grant public.run_every_seconds.execute
+-- grant public.run_every_seconds(text, integer).execute
 REVOKE ALL ON PROCEDURE public.run_every_seconds(text, integer) FROM PUBLIC;
 
--- grant public.engine_health.execute
+-- grant public.engine_health().execute
 REVOKE ALL ON FUNCTION public.engine_health() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.engine_health() TO authenticated, service_role;
