@@ -1,0 +1,1 @@
+"""rulesctl's benchmark suite (issue 7): `python -m bench --help`."""

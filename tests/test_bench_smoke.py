@@ -1,0 +1,38 @@
+"""The benchmark's smoke run (CI): `python -m bench --scale smoke` on tiny data for a second
+per workload, against a fresh database of the test cluster. Its figures mean nothing; it
+proves the harness runs end to end and that every invariant holds after each workload."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+WORKLOADS = ("mix", "hotspot", "saturated", "sweep", "backlog")
+
+
+def test_bench_smoke_keeps_every_invariant(database_url, repo_root, tmp_path):
+    out = tmp_path / "bench.json"
+    clock = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--scale", "smoke", "--only", ",".join(WORKLOADS), "--duration", "1",
+         "--database-url", database_url, "--json", str(out), "--workdir", str(tmp_path / "run"),
+         "--plot", str(tmp_path / "growth.png")],
+        cwd=repo_root, capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - clock
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    assert seconds < 60, f"the smoke benchmark took {seconds:.0f} s"
+
+    results = json.loads(out.read_text())
+    assert results["invariants_ok"] is True
+    assert set(results["workloads"]) == set(WORKLOADS)
+    for name, workload in results["workloads"].items():
+        assert workload["client_errors"] == 0, (name, workload["error_notes"])
+        invariants = workload["details"]["invariants"]
+        assert invariants, name
+        assert all(v["count"] == 0 for v in invariants.values()), (name, invariants)
+    mix = results["workloads"]["mix"]["details"]["pgbench"]
+    assert mix["transactions"] > 0 and mix["failed"] == 0 and mix["aborted_clients"] == 0
+    assert "| assign + complete mix |" in done.stdout
+    assert "errors seen by clients 0" in done.stderr
