@@ -17,6 +17,7 @@ DECLARE
   v_item record;
   v_outcome text;
   v_supervisor uuid;
+  v_event_id uuid;
   v_reassigned integer := 0;
   v_queued integer := 0;
   v_flagged integer := 0;
@@ -43,7 +44,11 @@ BEGIN
       VALUES (v_item.id, NULL, 'staff_unavailable', v_supervisor, v_item.notify, current_user_id(),
               jsonb_build_object('why', 'assignee went on leave; item kept and flagged for review',
                                  'staff_id', p_staff_id, 'reason', p_reason, 'until', p_until),
-              engine_now());
+              engine_now())
+      RETURNING id INTO v_event_id;
+      PERFORM pg_notify('escalation_events', jsonb_build_object(
+        'event_id', v_event_id, 'assignment_id', v_item.id, 'recipient_id', v_supervisor,
+        'level', NULL, 'reason', 'staff_unavailable')::text);
       INSERT INTO assignment_audit (action, work_item_id, assignment_id, actor_id, from_assignee, to_assignee, reason)
       VALUES ('leave_flag', v_item.work_item_id, v_item.id, current_user_id(), p_staff_id, p_staff_id, p_reason);
       v_flagged := v_flagged + 1;

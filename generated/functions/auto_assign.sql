@@ -96,6 +96,7 @@ BEGIN
   v_item.capacity_weight := coalesce(v_rule.capacity_weight, 1);
   v_item.min_proficiency_rank := coalesce(v_rule.min_proficiency_rank, 0);
   v_item.when_no_capacity := coalesce(v_rule.when_no_capacity, 'queue');
+  v_item.paused_working_minutes := 0;
   v_item.arrived_at := v_now;
   v_item.created_at := v_now;
   v_item.updated_at := v_now;

@@ -17,11 +17,14 @@ DECLARE
 BEGIN
   INSERT INTO assignments (work_item_id, work_item_type, priority, assignee_id, unit_id, rule_id, target_unit_id,
                            include_subtree, min_proficiency_rank, required_skills, capacity_weight, arrived_at,
-                           assigned_at, sla_deadline, next_check_at, decision)
+                           assigned_at, sla_deadline, paused_working_minutes, next_check_at, decision)
   SELECT p_item.work_item_id, p_item.work_item_type, p_item.priority, s.id, s.unit_id, p_item.rule_id,
          p_item.target_unit_id, p_item.include_subtree, p_item.min_proficiency_rank, p_item.required_skills,
          p_item.capacity_weight, p_item.arrived_at, engine_now(), p_item.sla_deadline,
-         sla_level_due_at(p_item.work_item_type, p_item.priority, p_item.arrived_at, 0, 1), p_decision
+         coalesce(p_item.paused_working_minutes, 0),
+         sla_level_due_at(p_item.work_item_type, p_item.priority, p_item.arrived_at,
+                          coalesce(p_item.paused_working_minutes, 0), 1),
+         p_decision
   FROM staff_profiles s WHERE s.id = p_staff_id
   RETURNING * INTO v_assignment;
   RETURN v_assignment;

@@ -38,6 +38,7 @@ BEGIN
   v_item.min_proficiency_rank := v_old.min_proficiency_rank;
   v_item.when_no_capacity := 'queue';
   v_item.sla_deadline := v_old.sla_deadline;
+  v_item.paused_working_minutes := v_old.paused_working_minutes;
   v_item.arrived_at := v_old.arrived_at;
   v_item.created_at := engine_now();
   v_item.updated_at := engine_now();

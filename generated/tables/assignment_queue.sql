@@ -3,7 +3,8 @@
 -- templates: indexes/index.sql.j2, tables/assignment_queue.sql.j2, triggers/trigger.sql.j2
 
 -- table public.assignment_queue
--- Work items waiting for capacity, with everything needed to assign them later.
+-- Work items waiting for capacity, with everything needed to assign them later (an item
+-- re-queued from someone on leave keeps its SLA: deadline and working time spent paused).
 CREATE TABLE public.assignment_queue (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   work_item_id text NOT NULL UNIQUE,
@@ -18,6 +19,7 @@ CREATE TABLE public.assignment_queue (
   when_no_capacity text NOT NULL DEFAULT 'queue',
   decision jsonb,
   sla_deadline timestamptz,
+  paused_working_minutes numeric NOT NULL DEFAULT 0,
   arrived_at timestamptz NOT NULL DEFAULT now(),
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()
