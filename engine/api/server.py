@@ -17,6 +17,7 @@ from .app import create_app
 from .auth import ROLES
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
+log = logging.getLogger("rulesctl.api")
 
 
 class _Server(uvicorn.Server):
@@ -59,14 +60,16 @@ def serve(database_url: str, jwt_secret: str, host: str = "127.0.0.1", port: int
           sock: socket.socket | None = None) -> None:
     """Check the database can serve the API, then serve until SIGINT/SIGTERM (uvicorn installs
     the signal handlers). Raises DatabaseError when the check fails."""
-    check_database(database_url)
-    server = build_server(database_url, jwt_secret, host, port)
+    server = build_server(database_url, jwt_secret, host, port)      # (this configures logging)
+    for note in check_database(database_url):
+        log.warning(note)
     server.run(sockets=[sock] if sock is not None else None)
 
 
-def check_database(database_url: str) -> None:
+def check_database(database_url: str) -> list[str]:
     """The database answers, holds the engine (`rulesctl apply` ran) and our login may switch
-    to each API role; otherwise every request would fail, so say why before serving."""
+    to each API role; otherwise every request would fail, so say why before serving. Returns
+    notes on what works only in part."""
     with connect(database_url) as conn:
         for role in ROLES:
             row = conn.execute("SELECT pg_has_role(current_user, oid, 'MEMBER') FROM pg_roles WHERE rolname = %s",
@@ -77,6 +80,12 @@ def check_database(database_url: str) -> None:
                 raise DatabaseError(f"the login role may not switch to {role}: GRANT {role} TO <the login role>")
         if conn.execute("SELECT to_regprocedure('public.auto_assign(jsonb)')").fetchone()[0] is None:
             raise DatabaseError("the database does not hold the engine (no auto_assign): run `rulesctl apply` first")
+        notifies = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.assignments'::regclass"
+                                " AND tgname = 'assignment_notify_trigger'").fetchone()[0]
+    if not notifies:
+        return ["assignments send no notifications (rules/realtime.yaml: notify_assignment_changes is off): "
+                "the event stream will carry escalations only"]
+    return []
 
 
 def _log_config(level: str) -> dict:
