@@ -16,6 +16,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import textwrap
 import time
 import traceback
 from pathlib import Path
@@ -34,7 +35,7 @@ ORDER = list(WORKLOADS)        # plan first (database still in sync and empty), 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        description=textwrap.fill(" ".join(__doc__.split("\n\n")[1].split()), 100),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="workloads (in run order): " + ", ".join(ORDER) + """
 
@@ -122,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             suffix = f" (run {repeat + 1}/{args.repeat})" if args.repeat > 1 else ""
             log(f"\n== {name}{suffix}")
             clock = time.monotonic()
+            load_before = os.getloadavg()[0]
             before_stats = table_stats(target.url)
             if args.profile:
                 reset_statements(target.url)
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                 outcome = Outcome(name, client_errors=1, error_notes=[f"{type(exc).__name__}: {exc}"])
                 ctx.loader.dirty = True
             outcome.details["seconds"] = time.monotonic() - clock
+            # Other work on the machine (a test suite, another benchmark) skews the figures: say so.
+            outcome.conditions["host_load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
             outcome.details["hot_updates"] = hot_updates(before_stats, table_stats(target.url))
             if args.profile:
                 outcome.details["top_statements"] = top_statements(target.url)

@@ -89,7 +89,8 @@ def rows_for(outcomes: dict) -> list[Row]:
         "backlog", "SLA sweep of an escalation backlog (20,000 at full scale) while the mix runs",
         lambda v: (f"{_n(v['escalations_per_s'])} escalations/s ({_n(v['escalations'])} in {v['sweep_s']:.2f} s); "
                    f"mix p99 {_ms(v['mix_p99_baseline_ms'])} → {_ms(v['mix_p99_during_ms'])} during it "
-                   f"({_pct(v['mix_p99_raise'])})"),
+                   f"({_pct(v['mix_p99_raise'])})"
+                   + ("; the sweep outlasted the mix run" if v.get("sweep_outlasted_mix") else "")),
         "≥ 20,000 escalations/s; mix p99 raised ≤ 20%",
         (("escalations_per_s", ">=", 20000), ("mix_p99_raise", "<=", 0.20))))
     growth = outcomes.get("growth")
@@ -117,6 +118,14 @@ def evaluate(row: Row, values: dict) -> tuple[bool | None, list[str]]:
 
 
 def conditions_text(workload: str, outcome) -> str:
+    text = _conditions_text(workload, outcome)
+    load = outcome.conditions.get("host_load_1min")
+    if load:
+        text += f"; host load {load[0]:.1f}→{load[1]:.1f}"
+    return text
+
+
+def _conditions_text(workload: str, outcome) -> str:
     c = outcome.conditions
     if workload == "plan":
         return f"{c.get('runs')} runs in process, {c.get('cli_runs')} CLI runs, {c.get('objects')} objects, median"

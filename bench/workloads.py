@@ -474,6 +474,7 @@ def backlog(ctx: Context) -> Outcome:
         "mix_p99_baseline_ms": base_p99, "mix_p99_during_ms": in_window.p99,
         "mix_p99_raise": (in_window.p99 / base_p99 - 1) if base_p99 and in_window.p99 else None,
         "mix_transactions_during": in_window.count,
+        "sweep_outlasted_mix": sweep_result["ended"] > run.wall_ended,
     }
     outcome.conditions = {**during.conditions, "sweep_calls": sweep_result["calls"],
                           "monitor_clock_ahead": ahead, "backlog_rows": ctx.scale.backlog,
