@@ -112,7 +112,7 @@ def test_32_clients_auto_assign_over_http_and_the_invariants_hold(loaded_engine,
     finally:
         server.kill()
 
-    assert not failures, failures[:5]
+    assert latencies and not failures, failures[:5]
     assert code == 0, log[-2000:]
     # one answer per work item, however many clients raced for it (no completions ran, so
     # nothing moved from the queue to a person meanwhile)
