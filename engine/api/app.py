@@ -32,8 +32,10 @@ Each request runs in a transaction with that role and `request.jwt.claims` set, 
 database's grants and row level security decide what the caller may do and see.
 
 **Errors** are `{"error", "message", "field"?}`: 400 invalid input (`field` names it),
-401 bad or missing token, 403 not allowed, 404 unknown assignment/unit/staff,
-503 database busy or unavailable (retry), 500 a bug (logged; quote the request id).
+401 bad or missing token, 403 not allowed, 404 unknown assignment/unit/staff, 413 body over
+1 MiB, 503 database busy or unavailable (retry), 500 a bug (logged; quote the request id).
+No endpoint answers 409: the SQL API reports state conflicts (e.g. completing a completed
+assignment) as bad input, 400.
 """
 
 
