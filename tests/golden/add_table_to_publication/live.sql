@@ -1,0 +1,2 @@
+-- by hand: realtime stops carrying assignments
+ALTER PUBLICATION supabase_realtime DROP TABLE public.assignments;

@@ -1,0 +1,420 @@
+"""Apply is safe to run from CI: saved plans are refused when the database moved, concurrent
+applies serialise, a failing or killed apply leaves the database as it was, objects rulesctl
+does not own are reported and never touched, and the CLI speaks plainly (plan formats, exit
+codes, history, show, drift). Everything runs against real PostgreSQL, on the small base policy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from engine.apply import APPLY_LOCK_KEY, apply
+from engine.cli import cli
+from engine.errors import ApplyRefused, DatabaseError
+from engine.hazards import Hazard
+from engine.introspect import introspect
+from engine.plan import build_plan
+from engine.project import DEFAULT_TEMPLATES, build
+from policy_cases import make_policy
+
+SLA_TIGHTER = """\
+defaults:
+  calendar: office
+  escalation_chain: standard
+  warning_at: 75%
+matrix:
+  ticket:
+    low: {response: 1h, resolution: 8h}
+    urgent: {response: 10m, resolution: 1h}
+"""
+SKILLS_WITHOUT_NETWORK = """\
+proficiency_levels: [basic, expert]
+skills:
+  - id: skill-arabic
+    name: Arabic
+    category: language
+"""
+SKILLS_PLUS_SQL = """\
+proficiency_levels: [basic, expert]
+skills:
+  - id: skill-arabic
+    name: Arabic
+    category: language
+  - id: skill-network
+    name: Networking
+    category: technology
+  - id: skill-sql
+    name: SQL
+    category: data
+"""
+SLA_UPDATE = "update seed:public.sla_configs/ticket,urgent"
+_BUILT: dict[tuple, tuple] = {}                     # built policies (frozen), shared by the tests
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+class Policies:
+    """Policy folders under tmp_path (the base policy with some files replaced), built from there."""
+
+    def __init__(self, tmp_path: Path, monkeypatch):
+        self.tmp_path, self.monkeypatch = tmp_path, monkeypatch
+
+    def folder(self, name: str, **files: str) -> Path:
+        workdir = self.tmp_path / name
+        if not workdir.exists():
+            rules = make_policy(workdir)
+            for file_name, text in files.items():
+                (rules / f"{file_name}.yaml").write_text(text)
+        return workdir
+
+    def enter(self, name: str, **files: str) -> None:
+        """Make the folder the cwd, as a user running rulesctl there (it holds rules/)."""
+        self.monkeypatch.chdir(self.folder(name, **files))
+
+    def build(self, name: str, **files: str):
+        """(policy, objects) of the folder, with the cwd left in it (origins read rules/...)."""
+        self.enter(name, **files)
+        key = tuple(sorted(files.items()))          # the build depends only on the files (origins are relative)
+        if key not in _BUILT:
+            _BUILT[key] = build(Path("rules"))
+        return _BUILT[key]
+
+
+@pytest.fixture
+def policies(tmp_path, monkeypatch) -> Policies:
+    return Policies(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def base_url(database_url, policies) -> str:
+    """A fresh database with the base policy installed (ledger #1)."""
+    policy, objects = policies.build("base")
+    assert apply(database_url, objects, policy).outcome == "applied"
+    return database_url
+
+
+def rows(url: str, query: str, *params):
+    with psycopg.connect(url) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def execute(url: str, statement: str, *params) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(statement, params)
+
+
+def snapshot(url: str) -> dict:
+    """Every object rulesctl can see in public, with its normalised definition (seed rows included)."""
+    with psycopg.connect(url) as conn, conn.transaction(force_rollback=True):
+        return {key: obj.definition for key, obj in introspect(conn).items()}
+
+
+def step_keys(url: str, policy, objects) -> list[str]:
+    return [f"{s.action} {s.key}" for s in build_plan(url, policy, objects, DEFAULT_TEMPLATES).steps]
+
+
+def ledger(url: str) -> list[tuple]:
+    return rows(url, "SELECT id, outcome, policy_hash, message FROM rulesctl.applies ORDER BY id")
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def wait_for_lock_wait(url: str, timeout: float = 10.0) -> int:
+    """The pid of the rulesctl backend waiting on a table lock in this database."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = rows(url, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                          "AND application_name = 'rulesctl' AND wait_event_type = 'Lock'")
+        if found:
+            return found[0][0]
+        time.sleep(0.05)
+    raise AssertionError("no rulesctl apply started waiting on the held table lock")
+
+
+class Background(threading.Thread):
+    """Run a function in a thread; keep its result or exception."""
+
+    def __init__(self, function):
+        super().__init__(daemon=True)
+        self.function, self.result, self.error = function, None, None
+
+    def run(self):
+        try:
+            self.result = self.function()
+        except Exception as exc:                     # handed to the test thread
+            self.error = exc
+
+
+# ------------------------------------------------------------------------------------------ saved plans
+
+def test_saved_plan_is_refused_naming_what_moved(base_url, policies):
+    policies.enter("after", sla=SLA_TIGHTER)
+    planned = invoke("plan", "--database-url", base_url, "--out", "plan.json")
+    assert planned.exit_code == 2, planned.output
+    saved = json.loads(Path("plan.json").read_text())
+    assert [(s["action"], s["key"]) for s in saved["steps"]] == [("update", "seed:public.sla_configs/ticket,urgent")]
+    assert saved["fingerprint"] and saved["policy_hash"] and saved["tool_version"]
+
+    execute(base_url, "UPDATE public.skills SET name = 'Arabic (edited by hand)' WHERE id = 'skill-arabic'")
+    before = snapshot(base_url)
+    refused = invoke("apply", "plan.json", "--database-url", base_url)
+
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.startswith("apply refused: the database changed since the plan was made")
+    assert "seed:public.skills/skill-arabic" in refused.stderr
+    assert "seed:public.sla_configs" not in refused.stderr          # only what moved is named
+    assert "Nothing was changed" in refused.stderr
+    assert snapshot(base_url) == before
+    assert rows(base_url, "SELECT resolution_minutes FROM public.sla_configs WHERE priority = 'urgent'") == [(120,)]
+    last = ledger(base_url)[-1]
+    assert last[1] == "refused" and "seed:public.skills/skill-arabic" in last[3]
+
+
+def test_saved_plan_applies_exactly_when_nothing_moved(base_url, policies):
+    policy, objects = policies.build("after", sla=SLA_TIGHTER)
+    assert invoke("plan", "--database-url", base_url, "--out", "plan.json").exit_code == 2
+    saved = json.loads(Path("plan.json").read_text())
+
+    applied = invoke("apply", "plan.json", "--database-url", base_url)
+    assert applied.exit_code == 0, applied.output
+    assert applied.stdout.startswith("applied: ran 1 steps (1 update)")
+    assert rows(base_url, "SELECT response_minutes, resolution_minutes FROM public.sla_configs "
+                          "WHERE priority = 'urgent'") == [(10, 60)]
+    statements = rows(base_url, "SELECT statements FROM rulesctl.applies ORDER BY id DESC LIMIT 1")[0][0]
+    assert [s["sql"] for s in statements] == [s["sql"] for s in saved["steps"]]   # what plan showed is what ran
+    assert step_keys(base_url, policy, objects) == []
+    assert invoke("plan", "--database-url", base_url).exit_code == 0
+
+
+# ------------------------------------------------------------------------------------------ concurrency
+
+def test_concurrent_applies_serialise_and_the_last_one_wins(base_url, policies):
+    sla_policy, sla_objects = policies.build("sla", sla=SLA_TIGHTER)
+    skill_policy, skill_objects = policies.build("skill", skills=SKILLS_PLUS_SQL)
+    allowed = {Hazard.SEED_ROW_DELETED}                  # the SLA policy, run second, deletes skill-sql
+    threads = [Background(lambda: apply(base_url, sla_objects, sla_policy, allowed=allowed, lock_timeout_s=30)),
+               Background(lambda: apply(base_url, skill_objects, skill_policy, allowed=allowed, lock_timeout_s=30))]
+    with psycopg.connect(base_url, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (APPLY_LOCK_KEY,))        # both start, both wait
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        assert all(thread.is_alive() for thread in threads)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (APPLY_LOCK_KEY,))
+    for thread in threads:
+        thread.join(60)
+    assert [thread.error for thread in threads] == [None, None]
+    assert [thread.result.outcome for thread in threads] == ["applied", "applied"]
+
+    entries = ledger(base_url)
+    assert [entry[1] for entry in entries] == ["applied", "applied", "applied"]
+    by_hash = {sla_policy.policy_hash: (sla_policy, sla_objects), skill_policy.policy_hash: (skill_policy, skill_objects)}
+    ran_last = by_hash.pop(entries[2][2])
+    (ran_first,) = by_hash.values()
+    assert entries[1][2] == ran_first[0].policy_hash                          # each ran once, one after the other
+    # the one that ran last planned under the lock after the first committed: it undid the first's change
+    counts = rows(base_url, "SELECT statement_count FROM rulesctl.applies ORDER BY id")
+    assert counts == [(counts[0][0],), (1,), (2,)]
+    # the database is exactly the policy applied last
+    assert step_keys(base_url, *ran_last) == []
+    both = {"seed:public.sla_configs/ticket,urgent", "seed:public.skills/skill-sql"}
+    assert {key.split(" ", 1)[1] for key in step_keys(base_url, *ran_first)} == both
+    started = rows(base_url, "SELECT started_at, finished_at FROM rulesctl.applies ORDER BY id")
+    assert started[2][0] < started[1][1]           # the second started before the first finished: it waited
+
+
+def test_a_second_apply_gives_up_clearly_while_one_runs(base_url, policies):
+    policy, objects = policies.build("after", sla=SLA_TIGHTER)
+    with psycopg.connect(base_url) as blocker:
+        blocker.execute("LOCK TABLE public.sla_configs IN SHARE MODE")           # the SLA update must wait
+        running = Background(lambda: apply(base_url, objects, policy))
+        running.start()
+        pid = wait_for_lock_wait(base_url)
+        with pytest.raises(ApplyRefused, match=rf"another rulesctl apply holds the apply lock \(backend pid {pid}\); "
+                                               r"waited 0.5s, changed nothing"):
+            apply(base_url, objects, policy, lock_timeout_s=0.5)
+        blocker.rollback()
+    running.join(30)
+    assert running.error is None and running.result.outcome == "applied"
+    assert [entry[1] for entry in ledger(base_url)] == ["applied", "applied"]
+    assert step_keys(base_url, policy, objects) == []
+
+
+# ------------------------------------------------------------------------------------------ failures
+
+def test_a_failing_step_rolls_everything_back_and_the_ledger_says_failed(base_url, policies):
+    # Live data the policy change cannot delete: a person holds skill-network.
+    execute(base_url, "INSERT INTO public.staff_profiles (id, unit_id, full_name) "
+                      "VALUES ('00000000-0000-0000-0000-000000000001', 'unit-desk', 'Nadia')")
+    execute(base_url, "INSERT INTO public.staff_skills (staff_id, skill_id, proficiency) "
+                      "VALUES ('00000000-0000-0000-0000-000000000001', 'skill-network', 'basic')")
+    policy, objects = policies.build("after", sla=SLA_TIGHTER, skills=SKILLS_WITHOUT_NETWORK)
+    assert step_keys(base_url, policy, objects) == [SLA_UPDATE, "delete seed:public.skills/skill-network"]
+    before = snapshot(base_url)
+
+    with pytest.raises(DatabaseError) as raised:
+        apply(base_url, objects, policy, allowed={Hazard.SEED_ROW_DELETED})
+    message = str(raised.value)
+    assert message.startswith("step seed:public.skills/skill-network failed: update or delete on table \"skills\" "
+                              "violates foreign key constraint")
+    assert message.endswith("Its transaction was rolled back; the database is as it was.")
+    assert snapshot(base_url) == before                     # the SLA update that ran first is gone too
+    outcome, logged, statements = rows(base_url, "SELECT outcome, message, statement_count FROM rulesctl.applies "
+                                                 "ORDER BY id DESC LIMIT 1")[0]
+    assert (outcome, logged, statements) == ("failed", message, 2)
+    assert rows(base_url, "SELECT count(*) FROM public.staff_skills") == [(1,)]
+
+
+def test_a_killed_apply_leaves_the_database_as_it_was_and_the_next_apply_works(base_url, policies):
+    policy, objects = policies.build("after", sla=SLA_TIGHTER, skills=SKILLS_PLUS_SQL)
+    plan = build_plan(base_url, policy, objects, DEFAULT_TEMPLATES)
+    assert len(plan.steps) == 2
+    last_table = plan.steps[-1].key.split(".", 1)[1].split("/", 1)[0]       # block the last step: one runs before
+    before = snapshot(base_url)
+
+    with psycopg.connect(base_url) as blocker:
+        blocker.execute(f"LOCK TABLE public.{last_table} IN SHARE MODE")
+        running = Background(lambda: apply(base_url, objects, policy))
+        running.start()
+        pid = wait_for_lock_wait(base_url)
+        execute(base_url, "SELECT pg_terminate_backend(%s, 5000)", pid)
+        running.join(30)
+        blocker.rollback()
+    assert isinstance(running.error, DatabaseError), running.error
+    assert snapshot(base_url) == before
+    # the dead connection could not write its ledger row; whatever is there says nothing was applied
+    assert [entry[1] for entry in ledger(base_url)][1:] in ([], ["failed"])
+
+    again = apply(base_url, objects, policy)                # the advisory lock died with the backend
+    assert again.outcome == "applied"
+    assert step_keys(base_url, policy, objects) == []
+
+
+# ------------------------------------------------------------------------------------------ ownership
+
+def test_unowned_objects_are_reported_and_never_dropped(base_url, policies):
+    execute(base_url, "CREATE TABLE public.hand_notes (id integer PRIMARY KEY, body text)")
+    execute(base_url, "INSERT INTO public.hand_notes VALUES (1, 'keep me')")
+    execute(base_url, "CREATE FUNCTION public.hand_total() RETURNS integer LANGUAGE sql AS 'SELECT 42'")
+    execute(base_url, "CREATE INDEX hand_sla_calendar ON public.sla_configs (calendar_id)")
+    mine = ["function:public.hand_total()", "index:public.hand_sla_calendar", "table:public.hand_notes"]
+
+    policy, objects = policies.build("base")
+    plan = build_plan(base_url, policy, objects, DEFAULT_TEMPLATES)
+    assert plan.steps == [] and plan.foreign == mine
+    shown = invoke("plan", "--database-url", base_url)
+    assert shown.exit_code == 0
+    assert f"not managed by rulesctl (left alone): {', '.join(mine)}" in shown.stdout
+
+    # a policy change with every hazard allowed still leaves them alone
+    policy, objects = policies.build("after", sla=SLA_TIGHTER, skills=SKILLS_WITHOUT_NETWORK)
+    result = apply(base_url, objects, policy, allowed=set(Hazard))
+    assert result.outcome == "applied" and result.plan.foreign == mine
+    assert not {step.key for step in result.plan.steps} & set(mine)
+    assert rows(base_url, "SELECT body FROM public.hand_notes") == [("keep me",)]
+    assert rows(base_url, "SELECT public.hand_total()") == [(42,)]
+    assert rows(base_url, "SELECT to_regclass('public.hand_sla_calendar') IS NOT NULL") == [(True,)]
+
+
+# ------------------------------------------------------------------------------------------ the CLI
+
+def test_plan_exit_codes(base_url, policies):
+    policies.enter("base")
+    assert invoke("plan", "--database-url", base_url).exit_code == 0
+    policies.enter("sla", sla=SLA_TIGHTER)
+    assert invoke("plan", "--database-url", base_url).exit_code == 2
+    policies.enter("skills", skills=SKILLS_WITHOUT_NETWORK)
+    blocked = invoke("plan", "--database-url", base_url, "--allow-hazard", "data-loss")
+    assert blocked.exit_code == 3, blocked.output
+    assert "delete     seed:public.skills/skill-network [seed-row-deleted]" in blocked.stdout
+    assert invoke("plan", "--database-url", base_url, "--allow-hazard", "seed-row-deleted").exit_code == 2
+    policies.enter("broken", sla=SLA_TIGHTER.replace("10m", "10 minutes"))
+    invalid = invoke("plan", "--database-url", base_url)
+    assert invalid.exit_code == 1 and "rules/sla.yaml:8:" in invalid.stderr
+    policies.enter("base")
+    unreachable = invoke("plan", "--database-url", "postgresql://nobody@127.0.0.1:1/x")
+    assert unreachable.exit_code == 1 and unreachable.stderr.startswith("error: cannot connect to the database")
+
+
+def test_plan_json_and_markdown_show_hazards_first_and_the_sql(base_url, policies):
+    policy, objects = policies.build("after", sla=SLA_TIGHTER, skills=SKILLS_WITHOUT_NETWORK)
+    plan = build_plan(base_url, policy, objects, DEFAULT_TEMPLATES)
+    assert [f"{s.action} {s.key}" for s in plan.steps] == [SLA_UPDATE, "delete seed:public.skills/skill-network"]
+
+    as_json = invoke("plan", "--database-url", base_url, "--format", "json")
+    assert as_json.exit_code == 3
+    data = json.loads(as_json.stdout)
+    assert data["hazards"] == ["seed-row-deleted"]
+    assert data["summary"] == "2 step(s): 1 delete, 1 update"
+    assert [(s["action"], s["key"], s["hazards"], s["sql"]) for s in data["steps"]] == [
+        (s.action, s.key, [h.slug for h in s.hazards], s.sql) for s in plan.steps]
+    assert data["steps"][0]["origin"] == "rules/sla.yaml:8"
+    assert "UPDATE public.sla_configs" in data["steps"][0]["sql"]
+
+    markdown = invoke("plan", "--database-url", base_url, "--format", "markdown").stdout
+    hazards, steps, folded = (markdown.index("### ⚠️ Hazards"), markdown.index("### Steps"),
+                              markdown.index("<details><summary>SQL of every step</summary>"))
+    assert markdown.index("**2 step(s): 1 delete, 1 update**") < hazards < steps < folded
+    assert markdown.index("**seed-row-deleted**") < steps
+    assert "`seed:public.skills/skill-network`: delete seed row public.skills/skill-network" in markdown[hazards:steps]
+    for step in plan.steps:
+        assert f"```sql\n{step.sql.rstrip()}\n```" in markdown[folded:]
+    assert "| rules/sla.yaml:8 |" in markdown[steps:folded]
+
+    text = invoke("plan", "--database-url", base_url, "--show-sql").stdout
+    assert text.index("Hazards:") < text.index("update     seed:public.sla_configs/ticket,urgent")
+    assert "UPDATE public.sla_configs" in text
+
+
+def test_history_and_show_print_the_ledger(base_url, policies):
+    policies.enter("after", sla=SLA_TIGHTER)
+    assert invoke("apply", "--database-url", base_url).exit_code == 0                 # 2 applied
+    assert invoke("apply", "--database-url", base_url).exit_code == 0                 # 3 no_change
+    policies.enter("skills", skills=SKILLS_WITHOUT_NETWORK)
+    blocked = invoke("apply", "--database-url", base_url)                             # 4 refused
+    assert blocked.exit_code == 3 and blocked.stderr.startswith("apply blocked: 1 step(s) have hazards not allowed: "
+                                                                "seed-row-deleted")
+
+    history = invoke("history", "--database-url", base_url)
+    assert history.exit_code == 0
+    lines = history.stdout.splitlines()
+    assert [re.match(r"#(\d+)\s+\S+ \S+ (\w+)", line).groups() for line in lines] == [
+        ("4", "refused"), ("3", "no_change"), ("2", "applied"), ("1", "applied")]
+    assert "   1 steps" in lines[2] and "hazards not allowed" in lines[0]
+    assert len(invoke("history", "--database-url", base_url, "--limit", "2").stdout.splitlines()) == 2
+
+    shown = invoke("show", "2", "--database-url", base_url)
+    assert shown.exit_code == 0
+    assert shown.stdout.startswith("apply #2: applied at ")
+    assert "ran 1 steps (1 update)" in shown.stdout
+    assert f"-- 1. update seed:public.sla_configs/ticket,urgent\nUPDATE public.sla_configs" in shown.stdout
+    missing = invoke("show", "99", "--database-url", base_url)
+    assert missing.exit_code == 1 and "no apply #99 in the ledger" in missing.stderr
+
+
+def test_drift_reports_hand_changes_until_apply_restores_them(base_url, policies):
+    policies.enter("base")
+    assert invoke("drift", "--database-url", base_url).exit_code == 0
+    execute(base_url, "UPDATE public.sla_configs SET resolution_minutes = 999 WHERE priority = 'urgent'")
+    drifted = invoke("drift", "--database-url", base_url)
+    assert drifted.exit_code == 2
+    assert "update     seed:public.sla_configs/ticket,urgent" in drifted.stdout
+    assert "drift: changed outside rulesctl; update seed row public.sla_configs/ticket,urgent: " \
+           "resolution_minutes 999 → 120" in drifted.stdout
+    # a policy change is not drift
+    policies.enter("skills", skills=SKILLS_PLUS_SQL)
+    only_drift = invoke("plan", "--database-url", base_url, "--detect-drift", "--format", "json")
+    assert [s["key"] for s in json.loads(only_drift.stdout)["steps"]] == ["seed:public.sla_configs/ticket,urgent"]
+    policies.enter("base")
+    assert invoke("apply", "--database-url", base_url).exit_code == 0
+    assert invoke("drift", "--database-url", base_url).stdout.startswith("No drift")
