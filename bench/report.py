@@ -86,8 +86,9 @@ def rows_for(outcomes: dict) -> list[Row]:
             ((f"median_ms_{active}", "<=", limit),) if limit else (),
             guide="< 5 s" if active == 10_000 else ""))
     rows.append(Row(
-        "backlog", "SLA sweep of an escalation backlog (20,000 at full scale) while the mix runs",
-        lambda v: (f"{_n(v['escalations_per_s'])} escalations/s ({_n(v['escalations'])} in {v['sweep_s']:.2f} s); "
+        "backlog", "SLA sweep of a backlog (20,000 assignments due at full scale) while the mix runs",
+        lambda v: (f"{_n(v['escalations_per_s'])} escalations/s ({_n(v['escalations'])} escalations of "
+                   f"{_n(v.get('rows_due'))} due assignments in {v['sweep_s']:.2f} s); "
                    f"mix p99 {_ms(v['mix_p99_baseline_ms'])} → {_ms(v['mix_p99_during_ms'])} during it "
                    f"({_pct(v['mix_p99_raise'])})"
                    + ("; the sweep outlasted the mix run" if v.get("sweep_outlasted_mix") else "")),

@@ -469,7 +469,7 @@ def backlog(ctx: Context) -> Outcome:
     in_window = run.latency(window=window)
     base_p99 = base_run.latency().p99
     outcome.values = {
-        "escalations": sweep_result["events"], "sweep_s": seconds,
+        "escalations": sweep_result["events"], "rows_due": ctx.scale.backlog, "sweep_s": seconds,
         "escalations_per_s": sweep_result["events"] / seconds if seconds else None,
         "mix_p99_baseline_ms": base_p99, "mix_p99_during_ms": in_window.p99,
         "mix_p99_raise": (in_window.p99 / base_p99 - 1) if base_p99 and in_window.p99 else None,
