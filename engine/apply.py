@@ -84,7 +84,10 @@ def apply(url: str, objects: list[SqlObject], policy: Policy, templates_dir: Pat
                     _check_not_moved(conn, saved_plan, ledger)
                 result = _run(conn, plan, ledger, allowed, statement_timeout, confirm, progress)
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (APPLY_LOCK_KEY,))
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (APPLY_LOCK_KEY,))
+                except psycopg.Error:
+                    pass                # the connection is gone, and the session lock with it
     except psycopg.Error as exc:
         raise DatabaseError(f"the database refused a rulesctl query: {str(exc).strip()}") from None
     result.seconds = time.monotonic() - clock
@@ -162,6 +165,9 @@ def _run(conn, plan: Plan, ledger: "_Ledger", allowed, statement_timeout, confir
                     position += 1
                     if progress:
                         progress(position, len(plan.steps), step)
+                    if step.action == "remove-value":
+                        done["kept (rulesctl never removes enum values)"] += 1
+                        continue
                     try:
                         conn.execute(step.sql)
                     except psycopg.Error as exc:
@@ -180,7 +186,10 @@ def _run(conn, plan: Plan, ledger: "_Ledger", allowed, statement_timeout, confir
                 if committed and segments[0] else "")
         message = (f"step {failure.step.key}{origin} failed: {detail}. Its transaction was rolled back; "
                    f"the database is as it was.{kept}")
-        ledger.write("failed", plan, message)
+        try:
+            ledger.write("failed", plan, message)
+        except psycopg.Error:           # e.g. the connection was killed: say so instead of hiding the cause
+            message += " The ledger could not record this attempt: the connection is gone."
         raise DatabaseError(message) from None
     return ApplyResult("applied", message, plan, ledger_id, done)
 

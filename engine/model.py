@@ -189,6 +189,7 @@ class Policy:
     units: tuple[Unit, ...]
     skills: tuple[Skill, ...]
     proficiency_levels: tuple[str, ...]
+    proficiency_origin: Origin = field(compare=False)
     calendars: tuple[Calendar, ...]
     work_item_types: tuple[WorkItemType, ...]
     priorities: tuple[str, ...]            # ascending: lowest first
@@ -223,10 +224,10 @@ def build_units(f: PolicyFile) -> tuple[Unit, ...]:
         for i, u in enumerate(f.data["units"]))
 
 
-def build_skills(f: PolicyFile) -> tuple[tuple[Skill, ...], tuple[str, ...]]:
+def build_skills(f: PolicyFile) -> tuple[tuple[Skill, ...], tuple[str, ...], Origin]:
     skills = tuple(Skill(s["id"], s["name"], s["category"], s.get("description"), _origin(f, ("skills", i)))
                    for i, s in enumerate(f.data["skills"]))
-    return skills, tuple(f.data["proficiency_levels"])
+    return skills, tuple(f.data["proficiency_levels"]), _origin(f, ("proficiency_levels",))
 
 
 def build_calendar(f: PolicyFile, index: int, expand_holidays) -> Calendar:

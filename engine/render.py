@@ -149,8 +149,10 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
         "calendars": policy.calendars,
         "job_names": [job.name for job in policy.jobs],
     }
+    # Functions whose text carries policy data name the file it comes from.
     origins = {"match_assignment_rule": policy.rules[0].origin, "queue_effective_rank": policy.queue_aging.origin,
-               "priority_rank": policy.work_item_types[0].origin, "calendar_definition": policy.calendars[0].origin}
+               "priority_rank": policy.work_item_types[0].origin, "calendar_definition": policy.calendars[0].origin,
+               "engine_health": policy.jobs[0].origin}
     foundations = [f"table:{s}.{t.name}" for t in catalog.TABLES] + [f"enum:{s}.{e}" for e in enums]
     foundations.append(f"function:{s}.engine_now()")
     signature = {f.name: f"{f.name}({f.args.format(schema=s)})" for f in catalog.RUNTIME_FUNCTIONS}
@@ -214,7 +216,9 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
               after=[f"rls:{s}.{policy.table}", f"function:{s}.current_user_id()",
                      f"function:{s}.caller_visible_units()", *roles], file="security/row_level_security.sql")
     for table in catalog.TABLES:
-        readers = ["anon", "authenticated"] if table.name in catalog.RLS_TABLES else ["authenticated"]
+        # anon reads only tables whose row level security shows it nothing; service_role reads
+        # everything (it bypasses row level security, as on Supabase)
+        readers = (["anon"] if table.name in catalog.RLS_TABLES else []) + ["authenticated", "service_role"]
         r.add("grant", f"{table.name}.select", "security/grant.sql.j2",
               {"object_type": "TABLE", "target": f"{ident(s)}.{ident(table.name)}", "privileges": "SELECT",
                "roles": readers, "revoke_public": False},
@@ -222,7 +226,7 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
     for view, _ in catalog.VIEWS:
         r.add("grant", f"{view}.select", "security/grant.sql.j2",
               {"object_type": "TABLE", "target": f"{ident(s)}.{ident(view)}", "privileges": "SELECT",
-               "roles": ["authenticated"], "revoke_public": False},
+               "roles": ["authenticated", "service_role"], "revoke_public": False},
               after=[f"view:{s}.{view}", *roles], file="security/grants.sql")
     # Functions execute for PUBLIC by default: take that away from every engine function and
     # give the API functions to the API roles only (the others run inside them as the owner).

@@ -44,7 +44,7 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
             add("organizational_unit_tree", unit.origin, ancestor_id=ancestor, unit_id=unit.id, depth=depth)
             ancestor, depth = parents[ancestor], depth + 1
     for rank, level in enumerate(policy.proficiency_levels, start=1):
-        add("proficiency_levels", None, id=level, rank=rank)
+        add("proficiency_levels", policy.proficiency_origin, id=level, rank=rank)
     for skill in policy.skills:
         add("skills", skill.origin, id=skill.id, name=skill.name, category=skill.category,
             description=skill.description)

@@ -10,6 +10,7 @@ How PostgreSQL errors map (the SQL API raises them; this module only translates)
 | 22023 | 404 `not_found` | bad input whose message reads `unknown assignment`, `unknown unit` or `unknown staff` |
 | other class 22 | 400 `invalid_input` | data the database cannot take (a NUL byte, an out-of-range number, ...) |
 | 42501 | 403 `forbidden` | the caller's role or staff role may not do it (grants, caller checks in the functions) |
+| 55000 | 409 `conflict` | a conflicting change: the `version` the caller read no longer matches (`api_conflict`) |
 | 40001, 40P01 | retried by db.py; 503 `busy` only if every retry failed | |
 | 08*, 53*, 57P*, pool time-outs | 503 `unavailable` | the database cannot be reached or is overloaded |
 | anything else | 500 `internal` | a bug: logged with its traceback, the client gets a request id |
@@ -73,6 +74,8 @@ def from_database(exc: Exception) -> ApiError:
         return ApiError(400, "invalid_input", message, field)
     if sqlstate == "42501":
         return ApiError(403, "forbidden", message)
+    if sqlstate == "55000":
+        return ApiError(409, "conflict", message, field or _field_from_message(message))
     if sqlstate in RETRYABLE:
         return ApiError(503, "busy", "the database is busy; retry the request", headers={"Retry-After": "1"})
     if isinstance(exc, (psycopg.OperationalError, pg_errors.InsufficientResources)) or _is_pool_timeout(exc):

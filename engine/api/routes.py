@@ -29,6 +29,7 @@ def _errors(*statuses: int) -> dict:
             401: "missing, malformed, expired or badly signed bearer token",
             403: "the caller's role may not do this",
             404: "unknown assignment, unit or staff (`field` names which)",
+            409: "conflicting change: the `version` you read no longer matches; read again",
             503: "the database is busy or unavailable; retry"}
     return {status: {"model": schemas.Error, "description": text[status]} for status in statuses}
 
@@ -109,7 +110,7 @@ async def auto_assign(request: Request, caller: Caller = Depends(authenticate)):
 @router.post("/assignments/manual-override", tags=["assignments"],
              openapi_extra=_body_doc(schemas.ManualOverrideRequest), response_model=schemas.OverrideResult,
              summary="Hand an item to a named person (supervisors, unit heads, admins)",
-             responses=_errors(*POSTED))
+             responses=_errors(*POSTED, 409))
 async def manual_override(request: Request, caller: Caller = Depends(authenticate)):
     """`manual_override(request)`; audited. Exceeding the person's WIP limit needs `allow_exceed_wip: true`."""
     return await _call(request, caller, "SELECT manual_override(%s)", [await json_body(request)])
@@ -178,7 +179,7 @@ async def capacity_check(request: Request, caller: Caller = Depends(authenticate
 
 @router.post("/staff/availability", tags=["staff"], openapi_extra=_body_doc(schemas.AvailabilityRequest),
              response_model=schemas.AvailabilityResult, summary="Change a person's availability",
-             responses=_errors(*POSTED))
+             responses=_errors(*POSTED, 409))
 async def staff_availability(request: Request, caller: Caller = Depends(authenticate)):
     """`set_staff_availability(request)`: the person, their supervisors or a trusted service.
     Going on leave applies the leave policy (reassign or flag their work)."""

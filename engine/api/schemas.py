@@ -39,6 +39,7 @@ class ManualOverrideRequest(BaseModel):
     assignee_id: str = Field(description="uuid of the staff member who takes the item")
     reason: str = Field(min_length=1)
     allow_exceed_wip: bool = False
+    version: int | None = Field(None, description="the assignment version you read; 409 if it changed since")
 
 
 class EscalateRequest(BaseModel):
@@ -55,6 +56,7 @@ class AvailabilityRequest(BaseModel):
     status: str = Field(description="an availability_status value: available, busy, on_leave, ...")
     until: str | None = Field(None, description="timestamp with time zone (ISO 8601)")
     reason: str | None = None
+    version: int | None = Field(None, description="the staff profile version you read; 409 if it changed since")
 
 
 # ---------------------------------------------------------------------------- responses

@@ -5,7 +5,8 @@
 -- function public.manual_override(jsonb)
 -- A supervisor (or admin) hands an item to a named person, with a reason; audited with who,
 -- when, from, to and why. Exceeding the person's WIP limit needs allow_exceed_wip: true.
--- request: {assignment_id | work_item_id, assignee_id, reason, allow_exceed_wip?}
+-- version (optional): the assignment's version the caller read; if it moved since, 55000 (409).
+-- request: {assignment_id | work_item_id, assignee_id, reason, allow_exceed_wip?, version?}
 CREATE OR REPLACE FUNCTION public.manual_override(p_request jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -18,6 +19,7 @@ DECLARE
   v_assignee_id uuid := api_uuid(p_request, 'assignee_id');
   v_reason text := api_text(p_request, 'reason', false);
   v_allow_exceed boolean := false;
+  v_version integer := api_version(p_request);
   v_current assignments;
   v_queued assignment_queue;
   v_target staff_profiles;
@@ -67,6 +69,10 @@ BEGIN
   SELECT * INTO v_target FROM staff_profiles WHERE id = v_assignee_id FOR NO KEY UPDATE;
   SELECT coalesce(s.wip_limit, u.default_wip_limit) INTO v_limit
   FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id WHERE s.id = v_assignee_id;
+  IF v_version IS NOT NULL AND v_current.version IS DISTINCT FROM v_version THEN
+    PERFORM api_conflict('version', format('the assignment changed since you read it (version %s, now %s); '
+                                           'read it again', v_version, coalesce(v_current.version::text, 'queued')));
+  END IF;
   IF v_current.assignee_id = v_assignee_id THEN
     PERFORM api_invalid('assignee_id', 'the item is already assigned to this person');
   END IF;

@@ -8,7 +8,8 @@
 -- the queue, keeping their deadline); the others stay, flagged for review, and the
 -- supervisor is told (an escalation event); saying it again (a new `until`) changes only
 -- the dates. Becoming available takes queued work at once.
--- request: {staff_id, status, until?, reason?}
+-- version (optional): the profile version the caller read; if it moved since, 55000 (409).
+-- request: {staff_id, status, until?, reason?, version?}
 CREATE OR REPLACE FUNCTION public.set_staff_availability(p_request jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -21,6 +22,8 @@ DECLARE
   v_until_text text := api_text(p_request, 'until', false);
   v_reason text := coalesce(api_text(p_request, 'reason', false), 'availability changed');
   v_until timestamptz;
+  v_version integer := api_version(p_request);
+  v_current_version integer;
   v_staff staff_profiles;
   v_previous availability_status;
   v_leave jsonb := jsonb_build_object('reassigned', 0, 'queued', 0, 'flagged_for_review', 0);
@@ -52,7 +55,12 @@ BEGIN
   ELSE
     PERFORM lock_units(ARRAY[v_staff.unit_id], true);
   END IF;
-  SELECT availability_status INTO v_previous FROM staff_profiles WHERE id = v_staff_id FOR NO KEY UPDATE;
+  SELECT availability_status, version INTO v_previous, v_current_version
+  FROM staff_profiles WHERE id = v_staff_id FOR NO KEY UPDATE;
+  IF v_version IS NOT NULL AND v_version <> v_current_version THEN
+    PERFORM api_conflict('version', format('the staff profile changed since you read it (version %s, now %s); '
+                                           'read it again', v_version, v_current_version));
+  END IF;
   UPDATE staff_profiles SET availability_status = v_status_text::availability_status, available_until = v_until
   WHERE id = v_staff_id;
 

@@ -3,67 +3,67 @@
 -- templates: security/grant.sql.j2
 
 -- grant public.business_calendars.select
-GRANT SELECT ON TABLE public.business_calendars TO authenticated;
+GRANT SELECT ON TABLE public.business_calendars TO authenticated, service_role;
 
 -- grant public.calendar_working_hours.select
-GRANT SELECT ON TABLE public.calendar_working_hours TO authenticated;
+GRANT SELECT ON TABLE public.calendar_working_hours TO authenticated, service_role;
 
 -- grant public.calendar_days_off.select
-GRANT SELECT ON TABLE public.calendar_days_off TO authenticated;
+GRANT SELECT ON TABLE public.calendar_days_off TO authenticated, service_role;
 
 -- grant public.organizational_units.select
-GRANT SELECT ON TABLE public.organizational_units TO authenticated;
+GRANT SELECT ON TABLE public.organizational_units TO authenticated, service_role;
 
 -- grant public.proficiency_levels.select
-GRANT SELECT ON TABLE public.proficiency_levels TO authenticated;
+GRANT SELECT ON TABLE public.proficiency_levels TO authenticated, service_role;
 
 -- grant public.skills.select
-GRANT SELECT ON TABLE public.skills TO authenticated;
+GRANT SELECT ON TABLE public.skills TO authenticated, service_role;
 
 -- grant public.organizational_unit_tree.select
-GRANT SELECT ON TABLE public.organizational_unit_tree TO authenticated;
+GRANT SELECT ON TABLE public.organizational_unit_tree TO authenticated, service_role;
 
 -- grant public.escalation_chains.select
-GRANT SELECT ON TABLE public.escalation_chains TO authenticated;
+GRANT SELECT ON TABLE public.escalation_chains TO authenticated, service_role;
 
 -- grant public.escalation_levels.select
-GRANT SELECT ON TABLE public.escalation_levels TO authenticated;
+GRANT SELECT ON TABLE public.escalation_levels TO authenticated, service_role;
 
 -- grant public.sla_configs.select
-GRANT SELECT ON TABLE public.sla_configs TO authenticated;
+GRANT SELECT ON TABLE public.sla_configs TO authenticated, service_role;
 
 -- grant public.assignment_rules.select
-GRANT SELECT ON TABLE public.assignment_rules TO authenticated;
+GRANT SELECT ON TABLE public.assignment_rules TO authenticated, service_role;
 
 -- grant public.leave_policy.select
-GRANT SELECT ON TABLE public.leave_policy TO authenticated;
+GRANT SELECT ON TABLE public.leave_policy TO authenticated, service_role;
 
 -- grant public.engine_settings.select
-GRANT SELECT ON TABLE public.engine_settings TO authenticated;
+GRANT SELECT ON TABLE public.engine_settings TO authenticated, service_role;
 
 -- grant public.staff_profiles.select
-GRANT SELECT ON TABLE public.staff_profiles TO anon, authenticated;
+GRANT SELECT ON TABLE public.staff_profiles TO anon, authenticated, service_role;
 
 -- grant public.staff_skills.select
-GRANT SELECT ON TABLE public.staff_skills TO authenticated;
+GRANT SELECT ON TABLE public.staff_skills TO authenticated, service_role;
 
 -- grant public.assignments.select
-GRANT SELECT ON TABLE public.assignments TO anon, authenticated;
+GRANT SELECT ON TABLE public.assignments TO anon, authenticated, service_role;
 
 -- grant public.assignment_queue.select
-GRANT SELECT ON TABLE public.assignment_queue TO anon, authenticated;
+GRANT SELECT ON TABLE public.assignment_queue TO anon, authenticated, service_role;
 
 -- grant public.escalation_events.select
-GRANT SELECT ON TABLE public.escalation_events TO anon, authenticated;
+GRANT SELECT ON TABLE public.escalation_events TO anon, authenticated, service_role;
 
 -- grant public.assignment_audit.select
-GRANT SELECT ON TABLE public.assignment_audit TO authenticated;
+GRANT SELECT ON TABLE public.assignment_audit TO anon, authenticated, service_role;
 
 -- grant public.capacity_snapshots.select
-GRANT SELECT ON TABLE public.capacity_snapshots TO authenticated;
+GRANT SELECT ON TABLE public.capacity_snapshots TO authenticated, service_role;
 
 -- grant public.assignment_queue_ordered.select
-GRANT SELECT ON TABLE public.assignment_queue_ordered TO authenticated;
+GRANT SELECT ON TABLE public.assignment_queue_ordered TO authenticated, service_role;
 
 -- grant public.engine_now().execute
 REVOKE ALL ON FUNCTION public.engine_now() FROM PUBLIC;
@@ -87,6 +87,12 @@ REVOKE ALL ON FUNCTION public.api_text(jsonb, text, boolean) FROM PUBLIC;
 
 -- grant public.api_uuid(jsonb, text, boolean).execute
 REVOKE ALL ON FUNCTION public.api_uuid(jsonb, text, boolean) FROM PUBLIC;
+
+-- grant public.api_conflict(text, text).execute
+REVOKE ALL ON FUNCTION public.api_conflict(text, text) FROM PUBLIC;
+
+-- grant public.api_version(jsonb).execute
+REVOKE ALL ON FUNCTION public.api_version(jsonb) FROM PUBLIC;
 
 -- grant public.priority_rank(public.priority_level).execute
 REVOKE ALL ON FUNCTION public.priority_rank(public.priority_level) FROM PUBLIC;

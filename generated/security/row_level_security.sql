@@ -11,6 +11,9 @@ ALTER TABLE public.assignments ENABLE ROW LEVEL SECURITY;
 -- rls public.assignment_queue
 ALTER TABLE public.assignment_queue ENABLE ROW LEVEL SECURITY;
 
+-- rls public.assignment_audit
+ALTER TABLE public.assignment_audit ENABLE ROW LEVEL SECURITY;
+
 -- rls public.escalation_events
 ALTER TABLE public.escalation_events ENABLE ROW LEVEL SECURITY;
 
@@ -34,6 +37,13 @@ CREATE POLICY assignment_queue_visible ON public.assignment_queue
   AS PERMISSIVE FOR SELECT
   TO authenticated
   USING (target_unit_id = ANY ((SELECT public.caller_visible_units())::text[]));
+
+-- policy public.assignment_audit.assignment_audit_visible
+-- who changed an assignment, and why, is seen by whoever may see the assignment
+CREATE POLICY assignment_audit_visible ON public.assignment_audit
+  AS PERMISSIVE FOR SELECT
+  TO authenticated
+  USING (assignment_id IN (SELECT a.id FROM public.assignments a));
 
 -- policy public.escalation_events.escalation_events_visible
 -- an escalation is seen by its recipient and by whoever may see the assignment

@@ -6,5 +6,7 @@
 -- Skill proficiency levels, ranked from the lowest (1) up (rules/skills.yaml).
 CREATE TABLE public.proficiency_levels (
   id text PRIMARY KEY,
-  rank smallint NOT NULL UNIQUE CHECK (rank > 0)
+  rank smallint NOT NULL CHECK (rank > 0),
+  -- checked at commit: inserting a level in the middle shifts the ranks above it row by row
+  CONSTRAINT proficiency_levels_rank_key UNIQUE (rank) DEFERRABLE INITIALLY DEFERRED
 );
