@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
 import os
 import shutil
 import statistics
@@ -24,6 +25,7 @@ from pathlib import Path
 import psycopg
 
 from . import report
+from .hostload import Meter
 from .database import DEFAULT_BASE_DIR, BenchSetupError, install, prepare_local, prepare_url, server_conditions
 from .scale import SCALES
 from .workloads import WORKLOADS, Context, Outcome
@@ -94,6 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     base_dir = args.dir
     json_path = args.json or base_dir / "bench-results.json"
     workdir = args.workdir or base_dir / "last-run"
+    if not args.database_url:
+        # One benchmark per cluster: a second one would drop the first one's database.
+        base_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(base_dir / "bench.lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log(f"bench: another benchmark is running on the cluster in {base_dir}; wait for it, or give --dir")
+            return 1
     if workdir.exists():
         shutil.rmtree(workdir)
     workdir.mkdir(parents=True)
@@ -114,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.profile = False
     git = git_state()
     ctx = Context(target.url, scale, workdir, REPO_ROOT, skip_large=args.skip_large, log=log)
+    meter = Meter(target.local._pid() if target.local is not None else None)
 
     runs: dict[str, list[Outcome]] = {name: [] for name in args.selected}
     broken: list[str] = []
@@ -123,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             suffix = f" (run {repeat + 1}/{args.repeat})" if args.repeat > 1 else ""
             log(f"\n== {name}{suffix}")
             clock = time.monotonic()
-            load_before = os.getloadavg()[0]
+            meter.start()
             before_stats = table_stats(target.url)
             if args.profile:
                 reset_statements(target.url)
@@ -135,14 +147,17 @@ def main(argv: list[str] | None = None) -> int:
                 ctx.loader.dirty = True
             outcome.details["seconds"] = time.monotonic() - clock
             # Other work on the machine (a test suite, another benchmark) skews the figures: say so.
-            outcome.conditions["host_load_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
+            outcome.conditions["other_cpu"] = meter.stop()
             outcome.details["hot_updates"] = hot_updates(before_stats, table_stats(target.url))
             if args.profile:
                 outcome.details["top_statements"] = top_statements(target.url)
             if outcome.skipped:
                 log(f"  skipped: {outcome.skipped}")
             else:
-                invariants, seconds = check_invariants(target.url)
+                try:
+                    invariants, seconds = check_invariants(target.url)
+                except psycopg.Error as exc:
+                    invariants, seconds = {"could not check the invariants": {"count": 1, "sample": [str(exc)]}}, 0.0
                 outcome.details["invariants"] = invariants
                 outcome.details["invariants_check_s"] = seconds
                 print_invariants(name, invariants, outcome.client_errors, seconds)

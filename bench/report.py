@@ -120,9 +120,9 @@ def evaluate(row: Row, values: dict) -> tuple[bool | None, list[str]]:
 
 def conditions_text(workload: str, outcome) -> str:
     text = _conditions_text(workload, outcome)
-    load = outcome.conditions.get("host_load_1min")
-    if load:
-        text += f"; host load {load[0]:.1f}→{load[1]:.1f}"
+    other = outcome.conditions.get("other_cpu") or {}
+    if other.get("other_cpu_share") is not None and other.get("server_counted_as_ours"):
+        text += f"; other processes used {other['other_cpu_share'] * 100:.0f}% of the CPUs"
     return text
 
 
