@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"\n== {name}{suffix}")
             clock = time.monotonic()
             meter.start()
+            log_offset = target.local.log_file.stat().st_size if target.local is not None else 0
             before_stats = table_stats(target.url)
             if args.profile:
                 reset_statements(target.url)
@@ -161,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                 outcome.details["invariants"] = invariants
                 outcome.details["invariants_check_s"] = seconds
                 print_invariants(name, invariants, outcome.client_errors, seconds)
+                if outcome.client_errors and target.local is not None:
+                    outcome.details["server_errors"] = server_errors(target.local.log_file, log_offset)
+                    for excerpt in outcome.details["server_errors"][:2]:
+                        outcome.error_notes.append("server log: " + excerpt)
                 bad = {k: v for k, v in invariants.items() if v["count"]}
                 if bad or outcome.client_errors:
                     broken.append(name)
@@ -249,6 +254,30 @@ def check_invariants(url: str) -> tuple[dict, float]:
     found.pop("lost work items", None)     # needs the set of requested items; pgbench clients do not report it
     return ({name: {"count": len(rows), "sample": [list(map(str, r)) for r in rows[:3]]} for name, rows in found.items()},
             time.monotonic() - clock)
+
+
+def server_errors(log_file: Path, offset: int, limit: int = 5) -> list[str]:
+    """ERROR entries (with their DETAIL lines: a deadlock's cycle) the server logged since offset."""
+    try:
+        with open(log_file, errors="replace") as f:
+            f.seek(offset)
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    found, current = [], None
+    for line in lines:
+        if " ERROR: " in line:
+            if current:
+                found.append(current)
+            current = line.split(" ERROR: ", 1)[1].strip()
+        elif current is not None and (line.startswith("\t") or " DETAIL: " in line):
+            current += " | " + line.split(" DETAIL: ", 1)[-1].strip()
+        elif current is not None:
+            found.append(current)
+            current = None
+    if current:
+        found.append(current)
+    return found[:limit]
 
 
 def print_invariants(name: str, invariants: dict, client_errors: int, seconds: float) -> None:

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,7 @@ class Run:
     tps: float | None
     transactions: int                 # successful
     failed: int
+    failures: dict                    # failed transactions by kind (deadlock, serialization)
     aborted_clients: int
     exit_code: int
     # (start epoch s, end epoch s, latency ms, script index) of every successful transaction
@@ -77,7 +79,7 @@ class Run:
 
     def summary(self) -> dict:
         out = {"clients": self.clients, "duration_s": self.duration, "transactions": self.transactions,
-               "tps": _r(self.rate()), "pgbench_tps": _r(self.tps), "failed": self.failed,
+               "tps": _r(self.rate()), "pgbench_tps": _r(self.tps), "failed": self.failed, "failures": self.failures,
                "aborted_clients": self.aborted_clients, "exit_code": self.exit_code,
                "latency": self.latency().as_dict()}
         if len(self.scripts) > 1:
@@ -136,21 +138,21 @@ def run(url: str, scripts: list[Script], *, clients: int, duration: float, workd
     stdout, stderr = process.communicate()
     ended = time.time()
     (workdir / "pgbench.out").write_text(stdout + "\n--- stderr ---\n" + stderr)
-    samples, failed_in_log = _read_logs(workdir)
+    samples, failures = _read_logs(workdir)
     failed = _number(r"number of failed transactions: (\d+)", stdout)
     aborted = len(re.findall(r"client \d+ aborted", stderr))
     tps = _float(r"tps = ([\d.]+) \(without initial connection time\)", stdout)
     measured = duration if transactions_per_client is None else _span(samples)
     return Run(scripts=[s.name for s in scripts], clients=clients, duration=measured, wall_started=started,
                wall_ended=ended, tps=tps, transactions=len(samples),
-               failed=max(failed or 0, failed_in_log), aborted_clients=aborted,
+               failed=max(failed or 0, sum(failures.values())), failures=dict(failures), aborted_clients=aborted,
                exit_code=process.returncode, samples=samples,
                stderr_tail="\n".join(stderr.strip().splitlines()[-15:]))
 
 
-def _read_logs(workdir: Path) -> tuple[list[tuple[float, float, float, int]], int]:
+def _read_logs(workdir: Path) -> tuple[list[tuple[float, float, float, int]], Counter]:
     samples = []
-    failed = 0
+    failed = Counter()
     for path in sorted(workdir.glob("pgbench_log.*")):
         with open(path) as log:
             for line in log:
@@ -159,7 +161,7 @@ def _read_logs(workdir: Path) -> tuple[list[tuple[float, float, float, int]], in
                     continue
                 if not parts[2].isdigit():
                     if parts[2] != "skipped":
-                        failed += 1
+                        failed[parts[2]] += 1          # serialization / deadlock / failed
                     continue
                 latency_us = int(parts[2])
                 end = int(parts[4]) + int(parts[5]) / 1e6

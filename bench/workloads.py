@@ -159,8 +159,9 @@ def _pgbench_outcome(name: str, run: pgbench.Run) -> Outcome:
     outcome = Outcome(name)
     outcome.client_errors = run.errors
     if run.errors:
-        outcome.error_notes.append(f"pgbench: {run.failed} failed transactions, {run.aborted_clients} aborted clients, "
-                                   f"exit {run.exit_code}: {run.stderr_tail[-500:]}")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in run.failures.items()) or "none in the log"
+        outcome.error_notes.append(f"pgbench: {run.failed} failed transactions ({kinds}), {run.aborted_clients} "
+                                   f"aborted clients, exit {run.exit_code}: {run.stderr_tail[-500:]}")
     outcome.details["pgbench"] = run.summary()
     return outcome
 
