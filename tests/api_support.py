@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 import jwt
 import psycopg
+import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -186,3 +187,18 @@ def event_stream(server: RunningServer, role: str = "authenticated", sub: str | 
             event, data = stream.next_event()
             assert event == "ready", (event, data)
             yield stream
+
+
+# Module-scoped fixtures the API test modules import: one installed database and one running
+# server per module (each test empties the engine data with reset_runtime_data).
+@pytest.fixture(scope="module")
+def installed(pg_cluster, shipped_objects):
+    """One database with the shipped policy for the module; each test starts from empty engine data."""
+    with installed_database(pg_cluster, shipped_objects) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def server(installed):
+    with running_server(installed) as running:
+        yield running

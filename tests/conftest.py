@@ -108,3 +108,10 @@ def engine_url(database_url, shipped_objects):
     policy, objects = shipped_objects
     apply(database_url, objects, policy)
     return database_url
+
+
+@pytest.fixture
+def conn(engine_url):
+    """An autocommit connection to a freshly installed engine: each call is its own transaction."""
+    with psycopg.connect(engine_url, autocommit=True) as connection:
+        yield connection

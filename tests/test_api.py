@@ -14,7 +14,8 @@ import time
 
 import pytest
 
-from api_support import (SECRET, add_staff, assert_error, bearer, installed_database, reset_runtime_data,
+from api_support import installed, server  # noqa: F401 -- module fixtures these tests use
+from api_support import (SECRET, add_staff, assert_error, bearer, reset_runtime_data,
                          running_server, token, uid)
 
 V1 = "/functions/v1"
@@ -31,19 +32,6 @@ IT_SUPERVISOR = uid(9)                 # supervises unit-it-support (holds no wo
 TRANSLATOR = uid(21)                   # unit-translation staff, no relation to IT Support
 ADMIN = uid(99)
 STRANGER = uid(4242)                   # a valid uuid that is nobody
-
-
-@pytest.fixture(scope="module")
-def installed(pg_cluster, shipped_objects):
-    """One database with the shipped policy for the module; each test starts from empty engine data."""
-    with installed_database(pg_cluster, shipped_objects) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def server(installed):
-    with running_server(installed) as running:
-        yield running
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from api_support import add_staff, assert_error, installed_database, reset_runtime_data, running_server, uid
+from api_support import installed, server  # noqa: F401 -- module fixtures these tests use
+from api_support import add_staff, assert_error, reset_runtime_data, running_server, uid
 
 V1 = "/functions/v1"
 ESCALATE = f"{V1}/assignments/escalate"
@@ -18,19 +19,6 @@ HEALTH = f"{V1}/health/assignment-engine"
 DESK_A, DESK_B = uid(101), uid(102)
 IT_SUPERVISOR, IT_HEAD = uid(109), uid(110)
 STRANGER = uid(4343)
-
-
-@pytest.fixture(scope="module")
-def installed(pg_cluster, shipped_objects):
-    """One database with the shipped policy for the module; each test starts from empty engine data."""
-    with installed_database(pg_cluster, shipped_objects) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def server(installed):
-    with running_server(installed) as running:
-        yield running
 
 
 @pytest.fixture

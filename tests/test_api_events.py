@@ -10,26 +10,14 @@ import httpx
 import psycopg
 import pytest
 
-from api_support import (add_staff, assert_error, bearer, event_stream, installed_database, reset_runtime_data,
+from api_support import installed, server  # noqa: F401 -- module fixtures these tests use
+from api_support import (add_staff, assert_error, bearer, event_stream, reset_runtime_data,
                          running_server, uid)
 
 V1 = "/functions/v1"
 DESK_A = uid(201)                     # IT Support
 TRANSLATOR = uid(202)                 # Translation
 IT_SUPERVISOR = uid(209)
-
-
-@pytest.fixture(scope="module")
-def installed(pg_cluster, shipped_objects):
-    """One database with the shipped policy for the module; each test starts from empty engine data."""
-    with installed_database(pg_cluster, shipped_objects) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def server(installed):
-    with running_server(installed) as running:
-        yield running
 
 
 @pytest.fixture

@@ -397,7 +397,7 @@ def test_history_and_show_print_the_ledger(base_url, policies):
     assert shown.exit_code == 0
     assert shown.stdout.startswith("apply #2: applied at ")
     assert "ran 1 steps (1 update)" in shown.stdout
-    assert f"-- 1. update seed:public.sla_configs/ticket,urgent\nUPDATE public.sla_configs" in shown.stdout
+    assert "-- 1. update seed:public.sla_configs/ticket,urgent\nUPDATE public.sla_configs" in shown.stdout
     missing = invoke("show", "99", "--database-url", base_url)
     assert missing.exit_code == 1 and "no apply #99 in the ledger" in missing.stderr
 

@@ -17,15 +17,11 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
+from engine_calls import at, call, scalar, uid
 
 RIYADH = timezone(timedelta(hours=3))
 T0 = datetime(2027, 1, 5, 10, 0, tzinfo=RIYADH)
 ACTIVE = ("assigned", "in_progress", "on_hold")
-
-
-def uid(n: int) -> str:
-    return f"00000000-0000-4000-8000-{n:012d}"
 
 
 # IT Support (the service desk)
@@ -38,22 +34,6 @@ HR_A = uid(31)
 
 
 # ---------------------------------------------------------------------------------------- helpers
-
-@pytest.fixture
-def conn(engine_url):
-    with psycopg.connect(engine_url, autocommit=True) as connection:
-        yield connection
-
-
-def call(conn, function: str, payload):
-    """Call a jsonb API function in its own transaction and return its jsonb result."""
-    return conn.execute(f"SELECT {function}(%s)", [Jsonb(payload)]).fetchone()[0]
-
-
-def at(conn, when: datetime) -> None:
-    """Move the engine clock (engine_now()) for this session."""
-    conn.execute("SELECT set_config('rulesctl.now', %s, false)", [when.isoformat()])
-
 
 @contextmanager
 def claims(conn, **jwt):
@@ -75,10 +55,6 @@ def assign(conn, work_item_id, work_item_type="ticket", priority="normal", **fie
 
 def complete(conn, assignment_id):
     return conn.execute("SELECT complete_assignment(%s)", [assignment_id]).fetchone()[0]
-
-
-def scalar(conn, query, *params):
-    return conn.execute(query, params).fetchone()[0]
 
 
 def load(conn, staff_id) -> int:

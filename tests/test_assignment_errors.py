@@ -9,30 +9,16 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
+from engine_calls import call, uid
 
 T0 = datetime(2027, 1, 5, 10, 0, tzinfo=timezone(timedelta(hours=3)))
 TABLES = ("assignments", "assignment_queue", "staff_profiles", "staff_skills", "assignment_audit",
           "escalation_events")
 
 
-def uid(n: int) -> str:
-    return f"00000000-0000-4000-8000-{n:012d}"
-
-
 SUPERVISOR, DESK_A, DESK_B, DESK_C, TR_A = uid(19), uid(11), uid(12), uid(13), uid(21)
 STRANGER = uid(999)                       # a well-formed uuid nobody has
 UNKNOWN_ASSIGNMENT = "00000000-0000-4000-8000-00000000dead"
-
-
-@pytest.fixture
-def conn(engine_url):
-    with psycopg.connect(engine_url, autocommit=True) as connection:
-        yield connection
-
-
-def call(conn, function: str, payload):
-    return conn.execute(f"SELECT {function}(%s)", [Jsonb(payload)]).fetchone()[0]
 
 
 @pytest.fixture

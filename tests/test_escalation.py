@@ -16,14 +16,10 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
+from engine_calls import at, call, scalar, uid
 
 RIYADH = timezone(timedelta(hours=3))
 T0 = datetime(2027, 1, 5, 10, 0, tzinfo=RIYADH)
-
-
-def uid(n: int) -> str:
-    return f"00000000-0000-4000-8000-{n:012d}"
 
 
 # IT Support (the service desk). Desk staff have the lowest ids, so they win assignment ties;
@@ -38,28 +34,10 @@ GASTAT_HEAD, ADMIN = uid(61), uid(71)            # the authority (root)
 # ---------------------------------------------------------------------------------------- helpers
 
 @pytest.fixture
-def conn(engine_url):
-    with psycopg.connect(engine_url, autocommit=True) as connection:
-        yield connection
-
-
-@pytest.fixture
 def listener(engine_url):
     with psycopg.connect(engine_url, autocommit=True) as connection:
         connection.execute("LISTEN escalation_events")
         yield connection
-
-
-def call(conn, function: str, payload):
-    return conn.execute(f"SELECT {function}(%s)", [Jsonb(payload)]).fetchone()[0]
-
-
-def at(conn, when: datetime) -> None:
-    conn.execute("SELECT set_config('rulesctl.now', %s, false)", [when.isoformat()])
-
-
-def scalar(conn, query, *params):
-    return conn.execute(query, params).fetchone()[0]
 
 
 @contextmanager

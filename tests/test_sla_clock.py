@@ -21,15 +21,11 @@ from zoneinfo import ZoneInfo
 import holidays
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
+from engine_calls import at, call, scalar, uid
 
 RIYADH = timezone(timedelta(hours=3))
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = timezone.utc
-
-
-def uid(n: int) -> str:
-    return f"00000000-0000-4000-8000-{n:012d}"
 
 
 TR_A, TR_B = uid(21), uid(22)
@@ -38,24 +34,6 @@ HR_A = uid(31)
 
 
 # ---------------------------------------------------------------------------------------- helpers
-
-@pytest.fixture
-def conn(engine_url):
-    with psycopg.connect(engine_url, autocommit=True) as connection:
-        yield connection
-
-
-def call(conn, function: str, payload):
-    return conn.execute(f"SELECT {function}(%s)", [Jsonb(payload)]).fetchone()[0]
-
-
-def at(conn, when: datetime) -> None:
-    conn.execute("SELECT set_config('rulesctl.now', %s, false)", [when.isoformat()])
-
-
-def scalar(conn, query, *params):
-    return conn.execute(query, params).fetchone()[0]
-
 
 def staff(conn, staff_id, unit_id, **fields):
     payload = {"id": staff_id, "unit_id": unit_id, "full_name": f"Staff {staff_id[-4:]}", **fields}
