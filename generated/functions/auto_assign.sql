@@ -107,10 +107,20 @@ BEGIN
     SELECT coalesce(array_agg(u.parent_id), '{}') INTO v_overflow_units
     FROM organizational_units u WHERE u.id = v_item.target_unit_id AND u.parent_id IS NOT NULL;
   END IF;
-  -- Fast path: the best free person nobody else is holding right now.
+  -- Fast path: the best free person nobody else is holding right now. It runs in a
+  -- subtransaction that is rolled back when it finds nobody: a row that fails the recheck
+  -- after being locked stays locked, and holding it while waiting for the units' exclusive lock
+  -- below could deadlock with a completion that holds the shared lock and waits for that row.
   v_strategy := coalesce(v_rule.strategy, 'least_loaded');
-  v_staff_id := pick_staff_for_assignment(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
-                                          v_strategy, false);
+  BEGIN
+    v_staff_id := pick_staff_for_assignment(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
+                                            v_strategy, false);
+    IF v_staff_id IS NULL THEN
+      RAISE EXCEPTION 'nobody free' USING ERRCODE = 'P0002';     -- roll the subtransaction's row locks back
+    END IF;
+  EXCEPTION WHEN no_data_found THEN
+    v_staff_id := NULL;
+  END;
   IF v_staff_id IS NULL THEN
     -- Before concluding "nobody has room": hold the units exclusively (completions in flight
     -- finish first) and pick again, waiting for held rows; overflow units come next.
