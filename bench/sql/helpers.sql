@@ -122,6 +122,9 @@ AS $$ SELECT date_bin('30 minutes', p_at, timestamptz '2000-01-01 00:00+00') $$;
 -- Complete one active assignment of a random person among staff numbers p_lo..p_hi,
 -- starting at p_start and trying the next people when one holds nothing (or only work that
 -- another client is completing right now). Uses idx_assignments_assignee_status_sla.
+-- A client claims the assignment with a try-only advisory lock of the benchmark's own
+-- (never waits, and the engine never takes it), then calls complete_assignment, which takes
+-- its locks in the engine's own order (unit, then row), as any real client's call would.
 -- Returns the assignment completed, or NULL when none was found in p_tries people.
 CREATE FUNCTION bench.complete_one(p_lo integer, p_hi integer, p_start integer, p_tries integer DEFAULT 32)
 RETURNS uuid
@@ -132,16 +135,19 @@ DECLARE
   v_id uuid;
 BEGIN
   FOR i IN 1 .. p_tries LOOP
-    SELECT a.id INTO v_id
-    FROM public.assignments a
-    WHERE a.assignee_id = bench.staff_id(v_n) AND a.status IN ('assigned', 'in_progress')
-    ORDER BY a.status, a.sla_deadline
-    LIMIT 1
-    FOR NO KEY UPDATE SKIP LOCKED;
-    IF v_id IS NOT NULL THEN
+    FOR v_id IN
+      SELECT a.id FROM public.assignments a
+      WHERE a.assignee_id = bench.staff_id(v_n) AND a.status IN ('assigned', 'in_progress')
+      ORDER BY a.status, a.sla_deadline
+      LIMIT 8
+    LOOP
+      CONTINUE WHEN NOT pg_try_advisory_xact_lock(7499, hashtext(v_id::text));
+      -- A fresh snapshot: another client may have completed it and committed just before.
+      CONTINUE WHEN NOT EXISTS (SELECT 1 FROM public.assignments
+                                WHERE id = v_id AND status IN ('assigned', 'in_progress', 'on_hold'));
       PERFORM public.complete_assignment(v_id);
       RETURN v_id;
-    END IF;
+    END LOOP;
     v_n := CASE WHEN v_n >= p_hi THEN p_lo ELSE v_n + 1 END;
   END LOOP;
   RETURN NULL;
