@@ -148,6 +148,7 @@ RUNTIME_FUNCTIONS = (
     Function("queue_position", "uuid"),
     Function("process_queue_on_capacity_change", "uuid"),
     Function("sync_assignment_capacity"),
+    Function("sync_staff_skills"),
     Function("assignment_freed_capacity"),
     Function("auto_assign", "jsonb"),
     Function("complete_assignment", "uuid"),
@@ -180,6 +181,7 @@ VIEWS = (("assignment_queue_ordered", ("queue_effective_rank", "engine_now")),)
 # AFTER triggers of the runtime: (trigger, table, function). Template: triggers/<trigger>.sql.j2
 RUNTIME_TRIGGERS = (
     ("assignment_capacity_trigger", "assignments", "sync_assignment_capacity"),
+    ("staff_skills_sync_trigger", "staff_skills", "sync_staff_skills"),
     ("assignment_completion_trigger", "assignments", "assignment_freed_capacity"),
     ("assignment_notify_trigger", "assignments", "notify_assignment_change"),
     ("assignment_sla_clock_trigger", "assignments", "sla_clock_on_status_change"),

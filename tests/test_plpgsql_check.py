@@ -9,6 +9,7 @@ TRIGGER_TABLES = {
     "sync_assignment_capacity": "assignments",
     "assignment_freed_capacity": "assignments",
     "notify_assignment_change": "assignments",
+    "sync_staff_skills": "staff_skills",
     "sla_clock_on_status_change": "assignments",
     "increment_version_column": "staff_profiles",
     "update_updated_at_column": "staff_profiles",

@@ -24,12 +24,14 @@ BEGIN
          count(*) FILTER (WHERE s.availability_status = 'busy') AS busy,
          count(*) FILTER (WHERE s.availability_status = 'on_leave') AS on_leave,
          count(*) FILTER (WHERE s.availability_status = 'offline') AS offline,
-         count(*) FILTER (WHERE s.availability_status = 'available' AND cardinality(p_required_skills) > 0
-                            AND NOT staff_has_skills(s.id, p_required_skills, p_min_rank)) AS missing_skill,
+         count(*) FILTER (WHERE s.availability_status = 'available'
+                            AND NOT (s.skills @> p_required_skills
+                                     AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))))
+           AS missing_skill,
          count(*) FILTER (WHERE s.availability_status = 'available'
                             AND s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit)
-                            AND (cardinality(p_required_skills) = 0
-                                 OR staff_has_skills(s.id, p_required_skills, p_min_rank))) AS full
+                            AND s.skills @> p_required_skills
+                            AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))) AS full
   INTO v_counts
   FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
   WHERE s.unit_id = ANY (p_unit_ids);

@@ -28,7 +28,8 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available'
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+      AND s.skills @> p_required_skills
+      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
     ORDER BY s.id
     LIMIT 1
     FOR NO KEY UPDATE OF s;
@@ -37,7 +38,8 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = v_unit_id AND s.availability_status = 'available'
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+      AND s.skills @> p_required_skills
+      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
     ORDER BY s.last_assigned_at NULLS FIRST, s.id
     LIMIT 1
     FOR NO KEY UPDATE OF s SKIP LOCKED;
@@ -46,7 +48,8 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available'
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+      AND s.skills @> p_required_skills
+      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
     ORDER BY s.last_assigned_at NULLS FIRST, s.id
     LIMIT 1
     FOR NO KEY UPDATE OF s SKIP LOCKED;
@@ -55,7 +58,8 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = v_unit_id AND s.availability_status = 'available'
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+      AND s.skills @> p_required_skills
+      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
     ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id
     LIMIT 1
     FOR NO KEY UPDATE OF s SKIP LOCKED;
@@ -64,7 +68,8 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available'
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND (cardinality(p_required_skills) = 0 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+      AND s.skills @> p_required_skills
+      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
     ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id
     LIMIT 1
     FOR NO KEY UPDATE OF s SKIP LOCKED;

@@ -17,6 +17,7 @@ AS $fn$
 DECLARE
   v_unit_id text;
   v_free integer;
+  v_skills text[];
   v_item assignment_queue;
   v_now timestamptz := engine_now();
   v_assigned integer := 0;
@@ -27,7 +28,7 @@ BEGIN
   END IF;
   PERFORM lock_units(ARRAY[v_unit_id], true);
   LOOP
-    SELECT coalesce(s.wip_limit, u.default_wip_limit) - s.current_assignment_count INTO v_free
+    SELECT coalesce(s.wip_limit, u.default_wip_limit) - s.current_assignment_count, s.skills INTO v_free, v_skills
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.id = p_staff_id AND s.availability_status = 'available'
     FOR NO KEY UPDATE OF s;
@@ -38,7 +39,8 @@ BEGIN
     WHERE q.target_unit_id IN (SELECT t.ancestor_id FROM organizational_unit_tree t WHERE t.unit_id = v_unit_id)
       AND (q.target_unit_id = v_unit_id OR q.include_subtree)
       AND q.capacity_weight <= v_free
-      AND (cardinality(q.required_skills) = 0 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
+      AND v_skills @> q.required_skills
+      AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
     ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.id
     LIMIT 1
     FOR UPDATE OF q SKIP LOCKED;

@@ -165,6 +165,9 @@ REVOKE ALL ON FUNCTION public.process_queue_on_capacity_change(uuid) FROM PUBLIC
 -- grant public.sync_assignment_capacity().execute
 REVOKE ALL ON FUNCTION public.sync_assignment_capacity() FROM PUBLIC;
 
+-- grant public.sync_staff_skills().execute
+REVOKE ALL ON FUNCTION public.sync_staff_skills() FROM PUBLIC;
+
 -- grant public.assignment_freed_capacity().execute
 REVOKE ALL ON FUNCTION public.assignment_freed_capacity() FROM PUBLIC;
 

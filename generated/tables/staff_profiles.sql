@@ -6,6 +6,8 @@
 -- Staff are data, not policy: they arrive through upsert_staff_profile. id is the person's
 -- user id (the JWT subject). The pick indexes order by the load counter, so its updates are
 -- not HOT; free space per page (fillfactor) keeps them on the same page all the same.
+-- skills mirrors staff_skills (kept by a trigger there), so eligibility checks required skills
+-- with one array test per row instead of a query per candidate.
 CREATE TABLE public.staff_profiles (
   id uuid PRIMARY KEY,
   unit_id text NOT NULL REFERENCES public.organizational_units (id),
@@ -15,6 +17,7 @@ CREATE TABLE public.staff_profiles (
   availability_status public.availability_status NOT NULL DEFAULT 'available',
   available_until timestamptz,
   wip_limit integer CHECK (wip_limit >= 0),
+  skills text[] NOT NULL DEFAULT '{}',
   current_assignment_count integer NOT NULL DEFAULT 0 CHECK (current_assignment_count >= 0),
   last_assigned_at timestamptz,
   version integer NOT NULL DEFAULT 1,
