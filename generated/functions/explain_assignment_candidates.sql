@@ -4,9 +4,10 @@
 
 -- function public.explain_assignment_candidates(text[], text[], integer, integer, text, integer)
 -- The decision record's candidate part, cheap enough for every call: how many staff the
--- target holds, how many were excluded for each reason (one aggregate pass), and the best
--- eligible candidates in strategy order with their scores (load, WIP limit, last assigned).
--- Stored with every assignment and queue entry to answer "why did X get this?".
+-- target holds, how many were excluded for each reason (one aggregate pass; for targets of
+-- more than 500 people the breakdown is left out -- it would cost more than the decision),
+-- and the best eligible candidates in strategy order with their scores (load, WIP limit, last
+-- assigned). Stored with every assignment and queue entry to answer "why did X get this?".
 CREATE OR REPLACE FUNCTION public.explain_assignment_candidates(
   p_unit_ids text[], p_required_skills text[], p_min_rank integer, p_weight integer, p_strategy text,
   p_limit integer DEFAULT 3)
@@ -18,7 +19,17 @@ AS $fn$
 DECLARE
   v_counts record;
   v_ranking jsonb;
+  v_considered integer;
 BEGIN
+  SELECT count(*) INTO v_considered FROM staff_profiles s WHERE s.unit_id = ANY (p_unit_ids);
+  SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', e.staff_id, 'unit_id', e.unit_id, 'load', e.current_load,
+                                               'wip_limit', e.wip_limit, 'last_assigned_at', e.last_assigned_at)), '[]')
+  INTO v_ranking
+  FROM find_eligible_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, p_limit) e;
+  IF v_considered > 500 THEN
+    RETURN jsonb_build_object('considered', v_considered, 'ranking', v_ranking,
+                              'excluded', 'not broken down for targets of more than 500 people');
+  END IF;
   SELECT count(*) AS considered,
          count(*) FILTER (WHERE s.availability_status <> 'available') AS unavailable,
          count(*) FILTER (WHERE s.availability_status = 'busy') AS busy,
@@ -35,10 +46,6 @@ BEGIN
   INTO v_counts
   FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
   WHERE s.unit_id = ANY (p_unit_ids);
-  SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', e.staff_id, 'unit_id', e.unit_id, 'load', e.current_load,
-                                               'wip_limit', e.wip_limit, 'last_assigned_at', e.last_assigned_at)), '[]')
-  INTO v_ranking
-  FROM find_eligible_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, p_limit) e;
   RETURN jsonb_build_object(
     'considered', v_counts.considered,
     'eligible', v_counts.considered - v_counts.unavailable - v_counts.missing_skill - v_counts.full,

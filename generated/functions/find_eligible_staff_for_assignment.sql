@@ -8,8 +8,8 @@
 -- their WIP limit (their own override, else the unit's default).
 --   least_loaded: fewest weighted items, then least recently assigned, then id
 --   round_robin:  least recently assigned (never assigned first), then id
--- Read-only. A single target unit is looked up by equality, so the pick indexes serve the
--- order directly; several units are scanned and sorted.
+-- Read-only. Each unit's best p_limit come straight from the pick indexes (one probe per
+-- unit); the overall best p_limit are among them.
 CREATE OR REPLACE FUNCTION public.find_eligible_staff_for_assignment(
   p_unit_ids text[],
   p_required_skills text[] DEFAULT '{}',
@@ -22,45 +22,39 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
-DECLARE
-  v_unit_id text := CASE WHEN cardinality(p_unit_ids) = 1 THEN p_unit_ids[1] END;
 BEGIN
-  IF p_strategy = 'round_robin' AND v_unit_id IS NOT NULL THEN
+  IF p_strategy = 'round_robin' THEN
     RETURN QUERY
-    SELECT s.id, s.unit_id, s.current_assignment_count, coalesce(s.wip_limit, u.default_wip_limit), s.last_assigned_at
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = v_unit_id AND s.availability_status = 'available'
-      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-    ORDER BY s.last_assigned_at NULLS FIRST, s.id LIMIT p_limit;
-  ELSIF p_strategy = 'round_robin' THEN
-    RETURN QUERY
-    SELECT s.id, s.unit_id, s.current_assignment_count, coalesce(s.wip_limit, u.default_wip_limit), s.last_assigned_at
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available'
-      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-    ORDER BY s.last_assigned_at NULLS FIRST, s.id LIMIT p_limit;
-  ELSIF v_unit_id IS NOT NULL THEN
-    RETURN QUERY
-    SELECT s.id, s.unit_id, s.current_assignment_count, coalesce(s.wip_limit, u.default_wip_limit), s.last_assigned_at
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = v_unit_id AND s.availability_status = 'available'
-      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-    ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id LIMIT p_limit;
+    SELECT c.staff_id, c.unit_id, c.current_load, c.wip_limit, c.last_assigned_at
+    FROM unnest(p_unit_ids) AS t(unit_id)
+    CROSS JOIN LATERAL (
+      SELECT s.id AS staff_id, s.unit_id, s.current_assignment_count AS current_load,
+             coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit, s.last_assigned_at
+      FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+      WHERE s.unit_id = t.unit_id AND s.availability_status = 'available'
+        AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+        AND s.skills @> p_required_skills
+        AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+      ORDER BY s.last_assigned_at NULLS FIRST, s.id
+      LIMIT p_limit) c
+    ORDER BY c.last_assigned_at NULLS FIRST, c.staff_id
+    LIMIT p_limit;
   ELSE
     RETURN QUERY
-    SELECT s.id, s.unit_id, s.current_assignment_count, coalesce(s.wip_limit, u.default_wip_limit), s.last_assigned_at
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available'
-      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-    ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id LIMIT p_limit;
+    SELECT c.staff_id, c.unit_id, c.current_load, c.wip_limit, c.last_assigned_at
+    FROM unnest(p_unit_ids) AS t(unit_id)
+    CROSS JOIN LATERAL (
+      SELECT s.id AS staff_id, s.unit_id, s.current_assignment_count AS current_load,
+             coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit, s.last_assigned_at
+      FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+      WHERE s.unit_id = t.unit_id AND s.availability_status = 'available'
+        AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+        AND s.skills @> p_required_skills
+        AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+      ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id
+      LIMIT p_limit) c
+    ORDER BY c.current_load, c.last_assigned_at NULLS FIRST, c.staff_id
+    LIMIT p_limit;
   END IF;
 END
 $fn$;
