@@ -83,8 +83,11 @@ def test_the_translator_never_sees_it_support_work(api):
 def test_events_need_a_token_and_a_role_that_may_read_what_they_carry(api):
     assert_error(api.client.get(f"{V1}/assignments/events"), 401, error="unauthorized")
     assert_error(api.as_("anon").get(f"{V1}/assignments/events"), 403, error="forbidden")
-    # service_role holds no SELECT on assignments (generated/security/grants.sql): nothing to stream
-    assert_error(api.as_("service_role").get(f"{V1}/assignments/events"), 403, error="forbidden")
+    # service_role reads every table (generated/security/grants.sql) and bypasses row level
+    # security, as on Supabase: its stream carries everyone's changes
+    with event_stream(api, "service_role") as everything:
+        assign(api, "EV-30")
+        assert everything.until(is_item("EV-30"))
 
 
 def test_a_lost_listener_connection_is_announced_and_recovered(api, installed):
