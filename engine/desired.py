@@ -11,7 +11,7 @@ from . import catalog
 from .introspect import LiveObject, desired_snapshot
 from .model import Policy
 from .objects import SqlObject
-from .render import render_policy, seconds_of
+from .render import job_commands, render_policy
 
 
 def cron_available(conn: psycopg.Connection) -> bool:
@@ -68,10 +68,7 @@ def desired_state(conn: psycopg.Connection, policy: Policy, objects: list[SqlObj
 
 def effective_job(job, schema: str, version: tuple[int, ...]) -> dict:
     """What cron.job will hold for this job: pg_cron before 1.5 gets the per-minute fallback."""
-    from .sqltext import ident, literal
-    command = f"SELECT {ident(schema)}.{ident(job.function)}()"
-    seconds = seconds_of(job.schedule)
-    if seconds and version < (1, 5):
-        return {"schedule": "* * * * *", "command": f"CALL {ident(schema)}.run_every_seconds({literal(command)}, {seconds})",
-                "active": True}
+    command, fallback = job_commands(job, schema)
+    if fallback and version < (1, 5):
+        return {"schedule": "* * * * *", "command": fallback, "active": True}
     return {"schedule": job.schedule, "command": command, "active": True}

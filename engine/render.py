@@ -190,10 +190,9 @@ def _render_jobs(r: Renderer, policy: Policy, signature: dict[str, str]) -> None
     s = r.schema
     r.add("extension", "pg_cron", "jobs/extension.sql.j2", {}, file="jobs/pg_cron.sql", in_schema=False)
     for job in policy.jobs:
-        command = f"SELECT {ident(s)}.{ident(job.function)}()"
-        seconds = seconds_of(job.schedule)
-        context = {"job": job, "command": command, "seconds": seconds, "words": schedule_in_words(job.schedule),
-                   "fallback": f"CALL {ident(s)}.run_every_seconds({literal(command)}, {seconds})" if seconds else None}
+        command, fallback = job_commands(job, s)
+        context = {"job": job, "command": command, "seconds": seconds_of(job.schedule),
+                   "words": schedule_in_words(job.schedule), "fallback": fallback}
         r.add("cron_job", job.name, "jobs/job.sql.j2", context, file="jobs/pg_cron.sql", origin=job.origin,
               after=("extension:pg_cron", f"function:{s}.{signature[job.function]}",
                      f"function:{s}.{signature['run_every_seconds']}"), in_schema=False)
@@ -238,6 +237,15 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
                "target": f"{ident(s)}.{qualified_signature}", "privileges": "EXECUTE", "roles": callers,
                "revoke_public": True},
               after=[f"function:{s}.{qualified_signature}", *roles], file="security/grants.sql")
+
+
+def job_commands(job, schema: str) -> tuple[str, str | None]:
+    """The SQL a job runs, and for an 'N seconds' schedule the per-minute fallback for pg_cron
+    before 1.5. One source for the rendered DO block and the plan's expected cron.job row."""
+    command = f"SELECT {ident(schema)}.{ident(job.function)}()"
+    seconds = seconds_of(job.schedule)
+    fallback = f"CALL {ident(schema)}.run_every_seconds({literal(command)}, {seconds})" if seconds else None
+    return command, fallback
 
 
 def seconds_of(schedule: str) -> int | None:
