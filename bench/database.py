@@ -26,6 +26,7 @@ LOCAL_SETTINGS = {
     "shared_buffers": "1GB",          # the 1M-assignment set and its indexes fit in memory
     "max_wal_size": "8GB",            # no forced checkpoints in the middle of bulk loads
     "checkpoint_timeout": "15min",
+    "autovacuum_naptime": "1s",
 }
 # pg_stat_statements is preloaded too (defaults: 5000 statements, track = top; --profile
 # switches the benchmark database to track = all, which sees inside the engine's functions).

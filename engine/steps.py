@@ -222,7 +222,12 @@ class StepBuilder:
             actions.append(f"DROP CONSTRAINT {ident(name)}")
             notes.append(f"drop constraint {name}")
         if desired["options"] != live["options"]:
-            actions.append(f"SET ({', '.join(desired['options'])})" if desired["options"] else "RESET (fillfactor)")
+            # options come as "name=value"; ones no longer declared go back to their defaults
+            dropped = sorted({o.split("=", 1)[0] for o in live["options"]} - {o.split("=", 1)[0] for o in desired["options"]})
+            if dropped:
+                actions.append(f"RESET ({', '.join(dropped)})")
+            if desired["options"]:
+                actions.append(f"SET ({', '.join(desired['options'])})")
             notes.append("storage options")
         sql = self._sql("alter_table.sql.j2", table=change.name.split(".", 1)[1], actions=actions)
         return [Step("alter", change.key, sql, f"alter {label}: {', '.join(notes)}{where}",

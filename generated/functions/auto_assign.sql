@@ -107,19 +107,21 @@ BEGIN
     SELECT coalesce(array_agg(u.parent_id), '{}') INTO v_overflow_units
     FROM organizational_units u WHERE u.id = v_item.target_unit_id AND u.parent_id IS NOT NULL;
   END IF;
-  -- Fast path: the best free person nobody else is holding right now. It runs in a
-  -- subtransaction that is rolled back when it finds nobody: a row that fails the recheck
-  -- after being locked stays locked, and holding it while waiting for the units' exclusive lock
-  -- below could deadlock with a completion that holds the shared lock and waits for that row.
+  -- Fast path: the best free person nobody else is holding right now, ranked by the same
+  -- probe that records the ranking. It runs in a subtransaction that is rolled back when it
+  -- finds nobody: a row that fails the recheck after being locked stays locked, and holding it
+  -- while waiting for the units' exclusive lock below could deadlock with a completion that
+  -- holds the shared lock and waits for that row.
   v_strategy := coalesce(v_rule.strategy, 'least_loaded');
   BEGIN
-    v_staff_id := pick_staff_for_assignment(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
-                                            v_strategy, false);
+    SELECT p.staff_id, p.ranking INTO v_staff_id, v_ranking
+    FROM pick_staff_with_ranking(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight, v_strategy) p;
     IF v_staff_id IS NULL THEN
       RAISE EXCEPTION 'nobody free' USING ERRCODE = 'P0002';     -- roll the subtransaction's row locks back
     END IF;
   EXCEPTION WHEN no_data_found THEN
     v_staff_id := NULL;
+    v_ranking := NULL;
   END;
   IF v_staff_id IS NULL THEN
     -- Before concluding "nobody has room": hold the units exclusively (completions in flight
@@ -129,7 +131,7 @@ BEGIN
                                             v_strategy, true);
   END IF;
   v_candidates := explain_assignment_candidates(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
-                                                v_strategy);
+                                                v_strategy, 3, v_ranking);
   IF v_staff_id IS NULL AND cardinality(v_overflow_units) > 0 THEN
     v_staff_id := pick_staff_for_assignment(v_overflow_units, v_skills, v_item.min_proficiency_rank,
                                             v_item.capacity_weight, v_strategy, true);

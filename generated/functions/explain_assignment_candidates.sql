@@ -2,15 +2,16 @@
 -- sources: the engine catalog (engine/catalog.py)
 -- templates: functions/runtime/explain_assignment_candidates.sql.j2
 
--- function public.explain_assignment_candidates(text[], text[], integer, integer, text, integer)
+-- function public.explain_assignment_candidates(text[], text[], integer, integer, text, integer, jsonb)
 -- The decision record's candidate part, cheap enough for every call: how many staff the
 -- target holds, how many were excluded for each reason (one aggregate pass; for targets of
--- more than 500 people the breakdown is left out -- it would cost more than the decision),
--- and the best eligible candidates in strategy order with their scores (load, WIP limit, last
--- assigned). Stored with every assignment and queue entry to answer "why did X get this?".
+-- more than 100 people the count and breakdown are left out -- they would cost
+-- more than the decision itself), and the best eligible candidates in strategy order with
+-- their scores (load, WIP limit, last assigned) -- p_ranking when the pick already ranked
+-- them. Stored with every assignment and queue entry to answer "why did X get this?".
 CREATE OR REPLACE FUNCTION public.explain_assignment_candidates(
   p_unit_ids text[], p_required_skills text[], p_min_rank integer, p_weight integer, p_strategy text,
-  p_limit integer DEFAULT 3)
+  p_limit integer DEFAULT 3, p_ranking jsonb DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
@@ -21,14 +22,18 @@ DECLARE
   v_ranking jsonb;
   v_considered integer;
 BEGIN
-  SELECT count(*) INTO v_considered FROM staff_profiles s WHERE s.unit_id = ANY (p_unit_ids);
-  SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', e.staff_id, 'unit_id', e.unit_id, 'load', e.current_load,
-                                               'wip_limit', e.wip_limit, 'last_assigned_at', e.last_assigned_at)), '[]')
-  INTO v_ranking
-  FROM find_eligible_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, p_limit) e;
-  IF v_considered > 500 THEN
-    RETURN jsonb_build_object('considered', v_considered, 'ranking', v_ranking,
-                              'excluded', 'not broken down for targets of more than 500 people');
+  v_ranking := p_ranking;
+  IF v_ranking IS NULL THEN
+    SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', e.staff_id, 'unit_id', e.unit_id, 'load', e.current_load,
+                                                 'wip_limit', e.wip_limit, 'last_assigned_at', e.last_assigned_at)), '[]')
+    INTO v_ranking
+    FROM find_eligible_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, p_limit) e;
+  END IF;
+  SELECT count(*) INTO v_considered
+  FROM (SELECT FROM staff_profiles s WHERE s.unit_id = ANY (p_unit_ids) LIMIT 101) s;
+  IF v_considered > 100 THEN
+    RETURN jsonb_build_object('ranking', v_ranking,
+                              'excluded', 'not counted for targets of more than 100 people');
   END IF;
   SELECT count(*) AS considered,
          count(*) FILTER (WHERE s.availability_status <> 'available') AS unavailable,

@@ -4,13 +4,11 @@
 
 -- function public.pick_staff_for_assignment(text[], text[], integer, integer, text, boolean)
 -- Take (row-lock) the best eligible person for an item -- the same eligibility and order as
--- find_eligible_staff_for_assignment. The best candidate of each target unit comes straight
--- from the pick indexes (one probe per unit), the best of those is locked SKIP LOCKED and
--- re-checked; a held or changed candidate is passed over for the next (a few tries, then one
--- scan of every eligible person, still skipping held rows). A skip alone never proves that
--- nobody has room, so the caller then takes the units' exclusive lock and picks again with
--- p_wait: skipping first, then waiting for held rows, in id order (ordering a waiting pick by
--- load deadlocks), re-checking each after the wait.
+-- find_eligible_staff_for_assignment. Without p_wait it is pick_staff_with_ranking: held rows
+-- are skipped. A skip alone never proves that nobody has room, so the caller then takes the
+-- units' exclusive lock and picks again with p_wait: skipping first, then waiting for held
+-- rows, in id order (ordering a waiting pick by load deadlocks), re-checking each after the
+-- wait.
 CREATE OR REPLACE FUNCTION public.pick_staff_for_assignment(
   p_unit_ids text[], p_required_skills text[], p_min_rank integer, p_weight integer, p_strategy text, p_wait boolean)
 RETURNS uuid
@@ -19,8 +17,6 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
   v_staff_id uuid;
-  v_candidate uuid;
-  v_passed uuid[] := '{}'::uuid[];
 BEGIN
   IF p_wait THEN
     v_staff_id := pick_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, false);
@@ -38,69 +34,8 @@ BEGIN
     FOR NO KEY UPDATE OF s;
     RETURN v_staff_id;
   END IF;
-  FOR v_try IN 1 .. 4 LOOP
-    IF p_strategy = 'round_robin' THEN
-      SELECT c.id INTO v_candidate
-      FROM unnest(p_unit_ids) AS t(unit_id)
-      CROSS JOIN LATERAL (SELECT s.id, s.current_assignment_count, s.last_assigned_at
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = t.unit_id AND s.availability_status = 'available'
-      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-                            AND s.id <> ALL (v_passed)
-                          ORDER BY s.last_assigned_at NULLS FIRST, s.id LIMIT 1) c
-      ORDER BY c.last_assigned_at NULLS FIRST, c.id LIMIT 1;
-    ELSE
-      SELECT c.id INTO v_candidate
-      FROM unnest(p_unit_ids) AS t(unit_id)
-      CROSS JOIN LATERAL (SELECT s.id, s.current_assignment_count, s.last_assigned_at
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = t.unit_id AND s.availability_status = 'available'
-      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-                            AND s.id <> ALL (v_passed)
-                          ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id LIMIT 1) c
-      ORDER BY c.current_assignment_count, c.last_assigned_at NULLS FIRST, c.id LIMIT 1;
-    END IF;
-    IF v_candidate IS NULL THEN
-      RETURN NULL;                       -- nobody eligible at all (as of this snapshot)
-    END IF;
-    SELECT s.id INTO v_staff_id
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.id = v_candidate AND s.availability_status = 'available'
-      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-    FOR NO KEY UPDATE OF s SKIP LOCKED;
-    IF v_staff_id IS NOT NULL THEN
-      RETURN v_staff_id;
-    END IF;
-    v_passed := v_passed || v_candidate;
-  END LOOP;
-  -- Many candidates held at once: one scan of everyone eligible, skipping held rows.
-  IF p_strategy = 'round_robin' THEN
-    SELECT s.id INTO v_staff_id
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available'
-      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-    ORDER BY s.last_assigned_at NULLS FIRST, s.id
-    LIMIT 1
-    FOR NO KEY UPDATE OF s SKIP LOCKED;
-  ELSE
-    SELECT s.id INTO v_staff_id
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available'
-      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-    ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id
-    LIMIT 1
-    FOR NO KEY UPDATE OF s SKIP LOCKED;
-  END IF;
+  SELECT p.staff_id INTO v_staff_id
+  FROM pick_staff_with_ranking(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy) p;
   RETURN v_staff_id;
 END
 $fn$;

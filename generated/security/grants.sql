@@ -121,11 +121,14 @@ REVOKE ALL ON FUNCTION public.staff_has_skills(uuid, text[], integer) FROM PUBLI
 REVOKE ALL ON FUNCTION public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer) TO authenticated, service_role;
 
+-- grant public.pick_staff_with_ranking(text[], text[], integer, integer, text).execute
+REVOKE ALL ON FUNCTION public.pick_staff_with_ranking(text[], text[], integer, integer, text) FROM PUBLIC;
+
 -- grant public.pick_staff_for_assignment(text[], text[], integer, integer, text, boolean).execute
 REVOKE ALL ON FUNCTION public.pick_staff_for_assignment(text[], text[], integer, integer, text, boolean) FROM PUBLIC;
 
--- grant public.explain_assignment_candidates(text[], text[], integer, integer, text, integer).execute
-REVOKE ALL ON FUNCTION public.explain_assignment_candidates(text[], text[], integer, integer, text, integer) FROM PUBLIC;
+-- grant public.explain_assignment_candidates(text[], text[], integer, integer, text, integer, jsonb).execute
+REVOKE ALL ON FUNCTION public.explain_assignment_candidates(text[], text[], integer, integer, text, integer, jsonb) FROM PUBLIC;
 
 -- grant public.assignment_tie_break(jsonb, text).execute
 REVOKE ALL ON FUNCTION public.assignment_tie_break(jsonb, text) FROM PUBLIC;
