@@ -45,10 +45,7 @@ SELECT bench.complete_one({lo}, {hi}, :n);
 """
 
 QUEUE_READ_UNIT = """\\set u random(1, {n})
-SELECT * FROM assignment_queue_ordered
-WHERE target_unit_id = ('{units}'::text[])[:u]
-ORDER BY position
-LIMIT 50;
+SELECT * FROM queue_head(('{units}'::text[])[:u], 50);
 """
 
 QUEUE_READ_ALL = """SELECT * FROM assignment_queue_ordered
@@ -56,8 +53,7 @@ ORDER BY effective_rank DESC, created_at, id
 LIMIT 50;
 """
 
-QUEUE_READ_UNIT_SQL = ("SELECT * FROM assignment_queue_ordered WHERE target_unit_id = $1 "
-                       "ORDER BY position LIMIT 50")
+QUEUE_READ_UNIT_SQL = "SELECT * FROM queue_head($1, 50)"
 QUEUE_READ_ALL_SQL = "SELECT * FROM assignment_queue_ordered ORDER BY effective_rank DESC, created_at, id LIMIT 50"
 
 

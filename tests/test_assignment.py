@@ -457,6 +457,70 @@ def test_queue_aging_serves_long_waiting_low_item_before_newer_normal_and_high(c
     assert_capacity_invariant(conn)
 
 
+def test_has_room_follows_load_own_limit_and_the_units_default(conn):
+    """The pick indexes hold only people with room (has_room), so has_room must follow every
+    write: load, a personal limit, and a unit default changed by a policy apply."""
+    def room(staff_id):
+        return scalar(conn, "SELECT has_room FROM staff_profiles WHERE id = %s", staff_id)
+
+    at(conn, T0)
+    staff(conn, TR_A, "unit-translation")                 # unit default WIP: 3
+    staff(conn, TR_B, "unit-translation", wip_limit=1)
+    for n in range(1, 5):
+        assign(conn, f"tr-{n}", "translation_request")
+    assert (load(conn, TR_A), load(conn, TR_B), room(TR_A), room(TR_B)) == (3, 1, False, False)
+
+    conn.execute("UPDATE organizational_units SET default_wip_limit = 4 WHERE id = 'unit-translation'")
+    assert (room(TR_A), room(TR_B)) == (True, False)       # TR_B keeps their own limit
+    assert assign(conn, "tr-5", "translation_request")["assignee_id"] == TR_A
+    assert room(TR_A) is False
+
+    staff(conn, TR_B, "unit-translation", wip_limit=2)
+    assert room(TR_B) is True
+    assert assign(conn, "tr-6", "translation_request")["assignee_id"] == TR_B
+    conn.execute("UPDATE organizational_units SET default_wip_limit = 3 WHERE id = 'unit-translation'")
+    assert (room(TR_A), room(TR_B)) == (False, False)
+    assert assign(conn, "tr-7", "translation_request")["status"] == "queued"
+    assert_capacity_invariant(conn)
+
+
+def test_queue_head_and_dequeues_follow_the_views_aged_order(conn):
+    """queue_head and the dequeue probe each priority's oldest items instead of sorting the
+    queue; with aging mixing priorities, both must agree with assignment_queue_ordered."""
+    at(conn, T0)
+    staff(conn, TR_A, "unit-translation", wip_limit=1)
+    busy = assign(conn, "tr-busy", "translation_request")
+    priorities = ("low", "normal", "high", "urgent")
+    for n in range(40):                                  # spread over 30 hours: many aged past others
+        at(conn, T0 + timedelta(minutes=45 * n))
+        assert assign(conn, f"tr-q{n:02d}", "translation_request", priorities[(n * 7) % 4])["status"] == "queued"
+    at(conn, T0 + timedelta(hours=31))
+
+    def view_order(limit):
+        return [tuple(r) for r in conn.execute(
+            "SELECT work_item_id, effective_rank, position FROM assignment_queue_ordered"
+            " WHERE target_unit_id = 'unit-translation' AND position <= %s ORDER BY position", [limit])]
+
+    for limit in (1, 5, 17, 50):
+        head = [tuple(r) for r in conn.execute(
+            "SELECT work_item_id, effective_rank, position FROM queue_head('unit-translation', %s)", [limit])]
+        assert head == view_order(limit)
+    assert len({rank for _, rank, _ in view_order(50)}) > 1        # the order really mixes ranks
+
+    served, expected = [], []
+    current = busy["assignment_id"]
+    for _ in range(12):
+        expected.append(view_order(1)[0][0])
+        complete(conn, current)
+        row = conn.execute("SELECT id, work_item_id FROM assignments WHERE assignee_id = %s"
+                           " AND status = 'assigned'", [TR_A]).fetchone()
+        current, item = row
+        served.append(item)
+    assert served == expected
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="limit"):
+        conn.execute("SELECT * FROM queue_head('unit-translation', 0)")
+
+
 # ---------------------------------------------------------------------------------------- auto_assign contract
 
 def test_auto_assign_is_idempotent_for_assigned_and_queued_items(conn):

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import psycopg
 
-TRIGGER_TABLES = {
-    "sync_assignment_capacity": "assignments",
-    "assignment_freed_capacity": "assignments",
-    "notify_assignment_change": "assignments",
-    "sync_staff_skills": "staff_skills",
-    "sla_clock_on_status_change": "assignments",
+from engine import catalog
+
+# Each trigger function with a table it fires on (the version/updated_at ones fire on several).
+TRIGGER_TABLES = {function: table for _, table, function in catalog.RUNTIME_TRIGGERS} | {
     "increment_version_column": "staff_profiles",
     "update_updated_at_column": "staff_profiles",
 }

@@ -21,12 +21,17 @@ DECLARE
   v_item assignment_queue;
   v_now timestamptz := engine_now();
   v_assigned integer := 0;
+  v_targets text[];
+  v_candidate uuid;
+  v_passed uuid[] := '{}'::uuid[];
 BEGIN
   SELECT s.unit_id INTO v_unit_id FROM staff_profiles s WHERE s.id = p_staff_id;
   IF NOT FOUND THEN
     RETURN 0;
   END IF;
   PERFORM lock_units(ARRAY[v_unit_id], true);
+  -- queued work this person may take: their own unit's, and their ancestors' whole-subtree items
+  v_targets := ARRAY(SELECT t.ancestor_id FROM organizational_unit_tree t WHERE t.unit_id = v_unit_id);
   LOOP
     SELECT coalesce(s.wip_limit, u.default_wip_limit) - s.current_assignment_count, s.skills INTO v_free, v_skills
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
@@ -34,17 +39,43 @@ BEGIN
     FOR NO KEY UPDATE OF s;
     EXIT WHEN v_free IS NULL OR v_free <= 0;
 
-    SELECT q.* INTO v_item
-    FROM assignment_queue q
-    WHERE q.target_unit_id IN (SELECT t.ancestor_id FROM organizational_unit_tree t WHERE t.unit_id = v_unit_id)
-      AND (q.target_unit_id = v_unit_id OR q.include_subtree)
-      AND q.capacity_weight <= v_free
-      AND v_skills @> q.required_skills
-      AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
-    ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.id
-    LIMIT 1
-    FOR UPDATE OF q SKIP LOCKED;
-    EXIT WHEN NOT FOUND;
+    -- Aging keeps each priority's items in arrival order, so the best item is among the oldest
+    -- eligible item of each (target, priority): a few index probes, not a sort of the queue.
+    v_item := NULL;
+    FOR v_round IN 1 .. 3 LOOP
+      SELECT h.id INTO v_candidate
+      FROM unnest(v_targets) AS t(unit_id)
+      CROSS JOIN unnest(enum_range(NULL::priority_level)) AS p(priority)
+      CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at
+      FROM assignment_queue q
+      WHERE q.target_unit_id = t.unit_id AND q.priority = p.priority
+        AND (q.target_unit_id = v_unit_id OR q.include_subtree)
+        AND q.capacity_weight <= v_free
+        AND v_skills @> q.required_skills
+        AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
+                            AND q.id <> ALL (v_passed)
+                          ORDER BY q.created_at, q.id LIMIT 1) h
+      ORDER BY queue_effective_rank(h.priority, h.created_at, v_now) DESC, h.created_at, h.id
+      LIMIT 1;
+      EXIT WHEN v_candidate IS NULL;
+      SELECT q.* INTO v_item FROM assignment_queue q WHERE q.id = v_candidate FOR UPDATE SKIP LOCKED;
+      EXIT WHEN v_item.id IS NOT NULL;
+      v_passed := v_passed || v_candidate;            -- another completion is taking it
+    END LOOP;
+    IF v_item.id IS NULL AND v_candidate IS NOT NULL THEN
+      -- Many heads held at once: one sorted scan of what this person can take, skipping held rows.
+      SELECT q.* INTO v_item
+      FROM assignment_queue q
+      WHERE q.target_unit_id = ANY (v_targets)
+        AND (q.target_unit_id = v_unit_id OR q.include_subtree)
+        AND q.capacity_weight <= v_free
+        AND v_skills @> q.required_skills
+        AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
+      ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.id
+      LIMIT 1
+      FOR UPDATE OF q SKIP LOCKED;
+    END IF;
+    EXIT WHEN v_item.id IS NULL;
 
     DELETE FROM assignment_queue WHERE id = v_item.id;
     PERFORM create_assignment(v_item, p_staff_id, jsonb_build_object(
@@ -58,9 +89,7 @@ BEGIN
       'why', 'capacity freed for this person; best queued item they can take'));
     v_assigned := v_assigned + 1;
   END LOOP;
-  IF v_free > 0 AND EXISTS (SELECT 1 FROM assignment_queue q
-                            WHERE q.target_unit_id IN (SELECT t.ancestor_id FROM organizational_unit_tree t
-                                                       WHERE t.unit_id = v_unit_id)) THEN
+  IF v_free > 0 AND EXISTS (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = ANY (v_targets)) THEN
     PERFORM pg_notify('queue_process_needed', jsonb_build_object(
       'event', 'capacity_freed', 'staff_id', p_staff_id, 'unit_id', v_unit_id, 'assigned', v_assigned)::text);
   END IF;

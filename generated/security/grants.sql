@@ -162,6 +162,10 @@ REVOKE ALL ON FUNCTION public.create_assignment(public.assignment_queue, uuid, j
 REVOKE ALL ON FUNCTION public.queue_position(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.queue_position(uuid) TO authenticated, service_role;
 
+-- grant public.queue_head(text, integer).execute
+REVOKE ALL ON FUNCTION public.queue_head(text, integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.queue_head(text, integer) TO authenticated, service_role;
+
 -- grant public.process_queue_on_capacity_change(uuid).execute
 REVOKE ALL ON FUNCTION public.process_queue_on_capacity_change(uuid) FROM PUBLIC;
 
@@ -170,6 +174,12 @@ REVOKE ALL ON FUNCTION public.sync_assignment_capacity() FROM PUBLIC;
 
 -- grant public.sync_staff_skills().execute
 REVOKE ALL ON FUNCTION public.sync_staff_skills() FROM PUBLIC;
+
+-- grant public.staff_room().execute
+REVOKE ALL ON FUNCTION public.staff_room() FROM PUBLIC;
+
+-- grant public.unit_wip_limit_changed().execute
+REVOKE ALL ON FUNCTION public.unit_wip_limit_changed() FROM PUBLIC;
 
 -- grant public.assignment_freed_capacity().execute
 REVOKE ALL ON FUNCTION public.assignment_freed_capacity() FROM PUBLIC;

@@ -26,8 +26,8 @@ CREATE TABLE public.assignment_queue (
 );
 
 -- index public.idx_assignment_queue_target_priority
--- the best queued item for a unit: highest priority, then oldest
-CREATE INDEX idx_assignment_queue_target_priority ON public.assignment_queue (target_unit_id, priority DESC, created_at);
+-- the head of each (unit, priority) queue: aging keeps a priority's items in arrival order
+CREATE INDEX idx_assignment_queue_target_priority ON public.assignment_queue (target_unit_id, priority DESC, created_at, id);
 
 -- trigger public.trg_assignment_queue_updated_at
 CREATE TRIGGER trg_assignment_queue_updated_at
