@@ -147,6 +147,7 @@ RUNTIME_FUNCTIONS = (
     Function("caller_may_supervise", after=("current_user_id", "caller_is_trusted")),
     Function("caller_may_act_for", "uuid", after=("current_user_id", "caller_is_trusted", "caller_visible_units")),
     Function("create_assignment", "{schema}.assignment_queue, uuid, jsonb"),
+    Function("queue_items_ahead", "text, {schema}.priority_level, timestamp with time zone, uuid"),
     Function("queue_position", "uuid"),
     Function("queue_head", "text, integer"),
     Function("process_queue_on_capacity_change", "uuid"),

@@ -33,6 +33,7 @@ DECLARE
   v_now timestamptz := engine_now();
   v_strategy text;
   v_ranking jsonb;
+  v_ahead integer;
 BEGIN
   IF NOT v_type_text = ANY (enum_range(NULL::work_item_type)::text[]) THEN
     PERFORM api_invalid('work_item_type', format('unknown work item type %L; known: %s', v_type_text,
@@ -120,18 +121,21 @@ BEGIN
       RAISE EXCEPTION 'nobody free' USING ERRCODE = 'P0002';     -- roll the subtransaction's row locks back
     END IF;
   EXCEPTION WHEN no_data_found THEN
-    v_staff_id := NULL;
-    v_ranking := NULL;
+    v_staff_id := NULL;                -- v_ranking keeps what the pick saw (held people included)
   END;
+  -- The record of why, and (if it comes to queueing) the item's place in the queue, are
+  -- worked out before taking the units' exclusive lock: every completion in those units
+  -- waits while it is held, so it covers only the decision itself.
+  v_candidates := explain_assignment_candidates(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
+                                                v_strategy, 3, v_ranking);
   IF v_staff_id IS NULL THEN
+    v_ahead := queue_items_ahead(v_item.target_unit_id, v_item.priority, v_item.created_at, v_item.id);
     -- Before concluding "nobody has room": hold the units exclusively (completions in flight
     -- finish first) and pick again, waiting for held rows; overflow units come next.
     PERFORM lock_units(v_units || v_overflow_units);
     v_staff_id := pick_staff_for_assignment(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
                                             v_strategy, true);
   END IF;
-  v_candidates := explain_assignment_candidates(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
-                                                v_strategy, 3, v_ranking);
   IF v_staff_id IS NULL AND cardinality(v_overflow_units) > 0 THEN
     v_staff_id := pick_staff_for_assignment(v_overflow_units, v_skills, v_item.min_proficiency_rank,
                                             v_item.capacity_weight, v_strategy, true);
@@ -172,7 +176,7 @@ BEGIN
       'reason', 'no_capacity', 'work_item_id', v_work_item_id, 'unit_id', v_item.target_unit_id,
       'recipient_id', get_unit_recipient(v_item.target_unit_id, 'unit_head'))::text);
   END IF;
-  RETURN jsonb_build_object('status', 'queued', 'queue_id', v_item.id, 'position', queue_position(v_item.id),
+  RETURN jsonb_build_object('status', 'queued', 'queue_id', v_item.id, 'position', v_ahead + 1,
                             'target_unit_id', v_item.target_unit_id, 'sla_deadline', v_item.sla_deadline,
                             'rule_id', v_rule.rule_id, 'existing', false);
 END

@@ -13,20 +13,11 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
   v_me assignment_queue;
-  v_now timestamptz := engine_now();
-  v_rank integer;
-  v_ahead integer;
 BEGIN
   SELECT * INTO v_me FROM assignment_queue WHERE id = p_queue_id;
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  v_rank := queue_effective_rank(v_me.priority, v_me.created_at, v_now);
-  SELECT count(*) INTO v_ahead FROM assignment_queue o
-  WHERE o.target_unit_id = v_me.target_unit_id AND o.id <> v_me.id
-    AND (queue_effective_rank(o.priority, o.created_at, v_now) > v_rank
-         OR (queue_effective_rank(o.priority, o.created_at, v_now) = v_rank
-             AND (o.created_at, o.id) < (v_me.created_at, v_me.id)));
-  RETURN v_ahead + 1;
+  RETURN queue_items_ahead(v_me.target_unit_id, v_me.priority, v_me.created_at, v_me.id) + 1;
 END
 $fn$;

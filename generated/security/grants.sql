@@ -158,6 +158,9 @@ REVOKE ALL ON FUNCTION public.caller_may_act_for(uuid) FROM PUBLIC;
 -- grant public.create_assignment(public.assignment_queue, uuid, jsonb).execute
 REVOKE ALL ON FUNCTION public.create_assignment(public.assignment_queue, uuid, jsonb) FROM PUBLIC;
 
+-- grant public.queue_items_ahead(text, public.priority_level, timestamp with time zone, uuid).execute
+REVOKE ALL ON FUNCTION public.queue_items_ahead(text, public.priority_level, timestamp with time zone, uuid) FROM PUBLIC;
+
 -- grant public.queue_position(uuid).execute
 REVOKE ALL ON FUNCTION public.queue_position(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.queue_position(uuid) TO authenticated, service_role;
