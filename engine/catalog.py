@@ -97,6 +97,8 @@ INDEXES = (
     Index("idx_escalation_events_assignment_level", "escalation_events", "assignment_id, level", unique=True,
           why="one escalation event per assignment per chain level"),
     Index("idx_staff_profiles_unit", "staff_profiles", "unit_id", why="a unit's staff, for decision records and reports"),
+    Index("idx_staff_profiles_unit_role", "staff_profiles", "unit_id, role, id", where="availability_status = 'available'",
+          why="escalation recipients: a unit's available supervisors and heads without reading its staff"),
     Index("idx_staff_profiles_pick_least_loaded", "staff_profiles",
           "unit_id, current_assignment_count, last_assigned_at NULLS FIRST, id",
           where="availability_status = 'available' AND has_room",

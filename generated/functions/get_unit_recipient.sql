@@ -4,26 +4,32 @@
 
 -- function public.get_unit_recipient(text, text, uuid)
 -- The nearest available person holding one of the roles, in the unit or up its tree
--- (nearest unit first, then the roles in the order given). Skips p_exclude (the assignee).
+-- (nearest unit first, then the roles in the order given, then the lowest id). Skips
+-- p_exclude (the assignee). One probe of idx_staff_profiles_unit_role per unit and role;
+-- PL/pgSQL so the plan is cached across the many calls of a sweep.
 CREATE OR REPLACE FUNCTION public.get_unit_recipient(p_unit_id text, p_role text, p_exclude uuid DEFAULT NULL)
 RETURNS uuid
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
-  WITH roles AS (
-    SELECT CASE p_role WHEN 'supervisor' THEN ARRAY['supervisor', 'unit_head']
-                       WHEN 'unit_head' THEN ARRAY['unit_head']
-                       WHEN 'admin' THEN ARRAY['admin']
-                       ELSE ARRAY[p_role] END AS wanted)
-  SELECT s.id
+DECLARE
+  v_wanted text[] := CASE p_role WHEN 'supervisor' THEN ARRAY['supervisor', 'unit_head']
+                                 WHEN 'unit_head' THEN ARRAY['unit_head']
+                                 WHEN 'admin' THEN ARRAY['admin']
+                                 ELSE ARRAY[p_role] END;
+  v_recipient uuid;
+BEGIN
+  SELECT c.id INTO v_recipient
   FROM organizational_unit_tree t
-  JOIN staff_profiles s ON s.unit_id = t.ancestor_id
-  CROSS JOIN roles r
+  CROSS JOIN unnest(v_wanted) WITH ORDINALITY AS r(role, preference)
+  CROSS JOIN LATERAL (SELECT s.id FROM staff_profiles s
+                      WHERE s.unit_id = t.ancestor_id AND s.role = r.role AND s.availability_status = 'available'
+                        AND s.id IS DISTINCT FROM p_exclude
+                      ORDER BY s.id LIMIT 1) c
   WHERE t.unit_id = p_unit_id
-    AND s.role = ANY (r.wanted)
-    AND s.availability_status = 'available'
-    AND s.id IS DISTINCT FROM p_exclude
-  ORDER BY t.depth, array_position(r.wanted, s.role), s.id
-  LIMIT 1
+  ORDER BY t.depth, r.preference
+  LIMIT 1;
+  RETURN v_recipient;
+END
 $fn$;

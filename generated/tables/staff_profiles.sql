@@ -35,6 +35,10 @@ CREATE TABLE public.staff_profiles (
 -- a unit's staff, for decision records and reports
 CREATE INDEX idx_staff_profiles_unit ON public.staff_profiles (unit_id);
 
+-- index public.idx_staff_profiles_unit_role
+-- escalation recipients: a unit's available supervisors and heads without reading its staff
+CREATE INDEX idx_staff_profiles_unit_role ON public.staff_profiles (unit_id, role, id) WHERE availability_status = 'available';
+
 -- index public.idx_staff_profiles_pick_least_loaded
 -- least-loaded pick: the best candidate of a unit is the first index entry with room
 CREATE INDEX idx_staff_profiles_pick_least_loaded ON public.staff_profiles (unit_id, current_assignment_count, last_assigned_at NULLS FIRST, id) WHERE availability_status = 'available' AND has_room;
