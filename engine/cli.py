@@ -85,7 +85,7 @@ def _echo_problems(problems, max_errors: int) -> None:
 def render(rules_dir: Path, out_dir: Path, check: bool):
     """Render the policy into SQL files under generated/ (deterministic: same input, same bytes)."""
     from .generate import generated_files, stale_files, write_generated
-    _, objects = _build_or_exit(rules_dir)
+    _, objects = _build_or_exit(rules_dir, parse_check=True)
     files = generated_files(objects)
     if check:
         stale = stale_files(files, out_dir)
@@ -313,10 +313,13 @@ def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None
     _run_or_exit(lambda: run_server(_database_url(database_url), jwt_secret, host=host, port=port))
 
 
-def _build_or_exit(rules_dir: Path):
+def _build_or_exit(rules_dir: Path, parse_check: bool = False):
+    """The policy and its objects. The sqlglot parse check is for `render`, which has no
+    database; plan, drift and apply install every object into a scratch schema, and
+    PostgreSQL's own parser is the stricter check."""
     from .project import build
     try:
-        return build(rules_dir)
+        return build(rules_dir, parse_check=parse_check)
     except PolicyError as exc:
         _echo_problems(exc.problems, 50)
         click.echo("the policy is invalid; fix it first (`rulesctl validate`)", err=True)

@@ -14,7 +14,8 @@ from .validate import validate_directory
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
-def build(rules_dir: Path, templates_dir: Path = DEFAULT_TEMPLATES) -> tuple[Policy, list[SqlObject]]:
+def build(rules_dir: Path, templates_dir: Path = DEFAULT_TEMPLATES,
+          parse_check: bool = True) -> tuple[Policy, list[SqlObject]]:
     """Validate the policy and render it into objects in install order (PolicyError / RenderError)."""
     policy = validate_directory(Path(rules_dir))
-    return policy, install_order(render_policy(policy, Path(templates_dir)))
+    return policy, install_order(render_policy(policy, Path(templates_dir), parse_check=parse_check))

@@ -2,21 +2,22 @@
 Output: `SqlObject`s (SQL text + identity + dependencies + YAML origin), parse-checked.
 
 One Jinja environment factory; YAML strings reach SQL only through the `ident` and
-`literal` filters. Every statement is parsed with sqlglot (PostgreSQL dialect) so a broken
-template fails here, naming the template and the policy line, before any database sees it.
+`literal` filters. For `rulesctl render` every statement is parsed with sqlglot (PostgreSQL
+dialect) so a broken template fails there, naming the template and the policy line, before
+any database sees it (plan and apply have PostgreSQL parse it in a scratch schema instead).
 The text that is written and executed is the rendered text itself, never sqlglot's rewrite.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import os
 import traceback
 from pathlib import Path
 
 import jinja2
-import sqlglot
-from sqlglot.errors import ParseError
 
 from . import catalog
 from .errors import RenderError
@@ -30,9 +31,25 @@ from .sqltext import comment_line, ident, literal, qualified
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates kept between runs (Jinja checks each against its source), under
+    $XDG_CACHE_HOME/rulesctl; none when that cannot be written."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    directory = base / "rulesctl" / f"jinja-{jinja2.__version__}"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(directory)) if os.access(directory, os.W_OK) else None
+
+
+@functools.lru_cache(maxsize=8)
 def template_env(templates_dir: Path) -> jinja2.Environment:
+    """One environment per templates folder, so a plan's two renders (the objects and their
+    scratch copy) and its change steps compile each template once."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir)),
+        bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
@@ -76,6 +93,8 @@ def _template_line(exc: Exception, template: str) -> int | str:
 
 
 def parse_check(sql: str, template: str, origin: Origin | None) -> None:
+    import sqlglot                           # only `render` checks; importing it costs ~0.1 s
+    from sqlglot.errors import ParseError
     try:
         sqlglot.parse(sql, read="postgres", error_level=sqlglot.ErrorLevel.RAISE)
     except ParseError as exc:
