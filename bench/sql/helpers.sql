@@ -54,19 +54,24 @@ CREATE TABLE bench.item_mix (
 );
 
 -- One auto_assign request of the given mix; t, p, s in 1..1000 pick type, priority, skill.
+-- PL/pgSQL so its plan is cached per connection (a SQL function would be planned per call,
+-- and that client-side cost would count against the engine).
 CREATE FUNCTION bench.item(p_mix text, p_t integer, p_p integer, p_s integer) RETURNS jsonb
-LANGUAGE sql
+LANGUAGE plpgsql
 AS $$
-  SELECT jsonb_strip_nulls(jsonb_build_object(
-    'work_item_id', 'bench-' || nextval('bench.item_seq'),
-    'work_item_type', m.work_item_type,
-    'priority', CASE WHEN p_p <= m.p_low THEN 'low' WHEN p_p <= m.p_normal THEN 'normal'
-                     WHEN p_p <= m.p_high THEN 'high' ELSE 'urgent' END,
-    'required_skills', CASE WHEN p_s <= m.skill_share AND cardinality(m.skills) > 0
-                            THEN jsonb_build_array(m.skills[1 + p_s % cardinality(m.skills)]) END,
-    'target_unit_id', m.target_unit_id))
-  FROM bench.item_mix m
-  WHERE m.mix = p_mix AND p_t BETWEEN m.lo AND m.hi
+BEGIN
+  RETURN (
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+      'work_item_id', 'bench-' || nextval('bench.item_seq'),
+      'work_item_type', m.work_item_type,
+      'priority', CASE WHEN p_p <= m.p_low THEN 'low' WHEN p_p <= m.p_normal THEN 'normal'
+                       WHEN p_p <= m.p_high THEN 'high' ELSE 'urgent' END,
+      'required_skills', CASE WHEN p_s <= m.skill_share AND cardinality(m.skills) > 0
+                              THEN jsonb_build_array(m.skills[1 + p_s % cardinality(m.skills)]) END,
+      'target_unit_id', m.target_unit_id))
+    FROM bench.item_mix m
+    WHERE m.mix = p_mix AND p_t BETWEEN m.lo AND m.hi);
+END
 $$;
 
 -- Staff numbers p_from..p_to as upsert_staff_profile would receive them. p_wip NULL: the

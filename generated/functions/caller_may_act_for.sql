@@ -6,13 +6,16 @@
 -- May the caller act on this person's behalf (complete their work, change their
 -- availability)? Trusted callers, the person themselves, and supervisors, unit heads and
 -- admins who can see the person's unit.
+-- PL/pgSQL, not SQL: with its SET clause a SQL function is parsed and planned on every call.
 CREATE OR REPLACE FUNCTION public.caller_may_act_for(p_staff_id uuid)
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
-  SELECT caller_is_trusted()
-         OR p_staff_id = current_user_id()
-         OR EXISTS (SELECT 1 FROM staff_profiles s WHERE s.id = p_staff_id AND s.unit_id = ANY (caller_visible_units()))
+BEGIN
+  RETURN (SELECT caller_is_trusted()
+                 OR p_staff_id = current_user_id()
+                 OR EXISTS (SELECT 1 FROM staff_profiles s WHERE s.id = p_staff_id AND s.unit_id = ANY (caller_visible_units())));
+END
 $fn$;

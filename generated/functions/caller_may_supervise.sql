@@ -5,13 +5,16 @@
 -- function public.caller_may_supervise()
 -- May the caller act as a supervisor? Trusted callers may; a person may when their staff
 -- role is supervisor, unit_head or admin.
+-- PL/pgSQL, not SQL: with its SET clause a SQL function is parsed and planned on every call.
 CREATE OR REPLACE FUNCTION public.caller_may_supervise()
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
-  SELECT caller_is_trusted()
-         OR EXISTS (SELECT 1 FROM staff_profiles s
-                    WHERE s.id = current_user_id() AND s.role IN ('supervisor', 'unit_head', 'admin'))
+BEGIN
+  RETURN (SELECT caller_is_trusted()
+                 OR EXISTS (SELECT 1 FROM staff_profiles s
+                            WHERE s.id = current_user_id() AND s.role IN ('supervisor', 'unit_head', 'admin')));
+END
 $fn$;
