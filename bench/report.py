@@ -67,7 +67,7 @@ def rows_for(outcomes: dict) -> list[Row]:
             lambda v: (f"{_n(v['dequeues_per_s'])} dequeues/s, p99 {_ms(v['complete_p99_ms'])} per completion+dequeue "
                        f"(arrivals p99 {_ms(v['assign_p99_ms'])})"),
             "≥ 2,000 dequeues/s, p99 ≤ 15 ms", (("dequeues_per_s", ">=", 2000), ("complete_p99_ms", "<=", 15))),
-        Row("queue_read", "queue read, top 50 of one unit's queue (`assignment_queue_ordered`)",
+        Row("queue_read", "queue read, top 50 of one unit's queue (`queue_head(unit, 50)`)",
             lambda v: f"p99 {_ms(v['p99_ms'])} (p50 {_ms(v['p50_ms'])}, {_n(v['rate'])}/s)",
             "p99 ≤ 5 ms", (("p99_ms", "<=", 5),), guide="< 1 s"),
         Row("queue_read", "queue read, top 50 of the whole queue (`assignment_queue_ordered`)",

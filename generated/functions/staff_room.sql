@@ -11,8 +11,10 @@ LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $fn$
 BEGIN
-  NEW.has_room := NEW.current_assignment_count
-                  < coalesce(NEW.wip_limit, (SELECT u.default_wip_limit FROM organizational_units u WHERE u.id = NEW.unit_id));
+  -- false for an unknown unit: the foreign key then rejects the row with its own error
+  NEW.has_room := coalesce(NEW.current_assignment_count
+                           < coalesce(NEW.wip_limit, (SELECT u.default_wip_limit FROM organizational_units u
+                                                      WHERE u.id = NEW.unit_id)), false);
   RETURN NEW;
 END
 $fn$;
