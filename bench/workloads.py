@@ -408,6 +408,16 @@ def sweep(ctx: Context) -> Outcome:
     return outcome
 
 
+def _monitor_command(ctx: Context) -> str:
+    """The command pg_cron runs for the shipped policy's SLA monitor (rules/jobs.yaml)."""
+    from engine import catalog
+    from engine.render import job_commands
+    from engine.validate import validate_directory
+    policy = validate_directory(ctx.repo_root / "rules")
+    job = next(j for j in policy.jobs if j.function == "sla_check_and_escalate")
+    return job_commands(job, catalog.SCHEMA)[0]
+
+
 def backlog(ctx: Context) -> Outcome:
     """A 20,000-escalation backlog (the monitor was down for a while: its clock jumps ahead
     until that many rows are due) swept while the assign+complete mix runs; the mix's p99
@@ -426,6 +436,7 @@ def backlog(ctx: Context) -> Outcome:
     ahead = _duration_text(sweep_at - loaded.now)
     ctx.log(f"  monitor clock jumps {ahead} ahead: {ctx.scale.backlog:,} assignments due")
 
+    monitor_command = _monitor_command(ctx)
     baseline = _mix_run(ctx, "backlog-baseline", ds)
     base_run = baseline.details.pop("run")
     sweep_result = {}
@@ -436,14 +447,19 @@ def backlog(ctx: Context) -> Outcome:
             try:
                 with ctx.connect() as conn:
                     conn.execute("SELECT set_config('rulesctl.now', %s, false)", (sweep_at.isoformat(),))
-                    total, calls = 0, 0
+                    before = conn.execute("SELECT count(*) FROM escalation_events").fetchone()[0]
+                    calls = 0
                     started = time.time()
+                    # What pg_cron runs: the sla-monitoring job's command (batched per rules/jobs.yaml),
+                    # again while rows are still due (a run stops at its time budget).
                     while True:
-                        written = conn.execute("SELECT sla_check_and_escalate()").fetchone()[0]
+                        conn.execute(monitor_command)
                         calls += 1
-                        total += written
-                        if written == 0 or calls >= 20:
+                        due = conn.execute("SELECT EXISTS (SELECT 1 FROM assignments WHERE next_check_at <= "
+                                           "engine_now())").fetchone()[0]
+                        if not due or calls >= 20:
                             break
+                    total = conn.execute("SELECT count(*) FROM escalation_events").fetchone()[0] - before
                     sweep_result.update(started=started, ended=time.time(), events=total, calls=calls)
             except psycopg.Error as exc:
                 sweep_result["error"] = str(exc)
@@ -473,7 +489,7 @@ def backlog(ctx: Context) -> Outcome:
         "mix_transactions_during": in_window.count,
         "sweep_outlasted_mix": sweep_result["ended"] > run.wall_ended,
     }
-    outcome.conditions = {**during.conditions, "sweep_calls": sweep_result["calls"],
+    outcome.conditions = {**during.conditions, "sweep_calls": sweep_result["calls"], "monitor_command": monitor_command,
                           "monitor_clock_ahead": ahead, "backlog_rows": ctx.scale.backlog,
                           "wip": f"personal WIP {wip} for everyone"}
     outcome.details = {"baseline": baseline.values, "with_sweep": during.values,

@@ -175,6 +175,7 @@ class Job:
     schedule: str
     function: str
     retention: str | None
+    batch: int | None                 # rows per transaction; the run repeats until a batch comes back short
     origin: Origin = field(compare=False)
 
 
@@ -320,6 +321,6 @@ def build_realtime(f: PolicyFile) -> RealtimePolicy:
 
 
 def build_jobs(f: PolicyFile) -> tuple[Job, ...]:
-    return tuple(Job(j["name"], j.get("description"), j["schedule"], j["function"], j.get("retention"),
+    return tuple(Job(j["name"], j.get("description"), j["schedule"], j["function"], j.get("retention"), j.get("batch"),
                      _origin(f, ("jobs", i)))
                  for i, j in enumerate(f.data["jobs"]))

@@ -20,6 +20,7 @@ import psycopg
 
 from . import __version__, catalog
 from .db import connect
+from .render import job_commands
 from .desired import cron_unavailable_reason, desired_state
 from .diff import diff
 from .errors import DatabaseError
@@ -182,7 +183,7 @@ def order_steps(steps: list[Step], objects: list[SqlObject], live: dict[str, Liv
 def _notes(policy: Policy, cron_problem: str | None, desired: dict) -> list[str]:
     if cron_problem:
         return [cron_problem] + [f"job {job.name} not scheduled (no pg_cron in this database); run it yourself: "
-                                 f"SELECT {catalog.SCHEMA}.{job.function}()" for job in policy.jobs]
+                                 f"{job_commands(job, catalog.SCHEMA)[0]}" for job in policy.jobs]
     notes = []
     for job in policy.jobs:
         definition = desired[f"cron_job:{job.name}"].definition

@@ -214,7 +214,8 @@ def _render_jobs(r: Renderer, policy: Policy, signature: dict[str, str]) -> None
                    "words": schedule_in_words(job.schedule), "fallback": fallback}
         r.add("cron_job", job.name, "jobs/job.sql.j2", context, file="jobs/pg_cron.sql", origin=job.origin,
               after=("extension:pg_cron", f"function:{s}.{signature[job.function]}",
-                     f"function:{s}.{signature['run_every_seconds']}"), in_schema=False)
+                     f"function:{s}.{signature['run_every_seconds']}",
+                     f"function:{s}.{signature['run_batches']}"), in_schema=False)
 
 
 def _render_security(r: Renderer, signature: dict[str, str]) -> None:
@@ -252,7 +253,7 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
     for function, qualified_signature in functions:
         callers = list(catalog.API_ROLES) if function in catalog.API_FUNCTIONS else []
         r.add("grant", f"{qualified_signature}.execute", "security/grant.sql.j2",
-              {"object_type": "PROCEDURE" if function == "run_every_seconds" else "FUNCTION",
+              {"object_type": "PROCEDURE" if function in catalog.PROCEDURES else "FUNCTION",
                "target": f"{ident(s)}.{qualified_signature}", "privileges": "EXECUTE", "roles": callers,
                "revoke_public": True},
               after=[f"function:{s}.{qualified_signature}", *roles], file="security/grants.sql")
@@ -260,11 +261,26 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
 
 def job_commands(job, schema: str) -> tuple[str, str | None]:
     """The SQL a job runs, and for an 'N seconds' schedule the per-minute fallback for pg_cron
-    before 1.5. One source for the rendered DO block and the plan's expected cron.job row."""
-    command = f"SELECT {ident(schema)}.{ident(job.function)}()"
+    before 1.5. One source for the rendered DO block and the plan's expected cron.job row.
+    A job with a `batch` runs its function on that many rows per transaction, committing
+    each, until a batch comes back short (run_batches): a backlog never holds its row locks
+    in one long transaction."""
+    call = f"SELECT {ident(schema)}.{ident(job.function)}({literal(job.batch) if job.batch else ''})"
     seconds = seconds_of(job.schedule)
-    fallback = f"CALL {ident(schema)}.run_every_seconds({literal(command)}, {seconds})" if seconds else None
+    if job.batch:
+        budget = seconds or BATCHED_RUN_SECONDS
+        command = f"CALL {ident(schema)}.run_batches({literal(call)}, {literal(job.batch)}, {literal(budget)})"
+    else:
+        command = call
+    fallback = None
+    if seconds:
+        batch = f", {literal(job.batch)}" if job.batch else ""
+        fallback = f"CALL {ident(schema)}.run_every_seconds({literal(call)}, {seconds}{batch})"
     return command, fallback
+
+
+# How long a batched run of a cron-scheduled (not every-N-seconds) job may keep going.
+BATCHED_RUN_SECONDS = 55
 
 
 def seconds_of(schedule: str) -> int | None:

@@ -207,6 +207,33 @@ def test_sweep_is_idempotent(conn):
                      [first])
 
 
+def test_the_monitor_job_works_through_a_backlog_in_committed_batches(conn):
+    """The sla-monitoring job's command (rules/jobs.yaml batch) sweeps batch after batch, each
+    its own transaction, until one comes back short: every due level once, and no transaction
+    held more than a batch of assignments."""
+    from engine.model import Job
+    from engine.render import job_commands
+
+    service_desk(conn, supervisor_on_leave=False)
+    staff(conn, DESK_A, "unit-it-support", wip_limit=60)         # urgent tickets weigh 2
+    at(conn, T0)
+    results = [assign(conn, f"tk-backlog-{n}") for n in range(25)]
+    assert [r["status"] for r in results] == ["assigned"] * 25, results[-1]
+    ids = [r["assignment_id"] for r in results]
+    at(conn, T0 + timedelta(minutes=95))                   # two levels due on each: 50 events
+    job = Job("sla-monitoring", None, "30 seconds", "sla_check_and_escalate", None, 8, None)
+    command, _ = job_commands(job, "public")
+    assert command == "CALL public.run_batches('SELECT public.sla_check_and_escalate(8)', 8, 30)"
+    conn.execute(command)
+    per_assignment = conn.execute("SELECT assignment_id::text, count(*) FROM escalation_events GROUP BY 1").fetchall()
+    assert sorted(per_assignment) == sorted((aid, 2) for aid in ids)
+    transactions = conn.execute("SELECT xmin::text, count(DISTINCT assignment_id) FROM escalation_events"
+                                " GROUP BY 1").fetchall()
+    assert len(transactions) >= 4                          # 25 assignments, at most 8 per transaction
+    assert max(n for _, n in transactions) <= 8
+    assert sweep(conn) == 0                                # nothing left for the next run
+
+
 def test_levels_fire_as_time_passes(conn, listener):
     service_desk(conn, supervisor_on_leave=False)
     at(conn, T0)

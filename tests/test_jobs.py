@@ -20,7 +20,8 @@ from psycopg.types.json import Jsonb
 
 JOBS = {
     # name: (schedule on pg_cron < 1.5, command, schedule in words in generated/)
-    "sla-monitoring": ("* * * * *", "CALL public.run_every_seconds('SELECT public.sla_check_and_escalate()', 30)",
+    "sla-monitoring": ("* * * * *",
+                       "CALL public.run_every_seconds('SELECT public.sla_check_and_escalate(1000)', 30, 1000)",
                        "every 30 seconds"),
     "capacity-snapshot": ("0 0 * * *", "SELECT public.capture_capacity_snapshot()", "at 00:00 (UTC)"),
     "queue-fallback-processor": ("* * * * *", "SELECT public.process_stale_queue_items()", "every minute (UTC)"),
@@ -79,7 +80,8 @@ def test_the_four_jobs_are_scheduled_by_name(cron_database_url, shipped_objects)
         for name, (schedule, command, _) in JOBS.items():
             got_schedule, got_command, active, database = jobs[name]
             if name == "sla-monitoring" and version >= (1, 5):
-                assert (got_schedule, got_command) == ("30 seconds", "SELECT public.sla_check_and_escalate()")
+                assert (got_schedule, got_command) == (
+                    "30 seconds", "CALL public.run_batches('SELECT public.sla_check_and_escalate(1000)', 1000, 30)")
             else:
                 assert (got_schedule, got_command) == (schedule, command), name
             assert active is True
@@ -200,7 +202,7 @@ def test_without_pg_cron_the_install_names_the_unscheduled_jobs(database_url, sh
     for job, function in FUNCTIONS.items():
         said = [n for n in result.notes if f"job {job} not scheduled" in n]
         assert len(said) == 1, (job, result.notes)
-        assert f"SELECT public.{function}()" in said[0]        # how to run it instead
+        assert f"SELECT public.{function}(" in said[0]         # how to run it instead
 
 
 def test_without_pg_cron_health_is_degraded_with_the_reason(engine_url):

@@ -2,7 +2,7 @@
 -- sources: rules/jobs.yaml
 -- templates: functions/runtime/engine_health.sql.j2
 
--- function public.engine_health()  (rules/jobs.yaml:9)
+-- function public.engine_health()  (rules/jobs.yaml:12)
 -- Health, told truthfully: the database answers; the jobs of rules/jobs.yaml are scheduled,
 -- active and their last run succeeded; the realtime publication carries the runtime tables;
 -- queue depth and oldest queued item; escalations in the last 24 h. status is 'degraded'

@@ -2,11 +2,13 @@
 -- sources: the engine catalog (engine/catalog.py)
 -- templates: functions/runtime/run_every_seconds.sql.j2
 
--- function public.run_every_seconds(text, integer)
+-- function public.run_every_seconds(text, integer, integer)
 -- For pg_cron older than 1.5, which cannot schedule in seconds: a per-minute job calls this
 -- procedure, which runs the command every p_seconds within the minute, committing each run
--- so its work is visible at once.
-CREATE OR REPLACE PROCEDURE public.run_every_seconds(p_command text, p_seconds integer)
+-- so its work is visible at once. With p_batch, each run is run_batches (batch after batch
+-- until one comes back short).
+CREATE OR REPLACE PROCEDURE public.run_every_seconds(p_command text, p_seconds integer,
+                                                           p_batch integer DEFAULT NULL)
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
@@ -14,8 +16,12 @@ DECLARE
   v_runs integer := greatest(60 / greatest(p_seconds, 1), 1);
 BEGIN
   FOR i IN 1 .. v_runs LOOP
-    EXECUTE p_command;
-    COMMIT;
+    IF p_batch IS NULL THEN
+      EXECUTE p_command;
+      COMMIT;
+    ELSE
+      CALL public.run_batches(p_command, p_batch, p_seconds);
+    END IF;
     EXIT WHEN i = v_runs;
     PERFORM pg_sleep(greatest(0, extract(epoch FROM v_started + make_interval(secs => i * p_seconds) - clock_timestamp())));
   END LOOP;

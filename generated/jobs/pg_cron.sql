@@ -23,8 +23,8 @@ BEGIN
 END
 $do$;
 
--- cron_job sla-monitoring  (rules/jobs.yaml:9)
--- sla-monitoring: every 30 seconds (rules/jobs.yaml:9)
+-- cron_job sla-monitoring  (rules/jobs.yaml:12)
+-- sla-monitoring: every 30 seconds (rules/jobs.yaml:12)
 -- Find assignments that crossed an escalation level and escalate them.
 DO $do$
 DECLARE
@@ -32,25 +32,25 @@ DECLARE
 BEGIN
   IF to_regnamespace('cron') IS NULL THEN
     RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database); run it yourself: %',
-      'sla-monitoring', 'SELECT public.sla_check_and_escalate()';
+      'sla-monitoring', 'CALL public.run_batches(''SELECT public.sla_check_and_escalate(1000)'', 1000, 30)';
     RETURN;
   END IF;
   v_version := (SELECT string_to_array(substring(extversion FROM '^[0-9]+(?:\.[0-9]+)*'), '.')::integer[]
                 FROM pg_extension WHERE extname = 'pg_cron');
   IF v_version >= ARRAY[1, 5] THEN
-    PERFORM cron.schedule('sla-monitoring', '30 seconds', 'SELECT public.sla_check_and_escalate()');
+    PERFORM cron.schedule('sla-monitoring', '30 seconds', 'CALL public.run_batches(''SELECT public.sla_check_and_escalate(1000)'', 1000, 30)');
   ELSE
     -- pg_cron before 1.5 cannot schedule in seconds: a per-minute job repeats the command
     -- every 30 s within the minute, committing each run.
-    PERFORM cron.schedule('sla-monitoring', '* * * * *', 'CALL public.run_every_seconds(''SELECT public.sla_check_and_escalate()'', 30)');
+    PERFORM cron.schedule('sla-monitoring', '* * * * *', 'CALL public.run_every_seconds(''SELECT public.sla_check_and_escalate(1000)'', 30, 1000)');
     RAISE NOTICE 'rulesctl: job % runs every minute, calling % every % s within it (pg_cron % cannot schedule in seconds)',
-      'sla-monitoring', 'SELECT public.sla_check_and_escalate()', 30, array_to_string(v_version, '.');
+      'sla-monitoring', 'CALL public.run_batches(''SELECT public.sla_check_and_escalate(1000)'', 1000, 30)', 30, array_to_string(v_version, '.');
   END IF;
 END
 $do$;
 
--- cron_job capacity-snapshot  (rules/jobs.yaml:14)
--- capacity-snapshot: at 00:00 (UTC) (rules/jobs.yaml:14)
+-- cron_job capacity-snapshot  (rules/jobs.yaml:18)
+-- capacity-snapshot: at 00:00 (UTC) (rules/jobs.yaml:18)
 -- Record each unit's staff, capacity, load and queue depth for the day.
 DO $do$
 DECLARE
@@ -65,8 +65,8 @@ BEGIN
 END
 $do$;
 
--- cron_job queue-fallback-processor  (rules/jobs.yaml:19)
--- queue-fallback-processor: every minute (UTC) (rules/jobs.yaml:19)
+-- cron_job queue-fallback-processor  (rules/jobs.yaml:23)
+-- queue-fallback-processor: every minute (UTC) (rules/jobs.yaml:23)
 -- Assign queued items whose wake-up was missed.
 DO $do$
 DECLARE
@@ -81,8 +81,8 @@ BEGIN
 END
 $do$;
 
--- cron_job escalation-cleanup  (rules/jobs.yaml:24)
--- escalation-cleanup: at 02:00 (UTC) (rules/jobs.yaml:24)
+-- cron_job escalation-cleanup  (rules/jobs.yaml:28)
+-- escalation-cleanup: at 02:00 (UTC) (rules/jobs.yaml:28)
 -- Delete resolved escalation events past their retention.
 DO $do$
 DECLARE

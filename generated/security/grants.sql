@@ -255,8 +255,11 @@ REVOKE ALL ON FUNCTION public.capture_capacity_snapshot() FROM PUBLIC;
 -- grant public.notify_assignment_change().execute
 REVOKE ALL ON FUNCTION public.notify_assignment_change() FROM PUBLIC;
 
--- grant public.run_every_seconds(text, integer).execute
-REVOKE ALL ON PROCEDURE public.run_every_seconds(text, integer) FROM PUBLIC;
+-- grant public.run_batches(text, integer, integer).execute
+REVOKE ALL ON PROCEDURE public.run_batches(text, integer, integer) FROM PUBLIC;
+
+-- grant public.run_every_seconds(text, integer, integer).execute
+REVOKE ALL ON PROCEDURE public.run_every_seconds(text, integer, integer) FROM PUBLIC;
 
 -- grant public.engine_health().execute
 REVOKE ALL ON FUNCTION public.engine_health() FROM PUBLIC;

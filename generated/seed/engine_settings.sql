@@ -6,6 +6,6 @@
 INSERT INTO public.engine_settings (key, value)
 VALUES ('queue.aging', '{"max_priority": "high", "raise_every_minutes": 240}'::jsonb);
 
--- seed public.engine_settings/escalation_events.retention  (rules/jobs.yaml:24)
+-- seed public.engine_settings/escalation_events.retention  (rules/jobs.yaml:28)
 INSERT INTO public.engine_settings (key, value)
 VALUES ('escalation_events.retention', '{"interval": "90 days"}'::jsonb);
