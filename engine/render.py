@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 import traceback
 from pathlib import Path
 
 import jinja2
 
 from . import catalog
+from .cache import cache_dir
 from .errors import RenderError
 from .model import Origin, Policy
 from .objects import SqlObject
@@ -32,15 +32,9 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    """Compiled templates kept between runs (Jinja checks each against its source), under
-    $XDG_CACHE_HOME/rulesctl; none when that cannot be written."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    directory = base / "rulesctl" / f"jinja-{jinja2.__version__}"
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return jinja2.FileSystemBytecodeCache(str(directory)) if os.access(directory, os.W_OK) else None
+    """Compiled templates kept between runs (Jinja checks each against its source)."""
+    directory = cache_dir(f"jinja-{jinja2.__version__}")
+    return jinja2.FileSystemBytecodeCache(str(directory)) if directory else None
 
 
 @functools.lru_cache(maxsize=8)
