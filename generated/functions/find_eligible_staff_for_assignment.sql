@@ -21,6 +21,7 @@ RETURNS TABLE (staff_id uuid, unit_id text, current_load integer, wip_limit inte
 LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan    -- the generic plan is the right one (see the eligibility macro)
 AS $fn$
 BEGIN
   IF p_strategy = 'round_robin' THEN
@@ -30,11 +31,11 @@ BEGIN
     CROSS JOIN LATERAL (
       SELECT s.id AS staff_id, s.unit_id, s.current_assignment_count AS current_load,
              coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit, s.last_assigned_at
-      FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-      WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
-        AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-        AND s.skills @> p_required_skills
-        AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+    WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
+      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+      AND arraycontains(s.skills, p_required_skills)
+      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
       ORDER BY s.last_assigned_at NULLS FIRST, s.id
       LIMIT p_limit) c
     ORDER BY c.last_assigned_at NULLS FIRST, c.staff_id
@@ -46,11 +47,11 @@ BEGIN
     CROSS JOIN LATERAL (
       SELECT s.id AS staff_id, s.unit_id, s.current_assignment_count AS current_load,
              coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit, s.last_assigned_at
-      FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-      WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
-        AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-        AND s.skills @> p_required_skills
-        AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
+    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+    WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
+      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+      AND arraycontains(s.skills, p_required_skills)
+      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
       ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id
       LIMIT p_limit) c
     ORDER BY c.current_load, c.last_assigned_at NULLS FIRST, c.staff_id

@@ -17,22 +17,37 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
   v_staff_id uuid;
+  v_candidates uuid[];
+  v_candidate uuid;
 BEGIN
   IF p_wait THEN
     v_staff_id := pick_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, false);
     IF v_staff_id IS NOT NULL THEN
       RETURN v_staff_id;
     END IF;
-    SELECT s.id INTO v_staff_id
+    -- Who is eligible as of this snapshot (from the pick indexes: only people with room), then
+    -- each in id order, waiting for a held row and re-checking it once it is ours. (One
+    -- "ORDER BY id LIMIT 1 FOR UPDATE" would walk the primary key over every staff member
+    -- whenever nobody qualifies -- the queueing case.)
+    SELECT array_agg(s.id ORDER BY s.id) INTO v_candidates
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
+      AND arraycontains(s.skills, p_required_skills)
+      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank));
+    FOREACH v_candidate IN ARRAY coalesce(v_candidates, '{}'::uuid[]) LOOP
+      SELECT s.id INTO v_staff_id
+    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+    WHERE s.id = v_candidate AND s.availability_status = 'available' AND s.has_room
+      AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
+      AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
-    ORDER BY s.id
-    LIMIT 1
-    FOR NO KEY UPDATE OF s;
-    RETURN v_staff_id;
+      FOR NO KEY UPDATE OF s;
+      IF v_staff_id IS NOT NULL THEN
+        RETURN v_staff_id;
+      END IF;
+    END LOOP;
+    RETURN NULL;
   END IF;
   SELECT p.staff_id INTO v_staff_id
   FROM pick_staff_with_ranking(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy) p;

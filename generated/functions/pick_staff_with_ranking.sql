@@ -14,6 +14,7 @@ CREATE OR REPLACE FUNCTION public.pick_staff_with_ranking(
   OUT staff_id uuid, OUT ranking jsonb)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan    -- the generic plan is the right one (see the eligibility macro)
 AS $fn$
 DECLARE
   v_batch jsonb;
@@ -34,7 +35,7 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
+      AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
                                   AND s.id <> ALL (v_passed)
                                 ORDER BY s.last_assigned_at NULLS FIRST, s.id LIMIT 3) c
@@ -52,7 +53,7 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
+      AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
                                   AND s.id <> ALL (v_passed)
                                 ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id LIMIT 3) c
@@ -67,7 +68,7 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.id = v_candidate AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
+      AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
       FOR NO KEY UPDATE OF s SKIP LOCKED;
       IF staff_id IS NOT NULL THEN
@@ -82,7 +83,7 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
+      AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
     ORDER BY s.last_assigned_at NULLS FIRST, s.id
     LIMIT 1
@@ -92,7 +93,7 @@ BEGIN
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND s.skills @> p_required_skills
+      AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
     ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id
     LIMIT 1
