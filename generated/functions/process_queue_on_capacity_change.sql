@@ -13,6 +13,7 @@ CREATE OR REPLACE FUNCTION public.process_queue_on_capacity_change(p_staff_id uu
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan    -- its generic plan probes each queue head in order
 AS $fn$
 DECLARE
   v_unit_id text;
@@ -43,18 +44,32 @@ BEGIN
     -- eligible item of each (target, priority): a few index probes, not a sort of the queue.
     v_item := NULL;
     FOR v_round IN 1 .. 3 LOOP
+      -- (The ancestors' queues are probed through their whole-subtree items only, which have
+      -- an index of their own: the rest of an ancestor's queue is not this person's to take.)
       SELECT h.id INTO v_candidate
-      FROM unnest(v_targets) AS t(unit_id)
-      CROSS JOIN unnest(enum_range(NULL::priority_level)) AS p(priority)
-      CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at
+      FROM (SELECT own.* FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
+            CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at
       FROM assignment_queue q
-      WHERE q.target_unit_id = t.unit_id AND q.priority = p.priority
+      WHERE q.target_unit_id = v_unit_id AND q.priority = p.priority
         AND (q.target_unit_id = v_unit_id OR q.include_subtree)
         AND q.capacity_weight <= v_free
-        AND v_skills @> q.required_skills
+        AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
         AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
-                            AND q.id <> ALL (v_passed)
-                          ORDER BY q.created_at, q.id LIMIT 1) h
+                                  AND q.id <> ALL (v_passed)
+                                ORDER BY q.created_at, q.id LIMIT 1) own
+            UNION ALL
+            SELECT above.* FROM unnest(v_targets) AS t(unit_id)
+            CROSS JOIN unnest(enum_range(NULL::priority_level)) AS p(priority)
+            CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at
+      FROM assignment_queue q
+      WHERE q.target_unit_id = t.unit_id AND q.priority = p.priority AND q.include_subtree
+        AND (q.target_unit_id = v_unit_id OR q.include_subtree)
+        AND q.capacity_weight <= v_free
+        AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
+        AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
+                                  AND q.id <> ALL (v_passed)
+                                ORDER BY q.created_at, q.id LIMIT 1) above
+            WHERE t.unit_id <> v_unit_id) h
       ORDER BY queue_effective_rank(h.priority, h.created_at, v_now) DESC, h.created_at, h.id
       LIMIT 1;
       EXIT WHEN v_candidate IS NULL;
@@ -69,7 +84,7 @@ BEGIN
       WHERE q.target_unit_id = ANY (v_targets)
         AND (q.target_unit_id = v_unit_id OR q.include_subtree)
         AND q.capacity_weight <= v_free
-        AND v_skills @> q.required_skills
+        AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
         AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
       ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.id
       LIMIT 1

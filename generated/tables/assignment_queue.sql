@@ -29,6 +29,10 @@ CREATE TABLE public.assignment_queue (
 -- the head of each (unit, priority) queue: aging keeps a priority's items in arrival order
 CREATE INDEX idx_assignment_queue_target_priority ON public.assignment_queue (target_unit_id, priority DESC, created_at, id);
 
+-- index public.idx_assignment_queue_subtree_head
+-- the whole-subtree items of an ancestor's queue, which staff of every unit below may take
+CREATE INDEX idx_assignment_queue_subtree_head ON public.assignment_queue (target_unit_id, priority DESC, created_at, id) WHERE include_subtree;
+
 -- trigger public.trg_assignment_queue_updated_at
 CREATE TRIGGER trg_assignment_queue_updated_at
   BEFORE UPDATE ON public.assignment_queue
