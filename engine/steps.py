@@ -111,6 +111,8 @@ class StepBuilder:
             object_type = "FUNCTION" if privilege == "execute" else "TABLE"
             sql = self._sql("revoke.sql.j2", privilege=privilege.upper(), object_type=object_type,
                             target=self._grant_target(target, object_type), roles=live)
+            if not live:                              # granted to nobody: the record goes, no one loses a right
+                return Step("revoke", change.key, sql, f"forget {privilege} on {target}: nobody holds it", ())
             return Step("revoke", change.key, sql, f"revoke {privilege} on {target} from {', '.join(live)}",
                         (Hazard.AUTHORIZATION,))
         context = {"kind": kind, "name": short}

@@ -326,6 +326,25 @@ def test_unowned_objects_are_reported_and_never_dropped(base_url, policies):
     assert rows(base_url, "SELECT to_regclass('public.hand_sla_calendar') IS NOT NULL") == [(True,)]
 
 
+def test_an_engine_function_an_older_version_left_behind_is_dropped_with_its_grant_record(base_url, policies):
+    """An upgrade whose engine no longer has a function (here: one granted to nobody, as every
+    internal function is) drops it; its grant record goes too, with no REVOKE of nobody."""
+    execute(base_url, "CREATE FUNCTION public.old_engine_helper() RETURNS integer LANGUAGE sql AS 'SELECT 1'")
+    execute(base_url, "REVOKE EXECUTE ON FUNCTION public.old_engine_helper() FROM PUBLIC")
+    for key in ("function:public.old_engine_helper()", "grant:public.old_engine_helper().execute"):
+        execute(base_url, "INSERT INTO rulesctl.managed_objects (key, definition_hash) VALUES (%s, 'older')", key)
+
+    policy, objects = policies.build("base")
+    plan = build_plan(base_url, policy, objects, DEFAULT_TEMPLATES)
+    by_key = {step.key: step for step in plan.steps}
+    assert set(by_key) == {"function:public.old_engine_helper()", "grant:public.old_engine_helper().execute"}
+    forget = by_key["grant:public.old_engine_helper().execute"]
+    assert forget.hazards == () and "nobody holds it" in forget.reason and "REVOKE" not in forget.sql
+    assert apply(base_url, objects, policy).outcome == "applied"
+    assert rows(base_url, "SELECT to_regprocedure('public.old_engine_helper()') IS NULL") == [(True,)]
+    assert build_plan(base_url, policy, objects, DEFAULT_TEMPLATES).steps == []
+
+
 # ------------------------------------------------------------------------------------------ the CLI
 
 def test_plan_exit_codes(base_url, policies):
