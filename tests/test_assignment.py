@@ -457,7 +457,7 @@ def test_queue_aging_serves_long_waiting_low_item_before_newer_normal_and_high(c
     assert_capacity_invariant(conn)
 
 
-def test_has_room_follows_load_own_limit_and_the_units_default(conn):
+def test_has_room_follows_load_own_limit_and_the_units_default(conn, engine_url, shipped_objects):
     """The pick indexes hold only people with room (has_room), so has_room must follow every
     write: load, a personal limit, and a unit default changed by a policy apply."""
     def room(staff_id):
@@ -482,6 +482,14 @@ def test_has_room_follows_load_own_limit_and_the_units_default(conn):
     assert (room(TR_A), room(TR_B)) == (False, False)
     assert assign(conn, "tr-7", "translation_request")["status"] == "queued"
     assert_capacity_invariant(conn)
+
+    # An upgrade adds the column as true for everyone; installing the trigger puts it right.
+    from engine.apply import apply
+    conn.execute("DROP TRIGGER staff_room_trigger ON staff_profiles")
+    conn.execute("UPDATE staff_profiles SET has_room = true")
+    policy, objects = shipped_objects
+    assert apply(engine_url, objects, policy).outcome == "applied"
+    assert (room(TR_A), room(TR_B)) == (False, False)
 
 
 def test_queue_head_and_dequeues_follow_the_views_aged_order(conn):

@@ -58,7 +58,12 @@ CREATE TRIGGER trg_staff_profiles_updated_at
   FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
 -- trigger public.staff_room_trigger
--- Keeps staff_profiles.has_room right on every write that can change it.
+-- Keeps staff_profiles.has_room right on every write that can change it; the UPDATE makes it
+-- right for rows written before the trigger existed (an upgrade adds the column as true).
 CREATE TRIGGER staff_room_trigger
   BEFORE INSERT OR UPDATE OF current_assignment_count, wip_limit, unit_id ON public.staff_profiles
   FOR EACH ROW EXECUTE FUNCTION public.staff_room();
+UPDATE public.staff_profiles s
+SET has_room = s.current_assignment_count < coalesce(s.wip_limit, u.default_wip_limit)
+FROM public.organizational_units u
+WHERE u.id = s.unit_id AND s.has_room IS DISTINCT FROM (s.current_assignment_count < coalesce(s.wip_limit, u.default_wip_limit));
