@@ -242,10 +242,10 @@ RLS_POLICIES = (
 )
 RLS_TABLES = tuple(dict.fromkeys(policy.table for policy in RLS_POLICIES))
 
-# Functions callers may execute (everything else is revoked from PUBLIC where rulesctl grants).
 # Of the functions above, the procedures (they commit as they go, so pg_cron CALLs them).
 PROCEDURES = ("run_batches", "run_every_seconds")
 
+# Functions callers may execute (everything else is revoked from PUBLIC where rulesctl grants).
 API_FUNCTIONS = ("auto_assign", "complete_assignment", "manual_override", "set_staff_availability",
                  "upsert_staff_profile", "capacity_check", "my_assignments", "queue_position", "queue_head",
                  "find_eligible_staff_for_assignment", "current_user_id", "caller_visible_units", "engine_now",

@@ -20,7 +20,6 @@ import psycopg
 
 from . import __version__, catalog
 from .db import connect
-from .render import job_commands
 from .desired import cron_unavailable_reason, desired_state
 from .diff import diff
 from .errors import DatabaseError
@@ -29,6 +28,7 @@ from .introspect import LiveObject, introspect, scratch_schema_name
 from .model import Policy
 from .objects import SqlObject
 from .order import topological
+from .render import job_commands
 from .steps import Step, StepBuilder
 
 DROP_ORDER = ("cron_job", "seed", "publication_table", "grant", "policy", "rls", "trigger", "view", "index", "table",
