@@ -51,7 +51,6 @@ BEGIN
             CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at
       FROM assignment_queue q
       WHERE q.target_unit_id = v_unit_id AND q.priority = p.priority
-        AND (q.target_unit_id = v_unit_id OR q.include_subtree)
         AND q.capacity_weight <= v_free
         AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
         AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
@@ -63,7 +62,6 @@ BEGIN
             CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at
       FROM assignment_queue q
       WHERE q.target_unit_id = t.unit_id AND q.priority = p.priority AND q.include_subtree
-        AND (q.target_unit_id = v_unit_id OR q.include_subtree)
         AND q.capacity_weight <= v_free
         AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
         AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
@@ -81,8 +79,7 @@ BEGIN
       -- Many heads held at once: one sorted scan of what this person can take, skipping held rows.
       SELECT q.* INTO v_item
       FROM assignment_queue q
-      WHERE q.target_unit_id = ANY (v_targets)
-        AND (q.target_unit_id = v_unit_id OR q.include_subtree)
+      WHERE q.target_unit_id = ANY (v_targets) AND (q.target_unit_id = v_unit_id OR q.include_subtree)
         AND q.capacity_weight <= v_free
         AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
         AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
