@@ -158,3 +158,32 @@ def test_lost_wake_up_race(engine_url):
             b = completer.execute("SELECT id FROM assignments WHERE work_item_id = %s AND status = 'assigned'",
                                   (f"B{round_number}",)).fetchone()[0]
             _call(completer, "complete_assignment", b)
+
+
+def test_completion_of_a_full_person_waits_for_an_arrival_deciding_to_queue(engine_url):
+    """The completion of someone without room takes the unit lock only when the queue shows
+    nothing for them. An arrival that is queueing in that unit right now (its row not yet
+    committed) holds the lock exclusively: the completion must not miss it -- it starts over
+    with the lock first, waits for the arrival's commit and then hands it the freed slot."""
+    person = str(uuid.UUID(int=0xAC))
+    with psycopg.connect(engine_url, autocommit=True) as conn:
+        _call(conn, "upsert_staff_profile", Jsonb({"id": person, "unit_id": "unit-hr", "full_name": "Only one",
+                                                   "wip_limit": 1}))
+        first = _call(conn, "auto_assign", Jsonb({"work_item_id": "held", "work_item_type": "ticket",
+                                                  "priority": "normal", "target_unit_id": "unit-hr"}))
+        assert first["status"] == "assigned"
+    with psycopg.connect(engine_url) as arrival, psycopg.connect(engine_url, autocommit=True) as completer:
+        queued = _call(arrival, "auto_assign", Jsonb({"work_item_id": "arriving", "work_item_type": "ticket",
+                                                      "priority": "normal", "target_unit_id": "unit-hr"}))
+        assert queued["status"] == "queued"          # uncommitted: the unit lock is still held
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (_call(completer, "complete_assignment", first["assignment_id"]),
+                                                  done.set()))
+        thread.start()
+        assert not done.wait(0.5)                    # waiting for the arrival, not finished without it
+        arrival.commit()
+        thread.join(10)
+        assert done.is_set()
+        row = completer.execute("SELECT assignee_id::text, decision ->> 'source' FROM assignments "
+                                "WHERE work_item_id = 'arriving' AND status = 'assigned'").fetchone()
+    assert row == (person, "queue")

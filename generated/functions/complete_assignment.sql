@@ -5,6 +5,16 @@
 -- function public.complete_assignment(uuid)
 -- Complete an active assignment. The freed capacity goes at once to the best queued item
 -- the person can take (assignment_completion_trigger).
+--
+-- The unit lock (shared: this frees capacity) is what stops an arriving item from being
+-- queued unseen while the freed slot stays idle (lock_units); its usual place is before any
+-- row lock. But when the assignee has no room, no arrival's pick waits for their row (a pick
+-- waits only for rows it sees eligible), so the first attempt locks the rows and leaves the
+-- unit lock to process_queue_on_capacity_change, which needs it only when it finds nothing
+-- left to dequeue -- and then only tries it. When an exclusive holder (an arrival queueing,
+-- a leave policy that may wait for this row) or a held row is in the way, the attempt is
+-- rolled back and redone with the unit lock first. So a saturated unit's completions do not queue behind
+-- its arrivals.
 CREATE OR REPLACE FUNCTION public.complete_assignment(p_assignment_id uuid)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -17,35 +27,63 @@ DECLARE
   v_status assignment_status;
   v_assignee uuid;
   v_completed_at timestamptz;
+  v_open boolean;
+  v_defer boolean;
+  v_lock_first boolean := false;
 BEGIN
   IF p_assignment_id IS NULL THEN
     PERFORM api_invalid('assignment_id', 'is required');
   END IF;
-  -- Take the assignee's unit lock (shared: it frees capacity) before the assignment row;
-  -- a concurrent override may move it meanwhile, so check and follow.
   LOOP
-    SELECT s.unit_id INTO v_unit_id FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
-    WHERE a.id = p_assignment_id;
-    IF NOT FOUND THEN
-      PERFORM api_invalid('assignment_id', format('unknown assignment %s', p_assignment_id));
-    END IF;
-    PERFORM lock_units(ARRAY[v_unit_id], true);
-    SELECT a.status, a.assignee_id, s.unit_id INTO v_status, v_assignee, v_locked_unit
-    FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
-    WHERE a.id = p_assignment_id
-    FOR NO KEY UPDATE OF a;
-    EXIT WHEN v_locked_unit = v_unit_id;
+    BEGIN
+      SELECT s.unit_id, s.availability_status = 'available' AND s.has_room INTO v_unit_id, v_open
+      FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
+      WHERE a.id = p_assignment_id;
+      IF NOT FOUND THEN
+        PERFORM api_invalid('assignment_id', format('unknown assignment %s', p_assignment_id));
+      END IF;
+      v_defer := NOT v_open AND NOT v_lock_first;
+      IF NOT v_defer THEN
+        PERFORM lock_units(ARRAY[v_unit_id], true);
+      END IF;
+      IF v_defer THEN
+        -- without the unit lock, never wait for a row here: a leave policy holding the lock
+        -- exclusively locks the person first, then their assignments
+        SELECT a.status, a.assignee_id, s.unit_id, s.availability_status = 'available' AND s.has_room
+        INTO v_status, v_assignee, v_locked_unit, v_open
+        FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
+        WHERE a.id = p_assignment_id
+        FOR NO KEY UPDATE OF a, s NOWAIT;
+      ELSE
+        SELECT a.status, a.assignee_id, s.unit_id INTO v_status, v_assignee, v_locked_unit
+        FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
+        WHERE a.id = p_assignment_id
+        FOR NO KEY UPDATE OF a;
+      END IF;
+      IF v_locked_unit IS DISTINCT FROM v_unit_id OR (v_defer AND v_open) THEN
+        -- moved by a concurrent override, or room freed meanwhile: let go of the rows, again
+        RAISE EXCEPTION 'assignment or assignee changed' USING ERRCODE = 'RLU01';
+      END IF;
+      IF NOT caller_may_act_for(v_assignee) THEN
+        RAISE EXCEPTION 'complete_assignment: only the assignee, their supervisors or a trusted service may complete it'
+          USING ERRCODE = '42501';
+      END IF;
+      IF v_status NOT IN ('assigned', 'in_progress', 'on_hold') THEN
+        PERFORM api_invalid('assignment_id', format('assignment %s is already %s', p_assignment_id, v_status));
+      END IF;
+      PERFORM set_config('rulesctl.unit_lock_deferred', CASE WHEN v_defer THEN v_assignee::text ELSE '' END, true);
+      UPDATE assignments SET status = 'completed', completed_at = engine_now(), next_check_at = NULL
+      WHERE id = p_assignment_id
+      RETURNING completed_at INTO v_completed_at;
+      PERFORM set_config('rulesctl.unit_lock_deferred', '', true);
+      EXIT;
+    EXCEPTION WHEN SQLSTATE 'RLU01' OR lock_not_available THEN
+      IF NOT v_defer AND SQLSTATE = '55P03' THEN
+        RAISE;                       -- the caller's lock_timeout
+      END IF;
+      v_lock_first := v_defer;       -- something was in the way: the unit lock first this time
+    END;
   END LOOP;
-  IF NOT caller_may_act_for(v_assignee) THEN
-    RAISE EXCEPTION 'complete_assignment: only the assignee, their supervisors or a trusted service may complete it'
-      USING ERRCODE = '42501';
-  END IF;
-  IF v_status NOT IN ('assigned', 'in_progress', 'on_hold') THEN
-    PERFORM api_invalid('assignment_id', format('assignment %s is already %s', p_assignment_id, v_status));
-  END IF;
-  UPDATE assignments SET status = 'completed', completed_at = engine_now(), next_check_at = NULL
-  WHERE id = p_assignment_id
-  RETURNING completed_at INTO v_completed_at;
   RETURN jsonb_build_object('assignment_id', p_assignment_id, 'status', 'completed', 'completed_at', v_completed_at,
                             'assignee_id', v_assignee);
 END

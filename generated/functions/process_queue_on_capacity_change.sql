@@ -25,12 +25,19 @@ DECLARE
   v_targets text[];
   v_candidate uuid;
   v_passed uuid[] := '{}'::uuid[];
+  v_unit_lock_deferred boolean;
 BEGIN
   SELECT s.unit_id INTO v_unit_id FROM staff_profiles s WHERE s.id = p_staff_id;
   IF NOT FOUND THEN
     RETURN 0;
   END IF;
-  PERFORM lock_units(ARRAY[v_unit_id], true);
+  -- The unit's shared lock (lock_units), unless complete_assignment left it for later (see
+  -- there): then it is needed only when nothing visible is left to dequeue, as an arrival may
+  -- be queueing right now, unseen; and it is only tried, as waiting for it here could deadlock.
+  v_unit_lock_deferred := current_setting('rulesctl.unit_lock_deferred', true) = p_staff_id::text;
+  IF NOT v_unit_lock_deferred THEN
+    PERFORM lock_units(ARRAY[v_unit_id], true);
+  END IF;
   -- queued work this person may take: their own unit's, and their ancestors' whole-subtree items
   v_targets := ARRAY(SELECT t.ancestor_id FROM organizational_unit_tree t WHERE t.unit_id = v_unit_id);
   LOOP
@@ -86,6 +93,15 @@ BEGIN
       ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.id
       LIMIT 1
       FOR UPDATE OF q SKIP LOCKED;
+    END IF;
+    IF v_item.id IS NULL AND v_unit_lock_deferred THEN
+      -- room left and nothing to take as of now: with the lock, look again
+      IF NOT pg_try_advisory_xact_lock_shared(7401, hashtext(v_unit_id)) THEN   -- lock_units' key
+        RAISE EXCEPTION 'unit lock held' USING ERRCODE = 'RLU01';    -- complete_assignment retries
+      END IF;
+      v_unit_lock_deferred := false;
+      v_passed := '{}'::uuid[];
+      CONTINUE;
     END IF;
     EXIT WHEN v_item.id IS NULL;
 

@@ -17,8 +17,11 @@ DECLARE
                      AND (OLD.assignee_id IS DISTINCT FROM NEW.assignee_id OR OLD.capacity_weight <> NEW.capacity_weight);
 BEGIN
   IF v_old_active AND (NOT v_new_active OR v_moved) THEN
-    -- freeing capacity: the unit's shared lock first (the API paths hold it already)
-    PERFORM lock_units(ARRAY(SELECT unit_id FROM staff_profiles WHERE id = OLD.assignee_id), true);
+    -- freeing capacity: the unit's shared lock first (the API paths hold it already, or
+    -- complete_assignment left it to the dequeue: see there)
+    IF current_setting('rulesctl.unit_lock_deferred', true) IS DISTINCT FROM OLD.assignee_id::text THEN
+      PERFORM lock_units(ARRAY(SELECT unit_id FROM staff_profiles WHERE id = OLD.assignee_id), true);
+    END IF;
     PERFORM update_staff_assignment_count(OLD.assignee_id, -OLD.capacity_weight);
   END IF;
   IF v_new_active AND (NOT v_old_active OR v_moved) THEN
