@@ -137,6 +137,8 @@ RUNTIME_FUNCTIONS = (
     Function("match_assignment_rule", "{schema}.work_item_type, {schema}.priority_level, text[]"),
     Function("unit_ids_for_target", "text, boolean"),
     Function("lock_units", "text[], boolean"),
+    Function("lock_units_to_queue", "text[]"),
+    Function("try_lock_unit_shared", "text"),
     Function("calculate_sla_deadline_fn", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone"),
     Function("staff_has_skills", "uuid, text[], integer"),
     Function("find_eligible_staff_for_assignment", "text[], text[], integer, integer, text, integer"),

@@ -12,6 +12,7 @@ the engine clock (rulesctl.now), never by sleeping.
 from __future__ import annotations
 
 import json
+import random
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
@@ -913,3 +914,35 @@ def test_leave_through_a_staff_profile_update_applies_the_leave_policy(conn):
     moved = active_assignment(conn, "t-urgent")
     assert moved["assignee_id"] == other and ts(moved["sla_deadline"]) == ts(urgent["sla_deadline"])
     assert_capacity_invariant(conn)
+
+
+def test_queue_places_match_the_served_order_under_aging(conn):
+    """queue_items_ahead counts index ranges per priority instead of ranking every row; for
+    any mix of priorities and waits (aging raises a level per 4 h, up to high) each item's
+    place equals its place in the served order, and so does an arrival's before it queues."""
+    rng = random.Random(7)
+    now = T0 + timedelta(days=2)
+    at(conn, now)
+    priorities = ("low", "normal", "high", "urgent")
+    rows = []
+    for index in range(300):
+        created = now - timedelta(minutes=rng.choice((0, 1, 239, 240, 241, 479, 480, 481, 719, 720, 721))
+                                  + rng.randrange(1, 3000))
+        if index % 7 == 0:
+            created = rows[-1][2] if rows else created          # ties on arrival time: the id decides
+        rows.append((f"aq-{index}", rng.choice(priorities), created))
+    with conn.transaction():
+        for work_item_id, priority, created in rows:
+            conn.execute("INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id, "
+                         "created_at, arrived_at) VALUES (%s, 'ticket', %s, 'unit-it-support', %s, %s)",
+                         (work_item_id, priority, created, created))
+    served = [row[0] for row in conn.execute(
+        "SELECT id FROM assignment_queue_ordered WHERE target_unit_id = 'unit-it-support' "
+        "ORDER BY effective_rank DESC, created_at, id")]
+    places = dict(conn.execute("SELECT id, queue_position(id) FROM assignment_queue").fetchall())
+    assert [places[queue_id] for queue_id in served] == list(range(1, len(served) + 1))
+    for priority in priorities:       # an arrival now: behind everything ranked at least as high
+        expected = scalar(conn, "SELECT count(*) FROM assignment_queue_ordered WHERE target_unit_id = 'unit-it-support' "
+                                "AND effective_rank >= priority_rank(%s)", priority)
+        assert scalar(conn, "SELECT queue_items_ahead('unit-it-support', %s, engine_now(), gen_random_uuid())",
+                      priority) == expected

@@ -132,7 +132,7 @@ BEGIN
     v_ahead := queue_items_ahead(v_item.target_unit_id, v_item.priority, v_item.created_at, v_item.id);
     -- Before concluding "nobody has room": hold the units exclusively (completions in flight
     -- finish first) and pick again, waiting for held rows; overflow units come next.
-    PERFORM lock_units(v_units || v_overflow_units);
+    PERFORM lock_units_to_queue(v_units || v_overflow_units);
     v_staff_id := pick_staff_for_assignment(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
                                             v_strategy, true);
   END IF;

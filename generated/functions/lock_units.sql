@@ -5,11 +5,13 @@
 -- function public.lock_units(text[], boolean)
 -- Capacity decisions per unit, without lost wake-ups. Freeing capacity in a unit (completion,
 -- availability, a raised WIP limit, staff changes) takes the unit's lock SHARED, before any
--- staff row; deciding that nobody has capacity and queueing an item takes it EXCLUSIVE, and
--- picks again while holding it. So an arriving item's queue row is committed before a
--- completion in its unit looks at the queue, or the completion's freed slot is committed
--- before the arrival picks again -- while arrivals that find someone free at once and
--- completions among themselves never wait for each other. Keys are taken in order: no deadlocks.
+-- staff row; deciding that nobody has capacity and queueing an item takes it exclusively
+-- (an arrival: lock_units_to_queue; the leave policy and the stale-queue pass: here, every
+-- stripe) and picks again while holding it. So an arriving item's queue row is committed
+-- before a completion in its unit looks at the queue, or the completion's freed slot is
+-- committed before the arrival picks again -- while arrivals that find someone free at once
+-- and completions among themselves never wait for each other. Keys are taken in order: no
+-- deadlocks.
 CREATE OR REPLACE FUNCTION public.lock_units(p_unit_ids text[], p_shared boolean DEFAULT false)
 RETURNS void
 LANGUAGE plpgsql
@@ -18,11 +20,13 @@ DECLARE
   v_key integer;
 BEGIN
   FOR v_key IN SELECT DISTINCT hashtext(u) FROM unnest(p_unit_ids) AS u WHERE u IS NOT NULL ORDER BY 1 LOOP
-    IF p_shared THEN
-      PERFORM pg_advisory_xact_lock_shared(7401, v_key);
-    ELSE
-      PERFORM pg_advisory_xact_lock(7401, v_key);
-    END IF;
+    FOR v_stripe IN 0 .. 3 LOOP
+      IF p_shared THEN
+        PERFORM pg_advisory_xact_lock_shared(7410 + v_stripe, v_key);
+      ELSE
+        PERFORM pg_advisory_xact_lock(7410 + v_stripe, v_key);
+      END IF;
+    END LOOP;
   END LOOP;
 END
 $fn$;

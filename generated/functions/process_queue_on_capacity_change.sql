@@ -96,7 +96,7 @@ BEGIN
     END IF;
     IF v_item.id IS NULL AND v_unit_lock_deferred THEN
       -- room left and nothing to take as of now: with the lock, look again
-      IF NOT pg_try_advisory_xact_lock_shared(7401, hashtext(v_unit_id)) THEN   -- lock_units' key
+      IF NOT try_lock_unit_shared(v_unit_id) THEN
         RAISE EXCEPTION 'unit lock held' USING ERRCODE = 'RLU01';    -- complete_assignment retries
       END IF;
       v_unit_lock_deferred := false;

@@ -6,6 +6,10 @@
 -- How many items waiting for p_target_unit_id are served before an item of p_priority that
 -- was queued at p_queued_at with id p_id (aged priority, then arrival, then id) -- whether
 -- or not that item is in the queue yet, so an arrival can learn its place before queueing.
+-- Aging (rules/assignment_rules.yaml:28) makes an item's rank a step function of its arrival time, so per
+-- priority the items ranked above p_rank are those queued before one cut-off time, and those
+-- ranked equal before another: a count over a range of the queue index for each priority,
+-- with no rank computed per row.
 CREATE OR REPLACE FUNCTION public.queue_items_ahead(
   p_target_unit_id text, p_priority public.priority_level, p_queued_at timestamptz, p_id uuid)
 RETURNS integer
@@ -18,11 +22,26 @@ DECLARE
   v_rank integer := queue_effective_rank(p_priority, p_queued_at, v_now);
   v_ahead integer;
 BEGIN
-  SELECT count(*) INTO v_ahead FROM assignment_queue o
-  WHERE o.target_unit_id = p_target_unit_id AND o.id <> p_id
-    AND (queue_effective_rank(o.priority, o.created_at, v_now) > v_rank
-         OR (queue_effective_rank(o.priority, o.created_at, v_now) = v_rank
-             AND (o.created_at, o.id) < (p_queued_at, p_id)));
+  SELECT coalesce(sum(n.items), 0) INTO v_ahead
+  FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
+  CROSS JOIN LATERAL (
+    -- queued at or before rank_above: ranked above v_rank; at or before rank_equal: not below
+    SELECT CASE WHEN priority_rank(p.priority) > v_rank THEN 'infinity'::timestamptz
+                WHEN 3 > v_rank
+                  THEN v_now - make_interval(secs => (v_rank - priority_rank(p.priority) + 1) * 14400)
+                ELSE '-infinity'::timestamptz END AS rank_above,
+           CASE WHEN priority_rank(p.priority) >= v_rank THEN 'infinity'::timestamptz
+                WHEN 3 >= v_rank
+                  THEN v_now - make_interval(secs => (v_rank - priority_rank(p.priority)) * 14400)
+                ELSE '-infinity'::timestamptz END AS rank_equal) cut
+  CROSS JOIN LATERAL (
+    SELECT count(*) AS items
+    FROM assignment_queue o
+    WHERE o.target_unit_id = p_target_unit_id AND o.priority = p.priority
+      AND o.created_at <= greatest(cut.rank_above, least(cut.rank_equal, p_queued_at))
+      AND o.id <> p_id
+      AND (o.created_at <= cut.rank_above
+           OR (o.created_at <= cut.rank_equal AND (o.created_at, o.id) < (p_queued_at, p_id)))) n;
   RETURN v_ahead;
 END
 $fn$;

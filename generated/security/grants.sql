@@ -111,6 +111,12 @@ REVOKE ALL ON FUNCTION public.unit_ids_for_target(text, boolean) FROM PUBLIC;
 -- grant public.lock_units(text[], boolean).execute
 REVOKE ALL ON FUNCTION public.lock_units(text[], boolean) FROM PUBLIC;
 
+-- grant public.lock_units_to_queue(text[]).execute
+REVOKE ALL ON FUNCTION public.lock_units_to_queue(text[]) FROM PUBLIC;
+
+-- grant public.try_lock_unit_shared(text).execute
+REVOKE ALL ON FUNCTION public.try_lock_unit_shared(text) FROM PUBLIC;
+
 -- grant public.calculate_sla_deadline_fn(public.work_item_type, public.priority_level, timestamp with time zone).execute
 REVOKE ALL ON FUNCTION public.calculate_sla_deadline_fn(public.work_item_type, public.priority_level, timestamp with time zone) FROM PUBLIC;
 
