@@ -94,6 +94,10 @@ INDEXES = (
           why="the SLA monitor reads only assignments whose next escalation level has fallen due"),
     Index("idx_assignment_queue_target_priority", "assignment_queue", "target_unit_id, priority DESC, created_at, id",
           why="the head of each (unit, priority) queue: aging keeps a priority's items in arrival order"),
+    Index("idx_assignment_queue_skill_head", "assignment_queue",
+          "target_unit_id, priority DESC, (coalesce(required_skills[1], '')), created_at, id",
+          why="the head of each (unit, priority, first required skill) queue: a person freeing capacity probes "
+              "only the items whose first skill they hold, never walking past work they cannot take"),
     Index("idx_assignment_queue_subtree_head", "assignment_queue", "target_unit_id, priority DESC, created_at, id",
           where="include_subtree",
           why="the whole-subtree items of an ancestor's queue, which staff of every unit below may take"),

@@ -530,6 +530,34 @@ def test_queue_head_and_dequeues_follow_the_views_aged_order(conn):
         conn.execute("SELECT * FROM queue_head('unit-translation', 0)")
 
 
+def test_freed_capacity_takes_the_best_item_it_has_every_skill_for(conn):
+    """The dequeue probes its own unit's queue per first required skill: whatever the skills
+    in front, a person freeing capacity takes exactly the best-ranked item whose every skill
+    they hold -- multi-skill items included, items needing one skill they lack never."""
+    at(conn, T0)
+    staff(conn, TR_A, "unit-translation", "Arabic and English", wip_limit=1, skills=["skill-arabic", "skill-english"])
+    busy = assign(conn, "tr-busy", "translation_request")
+    needs = [[], ["skill-arabic"], ["skill-english"], ["skill-french"], ["skill-arabic", "skill-french"],
+             ["skill-arabic", "skill-english"], ["skill-english", "skill-french"]]
+    priorities = ("low", "normal", "high", "urgent")
+    for n in range(42):
+        at(conn, T0 + timedelta(minutes=40 * n))
+        item = assign(conn, f"tr-s{n:02d}", "translation_request", priorities[(n * 5) % 4], required_skills=needs[n % 7])
+        assert item["status"] == "queued"
+    at(conn, T0 + timedelta(hours=30))
+    takeable = "required_skills <@ ARRAY['skill-arabic', 'skill-english']"
+    current = busy["assignment_id"]
+    for _ in range(15):
+        expected = scalar(conn, "SELECT o.work_item_id FROM assignment_queue_ordered o JOIN assignment_queue q USING (id) "
+                                f"WHERE o.target_unit_id = 'unit-translation' AND q.{takeable} ORDER BY o.position LIMIT 1")
+        complete(conn, current)
+        current, item = conn.execute("SELECT id, work_item_id FROM assignments WHERE assignee_id = %s AND status = 'assigned'",
+                                     [TR_A]).fetchone()
+        assert item == expected
+    assert scalar(conn, f"SELECT count(*) FROM assignment_queue WHERE {takeable}") == 42 * 4 // 7 - 15
+    assert scalar(conn, f"SELECT count(*) FROM assignment_queue WHERE NOT {takeable}") == 42 * 3 // 7
+
+
 # ---------------------------------------------------------------------------------------- auto_assign contract
 
 def test_auto_assign_is_idempotent_for_assigned_and_queued_items(conn):

@@ -14,6 +14,7 @@ CREATE OR REPLACE FUNCTION public.pick_staff_for_assignment(
 RETURNS uuid
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan    -- the generic plan is the right one (see the eligibility macro)
 AS $fn$
 DECLARE
   v_staff_id uuid;

@@ -14,6 +14,7 @@ RETURNS integer
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan    -- its generic plan probes each queue head in order
+SET enable_bitmapscan = off                 -- ...which a bitmap scan would read whole and sort
 AS $fn$
 DECLARE
   v_unit_id text;
@@ -49,15 +50,19 @@ BEGIN
 
     -- Aging keeps each priority's items in arrival order, so the best item is among the oldest
     -- eligible item of each (target, priority): a few index probes, not a sort of the queue.
+    -- In their own unit's queue the probes go per first required skill ('' for none): an item
+    -- this person can take needs only skills they hold, so its first one is among theirs --
+    -- and the long runs of items needing skills they lack are never walked.
     v_item := NULL;
     FOR v_round IN 1 .. 3 LOOP
       -- (The ancestors' queues are probed through their whole-subtree items only, which have
       -- an index of their own: the rest of an ancestor's queue is not this person's to take.)
       SELECT h.id INTO v_candidate
       FROM (SELECT own.* FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
+            CROSS JOIN unnest('{""}'::text[] || v_skills) AS k(skill)
             CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at
       FROM assignment_queue q
-      WHERE q.target_unit_id = v_unit_id AND q.priority = p.priority
+      WHERE q.target_unit_id = v_unit_id AND q.priority = p.priority AND coalesce(q.required_skills[1], '') = k.skill
         AND q.capacity_weight <= v_free
         AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
         AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
@@ -117,7 +122,8 @@ BEGIN
       'why', 'capacity freed for this person; best queued item they can take'));
     v_assigned := v_assigned + 1;
   END LOOP;
-  IF v_free > 0 AND EXISTS (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = ANY (v_targets)) THEN
+  IF v_free > 0 AND EXISTS (SELECT 1 FROM unnest(v_targets) AS t(unit_id)
+                            CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id LIMIT 1) w) THEN
     PERFORM pg_notify('queue_process_needed', jsonb_build_object(
       'event', 'capacity_freed', 'staff_id', p_staff_id, 'unit_id', v_unit_id, 'assigned', v_assigned)::text);
   END IF;
