@@ -35,7 +35,7 @@ REPORTED_SETTINGS = ("server_version", "shared_buffers", "synchronous_commit", "
 
 # Tables holding runtime data (staff are data, not policy); truncated between datasets.
 RUNTIME_TABLES = ("escalation_events", "assignment_audit", "assignment_queue", "assignments", "staff_skills",
-                  "capacity_snapshots", "staff_profiles")
+                  "capacity_snapshots", "staff_profiles", "engine_events")
 
 
 class BenchSetupError(Exception):

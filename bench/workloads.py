@@ -22,6 +22,7 @@ import psycopg
 
 from . import pgbench
 from .data import Dataset, Loader, counts, with_wip_for
+from .relay import OutboxRelay
 from .scale import LARGE, Scale
 
 DUE_PER_CALL = 10      # "few rows due" for the steady-state sweep
@@ -107,11 +108,14 @@ class Context:
         duration = duration or self.scale.duration
         weights = " + ".join(f"{s.name}@{s.weight}" for s in scripts)
         self.log(f"  pgbench {weights}: {clients} clients, {duration:g} s")
-        run = pgbench.run(self.url, scripts, clients=clients, duration=duration,
-                          workdir=self.workdir / name, on_start=on_start)
+        with OutboxRelay(self.url) as relay:        # as `rulesctl serve` would, all along
+            run = pgbench.run(self.url, scripts, clients=clients, duration=duration,
+                              workdir=self.workdir / name, on_start=on_start)
         lat = run.latency()
         self.log(f"  -> {run.rate():,.0f} tx/s, p50 {_ms(lat.p50)} p99 {_ms(lat.p99)}, "
-                 f"failed {run.failed}, aborted clients {run.aborted_clients}")
+                 f"failed {run.failed}, aborted clients {run.aborted_clients}; {relay.sent:,} notifications relayed")
+        if relay.error:
+            raise RuntimeError(f"the notification relay failed: {relay.error}")
         if run.exit_code != 0 or run.aborted_clients:
             self.log("  pgbench said:\n    " + run.stderr_tail.replace("\n", "\n    "))
         return run

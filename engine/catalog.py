@@ -33,6 +33,7 @@ class Table:
     # seed rows: FK column -> referenced table, so a seed row comes after the row it points at
     seed_refs: tuple[tuple[str, str], ...] = ()
     seeded: bool = False                 # its rows are policy (rendered from rules/, diffed by key)
+    readable: bool = True                # the API roles may SELECT it (through row level security)
 
 
 TABLES = (
@@ -64,6 +65,7 @@ TABLES = (
     Table("escalation_events", after=("assignments", "staff_profiles", "escalation_reason")),
     Table("assignment_audit", after=("assignments",)),
     Table("capacity_snapshots", pk=("unit_id", "snapshot_date"), after=("organizational_units",)),
+    Table("engine_events", readable=False),
 )
 TABLES_BY_NAME = {table.name: table for table in TABLES}
 
@@ -188,6 +190,7 @@ RUNTIME_FUNCTIONS = (
     Function("cleanup_escalation_events"),
     Function("capture_capacity_snapshot"),
     Function("notify_assignment_change"),
+    Function("relay_engine_events", "integer"),
     Function("run_batches", "text, integer, integer"),
     Function("run_every_seconds", "text, integer, integer"),
     Function("engine_health"),

@@ -22,9 +22,10 @@ JOB_FUNCTIONS = {
     "capture_capacity_snapshot": "the daily capacity snapshot",
     "process_stale_queue_items": "the queue fallback sweep",
     "cleanup_escalation_events": "the escalation clean-up (needs `retention`)",
+    "relay_engine_events": "the notification relay (sends what engine_events holds)",
 }
 # Job functions that take a row limit and return how much they did: they can run in batches.
-BATCHED_JOB_FUNCTIONS = ("sla_check_and_escalate", "process_stale_queue_items")
+BATCHED_JOB_FUNCTIONS = ("sla_check_and_escalate", "process_stale_queue_items", "relay_engine_events")
 _SECONDS_SCHEDULE = re.compile(r"([1-9]|[1-5][0-9]) seconds?")
 
 
@@ -315,7 +316,7 @@ def check_jobs(pieces, files) -> list[Problem]:
                                                                f"known: {', '.join(sorted(JOB_FUNCTIONS))}"))
         if job.batch is not None and job.function not in BATCHED_JOB_FUNCTIONS:
             problems.append(f.problem(("jobs", i, "batch"), f"{job.function} does not run in batches; `batch` "
-                                                             f"suits {' and '.join(BATCHED_JOB_FUNCTIONS)}"))
+                                                             f"suits {', '.join(BATCHED_JOB_FUNCTIONS)}"))
         if job.function == "cleanup_escalation_events" and not job.retention:
             problems.append(f.problem(("jobs", i), "the escalation clean-up needs a `retention` such as '90 days'"))
         problems += [f.problem(("jobs", i, "schedule"), what) for what in schedule_problems(job.schedule)]

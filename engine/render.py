@@ -228,7 +228,7 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
               {"policy": dataclasses.replace(policy, using=using)},
               after=[f"rls:{s}.{policy.table}", f"function:{s}.current_user_id()",
                      f"function:{s}.caller_visible_units()", *roles], file="security/row_level_security.sql")
-    for table in catalog.TABLES:
+    for table in (table for table in catalog.TABLES if table.readable):
         # anon reads only tables whose row level security shows it nothing; service_role reads
         # everything (it bypasses row level security, as on Supabase)
         readers = (["anon"] if table.name in catalog.RLS_TABLES else []) + ["authenticated", "service_role"]
@@ -287,7 +287,7 @@ def schedule_in_words(schedule: str) -> str:
     """What a reviewer should read: '0 * * * *' -> 'every hour, at minute 0 (UTC)'."""
     seconds = seconds_of(schedule)
     if seconds:
-        return f"every {seconds} seconds"
+        return "every second" if seconds == 1 else f"every {seconds} seconds"
     from cron_descriptor import Options, get_description
     options = Options()
     options.use_24hour_time_format = True

@@ -87,7 +87,7 @@ def running_server(database_url: str, secret: str = SECRET, **app_options):
 # The engine's data (as opposed to the policy's seed rows): emptied between tests that share one
 # installed database, which is much cheaper than installing the policy for every test.
 RUNTIME_TABLES = ("assignment_audit", "escalation_events", "assignment_queue", "assignments", "capacity_snapshots",
-                  "staff_skills", "staff_profiles")
+                  "staff_skills", "staff_profiles", "engine_events")
 
 
 @contextmanager

@@ -103,7 +103,9 @@ def ts(value) -> datetime | None:
 
 
 def notifications(listener, expected: int) -> list[dict]:
-    """The escalation_events notifications that arrived (waits at most 2 s for `expected` of them)."""
+    """The escalation_events notifications that arrived (waits at most 2 s for `expected` of them)
+    once the outbox is relayed -- as the event-relay job or `rulesctl serve` would."""
+    listener.execute("SELECT relay_engine_events()")
     got = []
     if expected:
         got = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=expected)

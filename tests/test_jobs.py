@@ -26,10 +26,13 @@ JOBS = {
     "capacity-snapshot": ("0 0 * * *", "SELECT public.capture_capacity_snapshot()", "at 00:00 (UTC)"),
     "queue-fallback-processor": ("* * * * *", "SELECT public.process_stale_queue_items()", "every minute (UTC)"),
     "escalation-cleanup": ("0 2 * * *", "SELECT public.cleanup_escalation_events()", "at 02:00 (UTC)"),
+    "event-relay": ("* * * * *",
+                    "CALL public.run_every_seconds('SELECT public.relay_engine_events(5000)', 1, 5000)",
+                    "every second"),
 }
 FUNCTIONS = {"sla-monitoring": "sla_check_and_escalate", "capacity-snapshot": "capture_capacity_snapshot",
              "queue-fallback-processor": "process_stale_queue_items",
-             "escalation-cleanup": "cleanup_escalation_events"}
+             "escalation-cleanup": "cleanup_escalation_events", "event-relay": "relay_engine_events"}
 NO_CRON_REASON = "pg_cron is not installed in this database: the scheduled jobs do not run"
 REALTIME = ["assignment_queue", "assignments", "escalation_events"]
 RIYADH = timezone(timedelta(hours=3))
@@ -76,7 +79,7 @@ def test_the_four_jobs_are_scheduled_by_name(cron_database_url, shipped_objects)
             "SELECT jobname, schedule, command, active, database FROM cron.job WHERE jobname = ANY(%s)",
             [list(JOBS)]).fetchall()}
         assert set(jobs) == set(JOBS)
-        assert scalar(conn, "SELECT count(*) FROM cron.job WHERE jobname = ANY(%s)", list(JOBS)) == 4
+        assert scalar(conn, "SELECT count(*) FROM cron.job WHERE jobname = ANY(%s)", list(JOBS)) == len(JOBS)
         for name, (schedule, command, _) in JOBS.items():
             got_schedule, got_command, active, database = jobs[name]
             if name == "sla-monitoring" and version >= (1, 5):
@@ -103,7 +106,7 @@ def test_the_four_jobs_are_scheduled_by_name(cron_database_url, shipped_objects)
     policy, objects = shipped_objects
     assert install(cron_database_url, policy, objects).outcome == "no_change"
     with psycopg.connect(cron_database_url) as conn:
-        assert scalar(conn, "SELECT count(*) FROM cron.job WHERE jobname = ANY(%s)", list(JOBS)) == 4
+        assert scalar(conn, "SELECT count(*) FROM cron.job WHERE jobname = ANY(%s)", list(JOBS)) == len(JOBS)
 
 
 def test_pg_cron_runs_the_jobs_and_health_is_healthy(cron_database_url, shipped_objects):
@@ -130,16 +133,19 @@ def test_pg_cron_runs_the_jobs_and_health_is_healthy(cron_database_url, shipped_
                 " WHERE j.jobname = %s AND d.start_time >= %s ORDER BY d.start_time", [job, started]).fetchall()
 
         deadline = time.monotonic() + 130
-        fallback_ok = escalated = monitor_ok = False
-        while time.monotonic() < deadline and not (fallback_ok and escalated and monitor_ok):
+        fallback_ok = escalated = monitor_ok = relayed = False
+        while time.monotonic() < deadline and not (fallback_ok and escalated and monitor_ok and relayed):
             fallback_ok = any(status == "succeeded" for status, _ in runs("queue-fallback-processor"))
             escalated = scalar(conn, "SELECT count(*) FROM escalation_events WHERE assignment_id = %s",
                                ticket["assignment_id"]) == 4
             monitor_ok = any(status == "succeeded" for status, _ in runs("sla-monitoring"))
+            # the event-relay job (every second, inside one per-minute run) empties the outbox
+            relayed = escalated and scalar(conn, "SELECT count(*) FROM engine_events") == 0
             time.sleep(1)                              # waiting for pg_cron, the one sleep allowed
         assert fallback_ok, f"queue-fallback-processor did not succeed in time: {runs('queue-fallback-processor')}"
         assert escalated, "the sla-monitoring job did not escalate the overdue ticket"
         assert monitor_ok, f"sla-monitoring (the 30 s fallback) did not finish a run: {runs('sla-monitoring')}"
+        assert relayed, "the event-relay job did not send the escalations' notifications"
         assert not [r for job in JOBS for r in runs(job) if r[0] == "failed"]
         levels = conn.execute("SELECT level, reason::text, recipient_id::text FROM escalation_events"
                               " WHERE assignment_id = %s ORDER BY level", [ticket["assignment_id"]]).fetchall()

@@ -6,6 +6,7 @@ import json
 import uuid
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 PERSON = str(uuid.UUID(int=0xF0))
@@ -42,6 +43,9 @@ def test_queue_process_needed_is_notified(engine_url):
                                                    "target_unit_id": "unit-hr", "required_skills": ["skill-french"]}))
         assert second["status"] == "queued"
         _call(conn, "complete_assignment", first["assignment_id"])
+        assert list(listener.notifies(timeout=0.3, stop_after=1)) == []     # in the outbox, not sent at commit
+        # these two, and assignment_changes for n1 assigned and completed
+        assert listener.execute("SELECT relay_engine_events()").fetchone() == (4,)
         payloads = [json.loads(n.payload) for n in listener.notifies(timeout=2, stop_after=2)]
     assert payloads[0]["event"] == "queued" and payloads[0]["work_item_id"] == "n2"
     assert payloads[1] == {"event": "capacity_freed", "staff_id": PERSON, "unit_id": "unit-hr", "assigned": 0}
@@ -54,8 +58,53 @@ def test_a_dequeue_sends_no_notification(engine_url):
                                                   "target_unit_id": "unit-hr"}))
         _call(conn, "auto_assign", Jsonb({"work_item_id": "d2", "work_item_type": "ticket", "priority": "low",
                                           "target_unit_id": "unit-hr"}))
+        listener.execute("SELECT relay_engine_events()")                     # d2's 'queued', before listening
         listener.execute("LISTEN queue_process_needed")
         _call(conn, "complete_assignment", first["assignment_id"])
         assert conn.execute("SELECT count(*) FROM assignments WHERE work_item_id = 'd2' AND status = 'assigned'"
                             ).fetchone() == (1,)
+        listener.execute("SELECT relay_engine_events()")
         assert list(listener.notifies(timeout=0.5, stop_after=1)) == []
+
+
+def test_the_relay_sends_the_outbox_in_order_once_and_empties_it(engine_url):
+    """Engine transactions write notifications to engine_events; relay_engine_events sends
+    them oldest first in one transaction and deletes them; two relays never send one twice."""
+    with psycopg.connect(engine_url, autocommit=True) as listener, psycopg.connect(engine_url, autocommit=True) as conn:
+        listener.execute("LISTEN queue_process_needed")
+        _call(conn, "upsert_staff_profile", Jsonb({"id": PERSON, "unit_id": "unit-hr", "full_name": "One", "wip_limit": 0}))
+        for n in range(5):
+            _call(conn, "auto_assign", Jsonb({"work_item_id": f"r{n}", "work_item_type": "ticket", "priority": "low",
+                                              "target_unit_id": "unit-hr"}))
+        assert conn.execute("SELECT count(*) FROM engine_events").fetchone() == (5,)
+        with psycopg.connect(engine_url) as other:                       # a concurrent relay, still open
+            assert other.execute("SELECT relay_engine_events(2)").fetchone() == (2,)
+            assert conn.execute("SELECT relay_engine_events()").fetchone() == (3,)   # skips the two it holds
+            other.commit()
+        assert conn.execute("SELECT relay_engine_events()").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM engine_events").fetchone() == (0,)
+        items = sorted(json.loads(n.payload)["work_item_id"] for n in listener.notifies(timeout=2, stop_after=5))
+        assert items == [f"r{n}" for n in range(5)]
+        for n in range(5, 9):
+            _call(conn, "auto_assign", Jsonb({"work_item_id": f"r{n}", "work_item_type": "ticket", "priority": "low",
+                                              "target_unit_id": "unit-hr"}))
+        conn.execute("SELECT relay_engine_events()")
+        in_order = [json.loads(n.payload)["work_item_id"] for n in listener.notifies(timeout=2, stop_after=4)]
+    assert in_order == ["r5", "r6", "r7", "r8"]
+    with psycopg.connect(engine_url, autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="limit"):
+            conn.execute("SELECT relay_engine_events(0)")
+
+
+def test_health_says_when_nothing_relays_the_notifications(engine_url):
+    with psycopg.connect(engine_url, autocommit=True) as conn:
+        def stuck():
+            health = conn.execute("SELECT engine_health()").fetchone()[0]
+            return [r for r in health["reasons"] if "nothing relays them" in r], health["checks"]["notifications"]
+
+        conn.execute("INSERT INTO engine_events (channel, payload, created_at) "
+                     "VALUES ('queue_process_needed', '{}', now() - interval '2 minutes')")
+        reasons, check = stuck()
+        assert len(reasons) == 1 and check["oldest_unsent_at"]
+        conn.execute("SELECT relay_engine_events()")
+        assert stuck() == ([], {"oldest_unsent_at": None})

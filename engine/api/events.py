@@ -1,7 +1,8 @@
 """Server-sent events for deployments without Supabase Realtime. Input: PostgreSQL
-notifications on ``assignment_changes`` and ``escalation_events`` (sent by the SQL API's
-triggers and functions). Output: for each subscriber, the events it may see, as
-``text/event-stream``.
+notifications on ``assignment_changes`` and ``escalation_events`` (written by the SQL API's
+triggers and functions to the engine_events outbox, and sent by relay_engine_events(), which
+this server runs every RELAY_SECONDS for every listener -- as the event-relay job does every
+second). Output: for each subscriber, the events it may see, as ``text/event-stream``.
 
 One listener connection (LISTEN on both channels) fans every notification out to the
 subscribers' queues. Whether a subscriber may see an event is asked of the database as that
@@ -38,6 +39,8 @@ VISIBILITY = {
     "escalation_events": ("event_id", "SELECT EXISTS (SELECT 1 FROM escalation_events WHERE id = %s::uuid)"),
 }
 HEARTBEAT_SECONDS = 15.0
+RELAY_SECONDS = 0.1          # how often the outbox is sent when it was empty last time
+RELAY_BATCH = 5000
 QUEUE_SIZE = 1000
 READY_TIMEOUT = 5.0
 
@@ -57,12 +60,14 @@ class EventHub:
         self.subscribers: set[asyncio.Queue] = set()
         self.listening = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._relay: asyncio.Task | None = None
         self._closing = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._listen_forever(), name="rulesctl-api-listener")
+        self._relay = asyncio.create_task(self._relay_forever(), name="rulesctl-api-relay")
 
     def close_streams(self, reason: str = "server shutting down") -> None:
         """Tell every open stream to end (called first on shutdown, so streams do not hold it up)."""
@@ -72,12 +77,13 @@ class EventHub:
 
     async def stop(self) -> None:
         self.close_streams()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._task, self._relay):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
 
     async def _listen_forever(self) -> None:
         delay, lost = 0.5, False
@@ -103,6 +109,24 @@ class EventHub:
                 self.listening.clear()
                 lost = True
                 log.warning("event listener lost its connection (%s); retrying in %.1fs", str(exc).strip(), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    async def _relay_forever(self) -> None:
+        """Send the engine's outbox (relay_engine_events) for every listener, this one included:
+        at once again while batches come back full, else after RELAY_SECONDS."""
+        delay = 0.5
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                        self.database.url, autocommit=True, application_name=f"{APPLICATION_NAME}-relay") as conn:
+                    delay = 0.5
+                    while True:
+                        sent = (await (await conn.execute("SELECT relay_engine_events(%s)", [RELAY_BATCH])).fetchone())[0]
+                        if sent < RELAY_BATCH:
+                            await asyncio.sleep(RELAY_SECONDS)
+            except psycopg.Error as exc:
+                log.warning("event relay failed (%s); retrying in %.1fs", str(exc).strip(), delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 

@@ -46,7 +46,7 @@ BEGIN
                                  'staff_id', p_staff_id, 'reason', p_reason, 'until', p_until),
               engine_now())
       RETURNING id INTO v_event_id;
-      PERFORM pg_notify('escalation_events', jsonb_build_object(
+      INSERT INTO engine_events (channel, payload) VALUES ('escalation_events', jsonb_build_object(
         'event_id', v_event_id, 'assignment_id', v_item.id, 'recipient_id', v_supervisor,
         'level', NULL, 'reason', 'staff_unavailable')::text);
       INSERT INTO assignment_audit (action, work_item_id, assignment_id, actor_id, from_assignee, to_assignee, reason)

@@ -169,10 +169,10 @@ BEGIN
 
   v_item.decision := v_decision || jsonb_build_object('outcome', 'queued: nobody eligible has room');
   INSERT INTO assignment_queue SELECT (v_item).*;
-  PERFORM pg_notify('queue_process_needed', jsonb_build_object(
+  INSERT INTO engine_events (channel, payload) VALUES ('queue_process_needed', jsonb_build_object(
     'event', 'queued', 'queue_id', v_item.id, 'work_item_id', v_work_item_id, 'unit_id', v_item.target_unit_id)::text);
   IF v_item.when_no_capacity = 'escalate' THEN
-    PERFORM pg_notify('assignment_escalations', jsonb_build_object(
+    INSERT INTO engine_events (channel, payload) VALUES ('assignment_escalations', jsonb_build_object(
       'reason', 'no_capacity', 'work_item_id', v_work_item_id, 'unit_id', v_item.target_unit_id,
       'recipient_id', get_unit_recipient(v_item.target_unit_id, 'unit_head'))::text);
   END IF;

@@ -5,8 +5,9 @@
 -- function public.engine_health()  (rules/jobs.yaml:12)
 -- Health, told truthfully: the database answers; the jobs of rules/jobs.yaml are scheduled,
 -- active and their last run succeeded; the realtime publication carries the runtime tables;
--- queue depth and oldest queued item; escalations in the last 24 h. status is 'degraded'
--- with the reasons when anything is off.
+-- queue depth and oldest queued item; escalations in the last 24 h; no notification left
+-- unsent in the outbox for over a minute. status is 'degraded' with the reasons when anything
+-- is off.
 CREATE OR REPLACE FUNCTION public.engine_health()
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -23,6 +24,7 @@ DECLARE
   v_version jsonb;
   v_cron_schema text := 'cron';
   v_jobs_query text;
+  v_unsent_since timestamptz;
 BEGIN
   IF to_regclass('cron.job') IS NULL THEN
     v_reasons := v_reasons || 'pg_cron is not installed in this database: the scheduled jobs do not run'::text;
@@ -36,7 +38,7 @@ BEGIN
                             FROM %1$I.job_run_details d WHERE d.jobid = j.jobid ORDER BY d.start_time DESC LIMIT 1))
              ORDER BY w.position), '[]'::jsonb)
       FROM unnest($1) WITH ORDINALITY AS w(name, position) LEFT JOIN %1$I.job j ON j.jobname = w.name$q$, v_cron_schema);
-    EXECUTE v_jobs_query INTO v_jobs USING '{"sla-monitoring","capacity-snapshot","queue-fallback-processor","escalation-cleanup"}'::text[];
+    EXECUTE v_jobs_query INTO v_jobs USING '{"sla-monitoring","capacity-snapshot","queue-fallback-processor","escalation-cleanup","event-relay"}'::text[];
     v_reasons := v_reasons || ARRAY(
       SELECT CASE WHEN NOT (j ->> 'scheduled')::boolean THEN format('job %s is not scheduled', j ->> 'name')
                   WHEN NOT (j ->> 'active')::boolean THEN format('job %s is inactive', j ->> 'name')
@@ -52,6 +54,12 @@ BEGIN
   IF cardinality(v_missing) > 0 THEN
     v_reasons := v_reasons || format('realtime publication supabase_realtime lacks %s', array_to_string(v_missing, ', '));
   END IF;
+  -- Notifications wait in the outbox until a relay sends them (real time: the rows say now()).
+  v_unsent_since := (SELECT e.created_at FROM engine_events e ORDER BY e.id LIMIT 1);
+  IF v_unsent_since < now() - interval '1 minute' THEN
+    v_reasons := v_reasons || format('notifications have waited in engine_events since %s: nothing relays them '
+                                     '(the event-relay job, or rulesctl serve)', v_unsent_since);
+  END IF;
   IF to_regclass('rulesctl.applies') IS NOT NULL THEN
     SELECT jsonb_build_object('policy_hash', a.policy_hash, 'tool_version', a.tool_version, 'applied_at', a.finished_at)
     INTO v_version FROM rulesctl.applies a WHERE a.outcome = 'applied' ORDER BY a.id DESC LIMIT 1;
@@ -66,6 +74,7 @@ BEGIN
       'pg_cron_jobs', v_jobs,
       'realtime', jsonb_build_object('publication', 'supabase_realtime', 'tables', to_jsonb(coalesce(v_realtime, '{}'))),
       'queue', (SELECT jsonb_build_object('depth', count(*), 'oldest_queued_at', min(created_at)) FROM assignment_queue),
+      'notifications', jsonb_build_object('oldest_unsent_at', v_unsent_since),
       'escalations_last_24h', (SELECT count(*) FROM escalation_events WHERE escalated_at > v_now - interval '24 hours')));
 END
 $fn$;

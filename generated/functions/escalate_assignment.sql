@@ -55,7 +55,7 @@ BEGIN
                            THEN sla_level_due_at(work_item_type, priority, arrived_at, paused_working_minutes, v_level.level + 1)
                       END
   WHERE id = v_row.id;
-  PERFORM pg_notify('escalation_events', jsonb_build_object(
+  INSERT INTO engine_events (channel, payload) VALUES ('escalation_events', jsonb_build_object(
     'event_id', v_event_id, 'assignment_id', v_row.id, 'recipient_id', v_recipient,
     'level', v_level.level, 'reason', 'manual')::text);
   RETURN jsonb_build_object('event_id', v_event_id, 'assignment_id', v_row.id, 'level', v_level.level,

@@ -4,13 +4,14 @@
 
 -- function public.notify_assignment_change()
 -- Trigger function: tell listeners (the HTTP API's event stream) that an assignment was
--- created or changed hands or status. Listeners filter by what each caller may see.
+-- created or changed hands or status, through the engine_events outbox (relay_engine_events
+-- sends it). Listeners filter by what each caller may see.
 CREATE OR REPLACE FUNCTION public.notify_assignment_change()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $fn$
 BEGIN
-  PERFORM pg_notify('assignment_changes', jsonb_build_object(
+  INSERT INTO engine_events (channel, payload) VALUES ('assignment_changes', jsonb_build_object(
     'assignment_id', NEW.id, 'work_item_id', NEW.work_item_id, 'assignee_id', NEW.assignee_id,
     'unit_id', NEW.unit_id, 'status', NEW.status, 'op', lower(TG_OP))::text);
   RETURN NULL;

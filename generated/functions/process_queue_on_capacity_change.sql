@@ -7,8 +7,8 @@
 -- or moved staff member): give them the best queued items they can take, one by one, while
 -- they have room. Best = highest aged priority, then oldest. Returns how many were assigned.
 -- When room is left but work still waits for the unit that this person cannot take (skills,
--- weight), it notifies queue_process_needed: someone else may. (Not on every dequeue:
--- PostgreSQL serialises the commits of notifying transactions.)
+-- weight), it notifies queue_process_needed (through the engine_events outbox): someone else
+-- may. Not on every dequeue: nobody needs telling then.
 CREATE OR REPLACE FUNCTION public.process_queue_on_capacity_change(p_staff_id uuid)
 RETURNS integer
 LANGUAGE plpgsql
@@ -124,7 +124,7 @@ BEGIN
   END LOOP;
   IF v_free > 0 AND EXISTS (SELECT 1 FROM unnest(v_targets) AS t(unit_id)
                             CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id LIMIT 1) w) THEN
-    PERFORM pg_notify('queue_process_needed', jsonb_build_object(
+    INSERT INTO engine_events (channel, payload) VALUES ('queue_process_needed', jsonb_build_object(
       'event', 'capacity_freed', 'staff_id', p_staff_id, 'unit_id', v_unit_id, 'assigned', v_assigned)::text);
   END IF;
   RETURN v_assigned;

@@ -59,7 +59,7 @@ BEGIN
       RETURNING id INTO v_event_id;
       IF v_event_id IS NOT NULL THEN
         v_written := v_written + 1;
-        PERFORM pg_notify('escalation_events', jsonb_build_object(
+        INSERT INTO engine_events (channel, payload) VALUES ('escalation_events', jsonb_build_object(
           'event_id', v_event_id, 'assignment_id', v_row.id, 'recipient_id', v_recipient,
           'level', v_level.level, 'reason', v_level.reason)::text);
       END IF;

@@ -261,6 +261,9 @@ REVOKE ALL ON FUNCTION public.capture_capacity_snapshot() FROM PUBLIC;
 -- grant public.notify_assignment_change().execute
 REVOKE ALL ON FUNCTION public.notify_assignment_change() FROM PUBLIC;
 
+-- grant public.relay_engine_events(integer).execute
+REVOKE ALL ON FUNCTION public.relay_engine_events(integer) FROM PUBLIC;
+
 -- grant public.run_batches(text, integer, integer).execute
 REVOKE ALL ON PROCEDURE public.run_batches(text, integer, integer) FROM PUBLIC;
 

@@ -85,7 +85,7 @@ CREATE TRIGGER assignment_completion_trigger
         AND (NEW.status NOT IN ('assigned', 'in_progress', 'on_hold') OR NEW.assignee_id IS DISTINCT FROM OLD.assignee_id))
   EXECUTE FUNCTION public.assignment_freed_capacity();
 
--- trigger public.assignment_notify_trigger  (rules/realtime.yaml:10)
+-- trigger public.assignment_notify_trigger  (rules/realtime.yaml:11)
 CREATE TRIGGER assignment_notify_trigger
   AFTER INSERT OR UPDATE OF status, assignee_id ON public.assignments
   FOR EACH ROW EXECUTE FUNCTION public.notify_assignment_change();
