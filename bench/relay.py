@@ -15,9 +15,9 @@ class OutboxRelay:
     def __init__(self, url: str):
         self.url = url
         self.sent = 0
+        self.error: str | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-relay", daemon=True)
-        self.error: str | None = None
 
     def __enter__(self) -> OutboxRelay:
         self._thread.start()

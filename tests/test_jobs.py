@@ -1,4 +1,4 @@
-"""The four scheduled jobs of rules/jobs.yaml, run by pg_cron, and engine_health.
+"""The scheduled jobs of rules/jobs.yaml, run by pg_cron, and engine_health.
 
 pg_cron lives in one database of the cluster (cron_database_url, Debian's pg_cron 1.4): the
 shipped policy is installed there and the jobs really run. Everywhere else (engine_url and
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 
@@ -38,6 +39,20 @@ REALTIME = ["assignment_queue", "assignments", "escalation_events"]
 RIYADH = timezone(timedelta(hours=3))
 
 _cron_install: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def jobs_stop_after_this_module(pg_cluster):
+    """The jobs installed here keep running in the session's cluster (on pg_cron 1.4 the event
+    relay is one call lasting most of every minute); once this module is done, stop them: with
+    them running, the other tests' DROP DATABASE calls were seen waiting up to a minute on a
+    ProcSignalBarrier."""
+    yield
+    with psycopg.connect(pg_cluster.url, autocommit=True) as conn:     # cron_database_url's database
+        if conn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]:
+            conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                         " WHERE query LIKE 'CALL public.run_every_seconds%' AND pid <> pg_backend_pid()")
 
 
 def install(url, policy, objects, rules_dir: Path = Path("rules")):
@@ -70,7 +85,7 @@ def cron_version(conn) -> tuple[int, ...]:
 
 # ---------------------------------------------------------------------------------------- pg_cron present
 
-def test_the_four_jobs_are_scheduled_by_name(cron_database_url, shipped_objects):
+def test_the_jobs_are_scheduled_by_name(cron_database_url, shipped_objects):
     result = install_on_cron_database(cron_database_url, shipped_objects)
     with psycopg.connect(cron_database_url, autocommit=True) as conn:
         assert scalar(conn, "SELECT current_setting('cron.database_name')") == scalar(conn, "SELECT current_database()")
