@@ -28,7 +28,7 @@ JOBS = {
     "queue-fallback-processor": ("* * * * *", "SELECT public.process_stale_queue_items()", "every minute (UTC)"),
     "escalation-cleanup": ("0 2 * * *", "SELECT public.cleanup_escalation_events()", "at 02:00 (UTC)"),
     "event-relay": ("* * * * *",
-                    "CALL public.run_every_seconds('SELECT public.relay_engine_events(5000)', 1, 5000)",
+                    "CALL public.run_every_seconds('SELECT public.relay_engine_events(500)', 1, 500)",
                     "every second"),
 }
 FUNCTIONS = {"sla-monitoring": "sla_check_and_escalate", "capacity-snapshot": "capture_capacity_snapshot",

@@ -40,7 +40,7 @@ VISIBILITY = {
 }
 HEARTBEAT_SECONDS = 15.0
 RELAY_SECONDS = 0.1          # how often the outbox is sent when it was empty last time
-RELAY_BATCH = 5000
+RELAY_BATCH = 500           # small transactions: 5,000 notifications per commit raised a running mix's p99 tenfold
 QUEUE_SIZE = 1000
 READY_TIMEOUT = 5.0
 

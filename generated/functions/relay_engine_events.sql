@@ -9,7 +9,7 @@
 -- are not visible yet and go with a later run; concurrent relays skip each other's rows.
 -- Returns how many were sent (a batched job runs it until a run comes back short). Within
 -- one run PostgreSQL drops an event identical (channel and payload) to one already sent.
-CREATE OR REPLACE FUNCTION public.relay_engine_events(p_limit integer DEFAULT 5000)
+CREATE OR REPLACE FUNCTION public.relay_engine_events(p_limit integer DEFAULT 500)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = public, pg_temp

@@ -106,19 +106,19 @@ DECLARE
 BEGIN
   IF to_regnamespace('cron') IS NULL THEN
     RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database); run it yourself: %',
-      'event-relay', 'CALL public.run_batches(''SELECT public.relay_engine_events(5000)'', 5000, 1)';
+      'event-relay', 'CALL public.run_batches(''SELECT public.relay_engine_events(500)'', 500, 1)';
     RETURN;
   END IF;
   v_version := (SELECT string_to_array(substring(extversion FROM '^[0-9]+(?:\.[0-9]+)*'), '.')::integer[]
                 FROM pg_extension WHERE extname = 'pg_cron');
   IF v_version >= ARRAY[1, 5] THEN
-    PERFORM cron.schedule('event-relay', '1 seconds', 'CALL public.run_batches(''SELECT public.relay_engine_events(5000)'', 5000, 1)');
+    PERFORM cron.schedule('event-relay', '1 seconds', 'CALL public.run_batches(''SELECT public.relay_engine_events(500)'', 500, 1)');
   ELSE
     -- pg_cron before 1.5 cannot schedule in seconds: a per-minute job repeats the command
     -- every 1 s within the minute, committing each run.
-    PERFORM cron.schedule('event-relay', '* * * * *', 'CALL public.run_every_seconds(''SELECT public.relay_engine_events(5000)'', 1, 5000)');
+    PERFORM cron.schedule('event-relay', '* * * * *', 'CALL public.run_every_seconds(''SELECT public.relay_engine_events(500)'', 1, 500)');
     RAISE NOTICE 'rulesctl: job % runs every minute, calling % every % s within it (pg_cron % cannot schedule in seconds)',
-      'event-relay', 'CALL public.run_batches(''SELECT public.relay_engine_events(5000)'', 5000, 1)', 1, array_to_string(v_version, '.');
+      'event-relay', 'CALL public.run_batches(''SELECT public.relay_engine_events(500)'', 500, 1)', 1, array_to_string(v_version, '.');
   END IF;
 END
 $do$;
