@@ -49,13 +49,11 @@ QUEUE_READ_UNIT = """\\set u random(1, {n})
 SELECT * FROM queue_head(('{units}'::text[])[:u], 50);
 """
 
-QUEUE_READ_ALL = """SELECT * FROM assignment_queue_ordered
-ORDER BY effective_rank DESC, created_at, id
-LIMIT 50;
+QUEUE_READ_ALL = """SELECT * FROM queue_head(NULL, 50);
 """
 
 QUEUE_READ_UNIT_SQL = "SELECT * FROM queue_head($1, 50)"
-QUEUE_READ_ALL_SQL = "SELECT * FROM assignment_queue_ordered ORDER BY effective_rank DESC, created_at, id LIMIT 50"
+QUEUE_READ_ALL_SQL = "SELECT * FROM queue_head(NULL, 50)"
 
 
 def assign_script(mix: str = "standard") -> pgbench.Script:

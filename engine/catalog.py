@@ -96,6 +96,8 @@ INDEXES = (
           why="the SLA monitor reads only assignments whose next escalation level has fallen due"),
     Index("idx_assignment_queue_target_priority", "assignment_queue", "target_unit_id, priority DESC, created_at, id",
           why="the head of each (unit, priority) queue: aging keeps a priority's items in arrival order"),
+    Index("idx_assignment_queue_priority_head", "assignment_queue", "priority DESC, created_at, id",
+          why="the head of each priority across the whole queue (queue_head without a unit)"),
     Index("idx_assignment_queue_skill_head", "assignment_queue",
           "target_unit_id, priority DESC, (coalesce(required_skills[1], '')), created_at, id",
           why="the head of each (unit, priority, first required skill) queue: a person freeing capacity probes "

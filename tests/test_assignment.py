@@ -515,6 +515,20 @@ def test_queue_head_and_dequeues_follow_the_views_aged_order(conn):
             "SELECT work_item_id, effective_rank, position FROM queue_head('unit-translation', %s)", [limit])]
         assert head == view_order(limit)
     assert len({rank for _, rank, _ in view_order(50)}) > 1        # the order really mixes ranks
+    # Without a unit: the whole queue's head, each item with its place in its own unit's queue.
+    staff(conn, HR_A, "unit-hr", wip_limit=0)
+    for n in range(12):
+        at(conn, T0 + timedelta(minutes=150 * n + 7))
+        assert assign(conn, f"hr-q{n:02d}", "ticket", priorities[(n * 3) % 4], target_unit_id="unit-hr")["status"] == "queued"
+    at(conn, T0 + timedelta(hours=31))
+    for limit in (1, 7, 30, 60):
+        whole = [tuple(r) for r in conn.execute(
+            "SELECT work_item_id, effective_rank, position FROM queue_head(NULL, %s)", [limit])]
+        assert whole == [tuple(r) for r in conn.execute(
+            "SELECT work_item_id, effective_rank, position FROM assignment_queue_ordered"
+            " ORDER BY effective_rank DESC, created_at, id LIMIT %s", [limit])]
+    assert {unit for (unit,) in conn.execute("SELECT target_unit_id FROM queue_head(NULL, 30)")} == {
+        "unit-translation", "unit-hr"}
 
     served, expected = [], []
     current = busy["assignment_id"]

@@ -7,7 +7,10 @@
 -- priority, then arrival), with their positions: the rows of assignment_queue_ordered for
 -- that unit with position <= p_limit. Aging keeps each priority's items in arrival order,
 -- so the head is among each priority's first p_limit (an index probe each) -- no sort of
--- the whole queue. Security invoker: row level security decides what the caller sees.
+-- the whole queue. With p_unit_id NULL: the first p_limit of the whole queue in the same
+-- order, each with its position in its own unit's queue (a unit's order is the whole
+-- queue's order restricted to it, so whatever is ahead of an item in its unit is in this
+-- head too). Security invoker: row level security decides what the caller sees.
 CREATE OR REPLACE FUNCTION public.queue_head(p_unit_id text, p_limit integer DEFAULT 50)
 RETURNS TABLE (id uuid, work_item_id text, work_item_type public.work_item_type,
                priority public.priority_level, target_unit_id text, include_subtree boolean,
@@ -21,11 +24,25 @@ AS $fn$
 DECLARE
   v_now timestamptz := engine_now();
 BEGIN
-  IF p_unit_id IS NULL THEN
-    PERFORM api_invalid('unit_id', 'is required');
-  END IF;
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
     PERFORM api_invalid('limit', 'must be between 1 and 10000');
+  END IF;
+  IF p_unit_id IS NULL THEN
+    RETURN QUERY
+    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.id)
+    FROM (SELECT h.*
+          FROM (SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree,
+                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at,
+                       queue_effective_rank(q.priority, q.created_at, v_now) AS effective_rank
+                FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
+                CROSS JOIN LATERAL (SELECT q.* FROM assignment_queue q
+                                    WHERE q.priority = p.priority
+                                    ORDER BY q.created_at, q.id
+                                    LIMIT p_limit) q) h
+          ORDER BY h.effective_rank DESC, h.created_at, h.id
+          LIMIT p_limit) t
+    ORDER BY t.effective_rank DESC, t.created_at, t.id;
+    RETURN;
   END IF;
   RETURN QUERY
   SELECT h.*, row_number() OVER (ORDER BY h.effective_rank DESC, h.created_at, h.id)

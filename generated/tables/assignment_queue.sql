@@ -29,6 +29,10 @@ CREATE TABLE public.assignment_queue (
 -- the head of each (unit, priority) queue: aging keeps a priority's items in arrival order
 CREATE INDEX idx_assignment_queue_target_priority ON public.assignment_queue (target_unit_id, priority DESC, created_at, id);
 
+-- index public.idx_assignment_queue_priority_head
+-- the head of each priority across the whole queue (queue_head without a unit)
+CREATE INDEX idx_assignment_queue_priority_head ON public.assignment_queue (priority DESC, created_at, id);
+
 -- index public.idx_assignment_queue_skill_head
 -- the head of each (unit, priority, first required skill) queue: a person freeing capacity probes only the items whose first skill they hold, never walking past work they cannot take
 CREATE INDEX idx_assignment_queue_skill_head ON public.assignment_queue (target_unit_id, priority DESC, (coalesce(required_skills[1], '')), created_at, id);
