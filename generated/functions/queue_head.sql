@@ -19,6 +19,7 @@ RETURNS TABLE (id uuid, work_item_id text, work_item_type public.work_item_type,
 LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
+SET plan_cache_mode = force_generic_plan    -- planning the inlined aging per call cost more than the read
 AS $fn$
 #variable_conflict use_column
 DECLARE
