@@ -13,8 +13,8 @@
 -- unit lock to process_queue_on_capacity_change, which needs it only when it finds nothing
 -- left to dequeue -- and then only tries it. When an exclusive holder (an arrival queueing,
 -- a leave policy that may wait for this row) or a held row is in the way, the attempt is
--- rolled back and redone with the unit lock first. So a saturated unit's completions do not queue behind
--- its arrivals.
+-- rolled back and redone with the unit lock first. So a saturated unit's completions do not
+-- queue behind its arrivals.
 CREATE OR REPLACE FUNCTION public.complete_assignment(p_assignment_id uuid)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -43,9 +43,6 @@ BEGIN
         PERFORM api_invalid('assignment_id', format('unknown assignment %s', p_assignment_id));
       END IF;
       v_defer := NOT v_open AND NOT v_lock_first;
-      IF NOT v_defer THEN
-        PERFORM lock_units(ARRAY[v_unit_id], true);
-      END IF;
       IF v_defer THEN
         -- without the unit lock, never wait for a row here: a leave policy holding the lock
         -- exclusively locks the person first, then their assignments
@@ -55,6 +52,7 @@ BEGIN
         WHERE a.id = p_assignment_id
         FOR NO KEY UPDATE OF a, s NOWAIT;
       ELSE
+        PERFORM lock_units(ARRAY[v_unit_id], true);
         SELECT a.status, a.assignee_id, s.unit_id INTO v_status, v_assignee, v_locked_unit
         FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
         WHERE a.id = p_assignment_id
