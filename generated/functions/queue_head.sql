@@ -43,19 +43,21 @@ BEGIN
           ORDER BY h.effective_rank DESC, h.created_at, h.id
           LIMIT p_limit) t
     ORDER BY t.effective_rank DESC, t.created_at, t.id;
-    RETURN;
+  ELSE
+    RETURN QUERY
+    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.id)
+    FROM (SELECT h.*
+          FROM (SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree,
+                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at,
+                       queue_effective_rank(q.priority, q.created_at, v_now) AS effective_rank
+                FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
+                CROSS JOIN LATERAL (SELECT q.* FROM assignment_queue q
+                                    WHERE q.target_unit_id = p_unit_id AND q.priority = p.priority
+                                    ORDER BY q.created_at, q.id
+                                    LIMIT p_limit) q) h
+          ORDER BY h.effective_rank DESC, h.created_at, h.id
+          LIMIT p_limit) t
+    ORDER BY t.effective_rank DESC, t.created_at, t.id;
   END IF;
-  RETURN QUERY
-  SELECT h.*, row_number() OVER (ORDER BY h.effective_rank DESC, h.created_at, h.id)
-  FROM (SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree,
-               q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at,
-               queue_effective_rank(q.priority, q.created_at, v_now) AS effective_rank
-        FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
-        CROSS JOIN LATERAL (SELECT q.* FROM assignment_queue q
-                            WHERE q.target_unit_id = p_unit_id AND q.priority = p.priority
-                            ORDER BY q.created_at, q.id
-                            LIMIT p_limit) q) h
-  ORDER BY h.effective_rank DESC, h.created_at, h.id
-  LIMIT p_limit;
 END
 $fn$;
