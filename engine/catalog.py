@@ -171,6 +171,7 @@ RUNTIME_FUNCTIONS = (
     Function("staff_room"),
     Function("unit_wip_limit_changed"),
     Function("assignment_freed_capacity"),
+    Function("auto_assign_decision", "{schema}.assignment_queue, boolean, text[], text, jsonb, uuid"),
     Function("auto_assign", "jsonb"),
     Function("complete_assignment", "uuid"),
     Function("reassign_or_requeue", "uuid, text, uuid"),

@@ -361,6 +361,32 @@ def test_round_robin_cycles_normal_tickets_by_least_recently_assigned(conn):
     assert_capacity_invariant(conn)
 
 
+def test_assigning_leaves_no_multixact_on_staff_rows(conn):
+    """The pick locks a person and the assignment raises their load in one transaction id. A
+    row locked by a subtransaction and updated by its parent keeps a MultiXact in its old
+    version's xmax, which index scans cannot mark dead: every later pick would walk the pick
+    index entries of every assignment since the last vacuum."""
+    at(conn, T0)
+    for desk in (DESK_A, DESK_B, DESK_C):
+        staff(conn, desk, "unit-it-support")
+    for n in range(12):
+        at(conn, T0 + timedelta(minutes=n + 1))
+        result = assign(conn, f"mx-{n}", "ticket", ("low", "normal", "urgent")[n % 3])
+        if n % 2:
+            complete(conn, result["assignment_id"])
+    with conn.transaction():
+        conn.execute("CREATE EXTENSION pageinspect")
+        versions, updated, multi = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE h.t_xmax <> '0'),"
+            "       count(*) FILTER (WHERE h.t_infomask & 4096 <> 0)"          # HEAP_XMAX_IS_MULTI
+            " FROM generate_series(0, pg_relation_size('staff_profiles') / 8192 - 1) AS b,"
+            "      heap_page_items(get_raw_page('staff_profiles', b::int)) AS h"
+            " WHERE h.lp_flags = 1").fetchone()
+        assert updated > 12 and versions > 3                                    # old versions are there
+        assert multi == 0
+        raise psycopg.Rollback()
+
+
 def test_least_loaded_prefers_lower_load_then_least_recently_assigned_then_lowest_id(conn):
     at(conn, T0)
     for person in (TR_D, TR_B, TR_C, TR_A):        # created out of id order

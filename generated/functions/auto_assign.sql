@@ -109,25 +109,30 @@ BEGIN
     FROM organizational_units u WHERE u.id = v_item.target_unit_id AND u.parent_id IS NOT NULL;
   END IF;
   -- Fast path: the best free person nobody else is holding right now, ranked by the same
-  -- probe that records the ranking. It runs in a subtransaction that is rolled back when it
-  -- finds nobody: a row that fails the recheck after being locked stays locked, and holding it
-  -- while waiting for the units' exclusive lock below could deadlock with a completion that
-  -- holds the shared lock and waits for that row.
+  -- probe that records the ranking, and the assignment, in one subtransaction. It is rolled
+  -- back when the pick finds nobody: a row that fails the recheck after being locked stays
+  -- locked, and holding it while waiting for the units' exclusive lock below could deadlock
+  -- with a completion that holds the shared lock and waits for that row. The assignment is
+  -- made inside it too: a row locked by a subtransaction and updated by its parent keeps a
+  -- MultiXact as the old version's xmax, which index scans cannot mark dead -- every pick
+  -- would walk the pick index entries of all assignments since the last vacuum.
+  -- The record of why is worked out before taking the units' exclusive lock: every
+  -- completion in those units waits while it is held.
   v_strategy := coalesce(v_rule.strategy, 'least_loaded');
   BEGIN
     SELECT p.staff_id, p.ranking INTO v_staff_id, v_ranking
     FROM pick_staff_with_ranking(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight, v_strategy) p;
+    v_candidates := explain_assignment_candidates(v_units, v_skills, v_item.min_proficiency_rank,
+                                                  v_item.capacity_weight, v_strategy, 3, v_ranking);
     IF v_staff_id IS NULL THEN
-      RAISE EXCEPTION 'nobody free' USING ERRCODE = 'P0002';     -- roll the subtransaction's row locks back
+      RAISE EXCEPTION 'nobody free' USING ERRCODE = 'RNF01';     -- roll the subtransaction's row locks back
     END IF;
-  EXCEPTION WHEN no_data_found THEN
-    v_staff_id := NULL;                -- v_ranking keeps what the pick saw (held people included)
+    v_assignment := create_assignment(v_item, v_staff_id, auto_assign_decision(
+      v_item, v_target_text IS NOT NULL, v_units, v_strategy, v_candidates, v_staff_id)
+      || jsonb_build_object('source', 'auto_assign'));
+  EXCEPTION WHEN SQLSTATE 'RNF01' THEN
+    v_staff_id := NULL;                -- v_candidates keeps what the pick saw (held people included)
   END;
-  -- The record of why, and (if it comes to queueing) the item's place in the queue, are
-  -- worked out before taking the units' exclusive lock: every completion in those units
-  -- waits while it is held, so it covers only the decision itself.
-  v_candidates := explain_assignment_candidates(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
-                                                v_strategy, 3, v_ranking);
   IF v_staff_id IS NULL THEN
     v_ahead := queue_items_ahead(v_item.target_unit_id, v_item.priority, v_item.created_at, v_item.id);
     -- Before concluding "nobody has room": hold the units exclusively (completions in flight
@@ -135,33 +140,20 @@ BEGIN
     PERFORM lock_units_to_queue(v_units || v_overflow_units);
     v_staff_id := pick_staff_for_assignment(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight,
                                             v_strategy, true);
+    IF v_staff_id IS NULL AND cardinality(v_overflow_units) > 0 THEN
+      v_staff_id := pick_staff_for_assignment(v_overflow_units, v_skills, v_item.min_proficiency_rank,
+                                              v_item.capacity_weight, v_strategy, true);
+      v_candidates := v_candidates || jsonb_build_object('overflow', explain_assignment_candidates(
+        v_overflow_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight, v_strategy));
+    END IF;
+    v_decision := auto_assign_decision(v_item, v_target_text IS NOT NULL, v_units, v_strategy, v_candidates,
+                                       v_staff_id);
+    IF v_staff_id IS NOT NULL THEN
+      v_assignment := create_assignment(v_item, v_staff_id, v_decision || jsonb_build_object('source', 'auto_assign'));
+    END IF;
   END IF;
-  IF v_staff_id IS NULL AND cardinality(v_overflow_units) > 0 THEN
-    v_staff_id := pick_staff_for_assignment(v_overflow_units, v_skills, v_item.min_proficiency_rank,
-                                            v_item.capacity_weight, v_strategy, true);
-    v_candidates := v_candidates || jsonb_build_object('overflow', explain_assignment_candidates(
-      v_overflow_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight, v_strategy));
-  END IF;
-
-  v_ranking := CASE WHEN v_candidates ? 'overflow' THEN v_candidates -> 'overflow' -> 'ranking'
-                    ELSE v_candidates -> 'ranking' END;
-  v_decision := jsonb_build_object(
-    'decided_at', v_now,
-    'rule_id', v_rule.rule_id,
-    'target', jsonb_build_object('unit_id', v_item.target_unit_id, 'include_subtree', v_item.include_subtree,
-                                 'explicit', v_target_text IS NOT NULL, 'units', to_jsonb(v_units)),
-    'strategy', v_strategy,
-    'capacity_weight', v_item.capacity_weight,
-    'required_skills', to_jsonb(v_skills),
-    'min_proficiency_rank', v_item.min_proficiency_rank,
-    'candidates', v_candidates,
-    'chosen', v_staff_id,
-    'tie_break', CASE WHEN v_staff_id IS NOT NULL AND v_staff_id::text IS DISTINCT FROM v_ranking -> 0 ->> 'staff_id'
-                      THEN 'the better-ranked candidates were held by other transactions; picked after waiting'
-                      ELSE assignment_tie_break(v_ranking, v_strategy) END);
 
   IF v_staff_id IS NOT NULL THEN
-    v_assignment := create_assignment(v_item, v_staff_id, v_decision || jsonb_build_object('source', 'auto_assign'));
     RETURN jsonb_build_object('status', 'assigned', 'assignment_id', v_assignment.id, 'assignee_id', v_staff_id,
                               'unit_id', v_assignment.unit_id, 'sla_deadline', v_assignment.sla_deadline,
                               'rule_id', v_rule.rule_id, 'existing', false);

@@ -193,6 +193,9 @@ REVOKE ALL ON FUNCTION public.unit_wip_limit_changed() FROM PUBLIC;
 -- grant public.assignment_freed_capacity().execute
 REVOKE ALL ON FUNCTION public.assignment_freed_capacity() FROM PUBLIC;
 
+-- grant public.auto_assign_decision(public.assignment_queue, boolean, text[], text, jsonb, uuid).execute
+REVOKE ALL ON FUNCTION public.auto_assign_decision(public.assignment_queue, boolean, text[], text, jsonb, uuid) FROM PUBLIC;
+
 -- grant public.auto_assign(jsonb).execute
 REVOKE ALL ON FUNCTION public.auto_assign(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.auto_assign(jsonb) TO authenticated, service_role;
