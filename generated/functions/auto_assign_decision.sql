@@ -10,11 +10,14 @@ CREATE OR REPLACE FUNCTION public.auto_assign_decision(
   p_item public.assignment_queue, p_explicit_target boolean, p_units text[], p_strategy text,
   p_candidates jsonb, p_chosen uuid)
 RETURNS jsonb
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
-AS $fn$
-  SELECT jsonb_build_object(
+AS $fn$                                 -- PL/pgSQL: its plan is cached (a SQL function with SET is planned per call)
+DECLARE
+  v_ranking jsonb := coalesce(p_candidates -> 'overflow', p_candidates) -> 'ranking';
+BEGIN
+  RETURN jsonb_build_object(
     'decided_at', p_item.created_at,
     'rule_id', p_item.rule_id,
     'target', jsonb_build_object('unit_id', p_item.target_unit_id, 'include_subtree', p_item.include_subtree,
@@ -25,8 +28,8 @@ AS $fn$
     'min_proficiency_rank', p_item.min_proficiency_rank,
     'candidates', p_candidates,
     'chosen', p_chosen,
-    'tie_break', CASE WHEN p_chosen IS NOT NULL AND p_chosen::text IS DISTINCT FROM ranking -> 0 ->> 'staff_id'
+    'tie_break', CASE WHEN p_chosen IS NOT NULL AND p_chosen::text IS DISTINCT FROM v_ranking -> 0 ->> 'staff_id'
                       THEN 'the better-ranked candidates were held by other transactions; picked after waiting'
-                      ELSE assignment_tie_break(ranking, p_strategy) END)
-  FROM (SELECT coalesce(p_candidates -> 'overflow', p_candidates) -> 'ranking' AS ranking) r
+                      ELSE assignment_tie_break(v_ranking, p_strategy) END);
+END
 $fn$;
