@@ -1014,3 +1014,20 @@ def test_queue_places_match_the_served_order_under_aging(conn):
                                 "AND effective_rank >= priority_rank(%s)", priority)
         assert scalar(conn, "SELECT queue_items_ahead('unit-it-support', %s, engine_now(), gen_random_uuid())",
                       priority) == expected
+
+
+def test_an_aged_items_place_counts_the_items_of_its_rank_aged_above_it(conn):
+    """A low item aged to normal is behind a normal item aged to high even when it arrived
+    first (a case the random property test above did not reach: an implementation that
+    counted every item of the aged rank queued after it as behind it passed that one)."""
+    now = T0 + timedelta(days=2)
+    at(conn, now)
+    for work_item_id, priority, hours_ago in (("aged-low", "low", 5), ("aged-normal", "normal", 4.5),
+                                              ("fresh-normal", "normal", 1)):
+        created = now - timedelta(hours=hours_ago)
+        conn.execute("INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id, "
+                     "created_at, arrived_at) VALUES (%s, 'ticket', %s, 'unit-it-support', %s, %s)",
+                     (work_item_id, priority, created, created))
+    places = conn.execute("SELECT work_item_id, effective_rank, queue_position(id) FROM assignment_queue_ordered"
+                          " ORDER BY effective_rank DESC, created_at, id").fetchall()
+    assert places == [("aged-normal", 3, 1), ("aged-low", 2, 2), ("fresh-normal", 2, 3)]
