@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print()
     print(report.footer(server, git))
+    if args.repeat > 1:
+        print("\nRun to run (each run's figure; spread = (max - min) / median):")
+        print("\n".join(spread_lines(outcomes)))
     missed = [r for r in records if r["met"] is False]
     if missed:
         print("\nMissed targets:")
@@ -215,6 +218,26 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+# Headline figures whose run-to-run spread is printed with --repeat: this kind of machine's
+# speed drifts by tens of percent over minutes, and a median alone hides that.
+SPREAD_KEYS = ("rate", "calls_per_s", "assignments_per_s", "dequeues_per_s", "p99_ms", "whole_p99_ms")
+
+
+def spread_lines(outcomes: dict) -> list[str]:
+    """One line per workload run more than once: each headline figure per run, and how far
+    apart the runs were (max - min, as a share of the median)."""
+    lines = []
+    for name, outcome in outcomes.items():
+        parts = []
+        for key, numbers in (outcome.details.get("spread") or {}).items():
+            middle = statistics.median(numbers)
+            width = f"{(max(numbers) - min(numbers)) / middle * 100:.0f}%" if middle else "n/a"
+            parts.append(f"{key} {' / '.join(f'{n:,.1f}' for n in numbers)} (spread {width})")
+        if parts:
+            lines.append(f"  {name}: " + "; ".join(parts))
+    return lines
+
+
 def combine(results: list[Outcome]) -> Outcome:
     """One outcome from repeated runs: the median of every numeric value."""
     if len(results) == 1:
@@ -224,8 +247,11 @@ def combine(results: list[Outcome]) -> Outcome:
     for key in first.values:
         numbers = [r.values.get(key) for r in results if isinstance(r.values.get(key), (int, float))]
         values[key] = statistics.median(numbers) if numbers else first.values[key]
+    spread = {key: [r.values[key] for r in results] for key in SPREAD_KEYS
+              if all(isinstance(r.values.get(key), (int, float)) for r in results)}
     return Outcome(first.name, values=values, conditions=first.conditions,
-                   details={"runs": [{"values": r.values, "details": r.details} for r in results]},
+                   details={"runs": [{"values": r.values, "details": r.details} for r in results],
+                            "spread": spread},
                    client_errors=sum(r.client_errors for r in results),
                    error_notes=[n for r in results for n in r.error_notes], skipped=first.skipped)
 

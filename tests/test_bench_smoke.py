@@ -44,3 +44,16 @@ def test_bench_smoke_keeps_every_invariant(database_url, repo_root, tmp_path):
     mix = results["workloads"]["mix"]["details"]["pgbench"]
     assert mix["transactions"] > 0 and mix["failed"] == 0 and mix["aborted_clients"] == 0
     assert "| assign + complete mix |" in done.stdout
+
+
+def test_repeated_runs_report_the_median_and_each_runs_figure():
+    from bench.cli import combine, spread_lines
+    from bench.workloads import Outcome
+
+    runs = [Outcome("assign", values={"rate": rate, "p99_ms": p99, "note": "x"})
+            for rate, p99 in ((1161.0, 35.0), (661.0, 62.0), (635.0, 68.0))]
+    combined = combine(runs)
+    assert combined.values == {"rate": 661.0, "p99_ms": 62.0, "note": "x"}
+    assert combined.details["spread"] == {"rate": [1161.0, 661.0, 635.0], "p99_ms": [35.0, 62.0, 68.0]}
+    assert spread_lines({"assign": combined}) == [
+        "  assign: rate 1,161.0 / 661.0 / 635.0 (spread 80%); p99_ms 35.0 / 62.0 / 68.0 (spread 53%)"]
