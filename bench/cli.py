@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import report
+from . import pgbench, report
 from .hostload import Meter
 from .database import DEFAULT_BASE_DIR, BenchSetupError, install, prepare_local, prepare_url, server_conditions
 from .scale import SCALES
@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
             outcome.details["hot_updates"] = hot_updates(before_stats, table_stats(target.url))
             if args.profile:
                 outcome.details["top_statements"] = top_statements(target.url)
+            if scale.evaluate_targets and not outcome.skipped and name != "plan":
+                outcome.values["select1_per_s"] = machine_speed(target.url, scale.clients, workdir)
+                log(f"  machine speed: SELECT 1 at {outcome.values['select1_per_s']:,.0f}/s ({scale.clients} clients)")
             if outcome.skipped:
                 log(f"  skipped: {outcome.skipped}")
             else:
@@ -218,9 +221,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def machine_speed(url: str, clients: int, workdir: Path) -> float:
+    """`SELECT 1` per second from the workload's clients for 2 s, right after the workload: the
+    same code gives figures tens of percent apart from one run to the next on this kind of
+    machine (its host's load), and this number moves with them."""
+    run = pgbench.run(url, [pgbench.Script("select1", "SELECT 1;")], clients=clients, duration=2,
+                      workdir=workdir / "machine-speed")
+    return round(run.rate(), 0)
+
+
 # Headline figures whose run-to-run spread is printed with --repeat: this kind of machine's
 # speed drifts by tens of percent over minutes, and a median alone hides that.
-SPREAD_KEYS = ("rate", "calls_per_s", "assignments_per_s", "dequeues_per_s", "p99_ms", "whole_p99_ms")
+SPREAD_KEYS = ("rate", "calls_per_s", "assignments_per_s", "dequeues_per_s", "p99_ms", "whole_p99_ms",
+               "select1_per_s")
 
 
 def spread_lines(outcomes: dict) -> list[str]:

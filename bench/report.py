@@ -123,6 +123,8 @@ def conditions_text(workload: str, outcome) -> str:
     other = outcome.conditions.get("other_cpu") or {}
     if other.get("other_cpu_share") is not None and other.get("server_counted_as_ours"):
         text += f"; other processes used {other['other_cpu_share'] * 100:.0f}% of the CPUs"
+    if outcome.values.get("select1_per_s"):
+        text += f"; machine: SELECT 1 at {outcome.values['select1_per_s']:,.0f}/s"
     return text
 
 
