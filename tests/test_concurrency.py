@@ -187,3 +187,38 @@ def test_completion_of_a_full_person_waits_for_an_arrival_deciding_to_queue(engi
         row = completer.execute("SELECT assignee_id::text, decision ->> 'source' FROM assignments "
                                 "WHERE work_item_id = 'arriving' AND status = 'assigned'").fetchone()
     assert row == (person, "queue")
+
+
+def test_completion_waiting_for_a_held_row_does_not_hold_up_arrivals_that_queue(engine_url):
+    """A completion whose assignment row another transaction holds (an SLA sweep batch holds a
+    thousand for a while) waits for it before taking the unit lock: an arrival that must queue
+    in that unit meanwhile goes through at once instead of waiting behind the completion."""
+    person = str(uuid.UUID(int=0xAD))
+    with psycopg.connect(engine_url, autocommit=True) as conn:
+        _call(conn, "upsert_staff_profile", Jsonb({"id": person, "unit_id": "unit-hr", "full_name": "Has room",
+                                                   "wip_limit": 3}))
+        first = _call(conn, "auto_assign", Jsonb({"work_item_id": "held-by-sweep", "work_item_type": "ticket",
+                                                  "priority": "normal", "target_unit_id": "unit-hr"}))
+        assert first["status"] == "assigned"             # the person still has room: lock first
+    with psycopg.connect(engine_url) as sweep, psycopg.connect(engine_url, autocommit=True) as completer, \
+            psycopg.connect(engine_url, autocommit=True) as arrival:
+        sweep.execute("SELECT 1 FROM assignments WHERE id = %s FOR NO KEY UPDATE", [first["assignment_id"]])
+        done = threading.Event()
+        thread = threading.Thread(target=lambda: (_call(completer, "complete_assignment", first["assignment_id"]),
+                                                  done.set()))
+        thread.start()
+        try:
+            assert not done.wait(0.5)                    # waiting for the held row
+            arrival.execute("SET lock_timeout = '3s'")
+            queued = _call(arrival, "auto_assign", Jsonb({   # nobody in the unit holds the skill: it queues
+                "work_item_id": "needs-sql", "work_item_type": "ticket", "priority": "normal",
+                "target_unit_id": "unit-hr", "required_skills": ["skill-sql"]}))
+            assert queued["status"] == "queued"
+            assert not done.is_set()
+        finally:
+            sweep.rollback()                             # let the completion through, whatever happened
+            thread.join(10)
+        assert done.is_set()
+        status = completer.execute("SELECT status::text FROM assignments WHERE id = %s",
+                                   [first["assignment_id"]]).fetchone()
+    assert status == ("completed",)
