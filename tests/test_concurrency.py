@@ -160,18 +160,24 @@ def test_lost_wake_up_race(engine_url):
             _call(completer, "complete_assignment", b)
 
 
+def _hr_person_holding_one_item(engine_url, number, wip_limit):
+    """The only person of unit-hr, holding one ticket: (their id, the auto_assign result)."""
+    person = str(uuid.UUID(int=number))
+    with psycopg.connect(engine_url, autocommit=True) as conn:
+        _call(conn, "upsert_staff_profile", Jsonb({"id": person, "unit_id": "unit-hr", "full_name": f"Person {number}",
+                                                   "wip_limit": wip_limit}))
+        first = _call(conn, "auto_assign", Jsonb({"work_item_id": f"held-{number}", "work_item_type": "ticket",
+                                                  "priority": "normal", "target_unit_id": "unit-hr"}))
+    assert first["status"] == "assigned"
+    return person, first
+
+
 def test_completion_of_a_full_person_waits_for_an_arrival_deciding_to_queue(engine_url):
     """The completion of someone without room takes the unit lock only when the queue shows
     nothing for them. An arrival that is queueing in that unit right now (its row not yet
     committed) holds the lock exclusively: the completion must not miss it -- it starts over
     with the lock first, waits for the arrival's commit and then hands it the freed slot."""
-    person = str(uuid.UUID(int=0xAC))
-    with psycopg.connect(engine_url, autocommit=True) as conn:
-        _call(conn, "upsert_staff_profile", Jsonb({"id": person, "unit_id": "unit-hr", "full_name": "Only one",
-                                                   "wip_limit": 1}))
-        first = _call(conn, "auto_assign", Jsonb({"work_item_id": "held", "work_item_type": "ticket",
-                                                  "priority": "normal", "target_unit_id": "unit-hr"}))
-        assert first["status"] == "assigned"
+    person, first = _hr_person_holding_one_item(engine_url, 0xAC, wip_limit=1)
     with psycopg.connect(engine_url) as arrival, psycopg.connect(engine_url, autocommit=True) as completer:
         queued = _call(arrival, "auto_assign", Jsonb({"work_item_id": "arriving", "work_item_type": "ticket",
                                                       "priority": "normal", "target_unit_id": "unit-hr"}))
@@ -193,13 +199,7 @@ def test_completion_waiting_for_a_held_row_does_not_hold_up_arrivals_that_queue(
     """A completion whose assignment row another transaction holds (an SLA sweep batch holds a
     thousand for a while) waits for it before taking the unit lock: an arrival that must queue
     in that unit meanwhile goes through at once instead of waiting behind the completion."""
-    person = str(uuid.UUID(int=0xAD))
-    with psycopg.connect(engine_url, autocommit=True) as conn:
-        _call(conn, "upsert_staff_profile", Jsonb({"id": person, "unit_id": "unit-hr", "full_name": "Has room",
-                                                   "wip_limit": 3}))
-        first = _call(conn, "auto_assign", Jsonb({"work_item_id": "held-by-sweep", "work_item_type": "ticket",
-                                                  "priority": "normal", "target_unit_id": "unit-hr"}))
-        assert first["status"] == "assigned"             # the person still has room: lock first
+    _, first = _hr_person_holding_one_item(engine_url, 0xAD, wip_limit=3)   # still has room: lock first
     with psycopg.connect(engine_url) as sweep, psycopg.connect(engine_url, autocommit=True) as completer, \
             psycopg.connect(engine_url, autocommit=True) as arrival:
         sweep.execute("SELECT 1 FROM assignments WHERE id = %s FOR NO KEY UPDATE", [first["assignment_id"]])
