@@ -30,6 +30,7 @@ DECLARE
   v_open boolean;
   v_defer boolean;
   v_lock_first boolean := false;
+  v_row_held boolean := false;
 BEGIN
   IF p_assignment_id IS NULL THEN
     PERFORM api_invalid('assignment_id', 'is required');
@@ -52,21 +53,24 @@ BEGIN
         WHERE a.id = p_assignment_id
         FOR NO KEY UPDATE OF a, s NOWAIT;
       ELSE
-        -- Wait for a row someone holds (an SLA sweep batch holds a thousand) before taking the
-        -- unit lock, and let go of it again: waiting while holding the lock would hold up every
-        -- arrival about to queue in the unit. Under the lock the row is taken without waiting;
-        -- taken by someone else in between, round again.
-        BEGIN
-          PERFORM 1 FROM assignments a WHERE a.id = p_assignment_id FOR NO KEY UPDATE;
-          RAISE EXCEPTION 'let go of the row' USING ERRCODE = 'RLW01';
-        EXCEPTION WHEN SQLSTATE 'RLW01' THEN
-          NULL;
-        END;
+        -- Under the unit lock the row is taken without waiting: held by someone (an SLA sweep
+        -- batch holds a thousand for a while), round again and first wait for it without the
+        -- lock -- in a subtransaction let go of at once -- since waiting while holding the lock
+        -- would hold up every arrival about to queue in the unit.
+        IF v_row_held THEN
+          BEGIN
+            PERFORM 1 FROM assignments a WHERE a.id = p_assignment_id FOR NO KEY UPDATE;
+            RAISE EXCEPTION 'let go of the row' USING ERRCODE = 'RLW01';
+          EXCEPTION WHEN SQLSTATE 'RLW01' THEN
+            NULL;
+          END;
+        END IF;
         PERFORM lock_units(ARRAY[v_unit_id], true);
         SELECT a.status, a.assignee_id, s.unit_id INTO v_status, v_assignee, v_locked_unit
         FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
         WHERE a.id = p_assignment_id
-        FOR NO KEY UPDATE OF a SKIP LOCKED;    -- skipped: v_locked_unit is null, so round again
+        FOR NO KEY UPDATE OF a SKIP LOCKED;
+        v_row_held := NOT FOUND;             -- then v_locked_unit is null: round again, below
       END IF;
       IF v_locked_unit IS DISTINCT FROM v_unit_id OR (v_defer AND v_open) THEN
         -- moved by a concurrent override, or room freed meanwhile: let go of the rows, again
