@@ -88,6 +88,13 @@ def counts(conn) -> dict:
     return {t: scalar(conn, f"SELECT count(*) FROM {t}") for t in tables}
 
 
+def queue_ticket(conn, work_item_id, priority, created) -> None:
+    """A ticket waiting for unit-it-support since `created`, written straight into the queue."""
+    conn.execute("INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id, "
+                 "created_at, arrived_at) VALUES (%s, 'ticket', %s, 'unit-it-support', %s, %s)",
+                 (work_item_id, priority, created, created))
+
+
 def ts(value) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
 
@@ -1001,9 +1008,7 @@ def test_queue_places_match_the_served_order_under_aging(conn):
         rows.append((f"aq-{index}", rng.choice(priorities), created))
     with conn.transaction():
         for work_item_id, priority, created in rows:
-            conn.execute("INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id, "
-                         "created_at, arrived_at) VALUES (%s, 'ticket', %s, 'unit-it-support', %s, %s)",
-                         (work_item_id, priority, created, created))
+            queue_ticket(conn, work_item_id, priority, created)
     served = [row[0] for row in conn.execute(
         "SELECT id FROM assignment_queue_ordered WHERE target_unit_id = 'unit-it-support' "
         "ORDER BY effective_rank DESC, created_at, id")]
@@ -1025,9 +1030,7 @@ def test_an_aged_items_place_counts_the_items_of_its_rank_aged_above_it(conn):
     for work_item_id, priority, hours_ago in (("aged-low", "low", 5), ("aged-normal", "normal", 4.5),
                                               ("fresh-normal", "normal", 1)):
         created = now - timedelta(hours=hours_ago)
-        conn.execute("INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id, "
-                     "created_at, arrived_at) VALUES (%s, 'ticket', %s, 'unit-it-support', %s, %s)",
-                     (work_item_id, priority, created, created))
+        queue_ticket(conn, work_item_id, priority, created)
     places = conn.execute("SELECT work_item_id, effective_rank, queue_position(id) FROM assignment_queue_ordered"
                           " ORDER BY effective_rank DESC, created_at, id").fetchall()
     assert places == [("aged-normal", 3, 1), ("aged-low", 2, 2), ("fresh-normal", 2, 3)]
