@@ -334,6 +334,40 @@ def test_unit_without_managers_escalates_to_the_parent_units_head(conn):
     ]
 
 
+def test_a_batch_resolves_each_recipient_as_get_escalation_recipient_does(conn):
+    """The sweep looks each (unit, role) up once per batch; an assignee who holds that role
+    themself must still be skipped, and an assignee not available still passes their warning
+    to the supervisor. Every event's recipient equals get_escalation_recipient's answer."""
+    service_desk(conn, supervisor_on_leave=False)
+    # The supervisors and the head take work here too (the lowest ids win ties: desk first).
+    for person, role in ((IT_HEAD, "unit_head"), (IT_SUP, "supervisor"), (IT_SUP_2, "supervisor")):
+        staff(conn, person, "unit-it-support", role, wip_limit=4)
+    at(conn, T0)
+    held_by = {}
+    for n in range(8):
+        result = assign(conn, f"tk-batch-{n}")
+        held_by[result["assignment_id"]] = result["assignee_id"]
+    assert set(held_by.values()) == {DESK_A, IT_HEAD, IT_SUP, IT_SUP_2}, held_by
+    availability(conn, DESK_A, "offline")
+
+    at(conn, T0 + timedelta(hours=3))
+    assert sweep(conn) == 4 * len(held_by)
+    rows = conn.execute("""SELECT e.assignment_id::text, e.level, e.recipient_role, e.recipient_id::text,
+                                  get_escalation_recipient(e.assignment_id, e.recipient_role)::text
+                           FROM escalation_events e ORDER BY 1, 2""").fetchall()
+    assert len(rows) == 4 * len(held_by)
+    assert [(aid, level, got) for aid, level, _, got, _ in rows] == [
+        (aid, level, expected) for aid, level, _, _, expected in rows]
+    by_assignee_and_level = {(held_by[aid], level): got for aid, level, _, got, _ in rows}
+    assert by_assignee_and_level[(IT_SUP, 2)] == IT_SUP_2          # not themself
+    assert by_assignee_and_level[(IT_SUP_2, 2)] == IT_SUP
+    assert by_assignee_and_level[(IT_HEAD, 2)] == IT_SUP
+    assert by_assignee_and_level[(IT_HEAD, 3)] == CORP_HEAD        # the head's breach goes up a unit
+    assert by_assignee_and_level[(IT_SUP, 3)] == IT_HEAD
+    assert by_assignee_and_level[(DESK_A, 1)] == IT_SUP            # offline: the supervisor is warned
+    assert by_assignee_and_level[(IT_SUP, 1)] == IT_SUP
+
+
 def test_paused_assignments_do_not_escalate(conn):
     service_desk(conn, supervisor_on_leave=False)
     staff(conn, DESK_B, "unit-it-support")

@@ -12,8 +12,14 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
   v_calendar record := calendar_definition(p_calendar_id);
-  v_day date := (p_from AT TIME ZONE v_calendar.timezone)::date;
-  v_last date := (p_to AT TIME ZONE v_calendar.timezone)::date;
+  -- Plain variables: a record field's array is copied on every subscript.
+  v_timezone text := v_calendar.timezone;
+  v_periods integer[] := v_calendar.periods;
+  v_days_off date[] := v_calendar.days_off;
+  v_count integer := coalesce(array_length(v_periods, 1), 0);
+  v_day date := (p_from AT TIME ZONE v_timezone)::date;
+  v_weekday integer := extract(isodow FROM v_day)::integer;
+  v_last date := (p_to AT TIME ZONE v_timezone)::date;
   v_total numeric := 0;
   v_from timestamptz;
   v_to timestamptz;
@@ -22,17 +28,18 @@ BEGIN
     RETURN 0;
   END IF;
   WHILE v_day <= v_last LOOP
-    IF NOT v_day = ANY (v_calendar.days_off) THEN
-      FOR i IN 1 .. coalesce(array_length(v_calendar.periods, 1), 0) BY 3 LOOP
-        CONTINUE WHEN v_calendar.periods[i] <> extract(isodow FROM v_day);
-        v_from := greatest((v_day + make_interval(mins => v_calendar.periods[i + 1])) AT TIME ZONE v_calendar.timezone, p_from);
-        v_to := least((v_day + make_interval(mins => v_calendar.periods[i + 2])) AT TIME ZONE v_calendar.timezone, p_to);
+    IF NOT v_day = ANY (v_days_off) THEN
+      FOR i IN 1 .. v_count BY 3 LOOP
+        CONTINUE WHEN v_periods[i] <> v_weekday;
+        v_from := greatest((v_day + make_interval(mins => v_periods[i + 1])) AT TIME ZONE v_timezone, p_from);
+        v_to := least((v_day + make_interval(mins => v_periods[i + 2])) AT TIME ZONE v_timezone, p_to);
         IF v_to > v_from THEN
           v_total := v_total + extract(epoch FROM v_to - v_from) / 60;
         END IF;
       END LOOP;
     END IF;
     v_day := v_day + 1;
+    v_weekday := v_weekday % 7 + 1;
   END LOOP;
   RETURN v_total;
 END

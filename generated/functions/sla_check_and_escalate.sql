@@ -8,6 +8,11 @@
 -- crossed -- to the recipient the chain names, resolved from staff data -- notifies each,
 -- and moves next_check_at to the next level. Cost follows the newly due rows, not all
 -- active ones; running it twice in a row writes nothing new. Returns the events written.
+--
+-- One statement for the whole batch (a backlog after an outage is thousands of rows):
+-- levels are walked per assignment only until the first one not yet due, and each
+-- (unit, role) recipient is looked up once per batch rather than once per event. The
+-- recipients are the ones get_escalation_recipient gives (tests compare the two).
 CREATE OR REPLACE FUNCTION public.sla_check_and_escalate(p_limit integer DEFAULT 20000)
 RETURNS integer
 LANGUAGE plpgsql
@@ -16,57 +21,101 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
   v_now timestamptz := engine_now();
-  v_row record;
-  v_level record;
-  v_due timestamptz;
-  v_next timestamptz;
-  v_reached smallint;
-  v_event_id uuid;
-  v_recipient uuid;
-  v_written integer := 0;
+  v_written integer;
 BEGIN
   -- Events can be derived again from the assignments: no need to wait for the disk.
   PERFORM set_config('synchronous_commit', 'off', true);
-  FOR v_row IN
-    SELECT a.id, a.work_item_type, a.priority, a.arrived_at, a.paused_working_minutes, a.escalation_level,
-           a.sla_deadline, c.escalation_chain_id
+  WITH RECURSIVE due AS MATERIALIZED (
+    SELECT a.id, a.assignee_id, a.arrived_at, a.paused_working_minutes, a.escalation_level, a.sla_deadline,
+           c.escalation_chain_id, c.calendar_id, c.resolution_minutes
     FROM assignments a
     JOIN sla_configs c ON c.work_item_type = a.work_item_type AND c.priority = a.priority
     WHERE a.next_check_at <= v_now
     ORDER BY a.next_check_at
     LIMIT p_limit
     FOR NO KEY UPDATE OF a SKIP LOCKED
-  LOOP
-    v_reached := v_row.escalation_level;
-    v_next := NULL;
-    FOR v_level IN
-      SELECT l.level, l.threshold_percent, l.reason, l.notify FROM escalation_levels l
-      WHERE l.chain_id = v_row.escalation_chain_id AND l.level > v_row.escalation_level ORDER BY l.level
-    LOOP
-      v_due := sla_level_due_at(v_row.work_item_type, v_row.priority, v_row.arrived_at, v_row.paused_working_minutes,
-                                v_level.level);
-      IF v_due > v_now THEN
-        v_next := v_due;
-        EXIT;
-      END IF;
-      v_recipient := get_escalation_recipient(v_row.id, v_level.notify);
-      INSERT INTO escalation_events (assignment_id, level, reason, recipient_id, recipient_role, details, escalated_at)
-      VALUES (v_row.id, v_level.level, v_level.reason, v_recipient, v_level.notify,
-              jsonb_build_object('chain_id', v_row.escalation_chain_id, 'threshold_percent', v_level.threshold_percent,
-                                 'due_at', v_due, 'sla_deadline', v_row.sla_deadline),
-              v_now)
-      ON CONFLICT (assignment_id, level) DO NOTHING
-      RETURNING id INTO v_event_id;
-      IF v_event_id IS NOT NULL THEN
-        v_written := v_written + 1;
-        INSERT INTO engine_events (channel, payload) VALUES ('escalation_events', jsonb_build_object(
-          'event_id', v_event_id, 'assignment_id', v_row.id, 'recipient_id', v_recipient,
-          'level', v_level.level, 'reason', v_level.reason)::text);
-      END IF;
-      v_reached := v_level.level;
-    END LOOP;
-    UPDATE assignments SET escalation_level = v_reached, next_check_at = v_next WHERE id = v_row.id;
-  END LOOP;
+  ),
+  -- The levels above each assignment's current one, in order, each with the moment it falls
+  -- due; the walk stops after the first level not yet due (that one is the next check).
+  walk AS (
+    SELECT d.id, l.level, l.threshold_percent, l.reason, l.notify,
+           calendar_add_working_time(d.calendar_id, d.arrived_at,
+                                     d.resolution_minutes * l.threshold_percent / 100.0 + d.paused_working_minutes) AS due_at
+    FROM due d
+    JOIN escalation_levels l ON l.chain_id = d.escalation_chain_id AND l.level = d.escalation_level + 1
+    UNION ALL
+    SELECT d.id, l.level, l.threshold_percent, l.reason, l.notify,
+           calendar_add_working_time(d.calendar_id, d.arrived_at,
+                                     d.resolution_minutes * l.threshold_percent / 100.0 + d.paused_working_minutes)
+    FROM walk w
+    JOIN due d ON d.id = w.id
+    JOIN escalation_levels l ON l.chain_id = d.escalation_chain_id AND l.level = w.level + 1
+    WHERE w.due_at <= v_now
+  ),
+  -- Each level crossed, with what the recipient rule needs: the assignee's unit, its parent,
+  -- whether the assignee is available, and the role to look for in the unit tree.
+  crossed AS MATERIALIZED (
+    SELECT w.id, w.level, w.threshold_percent, w.reason, w.notify, w.due_at, d.escalation_chain_id, d.sla_deadline,
+           d.assignee_id, s.unit_id, u.parent_id,
+           s.availability_status = 'available' AS assignee_available,
+           CASE w.notify WHEN 'assignee' THEN 'supervisor' WHEN 'parent_unit_head' THEN 'unit_head'
+                         ELSE w.notify END AS role
+    FROM walk w
+    JOIN due d ON d.id = w.id
+    LEFT JOIN staff_profiles s ON s.id = d.assignee_id
+    LEFT JOIN organizational_units u ON u.id = s.unit_id
+    WHERE w.due_at <= v_now
+  ),
+  -- The nearest available holder of each (unit, role) the batch needs, found once.
+  holders AS MATERIALIZED (
+    SELECT k.unit_id, k.role, get_unit_recipient(k.unit_id, k.role) AS staff_id
+    FROM (SELECT unit_id, role FROM crossed WHERE unit_id IS NOT NULL
+          UNION
+          SELECT parent_id, 'unit_head' FROM crossed WHERE notify = 'parent_unit_head' AND parent_id IS NOT NULL) k
+  ),
+  -- A holder in the assignee's own unit who is the assignee themself is skipped: look again
+  -- without them (rare). The parent unit's tree never holds the assignee.
+  addressed AS (
+    SELECT c.*,
+           CASE WHEN c.notify = 'assignee' AND c.assignee_available THEN c.assignee_id
+                ELSE coalesce(above.staff_id,
+                              CASE WHEN own.staff_id IS DISTINCT FROM c.assignee_id THEN own.staff_id
+                                   ELSE get_unit_recipient(c.unit_id, c.role, c.assignee_id) END)
+           END AS recipient_id
+    FROM crossed c
+    LEFT JOIN holders own ON own.unit_id = c.unit_id AND own.role = c.role
+    LEFT JOIN holders above ON c.notify = 'parent_unit_head' AND above.unit_id = c.parent_id AND above.role = 'unit_head'
+  ),
+  written AS (
+    INSERT INTO escalation_events (assignment_id, level, reason, recipient_id, recipient_role, details, escalated_at)
+    SELECT a.id, a.level, a.reason, a.recipient_id, a.notify,
+           jsonb_build_object('chain_id', a.escalation_chain_id, 'threshold_percent', a.threshold_percent,
+                              'due_at', a.due_at, 'sla_deadline', a.sla_deadline),
+           v_now
+    FROM addressed a
+    ORDER BY a.id, a.level
+    ON CONFLICT (assignment_id, level) DO NOTHING
+    RETURNING id, assignment_id, recipient_id, level, reason
+  ),
+  notified AS (
+    INSERT INTO engine_events (channel, payload)
+    SELECT 'escalation_events', jsonb_build_object('event_id', e.id, 'assignment_id', e.assignment_id,
+                                                   'recipient_id', e.recipient_id, 'level', e.level,
+                                                   'reason', e.reason)::text
+    FROM written e
+  ),
+  advanced AS (
+    UPDATE assignments a
+    SET escalation_level = n.reached, next_check_at = n.next_check_at
+    FROM (SELECT d.id,
+                 coalesce(max(w.level) FILTER (WHERE w.due_at <= v_now), d.escalation_level) AS reached,
+                 min(w.due_at) FILTER (WHERE w.due_at > v_now) AS next_check_at
+          FROM due d
+          LEFT JOIN walk w ON w.id = d.id
+          GROUP BY d.id, d.escalation_level) n
+    WHERE a.id = n.id
+  )
+  SELECT count(*) INTO v_written FROM written;
   RETURN v_written;
 END
 $fn$;
