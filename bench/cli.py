@@ -233,6 +233,7 @@ def machine_speed(url: str, clients: int, workdir: Path) -> float:
 # Headline figures whose run-to-run spread is printed with --repeat: this kind of machine's
 # speed drifts by tens of percent over minutes, and a median alone hides that.
 SPREAD_KEYS = ("rate", "calls_per_s", "assignments_per_s", "dequeues_per_s", "p99_ms", "whole_p99_ms",
+               "escalations_per_s", "alone_escalations_per_s", "mix_p99_raise",
                "select1_per_s")
 
 

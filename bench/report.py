@@ -91,7 +91,9 @@ def rows_for(outcomes: dict) -> list[Row]:
                    f"{_n(v.get('rows_due'))} due assignments in {v['sweep_s']:.2f} s); "
                    f"mix p99 {_ms(v['mix_p99_baseline_ms'])} → {_ms(v['mix_p99_during_ms'])} during it "
                    f"({_pct(v['mix_p99_raise'])})"
-                   + ("; the sweep outlasted the mix run" if v.get("sweep_outlasted_mix") else "")),
+                   + ("; the sweep outlasted the mix run" if v.get("sweep_outlasted_mix") else "")
+                   + (f"; alone (nothing beside it): {_n(v['alone_escalations_per_s'])} escalations/s"
+                      if v.get("alone_escalations_per_s") else "")),
         "≥ 20,000 escalations/s; mix p99 raised ≤ 20%",
         (("escalations_per_s", ">=", 20000), ("mix_p99_raise", "<=", 0.20))))
     growth = outcomes.get("growth")

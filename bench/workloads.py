@@ -420,6 +420,27 @@ def _monitor_command(ctx: Context) -> str:
     return job_commands(job, catalog.SCHEMA)[0]
 
 
+def _run_monitor(ctx: Context, command: str, clock) -> dict:
+    """What pg_cron runs -- the sla-monitoring job's command (batched per rules/jobs.yaml) -- with
+    the engine clock at `clock`, again while rows are still due (a run stops at its time budget):
+    escalations written, calls, and when it started and ended."""
+    with ctx.connect() as conn:
+        conn.execute("SELECT set_config('rulesctl.now', %s, false)", (clock.isoformat(),))
+        before = conn.execute("SELECT count(*) FROM escalation_events").fetchone()[0]
+        calls = 0
+        started = time.time()
+        while True:
+            conn.execute(command)
+            calls += 1
+            due = conn.execute("SELECT EXISTS (SELECT 1 FROM assignments WHERE next_check_at <= "
+                               "engine_now())").fetchone()[0]
+            if not due or calls >= 20:
+                break
+        ended = time.time()
+        total = conn.execute("SELECT count(*) FROM escalation_events").fetchone()[0] - before
+    return {"started": started, "ended": ended, "events": total, "calls": calls}
+
+
 def backlog(ctx: Context) -> Outcome:
     """A 20,000-escalation backlog (the monitor was down for a while: its clock jumps ahead
     until that many rows are due) swept while the assign+complete mix runs; the mix's p99
@@ -447,22 +468,7 @@ def backlog(ctx: Context) -> Outcome:
         def worker():
             time.sleep(ctx.scale.duration / 3)
             try:
-                with ctx.connect() as conn:
-                    conn.execute("SELECT set_config('rulesctl.now', %s, false)", (sweep_at.isoformat(),))
-                    before = conn.execute("SELECT count(*) FROM escalation_events").fetchone()[0]
-                    calls = 0
-                    started = time.time()
-                    # What pg_cron runs: the sla-monitoring job's command (batched per rules/jobs.yaml),
-                    # again while rows are still due (a run stops at its time budget).
-                    while True:
-                        conn.execute(monitor_command)
-                        calls += 1
-                        due = conn.execute("SELECT EXISTS (SELECT 1 FROM assignments WHERE next_check_at <= "
-                                           "engine_now())").fetchone()[0]
-                        if not due or calls >= 20:
-                            break
-                    total = conn.execute("SELECT count(*) FROM escalation_events").fetchone()[0] - before
-                    sweep_result.update(started=started, ended=time.time(), events=total, calls=calls)
+                sweep_result.update(_run_monitor(ctx, monitor_command, sweep_at))
             except psycopg.Error as exc:
                 sweep_result["error"] = str(exc)
         thread = threading.Thread(target=worker, daemon=True)
@@ -479,6 +485,13 @@ def backlog(ctx: Context) -> Outcome:
         outcome.client_errors += 1
         outcome.error_notes.append(f"the sweep failed: {sweep_result.get('error')}")
         return outcome
+    # The same sweep with nothing beside it: the clock jumps on until as many rows are due again.
+    alone = None
+    with ctx.connect() as conn:
+        row = conn.execute("""SELECT next_check_at FROM assignments WHERE next_check_at > %s
+                              ORDER BY next_check_at OFFSET %s LIMIT 1""", (sweep_at, ctx.scale.backlog - 1)).fetchone()
+    if row is not None:
+        alone = _run_monitor(ctx, monitor_command, row[0])
     seconds = sweep_result["ended"] - sweep_result["started"]
     window = (sweep_result["started"], sweep_result["ended"])
     in_window = run.latency(window=window)
@@ -491,6 +504,10 @@ def backlog(ctx: Context) -> Outcome:
         "mix_transactions_during": in_window.count,
         "sweep_outlasted_mix": sweep_result["ended"] > run.wall_ended,
     }
+    if alone:
+        alone_s = alone["ended"] - alone["started"]
+        outcome.values.update(alone_escalations=alone["events"], alone_sweep_s=alone_s,
+                              alone_escalations_per_s=alone["events"] / alone_s if alone_s else None)
     outcome.conditions = {**during.conditions, "sweep_calls": sweep_result["calls"], "monitor_command": monitor_command,
                           "monitor_clock_ahead": ahead, "backlog_rows": ctx.scale.backlog,
                           "wip": f"personal WIP {wip} for everyone"}

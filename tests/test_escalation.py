@@ -368,6 +368,34 @@ def test_a_batch_resolves_each_recipient_as_get_escalation_recipient_does(conn):
     assert by_assignee_and_level[(IT_SUP, 1)] == IT_SUP
 
 
+def test_every_update_moves_version_by_one_and_stamps_the_engine_time(conn):
+    """The hot paths stamp version and updated_at in their own UPDATE (the triggers then stay
+    idle); any other update is stamped by the triggers. Either way: one step, engine time."""
+    service_desk(conn, supervisor_on_leave=False)
+    at(conn, T0)
+    aid = assign(conn, "tk-stamped")["assignment_id"]
+
+    def stamps(table, row_id):
+        return tuple(conn.execute(f"SELECT version, updated_at FROM {table} WHERE id = %s", [row_id]).fetchone())
+
+    version, _ = stamps("assignments", aid)
+    staff_version, _ = stamps("staff_profiles", DESK_A)
+    at(conn, T0 + timedelta(minutes=10))
+    conn.execute("UPDATE assignments SET needs_review = true WHERE id = %s", [aid])            # by the triggers
+    assert stamps("assignments", aid) == (version + 1, T0 + timedelta(minutes=10))
+    conn.execute("UPDATE assignments SET version = version WHERE id = %s", [aid])
+    assert stamps("assignments", aid) == (version + 2, T0 + timedelta(minutes=10))
+
+    at(conn, T0 + timedelta(minutes=95))                   # two levels fall due: one update
+    assert sweep(conn) == 2
+    assert stamps("assignments", aid) == (version + 3, T0 + timedelta(minutes=95))
+
+    at(conn, T0 + timedelta(minutes=100))
+    complete(conn, aid)
+    assert stamps("assignments", aid) == (version + 4, T0 + timedelta(minutes=100))
+    assert stamps("staff_profiles", DESK_A) == (staff_version + 1, T0 + timedelta(minutes=100))
+
+
 def test_paused_assignments_do_not_escalate(conn):
     service_desk(conn, supervisor_on_leave=False)
     staff(conn, DESK_B, "unit-it-support")
