@@ -128,7 +128,7 @@ def render_policy(policy: Policy, templates_dir: Path, schema: str = catalog.SCH
             if wanted:
                 trigger = f"trg_{table.name}_{column}"
                 r.add("trigger", trigger, "triggers/trigger.sql.j2",
-                      {"name": trigger, "table": table.name, "column": column, "function": function},
+                      {"name": trigger, "table": table.name, "function": function},
                       after=(f"table:{s}.{table.name}", f"function:{s}.{function}()"), file=f"tables/{table.name}.sql")
     for index in catalog.INDEXES:
         r.add("index", index.name, "indexes/index.sql.j2", {"index": index},

@@ -369,8 +369,8 @@ def test_a_batch_resolves_each_recipient_as_get_escalation_recipient_does(conn):
 
 
 def test_every_update_moves_version_by_one_and_stamps_the_engine_time(conn):
-    """The hot paths stamp version and updated_at in their own UPDATE (the triggers then stay
-    idle); any other update is stamped by the triggers. Either way: one step, engine time."""
+    """Plain updates, the sweep's batch update, a completion and the load counter it moves:
+    each moves version by exactly one and stamps updated_at with the engine's time."""
     service_desk(conn, supervisor_on_leave=False)
     at(conn, T0)
     aid = assign(conn, "tk-stamped")["assignment_id"]

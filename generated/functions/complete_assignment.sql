@@ -84,8 +84,7 @@ BEGIN
         PERFORM api_invalid('assignment_id', format('assignment %s is already %s', p_assignment_id, v_status));
       END IF;
       PERFORM set_config('rulesctl.unit_lock_deferred', CASE WHEN v_defer THEN v_assignee::text ELSE '' END, true);
-      UPDATE assignments SET status = 'completed', completed_at = engine_now(), next_check_at = NULL,
-                             version = version + 1, updated_at = engine_now()
+      UPDATE assignments SET status = 'completed', completed_at = engine_now(), next_check_at = NULL
       WHERE id = p_assignment_id
       RETURNING completed_at INTO v_completed_at;
       PERFORM set_config('rulesctl.unit_lock_deferred', '', true);

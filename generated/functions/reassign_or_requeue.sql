@@ -20,8 +20,7 @@ DECLARE
   v_strategy text;
   v_new assignments;
 BEGIN
-  UPDATE assignments SET status = 'reassigned', completed_at = engine_now(), next_check_at = NULL,
-                         version = version + 1, updated_at = engine_now()
+  UPDATE assignments SET status = 'reassigned', completed_at = engine_now(), next_check_at = NULL
   WHERE id = p_assignment_id AND status IN ('assigned', 'in_progress', 'on_hold')
   RETURNING * INTO v_old;
   IF NOT FOUND THEN

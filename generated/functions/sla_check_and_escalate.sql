@@ -106,7 +106,7 @@ BEGIN
   ),
   advanced AS (
     UPDATE assignments a
-    SET escalation_level = n.reached, next_check_at = n.next_check_at, version = a.version + 1, updated_at = v_now
+    SET escalation_level = n.reached, next_check_at = n.next_check_at
     FROM (SELECT d.id,
                  coalesce(max(w.level) FILTER (WHERE w.due_at <= v_now), d.escalation_level) AS reached,
                  min(w.due_at) FILTER (WHERE w.due_at > v_now) AS next_check_at

@@ -13,8 +13,7 @@ AS $fn$
 BEGIN
   UPDATE staff_profiles
   SET current_assignment_count = current_assignment_count + p_delta,
-      last_assigned_at = CASE WHEN p_delta > 0 THEN engine_now() ELSE last_assigned_at END,
-      version = version + 1, updated_at = engine_now()      -- stamped here: the triggers stay idle
+      last_assigned_at = CASE WHEN p_delta > 0 THEN engine_now() ELSE last_assigned_at END
   WHERE id = p_staff_id;
 END
 $fn$;

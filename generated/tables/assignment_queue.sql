@@ -42,11 +42,6 @@ CREATE INDEX idx_assignment_queue_skill_head ON public.assignment_queue (target_
 CREATE INDEX idx_assignment_queue_subtree_head ON public.assignment_queue (target_unit_id, priority DESC, created_at, id) WHERE include_subtree;
 
 -- trigger public.trg_assignment_queue_updated_at
--- Stamps updated_at on every update, unless the statement stamped the row itself: the hot
--- paths (completion, the SLA sweep, the load counter) set it in the UPDATE and so skip the
--- PL/pgSQL call, which costs tens of microseconds per assignments row.
 CREATE TRIGGER trg_assignment_queue_updated_at
   BEFORE UPDATE ON public.assignment_queue
-  FOR EACH ROW
-  WHEN (NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at)
-  EXECUTE FUNCTION public.update_updated_at_column();
+  FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();

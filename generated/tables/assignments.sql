@@ -58,24 +58,14 @@ CREATE UNIQUE INDEX idx_assignments_active_work_item ON public.assignments (work
 CREATE INDEX idx_assignments_next_check ON public.assignments (next_check_at) WHERE next_check_at IS NOT NULL;
 
 -- trigger public.trg_assignments_version
--- Stamps version on every update, unless the statement stamped the row itself: the hot
--- paths (completion, the SLA sweep, the load counter) set it in the UPDATE and so skip the
--- PL/pgSQL call, which costs tens of microseconds per assignments row.
 CREATE TRIGGER trg_assignments_version
   BEFORE UPDATE ON public.assignments
-  FOR EACH ROW
-  WHEN (NEW.version IS NOT DISTINCT FROM OLD.version)
-  EXECUTE FUNCTION public.increment_version_column();
+  FOR EACH ROW EXECUTE FUNCTION public.increment_version_column();
 
 -- trigger public.trg_assignments_updated_at
--- Stamps updated_at on every update, unless the statement stamped the row itself: the hot
--- paths (completion, the SLA sweep, the load counter) set it in the UPDATE and so skip the
--- PL/pgSQL call, which costs tens of microseconds per assignments row.
 CREATE TRIGGER trg_assignments_updated_at
   BEFORE UPDATE ON public.assignments
-  FOR EACH ROW
-  WHEN (NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at)
-  EXECUTE FUNCTION public.update_updated_at_column();
+  FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
 -- trigger public.assignment_capacity_trigger
 -- Keeps each person's weighted load equal to their active assignments. Named to fire

@@ -22,24 +22,14 @@ CREATE TABLE public.organizational_units (
 CREATE INDEX idx_organizational_units_parent ON public.organizational_units (parent_id);
 
 -- trigger public.trg_organizational_units_version
--- Stamps version on every update, unless the statement stamped the row itself: the hot
--- paths (completion, the SLA sweep, the load counter) set it in the UPDATE and so skip the
--- PL/pgSQL call, which costs tens of microseconds per assignments row.
 CREATE TRIGGER trg_organizational_units_version
   BEFORE UPDATE ON public.organizational_units
-  FOR EACH ROW
-  WHEN (NEW.version IS NOT DISTINCT FROM OLD.version)
-  EXECUTE FUNCTION public.increment_version_column();
+  FOR EACH ROW EXECUTE FUNCTION public.increment_version_column();
 
 -- trigger public.trg_organizational_units_updated_at
--- Stamps updated_at on every update, unless the statement stamped the row itself: the hot
--- paths (completion, the SLA sweep, the load counter) set it in the UPDATE and so skip the
--- PL/pgSQL call, which costs tens of microseconds per assignments row.
 CREATE TRIGGER trg_organizational_units_updated_at
   BEFORE UPDATE ON public.organizational_units
-  FOR EACH ROW
-  WHEN (NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at)
-  EXECUTE FUNCTION public.update_updated_at_column();
+  FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
 -- trigger public.unit_wip_limit_trigger
 -- A unit's default WIP limit changed: its staff's has_room follows.

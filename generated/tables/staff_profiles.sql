@@ -48,24 +48,14 @@ CREATE INDEX idx_staff_profiles_pick_least_loaded ON public.staff_profiles (unit
 CREATE INDEX idx_staff_profiles_pick_round_robin ON public.staff_profiles (unit_id, last_assigned_at NULLS FIRST, id) WHERE availability_status = 'available' AND has_room;
 
 -- trigger public.trg_staff_profiles_version
--- Stamps version on every update, unless the statement stamped the row itself: the hot
--- paths (completion, the SLA sweep, the load counter) set it in the UPDATE and so skip the
--- PL/pgSQL call, which costs tens of microseconds per assignments row.
 CREATE TRIGGER trg_staff_profiles_version
   BEFORE UPDATE ON public.staff_profiles
-  FOR EACH ROW
-  WHEN (NEW.version IS NOT DISTINCT FROM OLD.version)
-  EXECUTE FUNCTION public.increment_version_column();
+  FOR EACH ROW EXECUTE FUNCTION public.increment_version_column();
 
 -- trigger public.trg_staff_profiles_updated_at
--- Stamps updated_at on every update, unless the statement stamped the row itself: the hot
--- paths (completion, the SLA sweep, the load counter) set it in the UPDATE and so skip the
--- PL/pgSQL call, which costs tens of microseconds per assignments row.
 CREATE TRIGGER trg_staff_profiles_updated_at
   BEFORE UPDATE ON public.staff_profiles
-  FOR EACH ROW
-  WHEN (NEW.updated_at IS NOT DISTINCT FROM OLD.updated_at)
-  EXECUTE FUNCTION public.update_updated_at_column();
+  FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
 
 -- trigger public.staff_room_trigger
 -- Keeps staff_profiles.has_room right on every write that can change it; the UPDATE makes it
