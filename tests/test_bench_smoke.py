@@ -44,6 +44,9 @@ def test_bench_smoke_keeps_every_invariant(database_url, repo_root, tmp_path):
     mix = results["workloads"]["mix"]["details"]["pgbench"]
     assert mix["transactions"] > 0 and mix["failed"] == 0 and mix["aborted_clients"] == 0
     assert "| assign + complete mix |" in done.stdout
+    # The backlog is swept twice: beside the mix, then a second backlog with nothing beside it.
+    backlog = results["workloads"]["backlog"]["values"]
+    assert backlog["escalations"] > 0 and backlog["alone_escalations"] > 0, backlog
 
 
 def test_repeated_runs_report_the_median_and_each_runs_figure():
