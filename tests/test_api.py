@@ -220,9 +220,47 @@ def test_queue_filters_and_pagination(api):
     assert supervisor.get(QUEUE, params={"priority": "whenever"}).json()["total"] == 0   # a filter matching nothing
     second = supervisor.get(QUEUE, params={"limit": 1, "offset": 1}).json()
     assert second["total"] == 2 and [i["work_item_id"] for i in second["items"]] == ["T-4"]
+    assert second["items"][0]["position"] == 2
     for params, field in (({"limit": 0}, "limit"), ({"limit": "ten"}, "limit"), ({"limit": 501}, "limit"),
                           ({"offset": -1}, "offset"), ({"offset": "x"}, "offset")):
         assert_error(supervisor.get(QUEUE, params=params), 400, field, "invalid_input")
+
+
+def test_queue_pages_without_a_priority_filter_are_the_views_rows(api, installed):
+    """Without a priority filter the endpoint reads queue_head (each priority's first items)
+    instead of the view, which numbers every queued row: same items, order, positions, total."""
+    import psycopg
+    with psycopg.connect(installed, autocommit=True) as conn:
+        for n in range(30):
+            unit = ("unit-it-support", "unit-translation")[n % 2]
+            priority = ("low", "normal", "high", "urgent")[n % 4]
+            hours = 2 + 4 * (n % 5)                        # mid-way between aging steps (4 h)
+            conn.execute("INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id, "
+                         "created_at, arrived_at) VALUES (%s, 'ticket', %s, %s, now() - make_interval(hours => %s) "
+                         "- make_interval(secs => %s), now())", (f"Q-{n}", priority, unit, hours, n))
+
+        def view_page(unit_id, limit, offset, visible_units):
+            rows = conn.execute(
+                """SELECT to_jsonb(q) FROM assignment_queue_ordered q
+                   WHERE (%(unit)s::text IS NULL OR q.target_unit_id = %(unit)s) AND q.target_unit_id = ANY (%(visible)s)
+                   ORDER BY q.effective_rank DESC, q.created_at, q.id LIMIT %(limit)s OFFSET %(offset)s""",
+                {"unit": unit_id, "visible": visible_units, "limit": limit, "offset": offset}).fetchall()
+            total = conn.execute("SELECT count(*) FROM assignment_queue WHERE (%(unit)s::text IS NULL OR "
+                                 "target_unit_id = %(unit)s) AND target_unit_id = ANY (%(visible)s)",
+                                 {"unit": unit_id, "visible": visible_units}).fetchone()[0]
+            return {"total": total, "limit": limit, "offset": offset, "items": [r[0] for r in rows]}
+
+        both = ["unit-it-support", "unit-translation"]
+        for caller, visible in ((ADMIN, both), (IT_SUPERVISOR, ["unit-it-support"])):
+            client = api.as_("authenticated", caller)
+            for unit_id, limit, offset in ((None, 50, 0), (None, 7, 5), ("unit-translation", 3, 2),
+                                           ("unit-it-support", 500, 0), (None, 4, 40)):
+                params = {"limit": limit, "offset": offset, **({"unit_id": unit_id} if unit_id else {})}
+                response = client.get(QUEUE, params=params)
+                assert response.status_code == 200, response.text
+                assert response.json() == view_page(unit_id, limit, offset, visible), (caller, params)
+        whole = api.as_("authenticated", ADMIN).get(QUEUE).json()["items"]
+        assert len(whole) == 30 and sorted(i["position"] for i in whole) == sorted(list(range(1, 16)) * 2)
 
 
 # --------------------------------------------------------------------------- my assignments

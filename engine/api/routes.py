@@ -116,6 +116,21 @@ async def manual_override(request: Request, caller: Caller = Depends(authenticat
     return await _call(request, caller, "SELECT manual_override(%s)", [await json_body(request)])
 
 
+# Without a priority filter the page is a prefix of the served order: queue_head reads only
+# each priority's first offset+limit items (positions are within the unit either way) and
+# the total is a plain count -- the view numbers every queued row (35 ms at 10,000, 3 ms so).
+QUEUE_HEAD_LIMIT = 10_000                 # the most queue_head returns
+QUEUE_HEAD_SQL = """
+SELECT jsonb_build_object(
+  'total', (SELECT count(*) FROM assignment_queue q
+            WHERE %(unit_id)s::text IS NULL OR q.target_unit_id = %(unit_id)s::text),
+  'limit', %(limit)s::integer,
+  'offset', %(offset)s::integer,
+  'items', coalesce((SELECT jsonb_agg(to_jsonb(page) ORDER BY page.effective_rank DESC, page.created_at, page.id)
+                     FROM (SELECT * FROM queue_head(%(unit_id)s::text, %(limit)s::integer + %(offset)s::integer) h
+                           ORDER BY h.effective_rank DESC, h.created_at, h.id
+                           OFFSET %(offset)s::integer) page), '[]'::jsonb))
+"""
 QUEUE_SQL = """
 WITH visible AS (
   SELECT q.* FROM assignment_queue_ordered q
@@ -137,10 +152,12 @@ async def queue(request: Request, caller: Caller = Depends(authenticate),
                 unit_id: str | None = Query(None, description="only items waiting for this unit"),
                 priority: str | None = Query(None, description="only items of this priority"),
                 limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
-    """The view `assignment_queue_ordered` (security invoker: row level security shows
-    supervisors their units' queue, plain staff nothing). Filters match exactly; an unknown
-    unit or priority simply matches nothing."""
-    return await _call(request, caller, QUEUE_SQL,
+    """The queue in the order it will be served, as `assignment_queue_ordered` has it (row
+    level security shows supervisors their units' queue, plain staff nothing); without a
+    priority filter read through `queue_head`. Filters match exactly; an unknown unit or
+    priority simply matches nothing."""
+    fast = priority is None and offset + limit <= QUEUE_HEAD_LIMIT
+    return await _call(request, caller, QUEUE_HEAD_SQL if fast else QUEUE_SQL,
                        {"unit_id": unit_id, "priority": priority, "limit": limit, "offset": offset})
 
 

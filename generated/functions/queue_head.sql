@@ -10,7 +10,10 @@
 -- the whole queue. With p_unit_id NULL: the first p_limit of the whole queue in the same
 -- order, each with its position in its own unit's queue (a unit's order is the whole
 -- queue's order restricted to it, so whatever is ahead of an item in its unit is in this
--- head too). Security invoker: row level security decides what the caller sees.
+-- head too). Security invoker: row level security decides what the caller sees. Under row
+-- level security the priority test cannot reach the index (enum equality is not leakproof,
+-- so it runs after the policy's filter): a probe per priority would read the whole visible
+-- queue four times, so such a caller gets one pass with a top-N sort instead (same rows).
 CREATE OR REPLACE FUNCTION public.queue_head(p_unit_id text, p_limit integer DEFAULT 50)
 RETURNS TABLE (id uuid, work_item_id text, work_item_type public.work_item_type,
                priority public.priority_level, target_unit_id text, include_subtree boolean,
@@ -28,7 +31,31 @@ BEGIN
   IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
     PERFORM api_invalid('limit', 'must be between 1 and 10000');
   END IF;
-  IF p_unit_id IS NULL THEN
+  IF row_security_active('assignment_queue') THEN
+    IF p_unit_id IS NULL THEN
+      RETURN QUERY
+    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.id)
+    FROM (SELECT h.*
+          FROM (SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree,
+                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at,
+                       queue_effective_rank(q.priority, q.created_at, v_now) AS effective_rank
+                FROM assignment_queue q) h
+          ORDER BY h.effective_rank DESC, h.created_at, h.id
+          LIMIT p_limit) t
+    ORDER BY t.effective_rank DESC, t.created_at, t.id;
+    ELSE
+      RETURN QUERY
+    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.id)
+    FROM (SELECT h.*
+          FROM (SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree,
+                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at,
+                       queue_effective_rank(q.priority, q.created_at, v_now) AS effective_rank
+                FROM assignment_queue q WHERE q.target_unit_id = p_unit_id) h
+          ORDER BY h.effective_rank DESC, h.created_at, h.id
+          LIMIT p_limit) t
+    ORDER BY t.effective_rank DESC, t.created_at, t.id;
+    END IF;
+  ELSIF p_unit_id IS NULL THEN
     RETURN QUERY
     SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.id)
     FROM (SELECT h.*
