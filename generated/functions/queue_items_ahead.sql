@@ -22,7 +22,10 @@ DECLARE
   v_rank integer := queue_effective_rank(p_priority, p_queued_at, v_now);
   v_ahead integer;
 BEGIN
-  SELECT coalesce(sum(n.items), 0) INTO v_ahead
+  -- Per priority, two counts: the items queued at or before rank_above (a bare index range:
+  -- the item itself is never among them) and the ties in (rank_above, rank_equal] queued
+  -- before it. OFFSET 0 keeps the cut-offs computed once per priority, not once per row.
+  SELECT coalesce(sum(above.items + tied.items), 0) INTO v_ahead
   FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
   CROSS JOIN LATERAL (
     -- queued at or before rank_above: ranked above v_rank; at or before rank_equal: not below
@@ -33,15 +36,19 @@ BEGIN
            CASE WHEN priority_rank(p.priority) >= v_rank THEN 'infinity'::timestamptz
                 WHEN 3 >= v_rank
                   THEN v_now - make_interval(secs => (v_rank - priority_rank(p.priority)) * 14400)
-                ELSE '-infinity'::timestamptz END AS rank_equal) cut
+                ELSE '-infinity'::timestamptz END AS rank_equal
+    OFFSET 0) cut
+  CROSS JOIN LATERAL (
+    SELECT count(*) AS items
+    FROM assignment_queue o
+    WHERE o.target_unit_id = p_target_unit_id AND o.priority = p.priority AND o.created_at <= cut.rank_above
+      AND o.id <> p_id) above
   CROSS JOIN LATERAL (
     SELECT count(*) AS items
     FROM assignment_queue o
     WHERE o.target_unit_id = p_target_unit_id AND o.priority = p.priority
-      AND o.created_at <= greatest(cut.rank_above, least(cut.rank_equal, p_queued_at))
-      AND o.id <> p_id
-      AND (o.created_at <= cut.rank_above
-           OR (o.created_at <= cut.rank_equal AND (o.created_at, o.id) < (p_queued_at, p_id)))) n;
+      AND o.created_at > cut.rank_above AND o.created_at <= least(cut.rank_equal, p_queued_at)
+      AND (o.created_at, o.id) < (p_queued_at, p_id)) tied;
   RETURN v_ahead;
 END
 $fn$;
