@@ -54,7 +54,9 @@ BEGIN
     -- this person can take needs only skills they hold, so its first one is among theirs --
     -- and the long runs of items needing skills they lack are never walked.
     v_item := NULL;
-    FOR v_round IN 1 .. 3 LOOP
+    -- Up to 8 rounds: concurrent completions in one unit chase the same heads, and a round
+    -- (~0.5 ms) is far cheaper than the sorted scan below (~30 ms at 10,000 queued).
+    FOR v_round IN 1 .. 8 LOOP
       -- (The ancestors' queues are probed through their whole-subtree items only, which have
       -- an index of their own: the rest of an ancestor's queue is not this person's to take.)
       SELECT h.id INTO v_candidate
