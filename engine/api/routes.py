@@ -118,7 +118,8 @@ async def manual_override(request: Request, caller: Caller = Depends(authenticat
 
 # Without a priority filter the page is a prefix of the served order: queue_head reads only
 # each priority's first offset+limit items (positions are within the unit either way) and
-# the total is a plain count -- the view numbers every queued row (35 ms at 10,000, 3 ms so).
+# the total is a plain count -- the view numbers every queued row. At 10,000 queued: 57 -> 23 ms
+# for an admin, 35 -> 3 ms for a trusted caller.
 QUEUE_HEAD_LIMIT = 10_000                 # the most queue_head returns
 QUEUE_HEAD_SQL = """
 SELECT jsonb_build_object(
