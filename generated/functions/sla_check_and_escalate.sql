@@ -36,7 +36,8 @@ BEGIN
     FOR NO KEY UPDATE OF a SKIP LOCKED
   ),
   -- The levels above each assignment's current one, in order, each with the moment it falls
-  -- due; the walk stops after the first level not yet due (that one is the next check).
+  -- due; the walk stops after the first level not yet due (that one is the next check). The
+  -- due time is sla_level_due_at's, with the configuration already joined in.
   walk AS (
     SELECT d.id, l.level, l.threshold_percent, l.reason, l.notify,
            calendar_add_working_time(d.calendar_id, d.arrived_at,
