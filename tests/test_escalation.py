@@ -368,6 +368,43 @@ def test_a_batch_resolves_each_recipient_as_get_escalation_recipient_does(conn):
     assert by_assignee_and_level[(IT_SUP, 1)] == IT_SUP
 
 
+def test_a_batch_on_a_business_calendar_falls_due_when_sla_level_due_at_says(conn):
+    """Translation requests run on riyadh-business (Sunday to Thursday, 08:00-16:00) with the
+    standard chain (75/100/150/200% of 8h or 40h). Arrivals spread over a week, one sweep ten
+    days on: every event's due time is sla_level_due_at's, every level at or before the sweep
+    fired, and each next check is the first level still ahead."""
+    at(conn, T0 - timedelta(hours=1))
+    for n in range(4):
+        staff(conn, uid(80 + n), "unit-translation", wip_limit=10)
+    ids = []
+    for n in range(12):
+        at(conn, T0 + timedelta(hours=13 * n))                 # through nights and the weekend
+        ids.append(assign(conn, f"tr-cal-{n}", "translation_request", ("urgent", "normal")[n % 2])["assignment_id"])
+    sweep_at = T0 + timedelta(days=10)
+    at(conn, sweep_at)
+    written = sweep(conn)
+    rows = conn.execute("""
+        SELECT l.level, sla_level_due_at(a.work_item_type, a.priority, a.arrived_at, a.paused_working_minutes, l.level),
+               e.details ->> 'due_at', a.escalation_level, a.next_check_at, a.id
+        FROM assignments a
+        JOIN sla_configs c ON c.work_item_type = a.work_item_type AND c.priority = a.priority
+        JOIN escalation_levels l ON l.chain_id = c.escalation_chain_id
+        LEFT JOIN escalation_events e ON e.assignment_id = a.id AND e.level = l.level
+        WHERE a.id = ANY (%s::uuid[]) ORDER BY a.id, l.level""", [ids]).fetchall()
+    assert written == sum(1 for r in rows if r[2] is not None)
+    assert any(r[1] <= sweep_at for r in rows) and any(r[1] > sweep_at for r in rows)   # both kinds present
+    ahead = {}
+    for level, due, event_due, reached, next_check, aid in rows:
+        if due <= sweep_at:
+            assert event_due is not None and ts(event_due) == due, (level, due, event_due)
+            assert reached >= level
+        else:
+            assert event_due is None and reached < level
+            ahead.setdefault(aid, []).append(due)
+    for _, _, _, _, next_check, aid in rows:
+        assert next_check == min(ahead.get(aid, [None])), (aid, next_check)
+
+
 def test_every_update_moves_version_by_one_and_stamps_the_engine_time(conn):
     """Plain updates, the sweep's batch update, a completion and the load counter it moves:
     each moves version by exactly one and stamps updated_at with the engine's time."""
