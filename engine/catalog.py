@@ -258,7 +258,9 @@ RLS_TABLES = tuple(dict.fromkeys(policy.table for policy in RLS_POLICIES))
 PROCEDURES = ("run_batches", "run_every_seconds")
 
 # Functions callers may execute (everything else is revoked from PUBLIC where rulesctl grants).
+# The security-invoker ones (queue_position, queue_head, ...) need what they call granted too.
 API_FUNCTIONS = ("auto_assign", "complete_assignment", "manual_override", "set_staff_availability",
                  "upsert_staff_profile", "capacity_check", "my_assignments", "queue_position", "queue_head",
                  "find_eligible_staff_for_assignment", "current_user_id", "caller_visible_units", "engine_now",
-                 "queue_effective_rank", "priority_rank", "escalate_assignment", "engine_health")
+                 "queue_effective_rank", "queue_items_ahead", "priority_rank", "staff_has_skills", "api_invalid",
+                 "escalate_assignment", "engine_health")

@@ -246,6 +246,40 @@ def test_anon_cannot_call_the_api(conn):
     assert scalar(conn, "SELECT count(*) FROM assignments WHERE status = 'completed'") == 0
 
 
+def test_callers_read_queue_places_of_the_items_they_may_see(conn):
+    """queue_position and queue_head run as the caller (row level security decides): they must
+    work for an authenticated caller -- every function they call granted too -- and show
+    only what that caller may see."""
+    queue_ids = dict(conn.execute("SELECT work_item_id, id FROM assignment_queue").fetchall())
+    assert set(queue_ids) == {"sv-meth", "hr-1"}
+    expected = {OPS_HEAD: {"sv-meth": 1, "hr-1": None}, ADMIN: {"sv-meth": 1, "hr-1": 1},
+                TR_A: {"sv-meth": None, "hr-1": None}}
+    for sub, places in expected.items():
+        with caller(conn, sub):
+            got = {item: scalar(conn, "SELECT queue_position(%s)", queue_id) for item, queue_id in queue_ids.items()}
+            head = [r[0] for r in conn.execute("SELECT work_item_id FROM queue_head(NULL, 50)")]
+        assert got == places, sub
+        assert sorted(head) == sorted(item for item, place in places.items() if place is not None), sub
+    # A bad argument is the engine's clear error, not "permission denied" for a helper it calls.
+    with pytest.raises(psycopg.errors.InvalidParameterValue):
+        with caller(conn, ADMIN):
+            conn.execute("SELECT * FROM queue_head(NULL, 0)")
+
+
+def test_callers_read_eligible_staff_with_a_required_proficiency(conn):
+    """find_eligible_staff_for_assignment runs as the caller too; with a proficiency above the
+    lowest it checks the skills table through staff_has_skills."""
+    expert, proficient = uid(104), uid(105)
+    for person, level in ((expert, "expert"), (proficient, "proficient")):
+        call(conn, "upsert_staff_profile", {"id": person, "unit_id": "unit-translation", "full_name": level,
+                                            "role": "staff", "skills": {"skill-legal-translation": level}})
+    with caller(conn, ADMIN):
+        rows = conn.execute("SELECT staff_id::text FROM find_eligible_staff_for_assignment("
+                            "ARRAY['unit-translation'], ARRAY['skill-legal-translation'], 3, 1, 'least_loaded', 5)"
+                            ).fetchall()
+    assert rows == [(expert,)]
+
+
 def test_api_functions_run_as_definer_with_a_fixed_search_path(conn):
     rows = conn.execute(
         "SELECT p.proname, p.prosecdef, coalesce(array_to_string(p.proconfig, ','), '') FROM pg_proc p"

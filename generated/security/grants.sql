@@ -81,6 +81,7 @@ GRANT EXECUTE ON FUNCTION public.current_user_id() TO authenticated, service_rol
 
 -- grant public.api_invalid(text, text).execute
 REVOKE ALL ON FUNCTION public.api_invalid(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.api_invalid(text, text) TO authenticated, service_role;
 
 -- grant public.api_text(jsonb, text, boolean).execute
 REVOKE ALL ON FUNCTION public.api_text(jsonb, text, boolean) FROM PUBLIC;
@@ -122,6 +123,7 @@ REVOKE ALL ON FUNCTION public.calculate_sla_deadline_fn(public.work_item_type, p
 
 -- grant public.staff_has_skills(uuid, text[], integer).execute
 REVOKE ALL ON FUNCTION public.staff_has_skills(uuid, text[], integer) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.staff_has_skills(uuid, text[], integer) TO authenticated, service_role;
 
 -- grant public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer).execute
 REVOKE ALL ON FUNCTION public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer) FROM PUBLIC;
@@ -166,6 +168,7 @@ REVOKE ALL ON FUNCTION public.create_assignment(public.assignment_queue, uuid, j
 
 -- grant public.queue_items_ahead(text, public.priority_level, timestamp with time zone, uuid).execute
 REVOKE ALL ON FUNCTION public.queue_items_ahead(text, public.priority_level, timestamp with time zone, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.queue_items_ahead(text, public.priority_level, timestamp with time zone, uuid) TO authenticated, service_role;
 
 -- grant public.queue_position(uuid).execute
 REVOKE ALL ON FUNCTION public.queue_position(uuid) FROM PUBLIC;
