@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
+import psycopg
 import pytest
 
 from api_support import installed, server  # noqa: F401 -- module fixtures these tests use
@@ -229,7 +230,6 @@ def test_queue_filters_and_pagination(api):
 def test_queue_pages_without_a_priority_filter_are_the_views_rows(api, installed):
     """Without a priority filter the endpoint reads queue_head (each priority's first items)
     instead of the view, which numbers every queued row: same items, order, positions, total."""
-    import psycopg
     with psycopg.connect(installed, autocommit=True) as conn:
         for n in range(30):
             unit = ("unit-it-support", "unit-translation")[n % 2]
