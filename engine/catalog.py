@@ -188,6 +188,7 @@ RUNTIME_FUNCTIONS = (
     Function("calendar_working_minutes_between", "text, timestamp with time zone, timestamp with time zone"),
     Function("sla_level_due_at", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric, integer"),
     Function("sla_clock_on_status_change"),
+    Function("sla_reschedule_checks"),
     Function("sla_check_and_escalate", "integer"),
     Function("escalate_assignment", "jsonb"),
     Function("cleanup_escalation_events"),
@@ -198,6 +199,11 @@ RUNTIME_FUNCTIONS = (
     Function("run_every_seconds", "text, integer, integer"),
     Function("engine_health"),
 )
+
+# What the SLA schedule of running assignments is computed from. A plan that changes any of
+# these ends with a call to sla_reschedule_checks(), so that every next check follows.
+SLA_SCHEDULE_SEEDS = ("sla_configs", "escalation_levels")
+SLA_SCHEDULE_FUNCTIONS = ("calendar_definition", "calendar_add_working_time", "sla_level_due_at")
 
 # Views over the runtime tables: (name, functions they call)
 VIEWS = (("assignment_queue_ordered", ("queue_effective_rank", "engine_now")),)

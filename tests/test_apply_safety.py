@@ -56,6 +56,7 @@ skills:
     category: data
 """
 SLA_UPDATE = "update seed:public.sla_configs/ticket,urgent"
+RESCHEDULE = "run reschedule:public.sla_next_checks"     # follows any SLA change
 _BUILT: dict[tuple, tuple] = {}                     # built policies (frozen), shared by the tests
 
 
@@ -162,7 +163,8 @@ def test_saved_plan_is_refused_naming_what_moved(base_url, policies):
     planned = invoke("plan", "--database-url", base_url, "--out", "plan.json")
     assert planned.exit_code == 2, planned.output
     saved = json.loads(Path("plan.json").read_text())
-    assert [(s["action"], s["key"]) for s in saved["steps"]] == [("update", "seed:public.sla_configs/ticket,urgent")]
+    assert [(s["action"], s["key"]) for s in saved["steps"]] == [("update", "seed:public.sla_configs/ticket,urgent"),
+                                                               ("run", "reschedule:public.sla_next_checks")]
     assert saved["fingerprint"] and saved["policy_hash"] and saved["tool_version"]
 
     execute(base_url, "UPDATE public.skills SET name = 'Arabic (edited by hand)' WHERE id = 'skill-arabic'")
@@ -187,7 +189,7 @@ def test_saved_plan_applies_exactly_when_nothing_moved(base_url, policies):
 
     applied = invoke("apply", "plan.json", "--database-url", base_url)
     assert applied.exit_code == 0, applied.output
-    assert applied.stdout.startswith("applied: ran 1 steps (1 update)")
+    assert applied.stdout.startswith("applied: ran 2 steps (1 run, 1 update)")
     assert rows(base_url, "SELECT response_minutes, resolution_minutes FROM public.sla_configs "
                           "WHERE priority = 'urgent'") == [(10, 60)]
     statements = rows(base_url, "SELECT statements FROM rulesctl.applies ORDER BY id DESC LIMIT 1")[0][0]
@@ -224,10 +226,10 @@ def test_concurrent_applies_serialise_and_the_last_one_wins(base_url, policies):
     assert entries[1][2] == ran_first[0].policy_hash                          # each ran once, one after the other
     # the one that ran last planned under the lock after the first committed: it undid the first's change
     counts = rows(base_url, "SELECT statement_count FROM rulesctl.applies ORDER BY id")
-    assert counts == [(counts[0][0],), (1,), (2,)]
+    assert counts == [(counts[0][0],), (2,), (3,)]
     # the database is exactly the policy applied last
     assert step_keys(base_url, *ran_last) == []
-    both = {"seed:public.sla_configs/ticket,urgent", "seed:public.skills/skill-sql"}
+    both = {"seed:public.sla_configs/ticket,urgent", "seed:public.skills/skill-sql", "reschedule:public.sla_next_checks"}
     assert {key.split(" ", 1)[1] for key in step_keys(base_url, *ran_first)} == both
     started = rows(base_url, "SELECT started_at, finished_at FROM rulesctl.applies ORDER BY id")
     assert started[2][0] < started[1][1]           # the second started before the first finished: it waited
@@ -259,7 +261,7 @@ def test_a_failing_step_rolls_everything_back_and_the_ledger_says_failed(base_ur
     execute(base_url, "INSERT INTO public.staff_skills (staff_id, skill_id, proficiency) "
                       "VALUES ('00000000-0000-0000-0000-000000000001', 'skill-network', 'basic')")
     policy, objects = policies.build("after", sla=SLA_TIGHTER, skills=SKILLS_WITHOUT_NETWORK)
-    assert step_keys(base_url, policy, objects) == [SLA_UPDATE, "delete seed:public.skills/skill-network"]
+    assert step_keys(base_url, policy, objects) == [SLA_UPDATE, "delete seed:public.skills/skill-network", RESCHEDULE]
     before = snapshot(base_url)
 
     with pytest.raises(DatabaseError) as raised:
@@ -271,15 +273,15 @@ def test_a_failing_step_rolls_everything_back_and_the_ledger_says_failed(base_ur
     assert snapshot(base_url) == before                     # the SLA update that ran first is gone too
     outcome, logged, statements = rows(base_url, "SELECT outcome, message, statement_count FROM rulesctl.applies "
                                                  "ORDER BY id DESC LIMIT 1")[0]
-    assert (outcome, logged, statements) == ("failed", message, 2)
+    assert (outcome, logged, statements) == ("failed", message, 3)
     assert rows(base_url, "SELECT count(*) FROM public.staff_skills") == [(1,)]
 
 
 def test_a_killed_apply_leaves_the_database_as_it_was_and_the_next_apply_works(base_url, policies):
     policy, objects = policies.build("after", sla=SLA_TIGHTER, skills=SKILLS_PLUS_SQL)
     plan = build_plan(base_url, policy, objects, DEFAULT_TEMPLATES)
-    assert len(plan.steps) == 2
-    last_table = plan.steps[-1].key.split(".", 1)[1].split("/", 1)[0]       # block the last step: one runs before
+    assert len(plan.steps) == 3                                             # SLA update, skill insert, reschedule
+    last_table = plan.steps[-2].key.split(".", 1)[1].split("/", 1)[0]       # block the last seed step: one runs before
     before = snapshot(base_url)
 
     with psycopg.connect(base_url) as blocker:
@@ -368,13 +370,14 @@ def test_plan_exit_codes(base_url, policies):
 def test_plan_json_and_markdown_show_hazards_first_and_the_sql(base_url, policies):
     policy, objects = policies.build("after", sla=SLA_TIGHTER, skills=SKILLS_WITHOUT_NETWORK)
     plan = build_plan(base_url, policy, objects, DEFAULT_TEMPLATES)
-    assert [f"{s.action} {s.key}" for s in plan.steps] == [SLA_UPDATE, "delete seed:public.skills/skill-network"]
+    assert [f"{s.action} {s.key}" for s in plan.steps] == [SLA_UPDATE, "delete seed:public.skills/skill-network",
+                                                           RESCHEDULE]
 
     as_json = invoke("plan", "--database-url", base_url, "--format", "json")
     assert as_json.exit_code == 3
     data = json.loads(as_json.stdout)
     assert data["hazards"] == ["seed-row-deleted"]
-    assert data["summary"] == "2 step(s): 1 delete, 1 update"
+    assert data["summary"] == "3 step(s): 1 delete, 1 run, 1 update"
     assert [(s["action"], s["key"], s["hazards"], s["sql"]) for s in data["steps"]] == [
         (s.action, s.key, [h.slug for h in s.hazards], s.sql) for s in plan.steps]
     assert data["steps"][0]["origin"] == "rules/sla.yaml:8"
@@ -383,7 +386,7 @@ def test_plan_json_and_markdown_show_hazards_first_and_the_sql(base_url, policie
     markdown = invoke("plan", "--database-url", base_url, "--format", "markdown").stdout
     hazards, steps, folded = (markdown.index("### ⚠️ Hazards"), markdown.index("### Steps"),
                               markdown.index("<details><summary>SQL of every step</summary>"))
-    assert markdown.index("**2 step(s): 1 delete, 1 update**") < hazards < steps < folded
+    assert markdown.index("**3 step(s): 1 delete, 1 run, 1 update**") < hazards < steps < folded
     assert markdown.index("**seed-row-deleted**") < steps
     assert "`seed:public.skills/skill-network`: delete seed row public.skills/skill-network" in markdown[hazards:steps]
     for step in plan.steps:
@@ -409,13 +412,13 @@ def test_history_and_show_print_the_ledger(base_url, policies):
     lines = history.stdout.splitlines()
     assert [re.match(r"#(\d+)\s+\S+ \S+ (\w+)", line).groups() for line in lines] == [
         ("4", "refused"), ("3", "no_change"), ("2", "applied"), ("1", "applied")]
-    assert "   1 steps" in lines[2] and "hazards not allowed" in lines[0]
+    assert "   2 steps" in lines[2] and "hazards not allowed" in lines[0]
     assert len(invoke("history", "--database-url", base_url, "--limit", "2").stdout.splitlines()) == 2
 
     shown = invoke("show", "2", "--database-url", base_url)
     assert shown.exit_code == 0
     assert shown.stdout.startswith("apply #2: applied at ")
-    assert "ran 1 steps (1 update)" in shown.stdout
+    assert "ran 2 steps (1 run, 1 update)" in shown.stdout
     assert "-- 1. update seed:public.sla_configs/ticket,urgent\nUPDATE public.sla_configs" in shown.stdout
     missing = invoke("show", "99", "--database-url", base_url)
     assert missing.exit_code == 1 and "no apply #99 in the ledger" in missing.stderr

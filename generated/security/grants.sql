@@ -251,6 +251,9 @@ REVOKE ALL ON FUNCTION public.sla_level_due_at(public.work_item_type, public.pri
 -- grant public.sla_clock_on_status_change().execute
 REVOKE ALL ON FUNCTION public.sla_clock_on_status_change() FROM PUBLIC;
 
+-- grant public.sla_reschedule_checks().execute
+REVOKE ALL ON FUNCTION public.sla_reschedule_checks() FROM PUBLIC;
+
 -- grant public.sla_check_and_escalate(integer).execute
 REVOKE ALL ON FUNCTION public.sla_check_and_escalate(integer) FROM PUBLIC;
 
