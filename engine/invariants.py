@@ -23,6 +23,16 @@ def counters_off(conn: psycopg.Connection) -> list:
         GROUP BY s.id HAVING s.current_assignment_count <> coalesce(sum(a.capacity_weight), 0)""").fetchall()
 
 
+def unit_counts_off(conn: psycopg.Connection) -> list:
+    """Units whose kept staff count (unit_staff_counts) differs from their staff rows."""
+    return conn.execute("""
+        SELECT u.id, coalesce(c.staff, 0), count(s.id)
+        FROM organizational_units u
+        LEFT JOIN unit_staff_counts c ON c.unit_id = u.id
+        LEFT JOIN staff_profiles s ON s.unit_id = u.id
+        GROUP BY u.id, c.staff HAVING coalesce(c.staff, 0) <> count(s.id)""").fetchall()
+
+
 def duplicate_active_assignments(conn: psycopg.Connection) -> list:
     return conn.execute(f"""
         SELECT work_item_id, count(*) FROM assignments WHERE status IN {ACTIVE}
@@ -57,6 +67,7 @@ def all_violations(conn: psycopg.Connection, requested: set[str] = frozenset()) 
     return {
         "staff over WIP": staff_over_wip(conn),
         "counters not equal to active assignments": counters_off(conn),
+        "unit staff counts not equal to staff": unit_counts_off(conn),
         "duplicate active assignments": duplicate_active_assignments(conn),
         "items both queued and assigned": queued_and_assigned(conn),
         "lost work items": lost_work_items(conn, set(requested)),

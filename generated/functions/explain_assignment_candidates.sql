@@ -29,8 +29,9 @@ BEGIN
     INTO v_ranking
     FROM find_eligible_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, p_limit) e;
   END IF;
-  SELECT count(*) INTO v_considered
-  FROM (SELECT FROM staff_profiles s WHERE s.unit_id = ANY (p_unit_ids) LIMIT 101) s;
+  -- the target's size from the kept counts: counting staff rows walks index entries that
+  -- every load change leaves dead
+  SELECT coalesce(sum(c.staff), 0) INTO v_considered FROM unit_staff_counts c WHERE c.unit_id = ANY (p_unit_ids);
   IF v_considered > 100 THEN
     RETURN jsonb_build_object('ranking', v_ranking,
                               'excluded', 'not counted for targets of more than 100 people');

@@ -187,6 +187,9 @@ REVOKE ALL ON FUNCTION public.sync_assignment_capacity() FROM PUBLIC;
 -- grant public.sync_staff_skills().execute
 REVOKE ALL ON FUNCTION public.sync_staff_skills() FROM PUBLIC;
 
+-- grant public.count_unit_staff().execute
+REVOKE ALL ON FUNCTION public.count_unit_staff() FROM PUBLIC;
+
 -- grant public.staff_room().execute
 REVOKE ALL ON FUNCTION public.staff_room() FROM PUBLIC;
 
