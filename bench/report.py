@@ -54,6 +54,10 @@ def rows_for(outcomes: dict) -> list[Row]:
         Row("assign", "`auto_assign` alone",
             lambda v: f"{_n(v['rate'])}/s, p99 {_ms(v['p99_ms'])} (p50 {_ms(v['p50_ms'])})",
             "≥ 5,000/s, p99 ≤ 10 ms", (("rate", ">=", 5000), ("p99_ms", "<=", 10))),
+        Row("floor", "floor: the barest assignment the tables allow (`bench.floor_assign`)",
+            lambda v: (f"{_n(v['assignments_per_s'])} assignments/s ({_n(v['rate'])} calls/s), p99 {_ms(v['p99_ms'])} "
+                       f"(p50 {_ms(v['p50_ms'])})"),
+            "(reference for the rows around it)"),
         Row("mix", "assign + complete mix",
             lambda v: (f"{_n(v['assignments_per_s'])} assignments/s, {_n(v['completions_per_s'])} completions/s, "
                        f"p99 {_ms(v['p99_ms'])} (assign {_ms(v['assign_p99_ms'])}, complete {_ms(v['complete_p99_ms'])})"),

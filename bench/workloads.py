@@ -41,6 +41,12 @@ ASSIGN = """\\set t random(1, 1000)
 SELECT auto_assign(bench.item('{mix}', :t, :p, :s));
 """
 
+FLOOR = """\\set t random(1, 1000)
+\\set p random(1, 1000)
+\\set s random(1, 1000)
+SELECT bench.floor_assign(bench.item('standard', :t, :p, :s));
+"""
+
 COMPLETE = """\\set n random({lo}, {hi})
 SELECT bench.complete_one({lo}, {hi}, :n);
 """
@@ -251,6 +257,27 @@ def assign(ctx: Context, staff: int | None = None, duration: float | None = None
     outcome.conditions = _run_conditions(ctx, before, ctx.counts(), run, ds)
     outcome.conditions["wip"] = f"personal WIP {ds.wip} for everyone, so items are assigned, not queued"
     outcome.values["queued_share"] = activity["queued_on_arrival_still_waiting"] / max(1, run.transactions)
+    return outcome
+
+
+def floor(ctx: Context) -> Outcome:
+    """The barest assignment the engine's tables allow (bench.floor_assign), on the `assign`
+    workload's data and clients: the ceiling any auto_assign could reach on this machine."""
+    duration = ctx.scale.duration
+    ds = with_wip_for(Dataset(staff=ctx.scale.staff, active=2 * ctx.scale.staff), int(10_000 * duration * 1.5))
+    ctx.loader.ensure(ds, fresh=True)
+    ctx.loader.dirty = True
+    before = ctx.counts()
+    since = ctx.server_now()
+    run = ctx.pgbench("floor", [pgbench.Script("floor_assign", FLOOR)], duration=duration)
+    outcome = _pgbench_outcome("floor", run)
+    activity = ctx.activity_since(since)
+    lat = run.latency()
+    outcome.values = {"rate": run.rate(), "assignments_per_s": activity["assignments_created"] / run.duration,
+                      "p50_ms": lat.p50, "p99_ms": lat.p99}
+    outcome.conditions = _run_conditions(ctx, before, ctx.counts(), run, ds)
+    outcome.conditions["floor"] = ("bench.floor_assign: rule, one-statement pick, SLA deadline, one INSERT with the "
+                                   "table's indexes, foreign keys and triggers; no checks, ranking or record of why")
     return outcome
 
 
@@ -539,6 +566,7 @@ WORKLOADS = {
     "plan": plan,
     "pick": pick,
     "assign": assign,
+    "floor": floor,
     "mix": mix,
     "hotspot": hotspot,
     "queue_read": queue_read,

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-WORKLOADS = ("mix", "hotspot", "saturated", "sweep", "backlog")
+WORKLOADS = ("floor", "mix", "hotspot", "saturated", "sweep", "backlog")
 
 
 def _bench(database_url, repo_root, tmp_path, workloads):

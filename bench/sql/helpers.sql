@@ -169,3 +169,46 @@ CREATE TABLE bench.pick_cases (
   weight integer NOT NULL,
   strategy text NOT NULL
 );
+
+-- The floor of this schema: the least work an assignment can be on the engine's own tables --
+-- the rule's unit, the least-loaded person with room in one statement (SKIP LOCKED), the SLA
+-- deadline and first check on the business calendar, one INSERT with the table's indexes,
+-- foreign keys and triggers (the load counter, the outbox row). No request checks, no
+-- idempotency, no ranking or record of why, no queue, overflow or skills. Not an
+-- engine path: the `floor` workload measures it beside `auto_assign` to show what part of the
+-- targets the tables alone allow on this machine.
+CREATE FUNCTION bench.floor_assign(p jsonb) RETURNS uuid
+LANGUAGE plpgsql
+AS $$
+DECLARE
+  v_type public.work_item_type := (p ->> 'work_item_type')::public.work_item_type;
+  v_priority public.priority_level := (p ->> 'priority')::public.priority_level;
+  v_rule record;
+  v_unit text;
+  v_staff uuid;
+  v_now timestamptz := now();
+  v_id uuid;
+BEGIN
+  SELECT * INTO v_rule FROM public.match_assignment_rule(v_type, v_priority, '{}'::text[]);
+  v_unit := coalesce(p ->> 'target_unit_id', v_rule.target_unit_id);
+  SELECT s.id INTO v_staff FROM public.staff_profiles s
+  WHERE s.unit_id = v_unit AND s.availability_status = 'available' AND s.has_room
+  ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id
+  LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED;
+  IF v_staff IS NULL THEN               -- nobody in the unit itself (small data): its subtree, sorted
+    SELECT s.id, s.unit_id INTO v_staff, v_unit FROM public.staff_profiles s
+    WHERE s.unit_id = ANY (public.unit_ids_for_target(v_unit, true)) AND s.availability_status = 'available' AND s.has_room
+    ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id
+    LIMIT 1 FOR NO KEY UPDATE SKIP LOCKED;
+  END IF;
+  IF v_staff IS NULL THEN
+    RETURN NULL;                        -- nobody with room: the floor does not queue
+  END IF;
+  INSERT INTO public.assignments (work_item_id, work_item_type, priority, assignee_id, unit_id, rule_id, target_unit_id,
+                                  arrived_at, assigned_at, sla_deadline, next_check_at)
+  VALUES (p ->> 'work_item_id', v_type, v_priority, v_staff, v_unit, v_rule.rule_id, v_unit, v_now, v_now,
+          public.calculate_sla_deadline_fn(v_type, v_priority, v_now), public.sla_level_due_at(v_type, v_priority, v_now, 0, 1))
+  RETURNING id INTO v_id;
+  RETURN v_id;
+END
+$$;
