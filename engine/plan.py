@@ -29,7 +29,6 @@ from .model import Policy
 from .objects import SqlObject
 from .order import topological
 from .render import job_commands
-from .sqltext import ident
 from .steps import Step, StepBuilder
 
 DROP_ORDER = ("cron_job", "seed", "publication_table", "grant", "policy", "rls", "trigger", "view", "index", "table",
@@ -126,7 +125,7 @@ def _plan(conn: psycopg.Connection, policy: Policy, objects: list[SqlObject], te
     steps = [step for change in result.changes for step in builder.steps(change)]
     steps = _mark_drift(steps, desired, live, owned)
     ordered = order_steps(steps, objects, live)
-    ordered += reschedule_steps(ordered, live)
+    ordered += builder.reschedule_steps(ordered)
     timings["diff"] = time.perf_counter() - clock
     live_hashes = {key: object_hash(live[key]) for key in sorted(managed | desired.keys()) if key in live}
     notes = _notes(policy, cron_problem, desired)
@@ -180,27 +179,6 @@ def order_steps(steps: list[Step], objects: list[SqlObject], live: dict[str, Liv
     drop_rank = {key: (DROP_ORDER.index(s.kind) if s.kind in DROP_ORDER else 99, key) for key, s in backward_keys.items()}
     backward_ordered = topological(seed_edges, drop_rank)
     return enum_values + [by_step_key[k] for k in ordered_keys] + [backward_keys[k] for k in backward_ordered]
-
-
-def reschedule_steps(steps: list[Step], live: dict[str, LiveObject]) -> list[Step]:
-    """A last step when the plan changes what running SLA clocks are scheduled from (SLA targets,
-    escalation levels, calendars): their next checks are recomputed under the new policy. None
-    on a first install (no assignments yet)."""
-    s = catalog.SCHEMA
-    if f"table:{s}.assignments" not in live:
-        return []
-    seeds = tuple(f"seed:{s}.{table}/" for table in catalog.SLA_SCHEDULE_SEEDS)
-    functions = tuple(f"function:{s}.{name}(" for name in catalog.SLA_SCHEDULE_FUNCTIONS)
-    # A new SLA configuration row is for a new type or priority: no running clock reads it yet.
-    causes = [step for step in steps if step.key.startswith(seeds + functions)
-              and not (step.action == "insert" and step.key.startswith(f"seed:{s}.sla_configs/"))]
-    if not causes:
-        return []
-    what = ", ".join(sorted({cause.key.split(":", 1)[1].split("/", 1)[0].split("(", 1)[0] for cause in causes}))
-    origin = next((cause.origin for cause in causes if cause.origin), None)
-    where = f" ({origin})" if origin else ""
-    return [Step("run", f"reschedule:{s}.sla_next_checks", f"SELECT {ident(s)}.sla_reschedule_checks();\n",
-                 f"recompute the next SLA check of running assignments: the plan changes {what}{where}", origin=origin)]
 
 
 def _notes(policy: Policy, cron_problem: str | None, desired: dict) -> list[str]:

@@ -68,6 +68,27 @@ class StepBuilder:
         return [Step("replace", change.key, obj.sql, f"replace {label}: definition changed{where}",
                      self._auth(change.kind), origin)]
 
+    def reschedule_steps(self, steps: list[Step]) -> list[Step]:
+        """A last step when the plan changes what running SLA clocks are scheduled from (SLA
+        targets, escalation levels, calendars): their next checks are recomputed under the new
+        policy. None on a first install (no assignments yet)."""
+        s = self.schema
+        if f"table:{s}.assignments" not in self.live_keys:
+            return []
+        seeds = tuple(f"seed:{s}.{table}/" for table in catalog.SLA_SCHEDULE_SEEDS)
+        functions = tuple(f"function:{s}.{name}(" for name in catalog.SLA_SCHEDULE_FUNCTIONS)
+        # A new SLA configuration row is for a new type or priority: no running clock reads it yet.
+        causes = [step for step in steps if step.key.startswith(seeds + functions)
+                  and not (step.action == "insert" and step.key.startswith(f"seed:{s}.sla_configs/"))]
+        if not causes:
+            return []
+        what = ", ".join(sorted({cause.key.split(":", 1)[1].split("/", 1)[0].split("(", 1)[0] for cause in causes}))
+        origin = next((cause.origin for cause in causes if cause.origin), None)
+        where = f" ({origin})" if origin else ""
+        return [Step("run", f"reschedule:{s}.sla_next_checks", self._sql("reschedule_sla_checks.sql.j2"),
+                     f"recompute the next SLA check of running assignments: the plan changes {what}{where}",
+                     origin=origin)]
+
     def _auth(self, kind: str, name: str = "", creating: bool = False) -> tuple[Hazard, ...]:
         """Access rules on objects that already exist are a hazard; on objects this plan
         creates they are part of creating them."""
