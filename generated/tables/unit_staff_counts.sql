@@ -6,7 +6,7 @@
 -- How many people each unit has (staff_unit_count_trigger keeps it). An assignment's record of
 -- why names who was considered only for targets of up to 100 people; asking the staff table
 -- "more than 100?" on every assignment walked its unit index, which every load change fills
--- with dead entries (a fifth of an assignment's cost). Filled from the staff already there
+-- with dead entries (about a tenth of an assignment's CPU). Filled from the staff already there
 -- when it is created; staff writes wait meanwhile, so none is counted twice or missed.
 CREATE TABLE public.unit_staff_counts (
   unit_id text PRIMARY KEY REFERENCES public.organizational_units (id) ON DELETE CASCADE,
