@@ -5,6 +5,7 @@ text generated/ holds); alter and drop steps are rendered from templates/changes
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from . import catalog
@@ -14,6 +15,7 @@ from .objects import SqlObject
 from .render import template_env
 
 ACTIVE_SEGMENT, ENUM_SEGMENT = 1, 0
+_EXPLICIT_LOCK = re.compile(r"^LOCK TABLE (\w+\.\w+) IN", re.MULTILINE)   # what a rendered object locks itself
 
 
 @dataclass(frozen=True)
@@ -114,8 +116,12 @@ class StepBuilder:
             what = f"schedule job {change.name}: {_schedule(change.desired.definition['schedule'])}"
         else:
             what = f"create {label}"
-        return Step(action, change.key, obj.sql, f"{what}{where}", self._auth(change.kind, change.name, creating=True),
-                    origin)
+        hazards = self._auth(change.kind, change.name, creating=True)
+        locked = [name for name in _EXPLICIT_LOCK.findall(obj.sql) if f"table:{name}" in self.live_keys]
+        if locked:                      # e.g. a new table filled from a live one it must not miss writes to
+            hazards += (Hazard.LOCK,)
+            what += f" (holds a write lock on {', '.join(locked)} until the apply commits)"
+        return Step(action, change.key, obj.sql, f"{what}{where}", hazards, origin)
 
     # --- drop -----------------------------------------------------------------------------------
     def _drop(self, change: Change) -> Step:

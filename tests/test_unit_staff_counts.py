@@ -6,10 +6,14 @@ that already holds staff."""
 from __future__ import annotations
 
 import psycopg
+import pytest
 from engine_calls import call, uid
 
-from engine.apply import apply
+from engine.apply import HazardsBlocked, apply
+from engine.hazards import Hazard
 from engine.invariants import unit_counts_off
+from engine.plan import build_plan
+from engine.project import DEFAULT_TEMPLATES
 
 
 def kept(conn) -> dict[str, int]:
@@ -68,7 +72,13 @@ def test_created_on_a_database_with_staff_it_starts_from_their_count(engine_url,
         conn.execute("DROP TRIGGER staff_unit_count_trigger ON staff_profiles")
         conn.execute("DROP TRIGGER staff_unit_count_truncate_trigger ON staff_profiles")
     policy, objects = shipped_objects
-    assert apply(engine_url, objects, policy).outcome == "applied"
+    # filling it holds staff writes off until the apply commits: the plan says so
+    create = next(step for step in build_plan(engine_url, policy, objects, DEFAULT_TEMPLATES).steps
+                  if step.key == "table:public.unit_staff_counts")
+    assert create.hazards == (Hazard.LOCK,) and "write lock on public.staff_profiles" in create.reason
+    with pytest.raises(HazardsBlocked, match="lock"):
+        apply(engine_url, objects, policy)
+    assert apply(engine_url, objects, policy, allowed={Hazard.LOCK}).outcome == "applied"
     with psycopg.connect(engine_url, autocommit=True) as conn:
         assert kept(conn) == {"unit-translation": 3, "unit-hr": 2}
         person(conn, 6, "unit-hr")
