@@ -231,12 +231,17 @@ def pick(ctx: Context) -> Outcome:
     return outcome
 
 
+def _assign_dataset(staff: int, duration: float) -> Dataset:
+    """Staff with WIP raised so that every call of a run this long is assigned, not queued."""
+    calls = int(10_000 * duration * 1.5)       # room for the prototype's ceiling and then some
+    return with_wip_for(Dataset(staff=staff, active=2 * staff), calls)
+
+
 def assign(ctx: Context, staff: int | None = None, duration: float | None = None, name: str = "assign",
            single_client: bool = False) -> Outcome:
     staff = staff or ctx.scale.staff
     duration = duration or ctx.scale.duration
-    calls = int(10_000 * duration * 1.5)       # room for the prototype's ceiling and then some
-    ds = with_wip_for(Dataset(staff=staff, active=2 * staff), calls)
+    ds = _assign_dataset(staff, duration)
     ctx.loader.ensure(ds, fresh=True)
     ctx.loader.dirty = True
     before = ctx.counts()
@@ -264,7 +269,7 @@ def floor(ctx: Context) -> Outcome:
     """The barest assignment the engine's tables allow (bench.floor_assign), on the `assign`
     workload's data and clients: the ceiling any auto_assign could reach on this machine."""
     duration = ctx.scale.duration
-    ds = with_wip_for(Dataset(staff=ctx.scale.staff, active=2 * ctx.scale.staff), int(10_000 * duration * 1.5))
+    ds = _assign_dataset(ctx.scale.staff, duration)
     ctx.loader.ensure(ds, fresh=True)
     ctx.loader.dirty = True
     before = ctx.counts()

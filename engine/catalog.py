@@ -207,6 +207,10 @@ RUNTIME_FUNCTIONS = (
 SLA_SCHEDULE_SEEDS = ("sla_configs", "escalation_levels")
 SLA_SCHEDULE_FUNCTIONS = ("calendar_definition", "calendar_add_working_time", "sla_level_due_at")
 
+# The most rows one queue_head call returns (its bad-limit error, and the HTTP queue endpoint's
+# choice of reading through it, both follow this).
+QUEUE_HEAD_MAX = 10_000
+
 # Views over the runtime tables: (name, functions they call)
 VIEWS = (("assignment_queue_ordered", ("queue_effective_rank", "engine_now")),)
 

@@ -161,6 +161,7 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
         "proficiency_rank": {None: 0, **{level: rank for rank, level in enumerate(policy.proficiency_levels, 1)}},
         "calendars": policy.calendars,
         "job_names": [job.name for job in policy.jobs],
+        "queue_head_max": catalog.QUEUE_HEAD_MAX,
     }
     # Functions whose text carries policy data name the file it comes from.
     origins = {"match_assignment_rule": policy.rules[0].origin, "queue_effective_rank": policy.queue_aging.origin,

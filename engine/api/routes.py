@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
+from .. import catalog
 from . import schemas
 from .auth import AuthError, Caller, caller_from_header
 from .errors import ApiError, invalid, unauthorized
@@ -120,7 +121,6 @@ async def manual_override(request: Request, caller: Caller = Depends(authenticat
 # each priority's first offset+limit items (positions are within the unit either way) and
 # the total is a plain count -- the view numbers every queued row. At 10,000 queued: 57 -> 23 ms
 # for an admin, 35 -> 3 ms for a trusted caller.
-QUEUE_HEAD_LIMIT = 10_000                 # the most queue_head returns
 QUEUE_HEAD_SQL = """
 SELECT jsonb_build_object(
   'total', (SELECT count(*) FROM assignment_queue q
@@ -157,7 +157,7 @@ async def queue(request: Request, caller: Caller = Depends(authenticate),
     level security shows supervisors their units' queue, plain staff nothing); without a
     priority filter read through `queue_head`. Filters match exactly; an unknown unit or
     priority simply matches nothing."""
-    fast = priority is None and offset + limit <= QUEUE_HEAD_LIMIT
+    fast = priority is None and offset + limit <= catalog.QUEUE_HEAD_MAX
     return await _call(request, caller, QUEUE_HEAD_SQL if fast else QUEUE_SQL,
                        {"unit_id": unit_id, "priority": priority, "limit": limit, "offset": offset})
 
