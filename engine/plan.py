@@ -121,7 +121,7 @@ def _plan(conn: psycopg.Connection, policy: Policy, objects: list[SqlObject], te
     produced = {obj.key for obj in objects}
     managed = set(owned) | (produced & live.keys())
     result = diff(desired, live, set(owned) | produced)
-    builder = StepBuilder(objects, templates_dir, live_keys=set(live))
+    builder = StepBuilder(objects, templates_dir, live)
     steps = [step for change in result.changes for step in builder.steps(change)]
     steps = _mark_drift(steps, desired, live, owned)
     ordered = order_steps(steps, objects, live)

@@ -41,9 +41,10 @@ class Step:
 
 
 class StepBuilder:
-    def __init__(self, objects: list[SqlObject], templates_dir, live_keys: set[str], schema: str = catalog.SCHEMA):
+    def __init__(self, objects: list[SqlObject], templates_dir, live: dict, schema: str = catalog.SCHEMA):
         self.objects = {obj.key: obj for obj in objects}
-        self.live_keys = live_keys
+        self.live = live                      # key -> LiveObject: what the database holds now
+        self.live_keys = set(live)
         self.env = template_env(templates_dir)
         self.schema = schema
 
@@ -135,7 +136,7 @@ class StepBuilder:
                         f"delete seed row {name}: no longer in rules/", (Hazard.SEED_ROW_DELETED,))
         if kind == "grant":
             target, privilege = short.rsplit(".", 1)
-            object_type = "FUNCTION" if privilege == "execute" else "TABLE"
+            object_type = self._grant_object_type(target, privilege)
             sql = self._sql("revoke.sql.j2", privilege=privilege.upper(), object_type=object_type,
                             target=self._grant_target(target, object_type), roles=live)
             if not live:                              # granted to nobody: the record goes, no one loses a right
@@ -158,11 +159,22 @@ class StepBuilder:
         return Step(verb, change.key, self._sql("drop.sql.j2", **context),
                     f"{verb} {kind.replace('_', ' ')} {name}: no longer in rules/ or the engine", hazards)
 
+    def _grant_object_type(self, target: str, privilege: str) -> str:
+        """TABLE for a table's or view's privileges; for EXECUTE, FUNCTION or PROCEDURE as the
+        live routine is (REVOKE ... ON FUNCTION fails on a procedure)."""
+        if privilege != "execute":
+            return "TABLE"
+        routine = self.live.get(f"function:{self.schema}.{target}")
+        if routine is not None and isinstance(routine.definition, dict) and "kind" in routine.definition:
+            return "PROCEDURE" if routine.definition["kind"] == "p" else "FUNCTION"
+        return "PROCEDURE" if target.split("(", 1)[0] in catalog.PROCEDURES else "FUNCTION"
+
     def _grant_target(self, target: str, object_type: str) -> str:
         """A table's quoted name, or a function's name(argument types) as PostgreSQL printed it."""
         from .sqltext import ident
         if object_type == "TABLE":
             return ident(target)
+        # FUNCTION or PROCEDURE: name(argument types)
         name, args = target.split("(", 1)
         return f"{ident(name)}({args}"
 
@@ -278,7 +290,7 @@ class StepBuilder:
 
     def _change_grant(self, change, obj, label, where, origin):
         target, privilege = change.name.split(".", 1)[1].rsplit(".", 1)
-        object_type = "FUNCTION" if privilege == "execute" else "TABLE"
+        object_type = self._grant_object_type(target, privilege)
         revoke = self._sql("revoke.sql.j2", privilege=privilege.upper(), object_type=object_type,
                            target=self._grant_target(target, object_type), roles=change.live.definition)
         return [Step("replace", change.key, revoke + obj.sql,

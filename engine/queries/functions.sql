@@ -1,7 +1,9 @@
 -- Functions and procedures of the schema, by name(argument types), with their full
--- normalised definition (signature, volatility, security, settings, body).
+-- normalised definition (signature, volatility, security, settings, body) and kind (f function,
+-- p procedure: GRANT/REVOKE must name which).
 SELECT p.proname || '(' || oidvectortypes(p.proargtypes) || ')' AS name,
        jsonb_build_object('definition', pg_get_functiondef(p.oid),
-                          'returns', format_type(p.prorettype, NULL)) AS definition
+                          'returns', format_type(p.prorettype, NULL),
+                          'kind', p.prokind::text) AS definition
 FROM pg_proc p
 WHERE p.pronamespace = %(schema)s::regnamespace AND p.prokind IN ('f', 'p')
