@@ -35,6 +35,10 @@ DECLARE
   v_ranking jsonb;
   v_ahead integer;
 BEGIN
+  IF NOT caller_is_known() THEN
+    RAISE EXCEPTION 'auto_assign: only staff and trusted services may file work (the token has no known sub)'
+      USING ERRCODE = '42501';
+  END IF;
   IF NOT v_type_text = ANY (enum_range(NULL::work_item_type)::text[]) THEN
     PERFORM api_invalid('work_item_type', format('unknown work item type %L; known: %s', v_type_text,
                                                  array_to_string(enum_range(NULL::work_item_type)::text[], ', ')));

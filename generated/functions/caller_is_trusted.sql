@@ -4,12 +4,21 @@
 
 -- function public.caller_is_trusted()
 -- A trusted caller: a server-side session with no JWT claims (pg_cron, HR sync, psql as the
--- owner) or a request carrying the service_role, as on Supabase.
+-- owner) or a request carrying the service_role, as on Supabase. Never NULL: a NULL would
+-- read as "not refused" in `IF NOT ...`.
+-- The session's role (SET ROLE, which PostgREST and rulesctl serve switch per request; a
+-- SECURITY DEFINER function does not change it) must not be an end-user API role: a session
+-- switched to anon or authenticated is trusted neither without claims nor by claiming
+-- service_role in claims it set itself.
 CREATE OR REPLACE FUNCTION public.caller_is_trusted()
 RETURNS boolean
 LANGUAGE sql
 STABLE
 AS $fn$
-  SELECT nullif(current_setting('request.jwt.claims', true), '') IS NULL
-         OR current_setting('request.jwt.claims', true)::jsonb ->> 'role' = 'service_role'
+  SELECT coalesce(
+           current_setting('role') NOT IN ('anon', 'authenticated')
+           AND session_user::text NOT IN ('anon', 'authenticated')
+           AND (nullif(current_setting('request.jwt.claims', true), '') IS NULL
+                OR current_setting('request.jwt.claims', true)::jsonb ->> 'role' = 'service_role'),
+         false)
 $fn$;

@@ -4,8 +4,8 @@
 
 -- function public.caller_may_act_for(uuid)
 -- May the caller act on this person's behalf (complete their work, change their
--- availability)? Trusted callers, the person themselves, and supervisors, unit heads and
--- admins who can see the person's unit.
+-- availability)? Trusted callers; the person themselves (a known staff member); and
+-- supervisors, unit heads and admins whose scope holds the person's unit. Never NULL.
 -- PL/pgSQL, not SQL: with its SET clause a SQL function is parsed and planned on every call.
 CREATE OR REPLACE FUNCTION public.caller_may_act_for(p_staff_id uuid)
 RETURNS boolean
@@ -14,8 +14,9 @@ STABLE
 SET search_path = public, pg_temp
 AS $fn$
 BEGIN
-  RETURN (SELECT caller_is_trusted()
-                 OR p_staff_id = current_user_id()
-                 OR EXISTS (SELECT 1 FROM staff_profiles s WHERE s.id = p_staff_id AND s.unit_id = ANY (caller_visible_units())));
+  RETURN coalesce((SELECT caller_is_trusted()
+                          OR (p_staff_id = current_user_id() AND EXISTS (SELECT 1 FROM staff_profiles s WHERE s.id = p_staff_id))
+                          OR caller_supervises_unit((SELECT s.unit_id FROM staff_profiles s WHERE s.id = p_staff_id))),
+                  false);
 END
 $fn$;

@@ -3,8 +3,9 @@
 -- templates: functions/runtime/caller_may_supervise.sql.j2
 
 -- function public.caller_may_supervise()
--- May the caller act as a supervisor? Trusted callers may; a person may when their staff
--- role is supervisor, unit_head or admin.
+-- Is the caller a supervisor at all? Trusted callers are; a person is when their staff role
+-- is supervisor, unit_head or admin. Only a first gate (a plain staff member is refused before
+-- anything is looked up): where they may supervise is caller_supervises_unit's. Never NULL.
 -- PL/pgSQL, not SQL: with its SET clause a SQL function is parsed and planned on every call.
 CREATE OR REPLACE FUNCTION public.caller_may_supervise()
 RETURNS boolean
@@ -13,8 +14,9 @@ STABLE
 SET search_path = public, pg_temp
 AS $fn$
 BEGIN
-  RETURN (SELECT caller_is_trusted()
-                 OR EXISTS (SELECT 1 FROM staff_profiles s
-                            WHERE s.id = current_user_id() AND s.role IN ('supervisor', 'unit_head', 'admin')));
+  RETURN coalesce((SELECT caller_is_trusted()
+                          OR EXISTS (SELECT 1 FROM staff_profiles s
+                                     WHERE s.id = current_user_id() AND s.role IN ('supervisor', 'unit_head', 'admin'))),
+                  false);
 END
 $fn$;

@@ -4,7 +4,8 @@
 
 -- function public.capacity_check(text)
 -- A unit's capacity now: available staff, their weighted WIP capacity, what they hold,
--- free slots, utilisation (%) and the unit's queue depth.
+-- free slots, utilisation (%) and the unit's queue depth. Seen by the unit's own staff,
+-- whoever supervises it, admins and trusted services (caller_may_read_unit).
 CREATE OR REPLACE FUNCTION public.capacity_check(p_unit_id text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -17,6 +18,10 @@ DECLARE
 BEGIN
   IF p_unit_id IS NULL OR NOT EXISTS (SELECT 1 FROM organizational_units WHERE id = p_unit_id) THEN
     PERFORM api_invalid('unit_id', format('unknown unit %L', p_unit_id));
+  END IF;
+  IF NOT caller_may_read_unit(p_unit_id) THEN
+    RAISE EXCEPTION 'capacity_check: only the unit''s staff, its supervisors and admins may see its capacity'
+      USING ERRCODE = '42501';
   END IF;
   SELECT jsonb_build_object(
     'unit_id', p_unit_id,

@@ -28,7 +28,7 @@ BEGIN
   IF NOT FOUND THEN
     PERFORM api_invalid('assignment_id', format('unknown assignment %s', v_assignment_id));
   END IF;
-  IF NOT caller_may_act_for(v_row.assignee_id) THEN
+  IF NOT (caller_may_act_for(v_row.assignee_id) OR caller_supervises_unit(v_row.unit_id)) THEN
     RAISE EXCEPTION 'escalate_assignment: only the assignee, their supervisors or a trusted service may escalate it'
       USING ERRCODE = '42501';
   END IF;

@@ -33,7 +33,7 @@ BEGIN
     END IF;
     v_allow_exceed := (p_request ->> 'allow_exceed_wip')::boolean;
   END IF;
-  IF NOT caller_may_supervise() THEN
+  IF NOT caller_may_supervise() THEN     -- a first gate: plain staff and unknown callers stop here
     RAISE EXCEPTION 'manual_override: only supervisors, unit heads and admins may override an assignment'
       USING ERRCODE = '42501';
   END IF;
@@ -63,6 +63,13 @@ BEGIN
       PERFORM api_invalid(CASE WHEN v_assignment_id IS NULL THEN 'work_item_id' ELSE 'assignment_id' END,
                           format('work item %L has no active assignment or queue entry', v_work_item_id));
     END IF;
+  END IF;
+  -- Both ends in the caller's scope: the unit the item belongs to and the new assignee's.
+  IF NOT (caller_supervises_unit(coalesce(v_current.unit_id, v_queued.target_unit_id))
+          AND caller_supervises_unit(v_target.unit_id)) THEN
+    RAISE EXCEPTION 'manual_override: % may act only on items and people in the units they supervise',
+                    coalesce(current_user_id()::text, 'the caller')
+      USING ERRCODE = '42501';
   END IF;
   PERFORM lock_units(ARRAY[v_target.unit_id, (SELECT unit_id FROM staff_profiles WHERE id = v_current.assignee_id)], true);
 

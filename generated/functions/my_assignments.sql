@@ -19,6 +19,9 @@ BEGIN
   IF v_me IS NULL THEN
     RAISE EXCEPTION 'my_assignments: no caller identity (request.jwt.claims has no sub)' USING ERRCODE = '42501';
   END IF;
+  IF NOT EXISTS (SELECT 1 FROM staff_profiles WHERE id = v_me) THEN
+    RAISE EXCEPTION 'my_assignments: % has no staff profile', v_me USING ERRCODE = '42501';
+  END IF;
   RETURN (
     SELECT jsonb_build_object('staff_id', v_me, 'assignments', coalesce(jsonb_agg(jsonb_build_object(
       'assignment_id', a.id, 'work_item_id', a.work_item_id, 'work_item_type', a.work_item_type,

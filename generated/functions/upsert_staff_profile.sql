@@ -32,7 +32,7 @@ DECLARE
   v_goes_on_leave boolean;
   v_leave jsonb := '{}'::jsonb;
 BEGIN
-  IF NOT (caller_is_trusted() OR EXISTS (SELECT 1 FROM staff_profiles WHERE id = current_user_id() AND role = 'admin')) THEN
+  IF NOT caller_is_admin() THEN
     RAISE EXCEPTION 'upsert_staff_profile: only admins and trusted services (HR sync) may change staff profiles'
       USING ERRCODE = '42501';
   END IF;

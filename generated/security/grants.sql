@@ -45,7 +45,7 @@ GRANT SELECT ON TABLE public.engine_settings TO authenticated, service_role;
 GRANT SELECT ON TABLE public.staff_profiles TO anon, authenticated, service_role;
 
 -- grant public.staff_skills.select
-GRANT SELECT ON TABLE public.staff_skills TO authenticated, service_role;
+GRANT SELECT ON TABLE public.staff_skills TO anon, authenticated, service_role;
 
 -- grant public.assignments.select
 GRANT SELECT ON TABLE public.assignments TO anon, authenticated, service_role;
@@ -60,7 +60,7 @@ GRANT SELECT ON TABLE public.escalation_events TO anon, authenticated, service_r
 GRANT SELECT ON TABLE public.assignment_audit TO anon, authenticated, service_role;
 
 -- grant public.capacity_snapshots.select
-GRANT SELECT ON TABLE public.capacity_snapshots TO authenticated, service_role;
+GRANT SELECT ON TABLE public.capacity_snapshots TO anon, authenticated, service_role;
 
 -- grant public.assignment_queue_ordered.select
 GRANT SELECT ON TABLE public.assignment_queue_ordered TO authenticated, service_role;
@@ -157,8 +157,20 @@ REVOKE ALL ON FUNCTION public.caller_is_trusted() FROM PUBLIC;
 REVOKE ALL ON FUNCTION public.caller_visible_units() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.caller_visible_units() TO authenticated, service_role;
 
+-- grant public.caller_is_known().execute
+REVOKE ALL ON FUNCTION public.caller_is_known() FROM PUBLIC;
+
+-- grant public.caller_is_admin().execute
+REVOKE ALL ON FUNCTION public.caller_is_admin() FROM PUBLIC;
+
 -- grant public.caller_may_supervise().execute
 REVOKE ALL ON FUNCTION public.caller_may_supervise() FROM PUBLIC;
+
+-- grant public.caller_supervises_unit(text).execute
+REVOKE ALL ON FUNCTION public.caller_supervises_unit(text) FROM PUBLIC;
+
+-- grant public.caller_may_read_unit(text).execute
+REVOKE ALL ON FUNCTION public.caller_may_read_unit(text) FROM PUBLIC;
 
 -- grant public.caller_may_act_for(uuid).execute
 REVOKE ALL ON FUNCTION public.caller_may_act_for(uuid) FROM PUBLIC;

@@ -8,6 +8,12 @@ ALTER TABLE public.staff_profiles ENABLE ROW LEVEL SECURITY;
 -- rls public.assignments
 ALTER TABLE public.assignments ENABLE ROW LEVEL SECURITY;
 
+-- rls public.staff_skills
+ALTER TABLE public.staff_skills ENABLE ROW LEVEL SECURITY;
+
+-- rls public.capacity_snapshots
+ALTER TABLE public.capacity_snapshots ENABLE ROW LEVEL SECURITY;
+
 -- rls public.assignment_queue
 ALTER TABLE public.assignment_queue ENABLE ROW LEVEL SECURITY;
 
@@ -30,6 +36,20 @@ CREATE POLICY assignments_visible ON public.assignments
   AS PERMISSIVE FOR SELECT
   TO authenticated
   USING (assignee_id = (SELECT public.current_user_id()) OR unit_id = ANY ((SELECT public.caller_visible_units())::text[]));
+
+-- policy public.staff_skills.staff_skills_visible
+-- a person's skills are seen by whoever may see the person
+CREATE POLICY staff_skills_visible ON public.staff_skills
+  AS PERMISSIVE FOR SELECT
+  TO authenticated
+  USING (staff_id IN (SELECT s.id FROM public.staff_profiles s));
+
+-- policy public.capacity_snapshots.capacity_snapshots_visible
+-- a unit's capacity history is seen by those who supervise it
+CREATE POLICY capacity_snapshots_visible ON public.capacity_snapshots
+  AS PERMISSIVE FOR SELECT
+  TO authenticated
+  USING (unit_id = ANY ((SELECT public.caller_visible_units())::text[]));
 
 -- policy public.assignment_queue.assignment_queue_visible
 -- queued work is seen by those who supervise the target unit
