@@ -76,7 +76,7 @@ def validate_directory(rules_dir: Path) -> model.Policy:
             continue
         schema_problems = _schema_problems(policy_file)
         problems.extend(schema_problems)
-        if not schema_problems:
+        if not schema_problems and not policy_file.unusable:
             valid[kind] = policy_file
 
     pieces, build_problems = _build_pieces(valid)
