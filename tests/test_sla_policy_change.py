@@ -101,3 +101,34 @@ def test_a_paused_clock_and_unrelated_changes_are_left_alone(database_url, trave
         policy, objects = build_in(traversable_tmp_path)
         assert apply(database_url, objects, policy).outcome == "applied"
         assert next_check(conn, assignment) is None                                # resuming computes it
+
+
+def test_a_closure_added_to_the_calendar_moves_running_clocks(database_url, traversable_tmp_path):
+    """calendars.yaml is SLA policy too: closing today pushes a running clock's next check to
+    the next working day, at the same share of working time."""
+    rules = make_policy(traversable_tmp_path)
+    policy, objects = build_in(traversable_tmp_path)
+    apply(database_url, objects, policy)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, T0)
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
+        assignment = call(conn, "auto_assign", {"work_item_id": "T-3", "work_item_type": "ticket",
+                                                "priority": "urgent"})["assignment_id"]
+        assert next_check(conn, assignment) == T0 + timedelta(minutes=90)      # 75% of 2h, Monday 10:30
+
+        path = rules / "calendars.yaml"
+        doc = yaml.safe_load(path.read_text())
+        doc["calendars"][0]["closures"].append({"date": "2027-01-04", "reason": "Power cut"})
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        policy, objects = build_in(traversable_tmp_path)
+        steps = build_plan(database_url, policy, objects, DEFAULT_TEMPLATES).steps
+        assert (steps[-1].action, steps[-1].key) == ("run", "reschedule:public.sla_next_checks")
+        assert "calendar" in steps[-1].reason
+        assert apply(database_url, objects, policy).outcome == "applied"
+
+        # Monday is closed now; the office works Sundays and Mondays: 90 working minutes from
+        # the arrival end on Sunday 10 January at 09:30.
+        assert next_check(conn, assignment) == datetime(2027, 1, 10, 9, 30, tzinfo=RIYADH)
+        at(conn, T0 + timedelta(minutes=91))
+        assert scalar(conn, "SELECT sla_check_and_escalate()") == 0             # nothing falls due today
+    assert build_plan(database_url, policy, objects, DEFAULT_TEMPLATES).steps == []
