@@ -48,7 +48,7 @@ def desired_state(conn: psycopg.Connection, policy: Policy, objects: list[SqlObj
                   scratch: str, schema: str = catalog.SCHEMA) -> dict[str, LiveObject]:
     scratch_objects = render_policy(policy, templates_dir, schema=scratch, parse_check=False)
     state = desired_snapshot(conn, scratch_objects, scratch, schema)
-    outside = [LiveObject("role", role, True) for role, _ in catalog.ROLES]
+    outside = [LiveObject("role", role, role_definition(bypass_rls)) for role, bypass_rls in catalog.ROLES]
     outside.append(LiveObject("publication", catalog.PUBLICATION, True))
     outside += [LiveObject("publication_table", f"{catalog.PUBLICATION}/{schema}.{table}", True)
                 for table in catalog.REALTIME_TABLES]
@@ -64,6 +64,14 @@ def desired_state(conn: psycopg.Connection, policy: Policy, objects: list[SqlObj
     if missing:
         raise AssertionError(f"the scratch install produced objects the render did not: {missing[:5]}")
     return state
+
+
+def role_definition(bypass_rls: bool) -> dict:
+    """What a managed role is (engine/queries/roles.sql's form): no login, no superuser or
+    role/database/replication powers, BYPASSRLS only where the catalog says (service_role), and
+    a member of none of the other managed roles."""
+    return {"superuser": False, "createrole": False, "createdb": False, "replication": False,
+            "bypassrls": bypass_rls, "login": False, "member_of": []}
 
 
 def effective_job(job, schema: str, version: tuple[int, ...]) -> dict:

@@ -57,9 +57,8 @@ def introspect(conn: psycopg.Connection, schema: str = catalog.SCHEMA) -> dict[s
         found.append(LiveObject("publication_table", name, definition))
     for (name,) in conn.execute("SELECT pubname FROM pg_publication WHERE pubname = %s", (catalog.PUBLICATION,)):
         found.append(LiveObject("publication", name, True))
-    for (name,) in conn.execute("SELECT rolname FROM pg_roles WHERE rolname = ANY (%s)",
-                                ([role for role, _ in catalog.ROLES],)):
-        found.append(LiveObject("role", name, True))
+    for name, definition in conn.execute(query_text("roles.sql"), {"roles": [role for role, _ in catalog.ROLES]}):
+        found.append(LiveObject("role", name, definition))
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone():
         found.append(LiveObject("extension", "pg_cron", True))
         for name, definition in conn.execute(query_text("cron_jobs.sql")):

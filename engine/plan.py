@@ -119,11 +119,12 @@ def _plan(conn: psycopg.Connection, policy: Policy, objects: list[SqlObject], te
         raise DatabaseError(f"planning failed: {str(exc).strip()}") from None
     clock = time.perf_counter()
     produced = {obj.key for obj in objects}
-    managed = set(owned) | (produced & live.keys())
-    result = diff(desired, live, set(owned) | produced)
+    hand_made = hand_made_policies(live, desired, produced)
+    managed = set(owned) | (produced & live.keys()) | hand_made
+    result = diff(desired, live, set(owned) | produced | hand_made)
     builder = StepBuilder(objects, templates_dir, live)
     steps = [step for change in result.changes for step in builder.steps(change)]
-    steps = _mark_drift(steps, desired, live, owned)
+    steps = _mark_drift(steps, desired, live, owned, hand_made)
     ordered = order_steps(steps, objects, live)
     ordered += builder.reschedule_steps(ordered)
     timings["diff"] = time.perf_counter() - clock
@@ -133,11 +134,34 @@ def _plan(conn: psycopg.Connection, policy: Policy, objects: list[SqlObject], te
                 {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings)
 
 
-def _mark_drift(steps: list[Step], desired: dict, live: dict, owned: dict[str, str]) -> list[Step]:
+def hand_made_policies(live: dict[str, LiveObject], desired: dict[str, LiveObject], produced: set[str]) -> set[str]:
+    """Row level security policies on a table rulesctl manages that rulesctl did not make. The
+    table's access rules are rulesctl's: an extra permissive policy (USING (true)) would open
+    every row, so it is drift to undo, never "not managed, left alone"."""
+    found = set()
+    for key, obj in live.items():
+        if obj.kind != "policy" or key in desired:
+            continue
+        schema, table, _ = obj.name.split(".", 2)
+        if f"table:{schema}.{table}" in produced:
+            found.add(key)
+    return found
+
+
+def _mark_drift(steps: list[Step], desired: dict, live: dict, owned: dict[str, str],
+                hand_made: set[str] = frozenset()) -> list[Step]:
     """A step is drift when the live object no longer matches what rulesctl installed while the
-    policy still wants what it installed: someone changed it by hand."""
+    policy still wants what it installed, or is an access rule added by hand to a table rulesctl
+    manages: someone changed it by hand."""
     marked = []
     for step in steps:
+        if step.key in hand_made:
+            schema, table, policy = step.key.split(":", 1)[1].split(".", 2)
+            marked.append(Step(step.action, step.key, step.sql,
+                               f"drift: changed outside rulesctl: policy {policy} was made by hand "
+                               f"on {schema}.{table}, whose access rules rulesctl manages; drop it", step.hazards, step.origin,
+                               step.segment, True, step.after))
+            continue
         base = step.key.split("/", 1)[0] if step.kind == "enum" else step.key
         installed = owned.get(base)
         live_hash = object_hash(live[base]) if base in live else None

@@ -283,7 +283,29 @@ class StepBuilder:
         return self._drop_then_create(change, obj, label, where, origin, (Hazard.LOCK,))
 
     def _change_trigger(self, change, obj, label, where, origin):
-        return self._drop_then_create(change, obj, label, where, origin, ())
+        desired, live = change.desired.definition, change.live.definition
+        if {**live, "enabled": desired["enabled"]} != desired:
+            return self._drop_then_create(change, obj, label, where, origin, ())
+        # only its enabled state moved (ALTER TABLE ... DISABLE TRIGGER): what it keeps up to date drifts
+        sql = self._sql("enable_trigger.sql.j2", table=desired["table"], name=change.name.split(".", 1)[1],
+                        state=TRIGGER_STATES[desired["enabled"]])
+        return [Step("enable", change.key, sql, f"enable {label} on {desired['table']}: it is "
+                     f"{TRIGGER_WORDS.get(live['enabled'], live['enabled'])}{where}", (), origin)]
+
+    def _change_role(self, change, obj, label, where, origin):
+        """A managed role's powers and memberships are restored: a role that gained BYPASSRLS,
+        LOGIN, SUPERUSER ... or another managed role's rights changes who may see or do what."""
+        desired, live = change.desired.definition, change.live.definition
+        attributes = [ROLE_ATTRIBUTES[name][0 if wanted else 1] for name, wanted in desired.items()
+                      if name in ROLE_ATTRIBUTES and live.get(name) != wanted]
+        revoke = sorted(set(live.get("member_of", [])) - set(desired["member_of"]))
+        grant = sorted(set(desired["member_of"]) - set(live.get("member_of", [])))
+        what = [f"{'has' if live.get(name) else 'lacks'} {ROLE_ATTRIBUTES[name][0]}" for name, wanted in desired.items()
+                if name in ROLE_ATTRIBUTES and live.get(name) != wanted]
+        what += [f"is a member of {role}" for role in revoke] + [f"is not a member of {role}" for role in grant]
+        sql = self._sql("alter_role.sql.j2", name=change.name, attributes=attributes, revoke=revoke, grant=grant)
+        return [Step("alter", change.key, sql, f"restore {label}: it {', '.join(what)}{where}",
+                     (Hazard.AUTHORIZATION,), origin)]
 
     def _change_policy(self, change, obj, label, where, origin):
         return self._drop_then_create(change, obj, label, where, origin, (Hazard.AUTHORIZATION,))
@@ -305,6 +327,15 @@ class StepBuilder:
             what.insert(0, f"schedule {_schedule(old.get('schedule'))} → {_schedule(new['schedule'])}")
         return [Step("reschedule", change.key, obj.sql, f"reschedule job {change.name}: {'; '.join(what)}{where}",
                      (), origin)]
+
+
+# ALTER TABLE ... <state> TRIGGER by pg_trigger.tgenabled
+TRIGGER_STATES = {"O": "ENABLE", "D": "DISABLE", "R": "ENABLE REPLICA", "A": "ENABLE ALWAYS"}
+TRIGGER_WORDS = {"D": "disabled", "R": "enabled for replicas only", "A": "enabled always", "O": "enabled"}
+# role attribute (engine/queries/roles.sql) -> (keyword to grant it, keyword to take it away)
+ROLE_ATTRIBUTES = {"superuser": ("SUPERUSER", "NOSUPERUSER"), "createrole": ("CREATEROLE", "NOCREATEROLE"),
+                   "createdb": ("CREATEDB", "NOCREATEDB"), "replication": ("REPLICATION", "NOREPLICATION"),
+                   "bypassrls": ("BYPASSRLS", "NOBYPASSRLS"), "login": ("LOGIN", "NOLOGIN")}
 
 
 def _holders(roles: list[str]) -> str:

@@ -4,7 +4,8 @@
 
 -- role anon
 -- Supabase's API roles, created on a plain PostgreSQL when missing (they exist on Supabase).
--- Roles are cluster-wide: an existing role is used as it is.
+-- Roles are cluster-wide: an existing role is kept; the plan restores its attributes and
+-- memberships (a managed role given LOGIN, SUPERUSER, BYPASSRLS or another's rights is drift).
 DO $do$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
@@ -15,7 +16,8 @@ $do$;
 
 -- role authenticated
 -- Supabase's API roles, created on a plain PostgreSQL when missing (they exist on Supabase).
--- Roles are cluster-wide: an existing role is used as it is.
+-- Roles are cluster-wide: an existing role is kept; the plan restores its attributes and
+-- memberships (a managed role given LOGIN, SUPERUSER, BYPASSRLS or another's rights is drift).
 DO $do$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
@@ -26,7 +28,8 @@ $do$;
 
 -- role service_role
 -- Supabase's API roles, created on a plain PostgreSQL when missing (they exist on Supabase).
--- Roles are cluster-wide: an existing role is used as it is.
+-- Roles are cluster-wide: an existing role is kept; the plan restores its attributes and
+-- memberships (a managed role given LOGIN, SUPERUSER, BYPASSRLS or another's rights is drift).
 DO $do$
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
