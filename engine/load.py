@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from .problems import Problem, format_path
+from .sqltext import PolicyText
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 # libyaml's parser when PyYAML was built with it (same nodes and marks, several times faster)
@@ -62,9 +63,9 @@ class PolicyFile:
 
 def display_path(path: Path) -> str:
     try:                                   # the file's own name, even when it is a symbolic link
-        return str((path.parent.resolve() / path.name).relative_to(Path.cwd().resolve()))
+        return PolicyText((path.parent.resolve() / path.name).relative_to(Path.cwd().resolve()))
     except ValueError:
-        return str(path)
+        return PolicyText(path)
 
 
 class _Refused(Exception):
@@ -198,9 +199,11 @@ class _Walk:
             except yaml.YAMLError as exc:     # e.g. an unknown tag such as !!python/object
                 self.problems.append(policy_file.problem(path, f"unreadable value: {getattr(exc, 'problem', None) or exc}"))
                 return None
-        if isinstance(value, str) and (why := text_problem(value)):
-            self.problems.append(policy_file.problem(path, why))
-            policy_file.unusable = True
+        if isinstance(value, str):
+            value = PolicyText(value)         # data from here on: SQL gets it only through a quoting filter
+            if why := text_problem(value):
+                self.problems.append(policy_file.problem(path, why))
+                policy_file.unusable = True
         return value
 
     def _mapping(self, node, path: tuple, aliased: bool) -> dict:
@@ -211,7 +214,7 @@ class _Walk:
                 self.problems.append(policy_file.problem(path, "a key must be a plain value, not a list or mapping"))
                 continue
             try:
-                key = str(self.constructor.construct_object(key_node))
+                key = PolicyText(self.constructor.construct_object(key_node))
             except yaml.YAMLError as exc:
                 self.problems.append(policy_file.problem(path, f"unreadable key: {getattr(exc, 'problem', None) or exc}"))
                 continue

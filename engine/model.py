@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 from .load import PolicyFile
+from .sqltext import PolicyText
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
@@ -241,8 +242,8 @@ def build_calendar(f: PolicyFile, index: int, expand_holidays) -> Calendar:
     days_off: dict[dt.date, DayOff] = {}
     holidays_spec = c.get("public_holidays")
     if holidays_spec:
-        for day, name in expand_holidays(holidays_spec):
-            days_off[day] = DayOff(day, name, "public_holiday")
+        for day, name in expand_holidays(holidays_spec):     # names from the holidays library: data too
+            days_off[day] = DayOff(day, PolicyText(name), "public_holiday")
     for closure in c.get("closures", []):
         first = dt.date.fromisoformat(closure.get("date") or closure["from"])
         last = dt.date.fromisoformat(closure.get("date") or closure["to"])

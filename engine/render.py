@@ -1,8 +1,12 @@
 """Render the policy into database objects. Input: a `Policy` and the templates/ directory.
 Output: `SqlObject`s (SQL text + identity + dependencies + YAML origin), parse-checked.
 
-One Jinja environment factory; YAML strings reach SQL only through the `ident` and
-`literal` filters. For `rulesctl render` every statement is parsed with sqlglot (PostgreSQL
+One Jinja environment factory; YAML strings reach SQL only through the quoting filters
+(`ident`, `literal`, `qualified`, `comment`), and that is enforced, not hoped for: every
+`{{ }}` passes through `_only_quoted`, which refuses text read from the policy or the file
+system (`PolicyText`) and any object that is not a plain string or number (an `Origin`, a
+list, None ...). Rendered SQL holds no path or line number: it depends on the policy's meaning
+only; origins ride along on the objects for messages and plan reasons. For `rulesctl render` every statement is parsed with sqlglot (PostgreSQL
 dialect) so a broken template fails there, naming the template and the policy line, before
 any database sees it (plan and apply have PostgreSQL parse it in a scratch schema instead).
 The text that is written and executed is the rendered text itself, never sqlglot's rewrite.
@@ -24,7 +28,7 @@ from .errors import RenderError
 from .model import Origin, Policy
 from .objects import SqlObject
 from .seed import seed_rows
-from .sqltext import comment_line, ident, literal, qualified
+from .sqltext import PolicyText, comment_line, ident, literal, qualified
 
 # sqlglot logs a warning for every statement it only understands as a generic command
 # (CREATE FUNCTION bodies, ALTER TABLE ... ENABLE ROW LEVEL SECURITY): expected, not news.
@@ -32,9 +36,21 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    """Compiled templates kept between runs (Jinja checks each against its source)."""
-    directory = cache_dir(f"jinja-{jinja2.__version__}")
+    """Compiled templates kept between runs (Jinja checks each against its source, not against
+    the environment: `finalize` is compiled in, so the folder is named for it)."""
+    directory = cache_dir(f"jinja-{jinja2.__version__}-only-quoted")
     return jinja2.FileSystemBytecodeCache(str(directory)) if directory else None
+
+
+def _only_quoted(value):
+    """Jinja's `finalize`: what a `{{ }}` may print. Template text, SQL built by filters or by
+    engine code from the catalog, and numbers pass; policy or file-system text and any other
+    object are refused, naming the type, so a template cannot print them by mistake."""
+    if isinstance(value, PolicyText):
+        raise ValueError(f"policy text {value!r} printed without a quoting filter (ident, literal, comment)")
+    if isinstance(value, (str, int, float, jinja2.Undefined)) and not isinstance(value, bool):
+        return value
+    raise TypeError(f"a value of type {type(value).__name__} printed without a quoting filter (ident, literal, comment)")
 
 
 @functools.lru_cache(maxsize=8)
@@ -48,6 +64,7 @@ def template_env(templates_dir: Path) -> jinja2.Environment:
         autoescape=False,
         keep_trailing_newline=True,
         trim_blocks=False,
+        finalize=_only_quoted,
     )
     env.filters.update(ident=ident, literal=literal, qualified=qualified, comment=comment_line)
     return env
@@ -69,9 +86,9 @@ class Renderer:
         except jinja2.TemplateError as exc:
             where = f" for {origin}" if origin else ""
             raise RenderError(f"templates/{template}:{_template_line(exc, template)}: {exc}{where}") from None
-        except (ValueError, TypeError) as exc:       # a quoting filter refused a value
+        except (ValueError, TypeError) as exc:       # a quoting filter or _only_quoted refused a value
             where = f" ({origin})" if origin else ""
-            raise RenderError(f"templates/{template}: {kind} {name}{where}: {exc}") from None
+            raise RenderError(f"templates/{template}:{_template_line(exc, template)}: {kind} {name}{where}: {exc}") from None
         if self.parse_check:
             parse_check(sql, template, origin)
         self.objects.append(SqlObject(kind, f"{self.schema}.{name}" if in_schema else name, sql,

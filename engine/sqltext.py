@@ -1,5 +1,15 @@
-"""Quoting: the only way a policy string reaches SQL. Used as the Jinja filters `ident`
-and `literal`, and by anything else that builds SQL text."""
+"""Quoting: the only way a policy string reaches SQL. Used as the Jinja filters `ident`,
+`literal`, `qualified` and `comment`, and by anything else that builds SQL text.
+
+Text read from the policy files or the file system is a `PolicyText` (a `str` that knows where
+it came from): the template environment refuses to print one, or any object that is not a
+plain string or number, unless a quoting filter turned it into SQL first (render.py).
+
+Every filter's output is safe anywhere in a statement, including inside a dollar-quoted
+function body (`AS $fn$ ... $fn$`), which ends at the first `$fn$` whatever quotes surround it:
+so no filter ever emits a `$`. A string literal holding one is written `E'...\x24...'`, an
+identifier holding one `U&"...\0024..."`, and a comment shows it as a fullwidth ＄.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +17,14 @@ import datetime as dt
 import json
 import re
 
+
+class PolicyText(str):
+    """A string that came from a policy file or a path: data, never SQL (see render.py)."""
+
+    __slots__ = ()
+
+
+MAX_IDENTIFIER_BYTES = 63           # PostgreSQL's NAMEDATALEN - 1: longer names are cut off silently
 _PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 # Words PostgreSQL reserves (or that read badly unquoted); anything here is always quoted.
 _RESERVED = frozenset("""
@@ -22,12 +40,18 @@ where window with
 
 
 def ident(name: str) -> str:
-    """A quoted identifier, left bare only when it is plainly safe (`units`, but `"order"`)."""
+    """A quoted identifier, left bare only when it is plainly safe (`units`, but `"order"`).
+    A name longer than PostgreSQL keeps is refused: it would silently become another name."""
     if not isinstance(name, str) or not name or "\x00" in name:
         raise ValueError(f"not a usable SQL identifier: {name!r}")
-    if _PLAIN_IDENT.fullmatch(name) and name not in _RESERVED and len(name) <= 63:
-        return name
-    return '"' + name.replace('"', '""') + '"'
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_IDENTIFIER_BYTES:
+        raise ValueError(f"identifier longer than {MAX_IDENTIFIER_BYTES} bytes (PostgreSQL would cut it short): {name!r}")
+    if _PLAIN_IDENT.fullmatch(name) and name not in _RESERVED:
+        return str(name)
+    quoted = name.replace('"', '""')
+    if "$" in quoted:
+        return 'U&"' + quoted.replace("\\", "\\\\").replace("$", "\\0024") + '"'
+    return '"' + quoted + '"'
 
 
 def qualified(name: str) -> str:
@@ -38,7 +62,10 @@ def qualified(name: str) -> str:
 def _quote_string(text: str) -> str:
     if "\x00" in text:
         raise ValueError("a SQL string cannot hold a NUL character")
-    return "'" + text.replace("'", "''") + "'"
+    quoted = text.replace("'", "''")
+    if "$" in quoted:
+        return "E'" + quoted.replace("\\", "\\\\").replace("$", "\\x24") + "'"
+    return "'" + quoted + "'"
 
 
 def _array_element(value) -> str:
@@ -68,6 +95,9 @@ def literal(value) -> str:
     raise TypeError(f"no SQL literal for {type(value).__name__}")
 
 
-def comment_line(text: str) -> str:
-    """Text safe inside a `--` comment: one line, no way to end the comment early."""
-    return " ".join(str(text).split())
+def comment_line(text) -> str:
+    """Text safe inside a `--` comment: one line (no way to end the comment early) and no `$`
+    (no way to end a dollar-quoted body the comment stands in)."""
+    if not isinstance(text, (str, int, float)) or isinstance(text, bool):
+        raise TypeError(f"no comment text for {type(text).__name__}")
+    return " ".join(str(text).replace("\x00", " ").replace("$", "\uff04").split())

@@ -14,11 +14,11 @@ SET search_path = public, pg_temp
 AS $fn$
 BEGIN
   CASE p_calendar_id
-    WHEN 'riyadh-business' THEN  -- Riyadh head office (Sunday to Thursday) (rules/calendars.yaml:10)
+    WHEN 'riyadh-business' THEN  -- Riyadh head office (Sunday to Thursday)
       timezone := 'Asia/Riyadh';
       periods := ARRAY[1, 480, 960,  2, 480, 960,  3, 480, 960,  4, 480, 960,  7, 480, 960]::integer[];
       days_off := '{"2026-02-22","2026-03-19","2026-03-20","2026-03-21","2026-03-22","2026-03-23","2026-03-24","2026-05-26","2026-05-27","2026-05-28","2026-05-29","2026-05-31","2026-09-23","2026-12-31","2027-02-22","2027-03-09","2027-03-10","2027-03-11","2027-03-12","2027-03-14","2027-03-21","2027-03-22","2027-05-15","2027-05-16","2027-05-17","2027-05-18","2027-05-19","2027-09-23"}'::date[];
-    WHEN 'always-on' THEN  -- Service desk, around the clock (rules/calendars.yaml:29)
+    WHEN 'always-on' THEN  -- Service desk, around the clock
       timezone := 'Asia/Riyadh';
       periods := ARRAY[1, 0, 1440,  2, 0, 1440,  3, 0, 1440,  4, 0, 1440,  5, 0, 1440,  6, 0, 1440,  7, 0, 1440]::integer[];
       days_off := '{}'::date[];

@@ -15,7 +15,7 @@ LANGUAGE plpgsql
 IMMUTABLE
 AS $fn$
 BEGIN
-  -- rule-critical-tickets, precedence 10 (rules/assignment_rules.yaml:32): Urgent and high service desk tickets, weighted double, least loaded first.
+  -- rule-critical-tickets, precedence 10: Urgent and high service desk tickets, weighted double, least loaded first.
   IF p_type::text = ANY ('{"ticket"}'::text[])
      AND p_priority::text = ANY ('{"urgent","high"}'::text[]) THEN
     RETURN QUERY SELECT 'rule-critical-tickets'::text, 'unit-it-support'::text, false,
@@ -23,14 +23,14 @@ BEGIN
                         'queue'::text;
     RETURN;
   END IF;
-  -- rule-tickets, precedence 20 (rules/assignment_rules.yaml:42): Every other service desk ticket, spread evenly over the desk.
+  -- rule-tickets, precedence 20: Every other service desk ticket, spread evenly over the desk.
   IF p_type::text = ANY ('{"ticket"}'::text[]) THEN
     RETURN QUERY SELECT 'rule-tickets'::text, 'unit-it-support'::text, false,
                         'round_robin'::text, 1, 0,
                         'queue'::text;
     RETURN;
   END IF;
-  -- rule-legal-translation, precedence 30 (rules/assignment_rules.yaml:51): Legal texts need an expert legal translator.
+  -- rule-legal-translation, precedence 30: Legal texts need an expert legal translator.
   IF p_type::text = ANY ('{"translation_request"}'::text[])
      AND p_skills && '{"skill-legal-translation"}'::text[] THEN
     RETURN QUERY SELECT 'rule-legal-translation'::text, 'unit-translation'::text, false,
@@ -38,28 +38,28 @@ BEGIN
                         'queue'::text;
     RETURN;
   END IF;
-  -- rule-translation, precedence 40 (rules/assignment_rules.yaml:62): All other translation requests.
+  -- rule-translation, precedence 40: All other translation requests.
   IF p_type::text = ANY ('{"translation_request"}'::text[]) THEN
     RETURN QUERY SELECT 'rule-translation'::text, 'unit-translation'::text, false,
                         'least_loaded'::text, 1, 0,
                         'queue'::text;
     RETURN;
   END IF;
-  -- rule-data-requests, precedence 50 (rules/assignment_rules.yaml:70): Data requests; when the desk is full, Dissemination's other staff help.
+  -- rule-data-requests, precedence 50: Data requests; when the desk is full, Dissemination's other staff help.
   IF p_type::text = ANY ('{"data_request"}'::text[]) THEN
     RETURN QUERY SELECT 'rule-data-requests'::text, 'unit-data-requests'::text, false,
                         'least_loaded'::text, 1, 0,
                         'overflow_to_parent'::text;
     RETURN;
   END IF;
-  -- rule-survey-tasks, precedence 60 (rules/assignment_rules.yaml:79): Field survey work goes anywhere in Statistical Operations.
+  -- rule-survey-tasks, precedence 60: Field survey work goes anywhere in Statistical Operations.
   IF p_type::text = ANY ('{"survey_task"}'::text[]) THEN
     RETURN QUERY SELECT 'rule-survey-tasks'::text, 'unit-operations'::text, true,
                         'least_loaded'::text, 1, 0,
                         'queue'::text;
     RETURN;
   END IF;
-  -- rule-catch-all, precedence 1000 (rules/assignment_rules.yaml:88): Anything no other rule takes is queued for the whole authority.
+  -- rule-catch-all, precedence 1000: Anything no other rule takes is queued for the whole authority.
   IF true THEN
     RETURN QUERY SELECT 'rule-catch-all'::text, 'unit-gastat'::text, true,
                         'least_loaded'::text, 1, 0,

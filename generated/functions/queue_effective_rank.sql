@@ -3,7 +3,7 @@
 -- templates: functions/runtime/queue_effective_rank.sql.j2
 
 -- function public.queue_effective_rank(public.priority_level, timestamp with time zone, timestamp with time zone)  (rules/assignment_rules.yaml:28)
--- Queue aging (rules/assignment_rules.yaml:28): a waiting item climbs one priority level per
+-- Queue aging (rules/assignment_rules.yaml): a waiting item climbs one priority level per
 -- 240 minutes of waiting, never above high; items already
 -- above that keep their own level. Higher ranks are served first, then the oldest.
 CREATE OR REPLACE FUNCTION public.queue_effective_rank(p_priority public.priority_level, p_queued_at timestamptz, p_now timestamptz)

@@ -6,7 +6,7 @@
 -- How many items waiting for p_target_unit_id are served before an item of p_priority that
 -- was queued at p_queued_at with id p_id (aged priority, then arrival, then id) -- whether
 -- or not that item is in the queue yet, so an arrival can learn its place before queueing.
--- Aging (rules/assignment_rules.yaml:28) makes an item's rank a step function of its arrival time, so per
+-- Aging (rules/assignment_rules.yaml) makes an item's rank a step function of its arrival time, so per
 -- priority the items ranked above p_rank are those queued before one cut-off time, and those
 -- ranked equal before another: a count over a range of the queue index for each priority,
 -- with no rank computed per row.

@@ -24,7 +24,7 @@ END
 $do$;
 
 -- cron_job sla-monitoring  (rules/jobs.yaml:12)
--- sla-monitoring: every 30 seconds (rules/jobs.yaml:12)
+-- sla-monitoring: every 30 seconds
 -- Find assignments that crossed an escalation level and escalate them.
 DO $do$
 DECLARE
@@ -50,7 +50,7 @@ END
 $do$;
 
 -- cron_job capacity-snapshot  (rules/jobs.yaml:18)
--- capacity-snapshot: at 00:00 (UTC) (rules/jobs.yaml:18)
+-- capacity-snapshot: at 00:00 (UTC)
 -- Record each unit's staff, capacity, load and queue depth for the day.
 DO $do$
 DECLARE
@@ -66,7 +66,7 @@ END
 $do$;
 
 -- cron_job queue-fallback-processor  (rules/jobs.yaml:23)
--- queue-fallback-processor: every minute (UTC) (rules/jobs.yaml:23)
+-- queue-fallback-processor: every minute (UTC)
 -- Assign queued items whose wake-up was missed.
 DO $do$
 DECLARE
@@ -82,7 +82,7 @@ END
 $do$;
 
 -- cron_job escalation-cleanup  (rules/jobs.yaml:28)
--- escalation-cleanup: at 02:00 (UTC) (rules/jobs.yaml:28)
+-- escalation-cleanup: at 02:00 (UTC)
 -- Delete resolved escalation events past their retention.
 DO $do$
 DECLARE
@@ -98,7 +98,7 @@ END
 $do$;
 
 -- cron_job event-relay  (rules/jobs.yaml:34)
--- event-relay: every second (rules/jobs.yaml:34)
+-- event-relay: every second
 -- Send the engine's notifications (assignment changes, escalations, queue events) to listeners.
 DO $do$
 DECLARE
