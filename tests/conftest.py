@@ -21,6 +21,23 @@ from engine.local import LocalCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+# Hypothesis profiles, for every module's property tests (a test's own @settings still wins for
+# what it sets). "ci": the same examples on every run (derandomized, no example database), so a
+# red CI run is a regression and not a new draw; chosen when CI is set. "explore": many more
+# examples, new ones each run, for hunting locally (HYPOTHESIS_PROFILE=explore). Otherwise
+# Hypothesis's defaults. HYPOTHESIS_PROFILE names a profile explicitly.
+try:
+    from hypothesis import HealthCheck, settings as hypothesis_settings
+except ImportError:                 # the test extra is not installed: no property tests run anyway
+    hypothesis_settings = None
+if hypothesis_settings is not None:
+    hypothesis_settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True,
+                                         suppress_health_check=[HealthCheck.too_slow])
+    hypothesis_settings.register_profile("explore", max_examples=1000, deadline=None, print_blob=True,
+                                         suppress_health_check=[HealthCheck.too_slow])
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
+                                     or ("ci" if os.environ.get("CI") else "default"))
+
 
 def make_traversable_tempdir(prefix: str = "rulesctl-test-") -> Path:
     """A fresh temp dir the server's OS user can traverse (pytest's own tmp dirs are 0700)."""
