@@ -1,6 +1,8 @@
 """Apply a plan. Input: a database URL and either the policy (apply re-plans under its lock)
-or a saved plan (applied exactly, refused if the database moved since). Output: an
-`ApplyResult`, and one ledger row in rulesctl.applies whatever happened.
+or a saved plan (applied exactly; refused if it was edited, if the database moved since, or if
+its steps are not what rulesctl plans now). Output: an `ApplyResult`, and one ledger row in
+rulesctl.applies whatever happened: an apply that runs steps commits it as 'started' before the
+first step, so even a killed one leaves its trace (the next apply marks it 'interrupted').
 
 Under a session advisory lock (a second apply waits a bounded time, then fails clearly):
 enum values are added in their own committed transaction first (PostgreSQL cannot use a new
@@ -12,10 +14,7 @@ owns. A failure rolls that transaction back and is recorded as such.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import hashlib
-import json
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -25,10 +24,10 @@ from typing import Callable
 
 import psycopg
 
-from . import __version__
 from .db import connect, query_text
 from .errors import ApplyRefused, DatabaseError
 from .hazards import Hazard
+from .ledger import LedgerWriter
 from .model import Policy
 from .objects import SqlObject
 from .plan import Plan, build_plan, fingerprint_of, live_state
@@ -75,13 +74,18 @@ def apply(url: str, objects: list[SqlObject], policy: Policy, templates_dir: Pat
             # Rendered SQL speaks to the operator through NOTICEs prefixed "rulesctl: ".
             conn.add_notice_handler(lambda diag: notes.append(diag.message_primary.removeprefix("rulesctl: "))
                                     if (diag.message_primary or "").startswith("rulesctl: ") else None)
+            _watch_client(conn)
             _take_lock(conn, lock_timeout_s)
             try:
                 conn.execute(query_text("ledger.sql"))
-                ledger = _Ledger(conn, started, policy.policy_hash, git_commit(rules_dir))
-                plan = saved_plan or _plan_under_lock(conn, url, policy, objects, templates_dir)
+                ledger = LedgerWriter(conn, url, started, policy.policy_hash, git_commit(rules_dir))
+                interrupted = ledger.mark_interrupted()
+                notes += [f"apply #{number} was interrupted before it finished (its session is gone); the ledger "
+                          "now says so" for number in interrupted]
+                replan = lambda: _plan_under_lock(conn, url, policy, objects, templates_dir)   # noqa: E731
                 if saved_plan is not None:
-                    _check_not_moved(conn, saved_plan, ledger)
+                    _check_saved_plan(conn, saved_plan, policy, ledger, replan)
+                plan = saved_plan or replan()
                 result = _run(conn, plan, ledger, allowed, statement_timeout, confirm, progress)
             finally:
                 try:
@@ -110,6 +114,14 @@ def _plan_under_lock(conn, url, policy, objects, templates_dir) -> Plan:
         conn.isolation_level = None
 
 
+def _watch_client(conn: psycopg.Connection) -> None:
+    """Have the server check every second, while a statement runs or waits for a lock, that this
+    client is still there (PostgreSQL 14+): a killed rulesctl then ends its backend, rolling
+    back and releasing the apply lock, instead of holding both until the wait is over."""
+    if conn.info.server_version >= 140000:
+        conn.execute("SET client_connection_check_interval = '1s'")
+
+
 def _take_lock(conn: psycopg.Connection, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while not conn.execute("SELECT pg_try_advisory_lock(%s)", (APPLY_LOCK_KEY,)).fetchone()[0]:
@@ -121,10 +133,37 @@ def _take_lock(conn: psycopg.Connection, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def _check_not_moved(conn: psycopg.Connection, plan: Plan, ledger: "_Ledger") -> None:
+def _check_saved_plan(conn: psycopg.Connection, plan: Plan, policy: Policy, ledger: LedgerWriter,
+                      replan: Callable[[], Plan]) -> None:
+    """A saved plan runs only if it is intact, the database has not moved since, and its steps
+    are exactly what rulesctl plans now from this policy for this database (so an edited
+    plan.json, its hashes recomputed or not, runs nothing)."""
+    def refuse(message: str) -> None:
+        ledger.write("refused", plan, message)
+        raise ApplyRefused(message)
+
+    if plan.saved_fingerprint != plan.fingerprint:
+        refuse("the saved plan was edited after it was made: its steps or the state they were planned against "
+               "do not match its fingerprint; plan again. Nothing was changed")
+    _check_not_moved(conn, plan, ledger)
+    if plan.policy_hash != policy.policy_hash:
+        refuse(f"the saved plan was made from another policy ({plan.policy_hash[:12]}; the rules here are "
+               f"{policy.policy_hash[:12]}); plan again. Nothing was changed")
+    now = replan()
+    if now.steps_hash != plan.steps_hash:
+        differ = sorted({f"{s.action} {s.key}" for s in plan.steps} ^ {f"{s.action} {s.key}" for s in now.steps}) or \
+            [f"{a.action} {a.key}" for a, b in zip(plan.steps, now.steps) if (a.sql, a.hazards, a.segment) !=
+             (b.sql, b.hazards, b.segment)]
+        refuse("the saved plan's steps are not what rulesctl plans from this policy for this database"
+               + (f" (first difference: {differ[0]})" if differ else "")
+               + (f"; it was made by rulesctl {plan.tool_version}" if plan.tool_version != now.tool_version else "")
+               + "; the plan file was edited or is stale: plan again. Nothing was changed")
+
+
+def _check_not_moved(conn: psycopg.Connection, plan: Plan, ledger: LedgerWriter) -> None:
     with conn.transaction(force_rollback=True):
         now = live_state(conn, set(plan.live_hashes) | set(plan.desired_hashes))
-    if fingerprint_of(now) == plan.fingerprint:
+    if fingerprint_of(now) == plan.live_fingerprint:
         return
     moved = sorted(key for key in now.keys() | plan.live_hashes.keys() if now.get(key) != plan.live_hashes.get(key))
     message = (f"the database changed since the plan was made ({plan.created_at}): {', '.join(moved[:10])}"
@@ -133,7 +172,7 @@ def _check_not_moved(conn: psycopg.Connection, plan: Plan, ledger: "_Ledger") ->
     raise ApplyRefused(message)
 
 
-def _run(conn, plan: Plan, ledger: "_Ledger", allowed, statement_timeout, confirm, progress) -> ApplyResult:
+def _run(conn, plan: Plan, ledger: LedgerWriter, allowed, statement_timeout, confirm, progress) -> ApplyResult:
     blocked = plan.blocked_by(set(allowed))
     if blocked:
         names = sorted({h.slug for step in blocked for h in step.hazards} - {h.slug for h in allowed})
@@ -150,6 +189,7 @@ def _run(conn, plan: Plan, ledger: "_Ledger", allowed, statement_timeout, confir
         ledger.write("refused", plan, "not approved at the prompt; nothing was changed")
         raise ApplyRefused("not approved; nothing was changed")
 
+    ledger_id = ledger.start(plan)              # committed now: a killed apply still leaves its trace
     done: Counter = Counter()
     segments = [[s for s in plan.steps if s.segment == ENUM_SEGMENT], [s for s in plan.steps if s.segment != ENUM_SEGMENT]]
     committed = 0
@@ -176,7 +216,7 @@ def _run(conn, plan: Plan, ledger: "_Ledger", allowed, statement_timeout, confir
                 if index == len(segments) - 1:
                     summary = ", ".join(f"{count} {action}" for action, count in sorted(done.items()))
                     message = f"ran {len(plan.steps)} steps ({summary})"
-                    ledger_id = ledger.write("applied", plan, message)
+                    ledger.finish("applied", message)
                     _record_owned(conn, plan, ledger_id)
             committed += 1
     except _StepFailed as failure:
@@ -186,12 +226,24 @@ def _run(conn, plan: Plan, ledger: "_Ledger", allowed, statement_timeout, confir
                 if committed and segments[0] else "")
         message = (f"step {failure.step.key}{origin} failed: {detail}. Its transaction was rolled back; "
                    f"the database is as it was.{kept}")
-        try:
-            ledger.write("failed", plan, message)
-        except psycopg.Error:           # e.g. the connection was killed: say so instead of hiding the cause
-            message += " The ledger could not record this attempt: the connection is gone."
+        _finish_failed(conn, ledger, message)
         raise DatabaseError(message) from None
+    except BaseException as exc:                # the ledger row must not stay 'started' while we live
+        outcome = "failed" if isinstance(exc, Exception) else "interrupted"
+        _finish_failed(conn, ledger, f"{outcome}: {type(exc).__name__}: {str(exc).strip()[:300]}. Its open "
+                                     "transaction was rolled back", outcome)
+        raise
     return ApplyResult("applied", message, plan, ledger_id, done)
+
+
+def _finish_failed(conn, ledger: LedgerWriter, message: str, outcome: str = "failed") -> None:
+    """Record the failure on the started row: on the apply's connection, or on a new one when
+    that was killed (pg_terminate_backend, a network cut). If neither works the row stays
+    'started' and the next apply marks it interrupted."""
+    try:
+        ledger.finish(outcome, message)
+    except psycopg.Error:
+        ledger.finish_elsewhere(outcome, message + " (recorded after its connection was lost)")
 
 
 def _record_owned(conn: psycopg.Connection, plan: Plan, apply_id: int) -> None:
@@ -204,21 +256,6 @@ def _record_owned(conn: psycopg.Connection, plan: Plan, apply_id: int) -> None:
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO rulesctl.managed_objects (key, definition_hash, apply_id) VALUES (%s, %s, %s)",
                         rows)
-
-
-class _Ledger:
-    def __init__(self, conn, started, policy_hash, commit):
-        self.conn, self.started, self.policy_hash, self.commit = conn, started, policy_hash, commit
-
-    def write(self, outcome: str, plan: Plan, message: str) -> int:
-        statements = [{"step": step.key, "action": step.action, "sql": step.sql} for step in plan.steps]
-        row = self.conn.execute(
-            """INSERT INTO rulesctl.applies (started_at, outcome, policy_hash, desired_hash, tool_version, git_commit,
-                                             applied_by, os_user, client_host, statement_count, statements, message)
-               VALUES (%s, %s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, %s) RETURNING id""",
-            (self.started, outcome, self.policy_hash, fingerprint_of(plan.desired_hashes), __version__, self.commit, getpass.getuser(),
-             socket.gethostname(), len(statements), json.dumps(statements), message)).fetchone()
-        return row[0]
 
 
 class _StepFailed(Exception):

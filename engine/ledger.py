@@ -1,24 +1,122 @@
-"""Reading the ledger (rulesctl.applies) for `history` and `show`. Input: a database URL.
-Output: rows as dicts. Writing happens in apply.py, in the apply's own transaction."""
+"""The ledger (rulesctl.applies): every apply attempt and its outcome. Writing: `LedgerWriter`,
+used by apply.py on the apply's own connection. Reading: `read_history` and `read_apply` for
+`history` and `show`. Input: a connection or a database URL. Output: ledger rows (as dicts).
+
+An apply that runs steps commits a 'started' row (with its backend's pid) before its first
+step and turns it into 'applied' (in the transaction that applies) or 'failed'. A process
+killed mid-way (kill -9, a lost server) leaves its row 'started'; once that backend is gone,
+the next apply marks it 'interrupted', and history shows it so at once.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import getpass
+import json
+import socket
+from typing import TYPE_CHECKING
+
+import psycopg
 from psycopg.rows import dict_row
 
+from . import __version__
 from .db import connect
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+# A 'started' row whose backend is no longer running (pid reuse by this very session aside).
+_GONE = ("outcome = 'started' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a "
+         "WHERE a.pid = rulesctl.applies.backend_pid AND a.pid <> pg_backend_pid())")
+INTERRUPTED = ("interrupted: the apply's session ended before it finished (process killed or connection lost); "
+               "PostgreSQL rolled back its open transaction")
+ENUMS_KEPT = (" The enum values of its first segment were committed before it and stay (harmless: unused until a "
+              "policy uses them).")
+
+
+class LedgerWriter:
+    def __init__(self, conn: psycopg.Connection, url: str, started: dt.datetime, policy_hash: str,
+                 commit: str | None):
+        self.conn, self.url, self.started, self.policy_hash, self.commit = conn, url, started, policy_hash, commit
+        self.started_id: int | None = None
+
+    def _values(self, plan: "Plan") -> tuple:
+        from .plan import fingerprint_of
+        statements = [{"step": step.key, "action": step.action, "segment": step.segment, "sql": step.sql}
+                      for step in plan.steps]
+        return (self.started, self.policy_hash, fingerprint_of(plan.desired_hashes), __version__, self.commit,
+                getpass.getuser(), socket.gethostname(), len(statements), json.dumps(statements))
+
+    def write(self, outcome: str, plan: "Plan", message: str) -> int:
+        """A finished attempt in one row (refused, no_change)."""
+        return self.conn.execute(
+            """INSERT INTO rulesctl.applies (started_at, policy_hash, desired_hash, tool_version, git_commit,
+                                             applied_by, os_user, client_host, statement_count, statements,
+                                             outcome, message)
+               VALUES (%s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, %s, %s) RETURNING id""",
+            (*self._values(plan), outcome, message)).fetchone()[0]
+
+    def start(self, plan: "Plan") -> int:
+        """The 'started' row, committed before the first step runs (the connection is in autocommit)."""
+        self.started_id = self.conn.execute(
+            """INSERT INTO rulesctl.applies (started_at, policy_hash, desired_hash, tool_version, git_commit,
+                                             applied_by, os_user, client_host, statement_count, statements,
+                                             outcome, finished_at, backend_pid, message)
+               VALUES (%s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, 'started', NULL, pg_backend_pid(),
+                       'started: running its steps') RETURNING id""",
+            self._values(plan)).fetchone()[0]
+        return self.started_id
+
+    def finish(self, outcome: str, message: str, conn: psycopg.Connection | None = None) -> None:
+        """The started row's outcome: in the caller's transaction for 'applied' (so it commits with
+        the changes), on its own for 'failed'."""
+        (conn or self.conn).execute("UPDATE rulesctl.applies SET outcome = %s, message = %s, "
+                                    "finished_at = clock_timestamp() WHERE id = %s",
+                                    (outcome, message, self.started_id))
+
+    def finish_elsewhere(self, outcome: str, message: str) -> bool:
+        """The outcome through a new connection, when the apply's own is gone. False if that fails too."""
+        try:
+            with connect(self.url, autocommit=True) as other:
+                self.finish(outcome, message, other)
+            return True
+        except Exception:                   # the server itself is gone: the next apply marks it interrupted
+            return False
+
+    def mark_interrupted(self) -> list[int]:
+        """Mark 'started' rows whose backend is gone as 'interrupted' (called under the apply lock)."""
+        rows = self.conn.execute(
+            f"""UPDATE rulesctl.applies SET outcome = 'interrupted', finished_at = clock_timestamp(),
+                      message = %s || CASE WHEN statements @> '[{{"segment": 0}}]' THEN %s ELSE '' END
+                WHERE {_GONE} RETURNING id""", (INTERRUPTED, ENUMS_KEPT)).fetchall()
+        return sorted(row[0] for row in rows)
+
+
+def _outcome(conn: psycopg.Connection) -> str | None:
+    """The outcome column as history shows it: a 'started' row whose backend is gone reads
+    'interrupted' (the next apply records it so). None when there is no ledger."""
+    columns = {row["attname"] for row in conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass('rulesctl.applies') AND attnum > 0")}
+    if not columns:
+        return None
+    return f"CASE WHEN {_GONE} THEN 'interrupted' ELSE outcome END" if "backend_pid" in columns else "outcome"
 
 
 def read_history(url: str, limit: int) -> list[dict]:
     with connect(url, row_factory=dict_row) as conn:
-        if conn.execute("SELECT to_regclass('rulesctl.applies')").fetchone()["to_regclass"] is None:
+        if (outcome := _outcome(conn)) is None:
             return []
-        return conn.execute("SELECT id, finished_at, outcome, statement_count, policy_hash, applied_by, os_user, "
-                            "coalesce(message, '') AS message FROM rulesctl.applies ORDER BY id DESC LIMIT %s",
-                            (limit,)).fetchall()
+        return conn.execute(f"SELECT id, coalesce(finished_at, started_at) AS finished_at, {outcome} AS outcome, "
+                            "statement_count, policy_hash, applied_by, os_user, coalesce(message, '') AS message "
+                            "FROM rulesctl.applies ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
 
 
 def read_apply(url: str, apply_id: int) -> dict | None:
     with connect(url, row_factory=dict_row) as conn:
-        if conn.execute("SELECT to_regclass('rulesctl.applies')").fetchone()["to_regclass"] is None:
+        if (outcome := _outcome(conn)) is None:
             return None
-        return conn.execute("SELECT * FROM rulesctl.applies WHERE id = %s", (apply_id,)).fetchone()
+        row = conn.execute(f"SELECT *, coalesce(finished_at, started_at) AS shown_at, {outcome} AS shown_outcome "
+                           "FROM rulesctl.applies WHERE id = %s", (apply_id,)).fetchone()
+        if row is not None:
+            row["finished_at"], row["outcome"] = row.pop("shown_at"), row.pop("shown_outcome")
+        return row

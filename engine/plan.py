@@ -39,7 +39,6 @@ DROP_ORDER = ("cron_job", "seed", "publication_table", "grant", "policy", "rls",
 class Plan:
     steps: list[Step]
     foreign: list[str]                         # live objects rulesctl does not own: reported only
-    fingerprint: str                           # of the managed live state the plan was made against
     live_hashes: dict[str, str]                # per managed key, to name what moved later
     desired_hashes: dict[str, str]             # what managed_objects records after the apply
     policy_hash: str
@@ -47,6 +46,22 @@ class Plan:
     timings: dict[str, float] = field(default_factory=dict)
     tool_version: str = __version__
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    saved_fingerprint: str | None = None       # as a saved plan file states it (checked against `fingerprint`)
+
+    @property
+    def live_fingerprint(self) -> str:
+        """Of the managed live state the plan was made against."""
+        return fingerprint_of(self.live_hashes)
+
+    @property
+    def steps_hash(self) -> str:
+        """Of what the steps do: action, object, SQL, hazards, segment (not the prose)."""
+        return steps_hash(self.steps)
+
+    @property
+    def fingerprint(self) -> str:
+        """Binds the steps to the live state: editing either in a saved plan changes it."""
+        return hashlib.sha256(f"{self.live_fingerprint}:{self.steps_hash}".encode()).hexdigest()
 
     @property
     def hazards(self) -> set[Hazard]:
@@ -57,7 +72,7 @@ class Plan:
 
     def as_dict(self) -> dict:
         return {"tool_version": self.tool_version, "created_at": self.created_at, "policy_hash": self.policy_hash,
-                "fingerprint": self.fingerprint, "live_hashes": self.live_hashes,
+                "fingerprint": self.fingerprint, "steps_hash": self.steps_hash, "live_hashes": self.live_hashes,
                 "desired_hashes": self.desired_hashes, "notes": self.notes, "foreign": self.foreign,
                 "timings": self.timings, "steps": [step.as_dict() for step in self.steps]}
 
@@ -65,8 +80,9 @@ class Plan:
     def from_dict(cls, data: dict) -> "Plan":
         steps = [Step(s["action"], s["key"], s["sql"], s["reason"], tuple(Hazard.from_slug(h) for h in s["hazards"]),
                       s["origin"], s["segment"], s["drift"]) for s in data["steps"]]
-        return cls(steps, data["foreign"], data["fingerprint"], data["live_hashes"], data["desired_hashes"],
-                   data["policy_hash"], data["notes"], data.get("timings", {}), data["tool_version"], data["created_at"])
+        return cls(steps, data["foreign"], data["live_hashes"], data["desired_hashes"], data["policy_hash"],
+                   data["notes"], data.get("timings", {}), data["tool_version"], data["created_at"],
+                   saved_fingerprint=data["fingerprint"])
 
 
 def object_hash(obj: LiveObject) -> str:
@@ -75,6 +91,11 @@ def object_hash(obj: LiveObject) -> str:
 
 def fingerprint_of(hashes: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()
+
+
+def steps_hash(steps: list[Step]) -> str:
+    what = [[s.action, s.key, s.sql, [h.slug for h in s.hazards], s.segment] for s in steps]
+    return hashlib.sha256(json.dumps(what).encode()).hexdigest()
 
 
 def read_owned(conn: psycopg.Connection) -> dict[str, str]:
@@ -130,7 +151,7 @@ def _plan(conn: psycopg.Connection, policy: Policy, objects: list[SqlObject], te
     timings["diff"] = time.perf_counter() - clock
     live_hashes = {key: object_hash(live[key]) for key in sorted(managed | desired.keys()) if key in live}
     notes = _notes(policy, cron_problem, desired)
-    return Plan(ordered, list(result.foreign), fingerprint_of(live_hashes), live_hashes,
+    return Plan(ordered, list(result.foreign), live_hashes,
                 {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings)
 
 

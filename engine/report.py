@@ -73,5 +73,5 @@ def as_markdown(plan: Plan) -> str:
     if plan.foreign:
         lines += ["", f"Not managed by rulesctl (left alone): {', '.join(f'`{k}`' for k in plan.foreign)}"]
     lines += ["", f"<sub>rulesctl {plan.tool_version} · policy `{plan.policy_hash[:12]}` · "
-                  f"live state `{plan.fingerprint[:12]}`</sub>"]
+                  f"live state `{plan.live_fingerprint[:12]}` · fingerprint `{plan.fingerprint[:12]}`</sub>"]
     return "\n".join(lines) + "\n"
