@@ -6,6 +6,7 @@ A check that needs a missing kind is skipped: its file already has problems of i
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import zoneinfo
 from collections import Counter, defaultdict
@@ -15,6 +16,7 @@ from croniter import croniter
 from .load import PolicyFile
 from .model import minutes
 from .problems import Problem
+from .sqltext import MAX_IDENTIFIER_BYTES
 
 # Engine functions a job may call (the runtime defines them).
 JOB_FUNCTIONS = {
@@ -27,12 +29,27 @@ JOB_FUNCTIONS = {
 # Job functions that take a row limit and return how much they did: they can run in batches.
 BATCHED_JOB_FUNCTIONS = ("sla_check_and_escalate", "process_stale_queue_items", "relay_engine_events")
 _SECONDS_SCHEDULE = re.compile(r"([1-9]|[1-5][0-9]) seconds?")
+_CRON_CHARACTERS = re.compile(r"[0-9A-Za-z*/,\- ]+")      # croniter also reads other digits; pg_cron does not
+
+# Values that become a PostgreSQL identifier or `name` value, which PostgreSQL cuts to 63 bytes
+# without a word (two long job names become one job): (kind, how to list them, label).
+NAME_FIELDS = (
+    ("jobs", lambda d: [(("jobs", i, "name"), j["name"]) for i, j in enumerate(d["jobs"])], "job name (cron.job.jobname)"),
+    ("work_items", lambda d: [(("types", i, "id"), t["id"]) for i, t in enumerate(d["types"])],
+     "work item type (an enum label)"),
+    ("work_items", lambda d: [(("priorities", i), p) for i, p in enumerate(d["priorities"])], "priority (an enum label)"),
+)
+# Bounds that keep every number inside the column or interval it is stored in.
+MAX_DURATION_MINUTES = 8760 * 60                  # a year, for SLA targets and queue aging
+MAX_LEVEL_PERCENT = 1000.0                        # escalation_levels.threshold_percent is numeric(6,2)
+MAX_RETENTION_HOURS = 3650 * 24                   # ten years
+MAX_CLOSURE_DAYS = 366                            # one closure from..to
 
 
 def run_all(pieces: dict, files: dict[str, PolicyFile]) -> list[Problem]:
     problems: list[Problem] = []
-    for check in (check_duplicate_ids, check_units, check_timezones, check_calendars, check_sla,
-                  check_rules, check_escalation, check_leave, check_jobs):
+    for check in (check_duplicate_ids, check_name_lengths, check_units, check_timezones, check_calendars,
+                  check_sla, check_rules, check_escalation, check_leave, check_jobs):
         problems.extend(check(pieces, files))
     return problems
 
@@ -63,6 +80,38 @@ def check_duplicate_ids(pieces, files) -> list[Problem]:
             raw = files[kind].data[list_key]
             problems += _dupes(raw, lambda item: item[field], files[kind],
                                lambda i, lk=list_key, fd=field: (lk, i, fd), label)
+    return problems
+
+
+def check_name_lengths(pieces, files) -> list[Problem]:
+    problems = []
+    for kind, values, label in NAME_FIELDS:
+        if kind in files:
+            for path, value in values(files[kind].data):
+                size = len(value.encode("utf-8"))
+                if size > MAX_IDENTIFIER_BYTES:
+                    problems.append(files[kind].problem(path, f"{label} is {size} bytes long; PostgreSQL keeps "
+                                                              f"{MAX_IDENTIFIER_BYTES} and would cut it short"))
+    return problems
+
+
+def _duration(f: PolicyFile, path: tuple, text: str) -> list[Problem]:
+    if minutes(text) > MAX_DURATION_MINUTES:
+        return [f.problem(path, f"{text} is longer than {MAX_DURATION_MINUTES // 60}h (a year), the longest "
+                                f"duration rulesctl accepts")]
+    return []
+
+
+def closure_problems(f: PolicyFile, index: int) -> list[Problem]:
+    """Before a calendar is built (its closures are expanded day by day): spans that are too long."""
+    problems = []
+    for c_index, closure in enumerate(f.data["calendars"][index].get("closures", [])):
+        if "from" in closure:
+            days = (dt.date.fromisoformat(closure["to"]) - dt.date.fromisoformat(closure["from"])).days + 1
+            if days > MAX_CLOSURE_DAYS:
+                problems.append(f.problem(("calendars", index, "closures", c_index, "to"),
+                                          f"a closure of {days} days; one closure may span at most "
+                                          f"{MAX_CLOSURE_DAYS} days"))
     return problems
 
 
@@ -192,6 +241,8 @@ def check_sla(pieces, files) -> list[Problem]:
             problems += _unknown(f, path, priority, priorities, "priority")
             if "warning_at" in cell:
                 problems += _threshold(f, path + ("warning_at",), cell["warning_at"])
+            problems += _duration(f, path + ("response",), cell["response"])
+            problems += _duration(f, path + ("resolution",), cell["resolution"])
             if minutes(cell["resolution"]) == 0:
                 problems.append(f.problem(path + ("resolution",), "resolution time must be longer than zero"))
             elif minutes(cell["response"]) > minutes(cell["resolution"]):
@@ -222,6 +273,9 @@ def check_rules(pieces, files) -> list[Problem]:
     raw_by_id = {raw["id"]: i for i, raw in reversed(list(enumerate(f.data["rules"])))}
     known = {k: _known(pieces, k) for k in ("units", "skills", "types", "priorities", "levels")}
     problems = _unknown(f, ("queue", "aging", "max_priority"), aging.max_priority, known["priorities"], "priority")
+    problems += _duration(f, ("queue", "aging", "raise_every"), f.data["queue"]["aging"]["raise_every"])
+    if aging.raise_every_minutes == 0:
+        problems.append(f.problem(("queue", "aging", "raise_every"), "queue aging must wait longer than zero"))
     for rule in rules:
         i = raw_by_id[rule.id]
         problems += _unknown(f, ("rules", i, "target", "unit"), rule.target_unit_id, known["units"], "unit")
@@ -271,6 +325,10 @@ def check_escalation(pieces, files) -> list[Problem]:
     for i, chain in enumerate(pieces["escalation"]):
         previous = 0.0
         for j, level in enumerate(chain.levels):
+            if level.at_percent > MAX_LEVEL_PERCENT:
+                problems.append(f.problem(("chains", i, "levels", j, "at"),
+                                          f"{level.at_percent:.15g}% is past {MAX_LEVEL_PERCENT:g}%, the latest level "
+                                          f"rulesctl accepts"))
             if level.at_percent <= previous:
                 problems.append(f.problem(("chains", i, "levels", j, "at"),
                                           f"escalation levels out of order: {level.at_percent:g}% comes after "
@@ -319,12 +377,20 @@ def check_jobs(pieces, files) -> list[Problem]:
                                                              f"suits {', '.join(BATCHED_JOB_FUNCTIONS)}"))
         if job.function == "cleanup_escalation_events" and not job.retention:
             problems.append(f.problem(("jobs", i), "the escalation clean-up needs a `retention` such as '90 days'"))
+        if job.retention:
+            amount, unit = job.retention.split()
+            if int(amount) * (24 if unit.startswith("day") else 1) > MAX_RETENTION_HOURS:
+                problems.append(f.problem(("jobs", i, "retention"), f"{job.retention!r} is longer than "
+                                                                     f"{MAX_RETENTION_HOURS // 24} days"))
         problems += [f.problem(("jobs", i, "schedule"), what) for what in schedule_problems(job.schedule)]
     return problems
 
 
 def schedule_problems(schedule: str) -> list[str]:
     text = schedule.strip()
+    if not _CRON_CHARACTERS.fullmatch(text):
+        return [f"{schedule!r} is not a schedule pg_cron runs: use five cron fields "
+                "(minute hour day month weekday) or 'N seconds' with N from 1 to 59"]
     if _SECONDS_SCHEDULE.fullmatch(text):
         return []
     fields = text.split()

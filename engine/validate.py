@@ -9,6 +9,7 @@ file does not hide the problems of the others.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -31,14 +32,43 @@ def schema_for(kind: str) -> dict:
     return json.loads(resources.files("engine").joinpath("schemas", f"{kind}.json").read_text())
 
 
+@cache
+def _anchored(pattern: str) -> re.Pattern:
+    """A schema pattern's `$` means the end of the text, not "before a final newline" as in
+    Python's `re`: `unit-hr\n` is not a unit id. (The schema files keep ECMA-262 syntax.)"""
+    return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not _anchored(pattern).search(instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
 def _schema_problems(policy_file: PolicyFile) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(schema_for(policy_file.kind))
+    validator = _Validator(schema_for(policy_file.kind), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     problems = []
     for error in validator.iter_errors(policy_file.data):
         if error.context:                      # oneOf/anyOf: report the alternative that came closest
-            error = best_match(error.context)
+            error = _closest_alternative(error.context)
         problems.append(policy_file.problem(tuple(error.absolute_path), _schema_message(error)))
     return problems
+
+
+def _closest_alternative(errors) -> jsonschema.ValidationError:
+    """The error of the oneOf/anyOf alternative whose shape the value has (no key missing or
+    unknown): a closure with a bad `date` is about the date, not about a missing `from`."""
+    by_alternative: dict = {}
+    for error in errors:
+        by_alternative.setdefault(error.relative_schema_path[0], []).append(error)
+    shape = {index: sum(e.validator in ("required", "additionalProperties") for e in group)
+             for index, group in by_alternative.items()}
+    fitting = [index for index, count in shape.items() if count == 0]
+    if len(fitting) == 1 and len(by_alternative) > 1:
+        return best_match(by_alternative[fitting[0]])
+    return best_match(errors)
 
 
 def _schema_message(error: jsonschema.ValidationError) -> str:
@@ -46,6 +76,8 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
         return error.message.replace("Additional properties are not allowed", "unknown key(s)")
     if error.validator == "pattern":
         return f"{error.instance!r} is not in the expected form ({error.schema.get('description') or error.validator_value})"
+    if error.validator == "format" and error.validator_value == "date":
+        return f"{error.instance!r} is not a date of the calendar (YYYY-MM-DD)"
     return error.message
 
 
@@ -104,6 +136,10 @@ def _build_pieces(valid: dict[str, PolicyFile]) -> tuple[dict, list[Problem]]:
         f = valid["calendars"]
         calendars = []
         for index, spec in enumerate(f.data["calendars"]):
+            too_long = checks.closure_problems(f, index)
+            if too_long:
+                problems.extend(too_long)
+                continue
             try:
                 calendars.append(model.build_calendar(f, index, expand_public_holidays))
             except LookupError as exc:

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from engine.cli import cli
 from engine.errors import PolicyError
+from engine.project import build
 from engine.validate import validate_directory
 from policy_cases import make_policy
 
@@ -148,6 +149,93 @@ def test_unusable_text_in_a_key_is_a_located_problem(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert "rules/units.yaml:15:1: (file): a key contains a lone surrogate (U+D800), which is not Unicode text" \
         in _problems(Path("rules"))
+
+
+# --- item 6: values that validated and then broke a later stage -------------------------------------
+
+def _replace(rules: Path, file: str, old: str, new: str) -> None:
+    text = (rules / file).read_text()
+    assert text.count(old) == 1, (file, old)
+    (rules / file).write_text(text.replace(old, new))
+
+
+@pytest.mark.parametrize(("file", "old", "new", "expected"), [
+    ("units.yaml", "id: unit-desk", 'id: "unit-desk\\n"',
+     "rules/units.yaml:12:9: units[2].id: 'unit-desk\\n' is not in the expected form (^unit-[a-z0-9][a-z0-9-]*$)"),
+    ("jobs.yaml", "name: sla-monitoring", 'name: "sla-monitoring\\n"',
+     "rules/jobs.yaml:2:11: jobs[0].name: 'sla-monitoring\\n' is not in the expected form (^[a-z0-9][a-z0-9-]*$)"),
+    ("calendars.yaml", "date: 2027-01-03", "date: 2027-02-30",
+     "rules/calendars.yaml:9:15: calendars[0].closures[0].date: '2027-02-30' is not a date of the calendar (YYYY-MM-DD)"),
+    ("sla.yaml", "resolution: 8h", "resolution: 99999999h",
+     "rules/sla.yaml:7:37: matrix.ticket.low.resolution: 99999999h is longer than 8760h (a year), the longest "
+     "duration rulesctl accepts"),
+    ("assignment_rules.yaml", "raise_every: 2h", "raise_every: 9999999h",
+     "rules/assignment_rules.yaml:6:24: queue.aging.raise_every: 9999999h is longer than 8760h (a year), the longest "
+     "duration rulesctl accepts"),
+    ("assignment_rules.yaml", "raise_every: 2h", "raise_every: 0m",
+     "rules/assignment_rules.yaml:6:24: queue.aging.raise_every: queue aging must wait longer than zero"),
+    ("escalation.yaml", "at: 100%", "at: 99999999%",
+     "rules/escalation.yaml:6:14: chains[0].levels[1].at: 99999999% is past 1000%, the latest level rulesctl accepts"),
+    ("escalation.yaml", "at: 100%", "at: 100.125%",
+     "rules/escalation.yaml:6:14: chains[0].levels[1].at: '100.125%' is not in the expected form (a share such as 75% "
+     "or 12.5%, at most two decimals)"),
+    ("jobs.yaml", "retention: 30 days", "retention: 99999999999 days",
+     "rules/jobs.yaml:8:16: jobs[1].retention: '99999999999 days' is longer than 3650 days"),
+    ("jobs.yaml", 'schedule: "0 2 * * *"', 'schedule: "\\u0663 2 * * *"',
+     "rules/jobs.yaml:6:15: jobs[1].schedule: '\u0663 2 * * *' is not a schedule pg_cron runs: use five cron fields "
+     "(minute hour day month weekday) or 'N seconds' with N from 1 to 59"),
+    ("calendars.yaml", "- date: 2027-01-03", "- from: 2000-01-01\n        to: 9999-12-31",
+     "rules/calendars.yaml:10:13: calendars[0].closures[0].to: a closure of 2921940 days; one closure may span at most "
+     "366 days"),
+])
+def test_values_that_broke_later_stages_are_located_problems(file, old, new, expected, tmp_path, monkeypatch):
+    rules = make_policy(tmp_path)
+    _replace(rules, file, old, new)
+    monkeypatch.chdir(tmp_path)
+    assert _problems(Path("rules")) == [expected]
+
+
+def test_description_with_a_dollar_quote_is_data(tmp_path, monkeypatch):
+    """`$fn$` in a description used to end match_assignment_rule's body: now it is just text."""
+    rules = make_policy(tmp_path)
+    _replace(rules, "assignment_rules.yaml", "precedence: 10", "precedence: 10\n    description: 'x $fn$ drop table x; --'")
+    monkeypatch.chdir(tmp_path)
+    _, objects = build(Path("rules"))                    # parse-checked
+    matcher = next(o for o in objects if o.key.startswith("function:public.match_assignment_rule"))
+    assert "-- rule-urgent, precedence 10: x ＄fn＄ drop table x; --\n" in matcher.sql
+    assert matcher.sql.count("$fn$") == 2
+
+
+# --- item 7: names PostgreSQL would cut short ----------------------------------------------------
+
+def test_job_names_sharing_a_63_byte_prefix_are_refused(tmp_path, monkeypatch):
+    rules = make_policy(tmp_path)
+    prefix = "sla-monitoring-" + "x" * 48                      # 63 bytes
+    _replace(rules, "jobs.yaml", "name: sla-monitoring", f"name: {prefix}-a")
+    _replace(rules, "jobs.yaml", "name: escalation-cleanup", f"name: {prefix}-b")
+    monkeypatch.chdir(tmp_path)
+    assert _problems(Path("rules")) == [
+        f"rules/jobs.yaml:{line}:11: jobs[{index}].name: job name (cron.job.jobname) is 65 bytes long; "
+        f"PostgreSQL keeps 63 and would cut it short" for index, line in ((0, 2), (1, 5))]
+
+
+def test_a_63_byte_job_name_is_fine(tmp_path):
+    rules = make_policy(tmp_path)
+    _replace(rules, "jobs.yaml", "name: sla-monitoring", "name: " + "j" * 63)
+    assert validate_directory(rules).jobs[0].name == "j" * 63
+
+
+def test_name_lengths_are_counted_in_bytes(tmp_path, monkeypatch):
+    """The schemas only allow ASCII names today; the byte count is what holds if they widen."""
+    from engine import checks
+    from engine.load import load_file
+    rules = make_policy(tmp_path)
+    _replace(rules, "jobs.yaml", "name: sla-monitoring", "name: " + "é" * 32)     # 32 characters, 64 bytes
+    monkeypatch.chdir(tmp_path)
+    policy_file, _ = load_file(Path("rules/jobs.yaml"))
+    assert [str(p) for p in checks.check_name_lengths({}, {"jobs": policy_file})] == [
+        "rules/jobs.yaml:2:11: jobs[0].name: job name (cron.job.jobname) is 64 bytes long; PostgreSQL keeps 63 and "
+        "would cut it short"]
 
 
 # --- item 8: symbolic links ---------------------------------------------------------------------
