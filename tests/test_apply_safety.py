@@ -201,39 +201,58 @@ def test_saved_plan_applies_exactly_when_nothing_moved(base_url, policies):
 # ------------------------------------------------------------------------------------------ concurrency
 
 def test_concurrent_applies_serialise_and_the_last_one_wins(base_url, policies):
+    """The first apply is held inside its transaction (its progress callback waits), holding the
+    apply lock. The second, started then, is seen retrying the lock -- its backend's statement
+    is pg_try_advisory_lock, run again and again -- and writes nothing until the first is let go;
+    then it plans from what the first committed, so the last one wins."""
     sla_policy, sla_objects = policies.build("sla", sla=SLA_TIGHTER)
     skill_policy, skill_objects = policies.build("skill", skills=SKILLS_PLUS_SQL)
-    allowed = {Hazard.SEED_ROW_DELETED}                  # the SLA policy, run second, deletes skill-sql
-    threads = [Background(lambda: apply(base_url, sla_objects, sla_policy, allowed=allowed, lock_timeout_s=30)),
-               Background(lambda: apply(base_url, skill_objects, skill_policy, allowed=allowed, lock_timeout_s=30))]
-    with psycopg.connect(base_url, autocommit=True) as holder:
-        holder.execute("SELECT pg_advisory_lock(%s)", (APPLY_LOCK_KEY,))        # both start, both wait
-        for thread in threads:
-            thread.start()
-        time.sleep(0.5)
-        assert all(thread.is_alive() for thread in threads)
-        holder.execute("SELECT pg_advisory_unlock(%s)", (APPLY_LOCK_KEY,))
-    for thread in threads:
+    allowed = {Hazard.SEED_ROW_DELETED}                  # the skill policy, run second, restores the SLA row
+    inside, release = threading.Event(), threading.Event()
+
+    def hold(position, total, step):
+        if position == 1:
+            inside.set()
+            release.wait(60)
+
+    first = Background(lambda: apply(base_url, sla_objects, sla_policy, allowed=allowed, lock_timeout_s=30,
+                                     progress=hold))
+    second = Background(lambda: apply(base_url, skill_objects, skill_policy, allowed=allowed, lock_timeout_s=30))
+    first.start()
+    try:
+        assert inside.wait(30), first.error
+        (holder,) = rows(base_url, "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
+                                   "AND (classid::bigint << 32 | objid::bigint) = %s", APPLY_LOCK_KEY)
+        second.start()
+        tries = set()                                   # the second's lock attempts seen, by their start time
+        deadline = time.monotonic() + 20
+        while len(tries) < 3 and time.monotonic() < deadline:
+            tries |= set(rows(base_url, "SELECT pid, query_start FROM pg_stat_activity WHERE datname = current_database()"
+                                        " AND application_name = 'rulesctl' AND pid <> %s"
+                                        " AND query LIKE 'SELECT pg_try_advisory_lock(%%'", holder[0]))
+            time.sleep(0.05)
+        assert len(tries) >= 3 and len({pid for pid, _ in tries}) == 1, tries   # one backend, retrying
+        assert second.is_alive() and first.is_alive()
+        assert skill_policy.policy_hash not in [entry[2] for entry in ledger(base_url)]   # the second wrote nothing
+    finally:
+        release.set()
+    for thread in (first, second):
         thread.join(60)
-    assert [thread.error for thread in threads] == [None, None]
-    assert [thread.result.outcome for thread in threads] == ["applied", "applied"]
+    assert [first.error, second.error] == [None, None]
+    assert [first.result.outcome, second.result.outcome] == ["applied", "applied"]
 
     entries = ledger(base_url)
-    assert [entry[1] for entry in entries] == ["applied", "applied", "applied"]
-    by_hash = {sla_policy.policy_hash: (sla_policy, sla_objects), skill_policy.policy_hash: (skill_policy, skill_objects)}
-    ran_last = by_hash.pop(entries[2][2])
-    (ran_first,) = by_hash.values()
-    assert entries[1][2] == ran_first[0].policy_hash                          # each ran once, one after the other
-    # the one that ran last planned under the lock after the first committed: it undid the first's change
+    assert [(entry[1], entry[2]) for entry in entries[1:]] == [("applied", sla_policy.policy_hash),
+                                                                ("applied", skill_policy.policy_hash)]
+    # the second planned under the lock after the first committed: it undid the first's SLA change
     counts = rows(base_url, "SELECT statement_count FROM rulesctl.applies ORDER BY id")
-    first_steps = 2 if ran_first[0] is sla_policy else 1            # the SLA change brings its reschedule step
-    assert counts == [(counts[0][0],), (first_steps,), (3,)]
+    assert counts[1:] == [(2,), (3,)]                   # the SLA change brings its reschedule step
     # the database is exactly the policy applied last
-    assert step_keys(base_url, *ran_last) == []
+    assert step_keys(base_url, skill_policy, skill_objects) == []
     both = {"seed:public.sla_configs/ticket,urgent", "seed:public.skills/skill-sql", "reschedule:public.sla_next_checks"}
-    assert {key.split(" ", 1)[1] for key in step_keys(base_url, *ran_first)} == both
+    assert {key.split(" ", 1)[1] for key in step_keys(base_url, sla_policy, sla_objects)} == both
     started = rows(base_url, "SELECT started_at, finished_at FROM rulesctl.applies ORDER BY id")
-    assert started[2][0] < started[1][1]           # the second started before the first finished: it waited
+    assert started[2][0] < started[1][1]           # the second started before the first finished
 
 
 def test_a_second_apply_gives_up_clearly_while_one_runs(base_url, policies):

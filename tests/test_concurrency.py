@@ -6,14 +6,19 @@ error it did not cause itself. Plus a targeted lost wake-up race, repeated."""
 from __future__ import annotations
 
 import random
+import re
 import threading
+import time
 import uuid
 from collections import Counter
+from pathlib import Path
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from engine.invariants import all_violations
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 CLIENTS = 16
 OPERATIONS_PER_CLIENT = 250
@@ -118,38 +123,80 @@ def test_sixteen_clients_keep_every_invariant(engine_url):
     assert dequeued > 100
 
 
+def _unit_lock_keys() -> tuple[int, int]:
+    """(first advisory key, stripes) of the unit lock, as templates/functions/runtime/_unit_lock.j2 sets them."""
+    text = (REPO_ROOT / "templates" / "functions" / "runtime" / "_unit_lock.j2").read_text()
+    return (int(re.search(r"set key_base = (\d+)", text).group(1)), int(re.search(r"set stripes = (\d+)", text).group(1)))
+
+
+def _waiting_on_unit_lock(conn, pids, unit: str, timeout: float = 10.0) -> set[int]:
+    """Those of `pids` whose backend is waiting for the unit's advisory lock, once all of them are
+    (or whichever are after `timeout`)."""
+    key_base, stripes = _unit_lock_keys()
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = {pid for (pid,) in conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = ANY (%s)"
+            " AND objsubid = 2 AND classid::bigint BETWEEN %s AND %s AND objid::bigint = (hashtext(%s)::bigint & 4294967295)",
+            (list(pids), key_base, key_base + stripes - 1, unit)).fetchall()}
+        if waiting == set(pids) or time.monotonic() > deadline:
+            return waiting
+        time.sleep(0.02)
+
+
 def test_lost_wake_up_race(engine_url):
-    """One person, WIP 1, holding item A. At the same instant a client completes A and another
-    submits B (which must queue if it arrives first). Whichever wins, B ends up assigned."""
+    """One person, WIP 1, holding item A. A client completes A while another submits B (which
+    must queue if it decides first). Whichever wins, B ends up assigned.
+
+    The two truly overlap in every round, however loaded the machine: a third connection holds
+    the unit's lock (every stripe, exclusively) while both start, and the round goes on only once
+    pg_locks shows both waiting for it -- the arrival having found nobody free (about to queue),
+    the completion about to look at the queue. Then the gate opens and they race for the lock.
+    An engine that left the unit lock out of either side never waits there: the round fails."""
     person = str(uuid.UUID(int=0xAB))
+    key_base, stripes = _unit_lock_keys()
     with psycopg.connect(engine_url, autocommit=True) as conn:
         _call(conn, "upsert_staff_profile", Jsonb({"id": person, "unit_id": "unit-hr", "full_name": "Only one",
                                                    "wip_limit": 1}))
-    rounds = 60
+    rounds = 20
     with psycopg.connect(engine_url, autocommit=True) as completer, \
-            psycopg.connect(engine_url, autocommit=True) as submitter:
+            psycopg.connect(engine_url, autocommit=True) as submitter, \
+            psycopg.connect(engine_url, autocommit=True) as gate, \
+            psycopg.connect(engine_url, autocommit=True) as observer:
+        pids = {completer.info.backend_pid: "completion", submitter.info.backend_pid: "arrival"}
         for round_number in range(rounds):
             first = _call(completer, "auto_assign", Jsonb({"work_item_id": f"A{round_number}", "work_item_type": "ticket",
                                                            "priority": "normal", "target_unit_id": "unit-hr"}))
             assert first["status"] == "assigned", first
-            barrier = threading.Barrier(2)
-            results = {}
+            results, failures = {}, []
 
             def complete():
-                barrier.wait()
-                results["complete"] = _call(completer, "complete_assignment", first["assignment_id"])
+                try:
+                    results["complete"] = _call(completer, "complete_assignment", first["assignment_id"])
+                except Exception as exc:          # handed to the test thread
+                    failures.append(exc)
 
             def submit():
-                barrier.wait()
-                results["submit"] = _call(submitter, "auto_assign", Jsonb({
-                    "work_item_id": f"B{round_number}", "work_item_type": "ticket", "priority": "normal",
-                    "target_unit_id": "unit-hr"}))
+                try:
+                    results["submit"] = _call(submitter, "auto_assign", Jsonb({
+                        "work_item_id": f"B{round_number}", "work_item_type": "ticket", "priority": "normal",
+                        "target_unit_id": "unit-hr"}))
+                except Exception as exc:
+                    failures.append(exc)
 
             threads = [threading.Thread(target=complete), threading.Thread(target=submit)]
+            with gate.transaction():
+                gate.execute("SELECT pg_advisory_xact_lock(%s + s, hashtext('unit-hr')) FROM generate_series(0, %s) s",
+                             (key_base, stripes - 1))
+                for thread in threads:
+                    thread.start()
+                waiting = _waiting_on_unit_lock(observer, pids, "unit-hr")
+                # both at the unit lock at once: neither has finished, neither has decided alone
+                assert {pids[pid] for pid in waiting} == {"completion", "arrival"}, (round_number, results)
+                assert results == {}
             for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+                thread.join(30)
+            assert failures == [] and not any(thread.is_alive() for thread in threads)
             state = completer.execute("SELECT status FROM assignments WHERE work_item_id = %s AND status = 'assigned'",
                                       (f"B{round_number}",)).fetchone()
             assert state == ("assigned",), (round_number, results)
