@@ -21,7 +21,8 @@ rules_option = click.option("--rules", "rules_dir", type=click.Path(path_type=Pa
                             show_default=True, help="Directory holding the policy YAML files.")
 database_option = click.option("--database-url", envvar="DATABASE_URL", default=None, metavar="URL",
                                help="PostgreSQL URL (falls back to $DATABASE_URL; without either, the local "
-                                    "embedded cluster under .rulesctl/ is used and started if needed).")
+                                    "embedded cluster in the project's .rulesctl/ is used and started if needed; "
+                                    "outside a project directory rulesctl refuses).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -130,7 +131,7 @@ def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed
     from .project import DEFAULT_TEMPLATES
     from .report import as_json, as_markdown, as_text
     policy, objects = _build_or_exit(rules_dir)
-    url = _database_url(database_url)
+    url = _database_url(database_url, rules_dir)
     result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES))
     if detect_drift:
         result.steps = [step for step in result.steps if step.drift]
@@ -153,7 +154,7 @@ def drift(rules_dir, database_url):
     from .project import DEFAULT_TEMPLATES
     from .report import as_text
     policy, objects = _build_or_exit(rules_dir)
-    url = _database_url(database_url)
+    url = _database_url(database_url, rules_dir)
     result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES))
     result.steps = [step for step in result.steps if step.drift]
     click.echo(as_text(result) if result.steps else "No drift: every managed object is as rulesctl left it.")
@@ -181,7 +182,7 @@ def apply(plan_file, rules_dir, database_url, allowed, auto_approve, lock_timeou
     from .project import DEFAULT_TEMPLATES
     from .report import as_text
     policy, objects = _build_or_exit(rules_dir)
-    url = _database_url(database_url)
+    url = _database_url(database_url, rules_dir)
     saved = Plan.from_dict(json.loads(plan_file.read_text())) if plan_file else None
 
     def confirm(pending) -> bool:
@@ -251,17 +252,21 @@ def show(apply_id, database_url):
         click.echo(statement["sql"].rstrip())
 
 
+local_dir_option = click.option("--dir", "base_dir", type=click.Path(path_type=Path), default=None,
+                                help="The cluster's directory [default: .rulesctl/ in the project directory].")
+
+
 @cli.group()
 def local():
     """The embedded default database: a throwaway PostgreSQL cluster under .rulesctl/."""
 
 
 @local.command("start")
-@click.option("--dir", "base_dir", type=click.Path(path_type=Path), default=DEFAULT_LOCAL_DIR, show_default=True)
+@local_dir_option
 def local_start(base_dir: Path):
     """Start the local cluster (creating it on first use); the last line printed is its URL."""
     from .local import LocalCluster
-    cluster = LocalCluster(base_dir.resolve())
+    cluster = LocalCluster((base_dir or local_dir()).resolve())
     url = _run_or_exit(cluster.start)
     status = cluster.status()
     click.echo(f"local PostgreSQL {status.server_version} running in {status.data_dir} "
@@ -270,20 +275,20 @@ def local_start(base_dir: Path):
 
 
 @local.command("stop")
-@click.option("--dir", "base_dir", type=click.Path(path_type=Path), default=DEFAULT_LOCAL_DIR, show_default=True)
+@local_dir_option
 def local_stop(base_dir: Path):
     """Stop the local cluster (its data stays for the next start)."""
     from .local import LocalCluster
-    _run_or_exit(LocalCluster(base_dir.resolve()).stop)
+    _run_or_exit(LocalCluster((base_dir or local_dir()).resolve()).stop)
     click.echo("local cluster stopped")
 
 
 @local.command("status")
-@click.option("--dir", "base_dir", type=click.Path(path_type=Path), default=DEFAULT_LOCAL_DIR, show_default=True)
+@local_dir_option
 def local_status(base_dir: Path):
     """Say whether the local cluster runs, where, and its URL. Exits 3 when it is not running."""
     from .local import LocalCluster
-    status = _run_or_exit(LocalCluster(base_dir.resolve()).status)
+    status = _run_or_exit(LocalCluster((base_dir or local_dir()).resolve()).status)
     click.echo(f"{'running' if status.running else 'stopped'}: data {status.data_dir}, port {status.port}, "
                f"pg_cron {'available' if status.pg_cron_available else 'not installed'}")
     if status.running:
@@ -329,13 +334,38 @@ def _build_or_exit(rules_dir: Path, parse_check: bool = False):
         sys.exit(1)
 
 
-def _database_url(explicit: str | None) -> str:
+NO_DATABASE = ("no database: pass --database-url URL or set DATABASE_URL. Without one rulesctl uses a local "
+               "cluster in the project's .rulesctl/, and {where} is not a project directory (one holding rules/ or "
+               "pyproject.toml); `rulesctl local start --dir DIR` starts one anywhere you choose")
+
+
+def project_dir(rules_dir: Path | None = None) -> Path | None:
+    """Where the project lives: the directory holding the policy folder in use, or the working
+    directory when it holds rules/ or pyproject.toml. None anywhere else (/, $HOME, /tmp ...)."""
+    if rules_dir is not None and rules_dir.is_dir():
+        return rules_dir.resolve().parent
+    cwd = Path.cwd()
+    if (cwd / "rules").is_dir() or (cwd / "pyproject.toml").is_file():
+        return cwd
+    return None
+
+
+def local_dir(rules_dir: Path | None = None) -> Path:
+    """The local cluster's directory: .rulesctl/ in the project, never in an arbitrary directory."""
+    project = project_dir(rules_dir)
+    if project is None:
+        click.echo(f"error: {NO_DATABASE.format(where=Path.cwd())}", err=True)
+        sys.exit(1)
+    return project / DEFAULT_LOCAL_DIR
+
+
+def _database_url(explicit: str | None, rules_dir: Path | None = None) -> str:
     if explicit:
         return explicit
     from .local import LocalCluster
-    cluster = LocalCluster(DEFAULT_LOCAL_DIR.resolve())
-    click.echo(f"no --database-url or DATABASE_URL: using the local cluster in {DEFAULT_LOCAL_DIR}/", err=True)
-    return _run_or_exit(cluster.start)
+    base = local_dir(rules_dir)
+    click.echo(f"no --database-url or DATABASE_URL: using the local cluster in {base}/", err=True)
+    return _run_or_exit(LocalCluster(base).start)
 
 
 def _redacted(url: str) -> str:
