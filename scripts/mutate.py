@@ -1,8 +1,8 @@
 """Mutation check of the test suite. Input: scripts/mutations.toml, a curated list of small
 breakages of the engine's Python and templates (each: id, tag, file, the exact original text,
 its replacement, why it matters, the tests expected to catch it). Output: a table (id, tag,
-killed/SURVIVED, seconds) and exit status 0 when every selected mutation was killed, 1 when
-one survived, 2 when the list or the unmutated tree is unusable.
+killed/SURVIVED/BROKEN, seconds) and exit status 0 when every selected mutation was killed, 1
+when one survived or broke the build instead of a test, 2 when the list or the unmutated tree is unusable.
 
 Each mutation is applied alone to a scratch copy of the tree (engine/, templates/, rules/,
 tests/, generated/, bench/, pyproject.toml, README.md) and its tests run there with
@@ -16,6 +16,7 @@ run once on the unmutated copy (skip with --no-baseline): a test that already fa
     scripts/mutate                          # every mutation
     scripts/mutate --tag security,hazard    # by tag
     scripts/mutate --only rls-staff-profiles-visible-true --only ...
+    scripts/mutate --ci                     # the fast subset CI runs (tests/test_mutate_smoke.py)
     scripts/mutate --list                   # the list, nothing run
 """
 
@@ -37,6 +38,7 @@ MUTATIONS = ROOT / "scripts" / "mutations.toml"
 COPIED = ("engine", "templates", "rules", "tests", "generated", "bench", "pyproject.toml", "README.md")
 TAGS = ("security", "hazard", "invariant", "queue")
 FIELDS = {"id", "tag", "file", "original", "replacement", "why", "tests"}
+OPTIONAL = {"ci"}            # ci = true: in the fast subset tests/test_mutate_smoke.py runs (--ci)
 TIMEOUT_S = 900             # a mutation that hangs its tests (a lost lock ...) counts as killed, and says so
 
 
@@ -49,14 +51,19 @@ class Mutation:
     replacement: str
     why: str
     tests: tuple[str, ...]
+    ci: bool = False
 
 
 @dataclass
 class Outcome:
     mutation: Mutation
-    killed: bool
+    result: str                 # killed | SURVIVED | BROKEN (its tests errored instead of failing)
     seconds: float
     detail: str
+
+    @property
+    def killed(self) -> bool:
+        return self.result == "killed"
 
 
 class ListError(Exception):
@@ -68,8 +75,8 @@ def load(path: Path = MUTATIONS) -> list[Mutation]:
     mutations, problems, seen = [], [], set()
     for index, entry in enumerate(data.get("mutation", [])):
         where = f"{path.name}: mutation #{index + 1} ({entry.get('id', '?')})"
-        if set(entry) != FIELDS:
-            missing, extra = FIELDS - set(entry), set(entry) - FIELDS
+        if not FIELDS <= set(entry) <= FIELDS | OPTIONAL:
+            missing, extra = FIELDS - set(entry), set(entry) - FIELDS - OPTIONAL
             problems.append(f"{where}: fields {'missing ' + ', '.join(sorted(missing)) if missing else ''}"
                             f"{' unknown ' + ', '.join(sorted(extra)) if extra else ''}")
             continue
@@ -83,7 +90,7 @@ def load(path: Path = MUTATIONS) -> list[Mutation]:
         if entry["original"] == entry["replacement"]:
             problems.append(f"{where}: the replacement is the original")
         mutations.append(Mutation(entry["id"], entry["tag"], entry["file"], entry["original"], entry["replacement"],
-                                  entry["why"], tuple(entry["tests"])))
+                                  entry["why"], tuple(entry["tests"]), bool(entry.get("ci", False))))
     if problems:
         raise ListError("\n".join(problems))
     return mutations
@@ -137,19 +144,26 @@ def check_imported_from(tree: Path, env: dict[str, str]) -> None:
         raise ListError(f"the scratch copy's engine is not the one imported: {imported} ({out.stderr.strip()})")
 
 
-def run_tests(tree: Path, env: dict[str, str], tests: tuple[str, ...], timeout: float) -> tuple[bool, str]:
-    """(passed, last lines of output)."""
+def run_tests(tree: Path, env: dict[str, str], tests: tuple[str, ...], timeout: float) -> tuple[str, str]:
+    """(passed | failed | error, last lines of output). "error": no test failed, but one could
+    not run (a fixture, an import or the engine's install broke): the mutation broke the build,
+    which says nothing about the tests."""
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
     try:
         out = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        return False, f"timed out after {timeout:g}s"
+        return "failed", f"timed out after {timeout:g}s"
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
-    return out.returncode == 0, "\n".join(lines[-15:])
+    summary = lines[-1] if lines else ""
+    if out.returncode == 0:
+        return "passed", summary
+    if " failed" in summary or "timed out" in summary:
+        return "failed", "\n".join(lines[-15:])
+    return "error", "\n".join(lines[-15:])
 
 
 def run(mutations: list[Mutation], baseline: bool = True, timeout: float = TIMEOUT_S,
-        echo=print) -> tuple[list[Outcome], float | None]:
+        echo=lambda line: print(line, flush=True), verbose: bool = False) -> tuple[list[Outcome], float | None]:
     """Run each mutation alone; returns the outcomes and the baseline's seconds (None: skipped)."""
     check_applicable(mutations)
     with tempfile.TemporaryDirectory(prefix="rulesctl-mutate-") as work:
@@ -161,9 +175,9 @@ def run(mutations: list[Mutation], baseline: bool = True, timeout: float = TIMEO
         if baseline:
             tests = tuple(dict.fromkeys(t for m in mutations for t in m.tests))
             started = time.monotonic()
-            passed, output = run_tests(tree, env, tests, timeout)
+            status, output = run_tests(tree, env, tests, timeout)
             baseline_s = time.monotonic() - started
-            if not passed:
+            if status != "passed":
                 raise ListError(f"the selected tests fail on the unmutated tree; fix that first:\n{output}")
             echo(f"baseline: {len(tests)} test selection(s) pass unmutated ({baseline_s:.0f}s)")
         outcomes = []
@@ -171,22 +185,27 @@ def run(mutations: list[Mutation], baseline: bool = True, timeout: float = TIMEO
             make_scratch(tree)
             path = tree / m.file
             text = path.read_text()
+            if text.count(m.original) != 1:          # the file changed since the list was checked
+                raise ListError(f"{m.id}: the original text is no longer in {m.file} exactly once")
             path.write_text(text.replace(m.original, m.replacement, 1))
             started = time.monotonic()
-            passed, output = run_tests(tree, env, m.tests, timeout)
-            outcome = Outcome(m, not passed, time.monotonic() - started, output)
+            status, output = run_tests(tree, env, m.tests, timeout)
+            result = {"passed": "SURVIVED", "failed": "killed", "error": "BROKEN"}[status]
+            outcome = Outcome(m, result, time.monotonic() - started, output)
             outcomes.append(outcome)
-            echo(f"{m.id:<48} {m.tag:<10} {'killed' if outcome.killed else 'SURVIVED':<9} {outcome.seconds:6.1f}s")
-            if not outcome.killed:
+            echo(f"{m.id:<48} {m.tag:<10} {result:<9} {outcome.seconds:6.1f}s")
+            if result == "SURVIVED":
                 echo(f"    {m.why}\n    expected to be killed by: {' '.join(m.tests)}")
+            elif result == "BROKEN" or verbose:
+                echo("    " + output.replace("\n", "\n    "))
         return outcomes, baseline_s
 
 
-def select(mutations: list[Mutation], tags: list[str], only: list[str]) -> list[Mutation]:
+def select(mutations: list[Mutation], tags: list[str], only: list[str], ci: bool = False) -> list[Mutation]:
     unknown = [t for t in tags if t not in TAGS] + [i for i in only if i not in {m.id for m in mutations}]
     if unknown:
         raise ListError(f"unknown tag or id: {', '.join(unknown)} (tags: {', '.join(TAGS)}; ids: --list)")
-    return [m for m in mutations if (not tags or m.tag in tags) and (not only or m.id in only)]
+    return [m for m in mutations if (not tags or m.tag in tags) and (not only or m.id in only) and (m.ci or not ci)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -194,13 +213,16 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tag", action="append", default=[], help="comma-separated tags: " + ", ".join(TAGS))
     parser.add_argument("--only", action="append", default=[], help="a mutation id (repeatable)")
+    parser.add_argument("--ci", action="store_true", help="only the fast subset marked ci = true (CI runs it)")
     parser.add_argument("--list", action="store_true", help="print the selected mutations and check they still apply")
     parser.add_argument("--no-baseline", action="store_true", help="skip the run of the tests on the unmutated tree")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per mutation's test run")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show how each mutation's tests failed")
+    parser.add_argument("--mutations", type=Path, default=MUTATIONS, help="another list (an experiment)")
     args = parser.parse_args(argv)
     tags = [t.strip() for arg in args.tag for t in arg.split(",") if t.strip()]
     try:
-        selected = select(load(), tags, args.only)
+        selected = select(load(args.mutations), tags, args.only, args.ci)
         if args.list:
             check_applicable(selected)
             for m in selected:
@@ -211,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             print("no mutation selected", file=sys.stderr)
             return 2
         started = time.monotonic()
-        outcomes, baseline_s = run(selected, baseline=not args.no_baseline, timeout=args.timeout)
+        outcomes, baseline_s = run(selected, baseline=not args.no_baseline, timeout=args.timeout,
+                                   verbose=args.verbose)
     except ListError as exc:
         print(f"scripts/mutate: {exc}", file=sys.stderr)
         return 2
@@ -220,8 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"{'id':<48} {'tag':<10} {'result':<9} {'seconds':>7}")
     for o in outcomes:
-        print(f"{o.mutation.id:<48} {o.mutation.tag:<10} {'killed' if o.killed else 'SURVIVED':<9} {o.seconds:7.1f}")
-    print(f"\n{len(outcomes) - len(survived)} killed, {len(survived)} survived, of {len(outcomes)}; "
+        print(f"{o.mutation.id:<48} {o.mutation.tag:<10} {o.result:<9} {o.seconds:7.1f}")
+    broken = [o for o in survived if o.result == "BROKEN"]
+    print(f"\n{len(outcomes) - len(survived)} killed, {len(survived) - len(broken)} survived, {len(broken)} broken "
+          f"(the tests errored: fix the mutation), of {len(outcomes)}; "
           f"{total:.0f}s in all" + (f" (baseline {baseline_s:.0f}s)" if baseline_s is not None else ""))
     return 1 if survived else 0
 

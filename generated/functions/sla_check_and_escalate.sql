@@ -13,6 +13,16 @@
 -- levels are walked per assignment only until the first one not yet due, and each
 -- (unit, role) recipient is looked up once per batch rather than once per event. The
 -- recipients are the ones get_escalation_recipient gives (tests compare the two).
+--
+-- The events' INSERT skips a (assignment, level) that already has an event, but through the
+-- engine that never happens: an event exists only at or below the assignment's escalation_level
+-- (this sweep and escalate_assignment raise it in the transaction that writes the event, under
+-- the assignment's row lock, and nothing lowers it), and the walk starts above it. The two
+-- cannot interleave on one assignment: the sweep skips rows locked by a manual escalation, and
+-- reads a row changed since its snapshot as it is now; the manual escalation waits for the
+-- sweep's lock and then reads the level the sweep reached. So no test can show the clause
+-- matters and scripts/mutations.toml leaves it out. It stays as a guard for a hand edit that
+-- lowers escalation_level: the levels already sent are skipped, not the whole batch failed.
 CREATE OR REPLACE FUNCTION public.sla_check_and_escalate(p_limit integer DEFAULT 20000)
 RETURNS integer
 LANGUAGE plpgsql
