@@ -43,7 +43,7 @@ NAME_FIELDS = (
 MAX_DURATION_MINUTES = 8760 * 60                  # a year, for SLA targets and queue aging
 MAX_LEVEL_PERCENT = 1000.0                        # escalation_levels.threshold_percent is numeric(6,2)
 MAX_RETENTION_HOURS = 3650 * 24                   # ten years
-MAX_CLOSURE_DAYS = 366                            # one closure from..to
+MAX_CLOSURE_DAYS = 7305                           # one closure from..to: twenty years (each day is a seed row)
 
 
 def run_all(pieces: dict, files: dict[str, PolicyFile]) -> list[Problem]:

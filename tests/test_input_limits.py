@@ -202,7 +202,7 @@ def _replace(rules: Path, file: str, old: str, new: str) -> None:
      "(minute hour day month weekday) or 'N seconds' with N from 1 to 59"),
     ("calendars.yaml", "- date: 2027-01-03", "- from: 2000-01-01\n        to: 9999-12-31",
      "rules/calendars.yaml:10:13: calendars[0].closures[0].to: a closure of 2921940 days; one closure may span at most "
-     "366 days"),
+     "7305 days"),
 ])
 def test_values_that_broke_later_stages_are_located_problems(file, old, new, expected, tmp_path, monkeypatch):
     rules = make_policy(tmp_path)
