@@ -130,6 +130,9 @@ def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed
     from .plan import build_plan
     from .project import DEFAULT_TEMPLATES
     from .report import as_json, as_markdown, as_text
+    if detect_drift and out_file:
+        click.echo("error: --out saves a whole plan for apply; --detect-drift shows only part of one", err=True)
+        sys.exit(1)
     policy, objects = _build_or_exit(rules_dir)
     url = _database_url(database_url, rules_dir)
     result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES))
@@ -173,8 +176,9 @@ def drift(rules_dir, database_url):
 def apply(plan_file, rules_dir, database_url, allowed, auto_approve, lock_timeout, statement_timeout):
     """Move the database to the policy: plan under a lock, then run the steps.
 
-    With PLAN_FILE (from `plan --out`) it applies exactly that plan, and refuses if the
-    database changed since. Every attempt is recorded in rulesctl.applies. Exit codes:
+    With PLAN_FILE (from `plan --out`) it applies exactly that plan, and refuses if the file
+    was edited, if the database changed since, or if its steps are not what rulesctl plans now
+    from rules/ (plan and apply from the same policy). Every attempt is recorded in rulesctl.applies. Exit codes:
     0 applied or already in sync, 3 blocked by a hazard not allowed, 1 error.
     """
     from .apply import HazardsBlocked, apply as run_apply

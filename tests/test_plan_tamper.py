@@ -112,3 +112,10 @@ def test_an_intact_saved_plan_still_applies(base_url, policies):
     assert applied.exit_code == 0, applied.output
     assert rows(base_url, "SELECT response_minutes FROM public.sla_configs WHERE priority = 'urgent'") == [(10,)]
     assert [entry[1] for entry in ledger(base_url)] == ["applied", "applied"]
+
+
+def test_a_partial_drift_only_plan_cannot_be_saved(base_url, policies):
+    policies.enter("base")
+    result = invoke("plan", "--database-url", base_url, "--detect-drift", "--out", "plan.json")
+    assert result.exit_code == 1 and "--detect-drift shows only part of one" in result.stderr
+    assert not Path("plan.json").exists()
