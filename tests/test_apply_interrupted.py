@@ -100,3 +100,29 @@ def test_a_failed_apply_updates_its_started_row(base_url, policies):
     assert [(entry[0], entry[1]) for entry in ledger(base_url)] == [(1, "applied"), (2, "failed")]
     assert rows(base_url, "SELECT backend_pid IS NOT NULL, finished_at IS NOT NULL FROM rulesctl.applies "
                           "WHERE id = 2") == [(True, True)]
+
+
+OLD_LEDGER = """
+CREATE SCHEMA rulesctl;
+CREATE TABLE rulesctl.applies (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  started_at timestamptz NOT NULL,
+  finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+  outcome text NOT NULL CHECK (outcome IN ('applied', 'no_change', 'refused', 'failed')),
+  policy_hash text NOT NULL, desired_hash text NOT NULL, tool_version text NOT NULL, git_commit text,
+  applied_by text NOT NULL, os_user text, client_host text, statement_count integer NOT NULL,
+  statements jsonb NOT NULL DEFAULT '[]', message text);
+INSERT INTO rulesctl.applies (started_at, outcome, policy_hash, desired_hash, tool_version, applied_by, statement_count)
+VALUES (now(), 'refused', 'old', 'old', '0.0', 'postgres', 0);
+"""
+
+
+def test_a_ledger_made_by_an_older_rulesctl_is_brought_up_to_date(database_url, policies):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(OLD_LEDGER)
+    assert [line.split()[3] for line in invoke("history", "--database-url", database_url).stdout.splitlines()] == [
+        "refused"]
+    policy, objects = policies.build("base")
+    assert apply(database_url, objects, policy).outcome == "applied"
+    entries = rows(database_url, "SELECT id, outcome, backend_pid IS NOT NULL FROM rulesctl.applies ORDER BY id")
+    assert entries == [(1, "refused", False), (2, "applied", True)]
