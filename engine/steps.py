@@ -290,7 +290,8 @@ class StepBuilder:
         sql = self._sql("enable_trigger.sql.j2", table=desired["table"], name=change.name.split(".", 1)[1],
                         state=TRIGGER_STATES[desired["enabled"]])
         return [Step("enable", change.key, sql, f"enable {label} on {desired['table']}: it is "
-                     f"{TRIGGER_WORDS.get(live['enabled'], live['enabled'])}{where}", (), origin)]
+                     f"{TRIGGER_WORDS.get(live['enabled'], live['enabled'])}; what it keeps up to date may have "
+                     f"drifted meanwhile{where}", (), origin)]
 
     def _change_role(self, change, obj, label, where, origin):
         """A managed role's powers and memberships are restored: a role that gained BYPASSRLS,
