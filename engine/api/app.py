@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from .db import Database
 from .errors import ApiError, internal
-from .events import EventHub
+from .events import QUEUE_SIZE, EventHub
 from .routes import router
 
 log = logging.getLogger("rulesctl.api")
@@ -40,12 +40,14 @@ assignment) as bad input, 400.
 
 
 def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_max: int = 16,
-               pool_timeout: float = 10.0) -> FastAPI:
-    """pool_timeout: seconds a request waits for a database connection before its 503."""
+               pool_timeout: float = 10.0, event_queue_size: int = QUEUE_SIZE) -> FastAPI:
+    """pool_timeout: seconds a request waits while every database connection is in use before
+    its 503 (an unreachable database is a 503 at once); event_queue_size: events a stream may
+    fall behind by before it is closed ("too far behind; reconnect")."""
     if not jwt_secret:
         raise ValueError("a JWT secret is required (RULESCTL_JWT_SECRET or SUPABASE_JWT_SECRET)")
     database = Database(database_url, min_size=pool_min, max_size=pool_max, timeout=pool_timeout)
-    hub = EventHub(database)
+    hub = EventHub(database, event_queue_size)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -13,7 +13,8 @@ owner, which may switch to the API roles):
 so grants, row level security and the SQL API's own caller checks see the caller exactly as
 they would behind PostgREST. SET LOCAL and set_config(..., true) end with the transaction:
 nothing leaks to the next request on the same connection. A serialization failure or a
-deadlock is retried (with jittered back-off) and never reaches the caller.
+deadlock is retried (with jittered back-off) and never reaches the caller. Connections come
+from pool.py: a dead one is replaced at once, and an unreachable database is a 503 at once.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from contextlib import asynccontextmanager
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
 from .auth import ROLES, Caller
 from .errors import RETRYABLE, from_database
+from .pool import Exhausted, Pool, Unavailable
 
 ATTEMPTS = 6
 APPLICATION_NAME = "rulesctl-api"
@@ -40,14 +41,12 @@ class Database:
                  statement_timeout_ms: int = 30_000):
         self.url = url
         self.statement_timeout_ms = statement_timeout_ms
-        self.pool = AsyncConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False,
-            kwargs={"autocommit": True, "application_name": APPLICATION_NAME},
-            check=AsyncConnectionPool.check_connection)
+        self.pool = Pool(url, min_size=min_size, max_size=max_size, timeout=timeout,
+                         autocommit=True, application_name=APPLICATION_NAME)
 
     async def open(self) -> None:
-        # wait=False: the server starts even when the database is down (health then says so).
-        await self.pool.open(wait=False)
+        # The server starts even when the database is down (health then says so).
+        await self.pool.open()
 
     async def close(self) -> None:
         await self.pool.close()
@@ -59,8 +58,8 @@ class Database:
                 async with self.as_caller(caller) as conn:
                     cursor = await conn.execute(query, params)
                     return await cursor.fetchall() if cursor.description else []
-            except psycopg.Error as exc:
-                if exc.sqlstate in RETRYABLE and attempt < ATTEMPTS - 1:
+            except (psycopg.Error, Exhausted, Unavailable) as exc:
+                if getattr(exc, "sqlstate", None) in RETRYABLE and attempt < ATTEMPTS - 1:
                     await asyncio.sleep(random.uniform(0, 0.01 * 2 ** attempt))
                     continue
                 raise from_database(exc) from None

@@ -9,12 +9,16 @@ How PostgreSQL errors map (the SQL API raises them; this module only translates)
 | 22023 | 400 `invalid_input` | bad input; the field is the error's COLUMN (set by `api_invalid`) |
 | 22023 | 404 `not_found` | bad input whose message reads `unknown assignment`, `unknown unit` or `unknown staff` |
 | other class 22 | 400 `invalid_input` | data the database cannot take (a NUL byte, an out-of-range number, ...) |
+| class 54 | 400 `invalid_input` | a program limit: a value too large for an index, too many of something (the request's fault) |
 | 42501 | 403 `forbidden` | the caller's role or staff role may not do it (grants, caller checks in the functions) |
 | 55000 | 409 `conflict` | a conflicting change: the `version` the caller read no longer matches (`api_conflict`) |
 | 40001, 40P01 | retried by db.py; 503 `busy` only if every retry failed | |
-| 08*, 53*, 57P*, pool time-outs | 503 `unavailable` | the database cannot be reached or is overloaded |
+| other class 40, 57014, 55P03; every connection in use | 503 `busy` | a rolled-back transaction, a statement or lock time-out |
+| class 08, 53, 57 (but 57014), 58; a connection refused or lost | 503 `unavailable` | the database cannot be reached or is out of resources |
 | anything else | 500 `internal` | a bug: logged with its traceback, the client gets a request id |
 
+Only the rows above say "retry": a client retries a 503 and never a 400, so bad input must never
+land in a 503 row (a 20 KB id once did, as 54000, and clients retried it forever).
 The 404 rule reads the message because the SQL API signals "unknown X" with the same
 SQLSTATE as other bad input; the pattern is the one documented contract for telling them apart.
 """
@@ -26,7 +30,8 @@ import re
 import uuid
 
 import psycopg
-from psycopg import errors as pg_errors
+
+from .pool import Exhausted, Unavailable
 
 log = logging.getLogger("rulesctl.api")
 
@@ -59,8 +64,14 @@ def invalid(field: str | None, message: str) -> ApiError:
 
 
 def from_database(exc: Exception) -> ApiError:
-    """Translate an error raised while running a request's SQL."""
-    sqlstate = getattr(exc, "sqlstate", None)
+    """Translate an error raised while running a request's SQL (or getting its connection)."""
+    if isinstance(exc, Unavailable):
+        log.error("database unavailable: %s", exc)
+        return _unavailable()
+    if isinstance(exc, Exhausted):
+        log.warning("%s", exc)
+        return _busy()
+    sqlstate = getattr(exc, "sqlstate", None) or ""
     diag = getattr(exc, "diag", None)
     message = (diag.message_primary if diag is not None and diag.message_primary else str(exc)).strip()
     field = diag.column_name if diag is not None else None
@@ -69,19 +80,32 @@ def from_database(exc: Exception) -> ApiError:
         if NOT_FOUND_PATTERN.search(message):
             return ApiError(404, "not_found", message, field)
         return ApiError(400, "invalid_input", message, field)
-    if isinstance(exc, psycopg.DataError):  # class 22, or data psycopg refuses to send (NUL bytes)
+    if sqlstate.startswith("22") or (not sqlstate and isinstance(exc, psycopg.DataError)):
+        # class 22, or data psycopg refuses to send (NUL bytes)
         log.warning("data error %s: %s", sqlstate, message)
         return ApiError(400, "invalid_input", message, field)
+    if sqlstate.startswith("54"):
+        log.warning("program limit %s: %s", sqlstate, message)      # names indexes: not for the client
+        return ApiError(400, "invalid_input", "the request is too large for the database: a value is too long "
+                                              "or there are too many of something", field)
     if sqlstate == "42501":
         return ApiError(403, "forbidden", message)
     if sqlstate == "55000":
         return ApiError(409, "conflict", message, field or _field_from_message(message))
-    if sqlstate in RETRYABLE:
-        return ApiError(503, "busy", "the database is busy; retry the request", headers={"Retry-After": "1"})
-    if isinstance(exc, (psycopg.OperationalError, pg_errors.InsufficientResources)) or _is_pool_timeout(exc):
+    if sqlstate.startswith("40") or sqlstate in ("57014", "55P03"):
+        return _busy()
+    if sqlstate[:2] in ("08", "53", "57", "58") or (not sqlstate and isinstance(exc, psycopg.OperationalError)):
         log.error("database unavailable: %s", str(exc).strip())
-        return ApiError(503, "unavailable", "the database is unavailable; retry later", headers={"Retry-After": "5"})
+        return _unavailable()
     return internal(exc)
+
+
+def _busy() -> ApiError:
+    return ApiError(503, "busy", "the database is busy; retry the request", headers={"Retry-After": "1"})
+
+
+def _unavailable() -> ApiError:
+    return ApiError(503, "unavailable", "the database is unavailable; retry later", headers={"Retry-After": "5"})
 
 
 def internal(exc: BaseException) -> ApiError:
@@ -95,7 +119,3 @@ def _field_from_message(message: str) -> str | None:
     head, sep, _ = message.partition(": ")
     return head if sep and re.fullmatch(r"[a-z_][a-z0-9_]*", head) else None
 
-
-def _is_pool_timeout(exc: Exception) -> bool:
-    from psycopg_pool import PoolTimeout, TooManyRequests
-    return isinstance(exc, (PoolTimeout, TooManyRequests))

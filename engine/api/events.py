@@ -15,6 +15,12 @@ Stream format: ``event: ready`` once subscribed (LISTEN is active from then on),
 ``data``, a ``: keep-alive`` comment every HEARTBEAT_SECONDS, ``event: resync`` when the
 listener had to reconnect (notifications in between are lost: refetch), and ``event: closed``
 (with a reason) when the server shuts down, the token expires or the subscriber falls too far behind.
+
+Nothing after a ``resync`` is lost: the listener announces the gap only once it listens again,
+so whatever commits after the client's refetch arrives; and an event whose visibility check
+fails because the database is unreachable (a restart) is asked again until the database answers,
+never dropped. Reconnecting never backs off beyond RECONNECT_MAX_SECONDS: the stream is back
+within about a second of the database.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ RELAY_SECONDS = 0.1          # how often the outbox is sent when it was empty la
 RELAY_BATCH = 500           # small transactions: 5,000 notifications per commit raised a running mix's p99 tenfold
 QUEUE_SIZE = 1000
 READY_TIMEOUT = 5.0
+RECONNECT_FIRST_SECONDS = 0.1   # listener, relay and visibility checks retry after this, doubling
+RECONNECT_MAX_SECONDS = 1.0     # up to this: a local connection attempt is cheap, a second's delay is not
 
 
 class _Closed:
@@ -55,8 +63,9 @@ class _Gap:
 
 
 class EventHub:
-    def __init__(self, database: Database):
+    def __init__(self, database: Database, queue_size: int = QUEUE_SIZE):
         self.database = database
+        self.queue_size = queue_size
         self.subscribers: set[asyncio.Queue] = set()
         self.listening = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -86,7 +95,7 @@ class EventHub:
                     pass
 
     async def _listen_forever(self) -> None:
-        delay, lost = 0.5, False
+        delay, lost = RECONNECT_FIRST_SECONDS, False
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -95,7 +104,7 @@ class EventHub:
                         await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                     self.listening.set()
                     log.info("listening on %s", ", ".join(VISIBILITY))
-                    delay = 0.5
+                    delay = RECONNECT_FIRST_SECONDS
                     if lost:
                         for queue in list(self.subscribers):
                             _put(queue, _Gap())
@@ -110,17 +119,17 @@ class EventHub:
                 lost = True
                 log.warning("event listener lost its connection (%s); retrying in %.1fs", str(exc).strip(), delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
     async def _relay_forever(self) -> None:
         """Send the engine's outbox (relay_engine_events) for every listener, this one included:
         at once again while batches come back full, else after RELAY_SECONDS."""
-        delay = 0.5
+        delay = RECONNECT_FIRST_SECONDS
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
                         self.database.url, autocommit=True, application_name=f"{APPLICATION_NAME}-relay") as conn:
-                    delay = 0.5
+                    delay = RECONNECT_FIRST_SECONDS
                     while True:
                         sent = (await (await conn.execute("SELECT relay_engine_events(%s)", [RELAY_BATCH])).fetchone())[0]
                         if sent < RELAY_BATCH:
@@ -128,7 +137,7 @@ class EventHub:
             except psycopg.Error as exc:
                 log.warning("event relay failed (%s); retrying in %.1fs", str(exc).strip(), delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, RECONNECT_MAX_SECONDS)
 
     async def ensure_listening(self) -> None:
         """Raise a 503 ApiError unless the listener is up (so a stream can start for real)."""
@@ -147,7 +156,7 @@ class EventHub:
         """The subscriber's text/event-stream, until it disconnects, its token expires or we close.
         The subscription starts before `ready` is sent: whatever happens after `ready` arrives."""
         expires_at = caller.claims.get("exp")
-        queue: asyncio.Queue = asyncio.Queue(QUEUE_SIZE)
+        queue: asyncio.Queue = asyncio.Queue(self.queue_size)
         self.subscribers.add(queue)
         try:
             if self._closing:
@@ -173,26 +182,53 @@ class EventHub:
                     yield _event("resync", {"reason": "the server lost its database connection for a while; "
                                                       "events may be missing: refetch what you show"})
                     continue
-                payload = await self._visible_payload(caller, item)
-                if payload is not None:
-                    yield _event(item.channel, payload)
+                payload = _payload(item)
+                delay = RECONNECT_FIRST_SECONDS
+                while payload is not None:
+                    try:
+                        if await self._visible(caller, item.channel, payload):
+                            yield _event(item.channel, payload)
+                        break
+                    except _Unreachable as exc:
+                        # The database is restarting or down: ask again (never drop the event),
+                        # keeping the connection alive meanwhile; give way to a shutdown.
+                        if self._closing:
+                            yield _event("closed", {"reason": "server shutting down"})
+                            return
+                        log.info("visibility of a %s event unknown (%s); asking again in %.1fs",
+                                 item.channel, exc, delay)
+                        yield ": keep-alive\n\n"
+                        await asyncio.sleep(delay)
+                        delay = min(delay * 2, RECONNECT_MAX_SECONDS)
         finally:
             self.unsubscribe(queue)
 
-    async def _visible_payload(self, caller: Caller, note) -> dict | None:
-        key, query = VISIBILITY[note.channel]
+    async def _visible(self, caller: Caller, channel: str, payload: dict) -> bool:
+        """Whether the caller may see it (row level security, asked as the caller). Raises
+        _Unreachable when the database cannot answer now; any other failure is a refusal."""
+        key, query = VISIBILITY[channel]
         try:
-            payload = json.loads(note.payload)
-            object_id = payload[key]
-        except (ValueError, TypeError, KeyError):
-            log.warning("ignoring a malformed %s notification: %.200s", note.channel, note.payload)
-            return None
-        try:
-            visible = await self.database.one(caller, query, [object_id])
+            return bool(await self.database.one(caller, query, [payload[key]]))
         except ApiError as exc:
-            log.warning("could not check visibility of a %s event: %s", note.channel, exc.message)
-            return None
-        return payload if visible else None
+            if exc.status == 503:
+                raise _Unreachable(exc.message) from None
+            log.warning("could not check visibility of a %s event: %s", channel, exc.message)
+            return False
+
+
+class _Unreachable(Exception):
+    pass
+
+
+def _payload(note) -> dict | None:
+    key, _ = VISIBILITY[note.channel]
+    try:
+        payload = json.loads(note.payload)
+        payload[key]
+    except (ValueError, TypeError, KeyError):
+        log.warning("ignoring a malformed %s notification: %.200s", note.channel, note.payload)
+        return None
+    return payload
 
 
 def _event(name: str, data: dict) -> str:
