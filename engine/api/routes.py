@@ -150,8 +150,10 @@ SELECT jsonb_build_object(
 @router.get("/assignments/queue", tags=["assignments"], response_model=schemas.QueuePage,
             summary="The queue the caller may see, by aged priority then age", responses=_errors(*COMMON))
 async def queue(request: Request, caller: Caller = Depends(authenticate),
-                unit_id: str | None = Query(None, description="only items waiting for this unit"),
-                priority: str | None = Query(None, description="only items of this priority"),
+                unit_id: str | None = Query(None, max_length=schemas.ID_MAX_LENGTH,
+                                            description="only items waiting for this unit"),
+                priority: str | None = Query(None, max_length=schemas.ID_MAX_LENGTH,
+                                             description="only items of this priority"),
                 limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
     """The queue in the order it will be served, as `assignment_queue_ordered` has it (row
     level security shows supervisors their units' queue, plain staff nothing); without a
@@ -190,7 +192,8 @@ async def complete(request: Request, caller: Caller = Depends(authenticate)):
 @router.get("/capacity/check", tags=["capacity"], response_model=schemas.CapacityResult,
             summary="A unit's capacity now", responses=_errors(*COMMON, 404))
 async def capacity_check(request: Request, caller: Caller = Depends(authenticate),
-                         unit_id: str = Query(description="a unit id of rules/units.yaml")):
+                         unit_id: str = Query(max_length=schemas.ID_MAX_LENGTH,
+                                              description="a unit id of rules/units.yaml")):
     """`capacity_check(unit_id)`."""
     return await _call(request, caller, "SELECT capacity_check(%s::text)", [unit_id])
 

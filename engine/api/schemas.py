@@ -1,7 +1,9 @@
 """The OpenAPI description of the endpoints' bodies. Documentation only: requests reach the SQL
 API as the JSON the client sent, and the SQL API alone validates them (its 22023 errors become
 400s naming the field), so the server never disagrees with the database about what is valid.
-Responses are the SQL API's jsonb as it is; fields the database adds later are allowed.
+The length limits are the SQL API's (api_text: ID_MAX_LENGTH for ids and policy names,
+TEXT_MAX_LENGTH for free text), documented here as maxLength; tests/test_api_limits.py holds
+the two equal. Responses are the SQL API's jsonb as it is; fields the database adds later are allowed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,18 @@ from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+ID_MAX_LENGTH = 200        # api_text.sql.j2: ids, and names of the policy (types, priorities, statuses)
+TEXT_MAX_LENGTH = 2000     # api_text.sql.j2: free text (reason, full_name, email)
+
+
+def _id(description: str | None = None, **options):
+    return Field(min_length=1, max_length=ID_MAX_LENGTH, description=description, **options)
+
+
+def _text(**options):
+    return Field(min_length=1, max_length=TEXT_MAX_LENGTH, **options)
 
 
 class _Open(BaseModel):
@@ -26,25 +40,25 @@ class Error(BaseModel):
 # ----------------------------------------------------------------------------- requests
 
 class AutoAssignRequest(BaseModel):
-    work_item_id: str = Field(min_length=1)
-    work_item_type: str = Field(min_length=1, description="a work item type of rules/work_items.yaml, e.g. ticket")
-    priority: str = Field(min_length=1, description="a priority of rules/work_items.yaml: low, normal, high, urgent")
+    work_item_id: str = _id()
+    work_item_type: str = _id("a work item type of rules/work_items.yaml, e.g. ticket")
+    priority: str = _id("a priority of rules/work_items.yaml: low, normal, high, urgent")
     required_skills: list[str] | None = Field(None, description="skill ids of rules/skills.yaml")
-    target_unit_id: str | None = Field(None, min_length=1, description="wins over the unit the rules would pick")
+    target_unit_id: str | None = _id("wins over the unit the rules would pick", default=None)
 
 
 class ManualOverrideRequest(BaseModel):
-    assignment_id: str | None = Field(None, description="uuid; give this or work_item_id")
-    work_item_id: str | None = Field(None, min_length=1, description="for an active or queued item")
-    assignee_id: str = Field(description="uuid of the staff member who takes the item")
-    reason: str = Field(min_length=1)
+    assignment_id: str | None = _id("uuid; give this or work_item_id", default=None)
+    work_item_id: str | None = _id("for an active or queued item", default=None)
+    assignee_id: str = _id("uuid of the staff member who takes the item")
+    reason: str = _text()
     allow_exceed_wip: bool = False
     version: int | None = Field(None, description="the assignment version you read; 409 if it changed since")
 
 
 class EscalateRequest(BaseModel):
-    assignment_id: str = Field(description="uuid")
-    reason: str = Field(min_length=1)
+    assignment_id: str = _id("uuid")
+    reason: str = _text()
 
 
 class CompleteRequest(BaseModel):
@@ -52,10 +66,10 @@ class CompleteRequest(BaseModel):
 
 
 class AvailabilityRequest(BaseModel):
-    staff_id: str = Field(description="uuid")
-    status: str = Field(description="an availability_status value: available, busy, on_leave, ...")
-    until: str | None = Field(None, description="timestamp with time zone (ISO 8601)")
-    reason: str | None = None
+    staff_id: str = _id("uuid")
+    status: str = _id("an availability_status value: available, busy, on_leave, ...")
+    until: str | None = _id("timestamp with time zone (ISO 8601)", default=None)
+    reason: str | None = _text(default=None)
     version: int | None = Field(None, description="the staff profile version you read; 409 if it changed since")
 
 

@@ -4,7 +4,12 @@
 
 -- function public.api_text(jsonb, text, boolean)
 -- A string field of a jsonb request: NULL when absent (or required -> 22023), never a number
--- or object passed off as text.
+-- or object passed off as text, and never longer than the API takes: 2000 characters for free
+-- text (reason, full_name, email), 200 for everything else (ids, and the names of the policy:
+-- work item types, priorities, statuses, roles). The limit is checked here, before a value can
+-- reach an index: a btree entry over ~2.7 kB fails with SQLSTATE 54000, a server limit that
+-- names an index instead of the field. engine/api/schemas.py documents the same two limits
+-- (ID_MAX_LENGTH, TEXT_MAX_LENGTH; tests/test_api_limits.py holds them equal).
 CREATE OR REPLACE FUNCTION public.api_text(p_request jsonb, p_field text, p_required boolean DEFAULT true)
 RETURNS text
 LANGUAGE plpgsql
@@ -13,6 +18,7 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
   v_value jsonb := p_request -> p_field;
+  v_max integer := CASE WHEN p_field IN ('reason', 'full_name', 'email') THEN 2000 ELSE 200 END;
 BEGIN
   IF p_request IS NULL OR jsonb_typeof(p_request) <> 'object' THEN
     PERFORM api_invalid('request', 'expected a JSON object');
@@ -25,6 +31,10 @@ BEGIN
   END IF;
   IF jsonb_typeof(v_value) <> 'string' OR btrim(v_value #>> '{}') = '' THEN
     PERFORM api_invalid(p_field, 'must be a non-empty string');
+  END IF;
+  IF length(v_value #>> '{}') > v_max THEN
+    PERFORM api_invalid(p_field, format('must be at most %s characters long (this one has %s)',
+                                        v_max, length(v_value #>> '{}')));
   END IF;
   RETURN v_value #>> '{}';
 END
