@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -57,13 +58,13 @@ class Mutation:
 @dataclass
 class Outcome:
     mutation: Mutation
-    result: str                 # killed | SURVIVED | BROKEN (its tests errored instead of failing)
+    result: str                 # killed | timeout (counts as killed) | SURVIVED | BROKEN (its tests errored)
     seconds: float
     detail: str
 
     @property
     def killed(self) -> bool:
-        return self.result == "killed"
+        return self.result in ("killed", "timeout")
 
 
 class ListError(Exception):
@@ -145,21 +146,39 @@ def check_imported_from(tree: Path, env: dict[str, str]) -> None:
 
 
 def run_tests(tree: Path, env: dict[str, str], tests: tuple[str, ...], timeout: float) -> tuple[str, str]:
-    """(passed | failed | error, last lines of output). "error": no test failed, but one could
+    """(passed | failed | timeout | error, last lines of output). "error": no test failed, but one could
     not run (a fixture, an import or the engine's install broke): the mutation broke the build,
     which says nothing about the tests."""
     command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *tests]
+    # Its own process group: on a time-out, SIGINT lets pytest tear its PostgreSQL cluster down.
+    child = subprocess.Popen(command, cwd=tree, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, start_new_session=True)
     try:
-        out = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+        output, _ = child.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "failed", f"timed out after {timeout:g}s"
-    lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
+        _stop(child)
+        return "timeout", f"timed out after {timeout:g}s"
+    lines = [line for line in output.splitlines() if line.strip()]
     summary = lines[-1] if lines else ""
-    if out.returncode == 0:
+    if child.returncode == 0:
         return "passed", summary
-    if " failed" in summary or "timed out" in summary:
+    if " failed" in summary:
         return "failed", "\n".join(lines[-15:])
     return "error", "\n".join(lines[-15:])
+
+
+def _stop(child: subprocess.Popen) -> None:
+    """End a test run that hangs: SIGINT to its group (pytest runs its teardown), then SIGKILL."""
+    for sig, grace in ((signal.SIGINT, 60), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            child.communicate(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def run(mutations: list[Mutation], baseline: bool = True, timeout: float = TIMEOUT_S,
@@ -190,7 +209,7 @@ def run(mutations: list[Mutation], baseline: bool = True, timeout: float = TIMEO
             path.write_text(text.replace(m.original, m.replacement, 1))
             started = time.monotonic()
             status, output = run_tests(tree, env, m.tests, timeout)
-            result = {"passed": "SURVIVED", "failed": "killed", "error": "BROKEN"}[status]
+            result = {"passed": "SURVIVED", "failed": "killed", "timeout": "timeout", "error": "BROKEN"}[status]
             outcome = Outcome(m, result, time.monotonic() - started, output)
             outcomes.append(outcome)
             echo(f"{m.id:<48} {m.tag:<10} {result:<9} {outcome.seconds:6.1f}s")
