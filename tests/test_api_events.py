@@ -115,3 +115,45 @@ def test_a_stream_ends_when_its_token_expires(api):
             stream = EventStream(response)
             assert stream.next_event()[0] == "ready"
             assert stream.next_event() == ("closed", {"reason": "token expired"})
+
+
+def test_someone_elses_escalation_is_withheld_and_one_the_caller_may_see_arrives(api):
+    """Each escalation is asked of the database as the subscriber: the translator's escalation
+    (Translation) reaches neither a colleague in IT Support nor IT Support's supervisor, while
+    the escalation of the IT desk's work reaches both (its assignee, and the supervisor of its unit).
+    Commit order shows the withheld one never arrived: it was committed first."""
+    theirs = assign(api, "EV-40", "translation_request")
+    mine_item = assign(api, "EV-41")
+    assert (theirs["assignee_id"], mine_item["assignee_id"]) == (TRANSLATOR, DESK_A)
+    with event_stream(api, "authenticated", DESK_A) as mine, event_stream(api, "authenticated", IT_SUPERVISOR) as sup, \
+            event_stream(api, "authenticated", TRANSLATOR) as translator:
+        withheld = api.as_("authenticated", TRANSLATOR).post(f"{V1}/assignments/escalate", json={
+            "assignment_id": theirs["assignment_id"], "reason": "needs a second reader"})
+        assert withheld.status_code == 200, withheld.text
+        visible = api.as_("authenticated", IT_SUPERVISOR).post(f"{V1}/assignments/escalate", json={
+            "assignment_id": mine_item["assignment_id"], "reason": "the customer is waiting"})
+        assert visible.status_code == 200, visible.text
+        withheld_id, visible_id = withheld.json()["event_id"], visible.json()["event_id"]
+
+        for stream in (mine, sup):
+            seen = stream.until(lambda e, d: e == "escalation_events" and d["event_id"] == visible_id)
+            escalations = [d for e, d in seen if e == "escalation_events"]
+            assert [d["event_id"] for d in escalations] == [visible_id], escalations
+            assert escalations[-1]["assignment_id"] == mine_item["assignment_id"]
+        # ... and the translator, who may see their own, sees it and not IT Support's
+        seen = translator.until(lambda e, d: e == "escalation_events")
+        assert seen[-1][1]["event_id"] == withheld_id
+
+
+def test_a_stream_that_falls_too_far_behind_is_closed(api, installed):
+    """More notifications at once than the stream's queue holds: the stream is told to reconnect
+    (it would otherwise miss events silently), and the server carries on serving others."""
+    with running_server(installed, event_queue_size=4) as own, event_stream(own, "service_role") as stream:
+        with psycopg.connect(installed, autocommit=True) as conn:
+            conn.execute("SELECT pg_notify('assignment_changes', jsonb_build_object("
+                         "'assignment_id', gen_random_uuid(), 'work_item_id', 'burst-' || n)::text)"
+                         " FROM generate_series(1, 500) n")
+        assert stream.until(lambda e, d: e == "closed")[-1] == ("closed", {"reason": "too far behind; reconnect"})
+        with event_stream(own, "service_role") as again:           # a new stream works
+            assign(own, "EV-50")
+            assert again.until(is_item("EV-50"))
