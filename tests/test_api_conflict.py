@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
@@ -55,3 +57,27 @@ def test_availability_with_a_stale_version_is_a_conflict_and_changes_nothing(api
                             (DESK_A,)).fetchone() == ("busy",)
     bad = supervisor.post(AVAILABILITY, json={"staff_id": DESK_A, "status": "on_leave", "version": "one"})
     assert bad.status_code == 400 and bad.json()["field"] == "version"
+
+
+def test_the_sql_api_raises_55000_for_a_stale_version_and_changes_nothing(api):
+    """The SQL API itself (as PostgREST would call it, as the unit's supervisor), not only its
+    HTTP translation: a stale `version` is SQLSTATE 55000 naming the field, and nothing moves."""
+    _, url = api
+    with psycopg.connect(url, autocommit=True) as conn:
+        item = conn.execute("SELECT auto_assign(%s)", [Jsonb({"work_item_id": "c-2", "work_item_type": "ticket",
+                                                               "priority": "normal", "target_unit_id": "unit-hr"})]
+                            ).fetchone()[0]
+        version = conn.execute("SELECT version FROM assignments WHERE id = %s", (item["assignment_id"],)).fetchone()[0]
+        other = DESK_B if item["assignee_id"] == DESK_A else DESK_A
+        request = {"assignment_id": item["assignment_id"], "assignee_id": other, "reason": "rebalance"}
+        for stale in (version - 1, version + 1):
+            with pytest.raises(psycopg.Error) as error, conn.transaction():
+                conn.execute("SET LOCAL ROLE authenticated")
+                conn.execute("SELECT set_config('request.jwt.claims', %s, true)",
+                             [json.dumps({"role": "authenticated", "sub": SUPERVISOR})])
+                conn.execute("SELECT manual_override(%s)", [Jsonb({**request, "version": stale})])
+            assert error.value.sqlstate == "55000", error.value
+            assert error.value.diag.message_primary.startswith("version")
+        row = conn.execute("SELECT assignee_id::text, version FROM assignments WHERE id = %s",
+                           (item["assignment_id"],)).fetchone()
+        assert row == (item["assignee_id"], version)
