@@ -5,14 +5,12 @@ codes, content types and schemas. The event stream is left out (it never ends)."
 from __future__ import annotations
 
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import checks as st_checks
 
-schemathesis = pytest.importorskip("schemathesis")
-from hypothesis import HealthCheck, settings  # noqa: E402
-from schemathesis import checks as st_checks  # noqa: E402
-
-from api_support import (SECRET, add_staff, bearer, installed_database, reset_runtime_data,  # noqa: E402
-                         running_server, uid)
-from engine.api import create_app  # noqa: E402
+from api_support import SECRET, add_staff, bearer, installed_database, reset_runtime_data, running_server, uid
+from engine.api import create_app
 
 ADMIN, DESK = uid(501), uid(502)
 # The document as the server serves it; no database is needed to build it.
