@@ -82,3 +82,44 @@ def test_retries_leaks_and_internal_errors(engine_url, caplog):
     request_id = boom.message.rsplit(" ", 1)[1]
     logged = [r for r in caplog.records if request_id in r.getMessage()]
     assert logged and logged[0].exc_info is not None          # the traceback is in the log, not the answer
+
+
+def test_the_pool_replaces_dead_connections_and_says_busy_only_when_every_connection_is_in_use(engine_url):
+    service = Caller("service_role", {"role": "service_role"})
+
+    async def scenario():
+        database = Database(engine_url, min_size=2, max_size=2, timeout=0.3)
+        await database.open()
+        try:
+            results = {"opened": database.pool.stats()}
+            # both pooled connections killed while idle (what a database restart leaves behind)
+            with psycopg.connect(engine_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                              " WHERE application_name = 'rulesctl-api' AND datname = current_database()")
+            results["after kill"] = await database.one(service, "SELECT 1")
+            # both connections busy for longer than the wait: the third request is told "busy"
+            sleepers = [asyncio.create_task(database.one(service, "SELECT pg_sleep(1)")) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(ApiError) as busy:
+                await database.one(service, "SELECT 1")
+            results["busy"] = (busy.value.status, busy.value.error, asyncio.get_running_loop().time() - started)
+            await asyncio.gather(*sleepers)
+            # a request cancelled while it waits or runs gives its connection back
+            waiting = asyncio.create_task(database.one(service, "SELECT pg_sleep(5)"))
+            await asyncio.sleep(0.1)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            results["after cancel"] = [await database.one(service, "SELECT 2") for _ in range(3)]
+            results["size"] = database.pool.stats()["size"]
+            return results
+        finally:
+            await database.close()
+
+    results = run(scenario)
+    assert results["opened"] == {"size": 2, "idle": 2}
+    assert results["after kill"] == 1
+    status, error, waited = results["busy"]
+    assert (status, error) == (503, "busy") and 0.25 < waited < 1.0
+    assert results["after cancel"] == [2, 2, 2] and results["size"] <= 2

@@ -31,11 +31,12 @@ claims `role` (`anon`, `authenticated` or `service_role`), `exp`, and `sub` (the
 Each request runs in a transaction with that role and `request.jwt.claims` set, so the
 database's grants and row level security decide what the caller may do and see.
 
-**Errors** are `{"error", "message", "field"?}`: 400 invalid input (`field` names it),
-401 bad or missing token, 403 not allowed, 404 unknown assignment/unit/staff, 413 body over
-1 MiB, 503 database busy or unavailable (retry), 500 a bug (logged; quote the request id).
-No endpoint answers 409: the SQL API reports state conflicts (e.g. completing a completed
-assignment) as bad input, 400.
+**Errors** are `{"error", "message", "field"?}`: 400 invalid input (`field` names it; ids
+and names take at most 200 characters, free text such as `reason` 2000), 401 bad or missing
+token, 403 not allowed, 404 unknown assignment/unit/staff, 409 the `version` you read is stale,
+413 body over 1 MiB, 503 database busy or unavailable (retry after `Retry-After` seconds; never
+for bad input), 500 a bug (logged; quote the request id). Other state conflicts (e.g.
+completing a completed assignment) are bad input, 400.
 """
 
 

@@ -14,7 +14,9 @@ so grants, row level security and the SQL API's own caller checks see the caller
 they would behind PostgREST. SET LOCAL and set_config(..., true) end with the transaction:
 nothing leaks to the next request on the same connection. A serialization failure or a
 deadlock is retried (with jittered back-off) and never reaches the caller. Connections come
-from pool.py: a dead one is replaced at once, and an unreachable database is a 503 at once.
+from pool.py: a dead one is replaced at once, and an unreachable database is a 503 at once; a
+connection that dies before the statement is sent (killed between the pool's check and BEGIN)
+is replaced too, since nothing ran on it.
 """
 
 from __future__ import annotations
@@ -54,11 +56,15 @@ class Database:
     async def call(self, caller: Caller, query, params=None) -> list[dict]:
         """Run one statement as the caller, in its own transaction; rows as dicts."""
         for attempt in range(ATTEMPTS):
+            started = False
             try:
                 async with self.as_caller(caller) as conn:
+                    started = True
                     cursor = await conn.execute(query, params)
                     return await cursor.fetchall() if cursor.description else []
             except (psycopg.Error, Exhausted, Unavailable) as exc:
+                if not started and isinstance(exc, psycopg.OperationalError) and attempt < ATTEMPTS - 1:
+                    continue        # the connection died under BEGIN / SET ROLE: nothing ran; take another
                 if getattr(exc, "sqlstate", None) in RETRYABLE and attempt < ATTEMPTS - 1:
                     await asyncio.sleep(random.uniform(0, 0.01 * 2 ** attempt))
                     continue

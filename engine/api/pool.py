@@ -51,12 +51,11 @@ class Pool:
         self.connect_kwargs = {"connect_timeout": CONNECT_TIMEOUT_SECONDS, **connect_kwargs}
         self._idle: deque[psycopg.AsyncConnection] = deque()
         self._size = 0                         # connections open or being opened
-        self._changed: asyncio.Condition | None = None
+        self._changed = asyncio.Condition()      # an idle connection or a free slot appeared
         self._closed = False
 
     async def open(self) -> None:
         """Open min_size connections if the database answers (the server starts either way)."""
-        self._changed = asyncio.Condition()
         try:
             for _ in range(self.min_size - self._size):
                 self._size += 1
@@ -89,7 +88,12 @@ class Pool:
         while True:
             while self._idle:
                 conn = self._idle.pop()                 # the most recently used: the warmest
-                if await _alive(conn):
+                try:
+                    alive = await _alive(conn)
+                except BaseException:                   # cancelled mid-check: never lose the slot
+                    await self._drop(conn)
+                    raise
+                if alive:
                     return conn
                 await self._drop(conn)
             if self._size < self.max_size:
@@ -138,14 +142,22 @@ async def _alive(conn: psycopg.AsyncConnection) -> bool:
     if conn.closed or conn.info.transaction_status != TransactionStatus.IDLE:
         return False
     try:
-        readable, _, _ = select.select([conn.fileno()], [], [], 0)
+        if not _readable(conn.fileno()):
+            return True
     except (OSError, ValueError):
         return False
-    if not readable:
-        return True
     try:
         await conn.execute("")
         return True
     except psycopg.Error as exc:
         log.info("dropping a dead database connection: %s", str(exc).strip())
         return False
+
+
+def _readable(fd: int) -> bool:
+    """Something (data, an error, end of file) waits on the socket; poll has no 1024-fd limit."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
