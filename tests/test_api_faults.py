@@ -158,7 +158,8 @@ def assign_and_complete(url: str, item: str) -> str:
 def test_no_event_committed_after_a_resync_is_lost(url, cluster, capsys):
     # A short pool time-out: however long requests may wait for a connection, an event is never
     # dropped because its visibility check found no connection in time.
-    with running_server(url, pool_timeout=1.0) as server, event_stream(server, "authenticated", DESK_A, read_timeout=15) as stream:
+    with running_server(url, pool_timeout=1.0) as server, \
+            event_stream(server, "authenticated", DESK_A, read_timeout=15) as stream:
         assign_and_complete(url, "R-0")
         assert stream.until(is_item("R-0", "completed"))
 
@@ -183,7 +184,8 @@ def test_an_event_whose_visibility_check_cannot_reach_the_database_is_asked_agai
     the event arrives, its visibility check fails (database not accepting connections), and it is
     delivered once the check succeeds, not dropped (with the outage longer than the pool's time-out)."""
     name = url.rsplit("/", 1)[1]
-    with running_server(url, pool_timeout=1.0) as server, event_stream(server, "authenticated", DESK_A, read_timeout=15) as stream, \
+    with running_server(url, pool_timeout=1.0) as server, \
+            event_stream(server, "authenticated", DESK_A, read_timeout=15) as stream, \
             psycopg.connect(url, autocommit=True) as writer, \
             psycopg.connect(cluster.url_for("postgres"), autocommit=True) as admin:
         allow = sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}")
