@@ -4,7 +4,7 @@ seen through HTTP. Expectations come from the policy (rules/*.yaml): a normal ti
 unit-it-support by rule-tickets (weight 1), an urgent one by rule-critical-tickets (weight 2).
 
 The escalation and health endpoints are in tests/test_api_escalation.py, server-sent events
-in tests/test_api_events.py, the load run in tests/test_api_load.py.
+in tests/test_api_events.py, the load run in tests/test_api_serve.py.
 """
 
 from __future__ import annotations
