@@ -27,7 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # examples, new ones each run, for hunting locally (HYPOTHESIS_PROFILE=explore). Otherwise
 # Hypothesis's defaults. HYPOTHESIS_PROFILE names a profile explicitly.
 try:
-    from hypothesis import HealthCheck, settings as hypothesis_settings
+    from hypothesis import HealthCheck
+    from hypothesis import settings as hypothesis_settings
 except ImportError:                 # the test extra is not installed: no property tests run anyway
     hypothesis_settings = None
 if hypothesis_settings is not None:
@@ -132,3 +133,27 @@ def conn(engine_url):
     """An autocommit connection to a freshly installed engine: each call is its own transaction."""
     with psycopg.connect(engine_url, autocommit=True) as connection:
         yield connection
+
+
+@pytest.fixture
+def policies(tmp_path, monkeypatch):
+    """Policy folders under tmp_path: the base policy with some files replaced (policy_cases.Policies)."""
+    from policy_cases import Policies
+
+    return Policies(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def base(policies):
+    """(policy, objects) of the base policy (tests/policies/base), the cwd left in its folder."""
+    return policies.build("base")
+
+
+@pytest.fixture
+def base_url(database_url, base) -> str:
+    """A fresh database with the base policy installed (ledger #1)."""
+    from engine.apply import apply
+
+    policy, objects = base
+    assert apply(database_url, objects, policy).outcome == "applied"
+    return database_url

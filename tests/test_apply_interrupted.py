@@ -14,25 +14,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from test_apply_safety import invoke, ledger, rows, wait_for_lock_wait
 
 from engine.apply import apply
-from test_apply_safety import Policies, invoke, ledger, rows, wait_for_lock_wait
 
 GOLDEN = Path(__file__).parent / "golden"
 NEW_TYPE = {path.stem: path.read_text() for path in (GOLDEN / "add_work_item_type" / "after").glob("*.yaml")}
 RULESCTL = Path(sys.executable).parent / "rulesctl"
-
-
-@pytest.fixture
-def policies(tmp_path, monkeypatch) -> Policies:
-    return Policies(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def base_url(database_url, policies) -> str:
-    policy, objects = policies.build("base")
-    assert apply(database_url, objects, policy).outcome == "applied"
-    return database_url
 
 
 def backend_alive(url: str, pid: int) -> bool:

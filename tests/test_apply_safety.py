@@ -22,8 +22,7 @@ from engine.errors import ApplyRefused, DatabaseError
 from engine.hazards import Hazard
 from engine.introspect import introspect
 from engine.plan import build_plan
-from engine.project import DEFAULT_TEMPLATES, build
-from policy_cases import make_policy
+from engine.project import DEFAULT_TEMPLATES
 
 SLA_TIGHTER = """\
 defaults:
@@ -57,49 +56,6 @@ skills:
 """
 SLA_UPDATE = "update seed:public.sla_configs/ticket,urgent"
 RESCHEDULE = "run reschedule:public.sla_next_checks"     # follows any SLA change
-_BUILT: dict[tuple, tuple] = {}                     # built policies (frozen), shared by the tests
-
-
-# ------------------------------------------------------------------------------------------ helpers
-
-class Policies:
-    """Policy folders under tmp_path (the base policy with some files replaced), built from there."""
-
-    def __init__(self, tmp_path: Path, monkeypatch):
-        self.tmp_path, self.monkeypatch = tmp_path, monkeypatch
-
-    def folder(self, name: str, **files: str) -> Path:
-        workdir = self.tmp_path / name
-        if not workdir.exists():
-            rules = make_policy(workdir)
-            for file_name, text in files.items():
-                (rules / f"{file_name}.yaml").write_text(text)
-        return workdir
-
-    def enter(self, name: str, **files: str) -> None:
-        """Make the folder the cwd, as a user running rulesctl there (it holds rules/)."""
-        self.monkeypatch.chdir(self.folder(name, **files))
-
-    def build(self, name: str, **files: str):
-        """(policy, objects) of the folder, with the cwd left in it (origins read rules/...)."""
-        self.enter(name, **files)
-        key = tuple(sorted(files.items()))          # the build depends only on the files (origins are relative)
-        if key not in _BUILT:
-            _BUILT[key] = build(Path("rules"))
-        return _BUILT[key]
-
-
-@pytest.fixture
-def policies(tmp_path, monkeypatch) -> Policies:
-    return Policies(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def base_url(database_url, policies) -> str:
-    """A fresh database with the base policy installed (ledger #1)."""
-    policy, objects = policies.build("base")
-    assert apply(database_url, objects, policy).outcome == "applied"
-    return database_url
 
 
 def rows(url: str, query: str, *params):

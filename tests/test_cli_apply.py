@@ -12,12 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from conftest import make_traversable_tempdir
-from engine.apply import apply
-from engine.local import LocalCluster
 from policy_cases import make_policy
-from test_apply_safety import SLA_TIGHTER, Policies, ledger, rows
+from test_apply_safety import SLA_TIGHTER, ledger, rows
+
+from engine.local import LocalCluster
 
 RULESCTL = Path(sys.executable).parent / "rulesctl"
 
@@ -42,18 +41,6 @@ def run_in_terminal(*args: str, cwd: Path, answer: str | None) -> subprocess.Com
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     finally:
         os.close(master)
-
-
-@pytest.fixture
-def policies(tmp_path, monkeypatch) -> Policies:
-    return Policies(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def base_url(database_url, policies) -> str:
-    policy, objects = policies.build("base")
-    assert apply(database_url, objects, policy).outcome == "applied"
-    return database_url
 
 
 def urgent_resolution(url: str) -> int:

@@ -9,35 +9,13 @@ one restores it in a finally block, whatever the outcome.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import psycopg
 import pytest
 
 from engine.apply import HazardsBlocked, apply
 from engine.hazards import Hazard
 from engine.plan import build_plan
-from engine.project import DEFAULT_TEMPLATES, build
-from policy_cases import make_policy
-
-_BUILT: dict[str, tuple] = {}
-
-
-@pytest.fixture
-def base(tmp_path, monkeypatch):
-    """(policy, objects) of the base policy, built from a folder that is the cwd."""
-    make_policy(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    if "base" not in _BUILT:
-        _BUILT["base"] = build(Path("rules"))
-    return _BUILT["base"]
-
-
-@pytest.fixture
-def base_url(database_url, base):
-    policy, objects = base
-    assert apply(database_url, objects, policy).outcome == "applied"
-    return database_url
+from engine.project import DEFAULT_TEMPLATES
 
 
 def execute(url: str, statement: str) -> None:

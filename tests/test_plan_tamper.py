@@ -9,23 +9,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
+from policy_cases import Policies
+from test_apply_safety import (
+    SKILLS_WITHOUT_NETWORK,
+    SLA_TIGHTER,
+    invoke,
+    ledger,
+    rows,
+    snapshot,
+)
 
-from engine.apply import apply
 from engine.plan import Plan
-from test_apply_safety import SKILLS_WITHOUT_NETWORK, SLA_TIGHTER, Policies, invoke, ledger, rows, snapshot
-
-
-@pytest.fixture
-def policies(tmp_path, monkeypatch) -> Policies:
-    return Policies(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def base_url(database_url, policies) -> str:
-    policy, objects = policies.build("base")
-    assert apply(database_url, objects, policy).outcome == "applied"
-    return database_url
 
 
 def saved_plan(url: str, policies: Policies, **files: str) -> dict:

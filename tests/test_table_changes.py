@@ -8,34 +8,15 @@ until exactly those hazards are allowed, runs it, and the plan after it is empty
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import psycopg
 import pytest
 
 from engine.apply import HazardsBlocked, apply
 from engine.hazards import Hazard
 from engine.plan import build_plan
-from engine.project import DEFAULT_TEMPLATES, build
-from policy_cases import make_policy
+from engine.project import DEFAULT_TEMPLATES
 
-_BUILT: dict[str, tuple] = {}
 T = "ALTER TABLE public.capacity_snapshots"
-
-
-@pytest.fixture
-def base(tmp_path, monkeypatch):
-    make_policy(tmp_path)
-    monkeypatch.chdir(tmp_path)
-    if "base" not in _BUILT:
-        _BUILT["base"] = build(Path("rules"))
-    return _BUILT["base"]
-
-
-@pytest.fixture
-def base_url(database_url, base):
-    assert apply(database_url, base[1], base[0]).outcome == "applied"
-    return database_url
 
 
 def execute(url: str, statement: str) -> None:
