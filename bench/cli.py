@@ -25,8 +25,15 @@ from pathlib import Path
 import psycopg
 
 from . import pgbench, report
+from .database import (
+    DEFAULT_BASE_DIR,
+    BenchSetupError,
+    install,
+    prepare_local,
+    prepare_url,
+    server_conditions,
+)
 from .hostload import Meter
-from .database import DEFAULT_BASE_DIR, BenchSetupError, install, prepare_local, prepare_url, server_conditions
 from .scale import SCALES
 from .workloads import WORKLOADS, Context, Outcome
 
@@ -271,10 +278,10 @@ def combine(results: list[Outcome]) -> Outcome:
 
 
 def check_invariants(url: str) -> tuple[dict, float]:
-    """engine/invariants.py's checks. "Queued while an eligible person is idle" calls the
+    """engine/database/invariants.py's checks. "Queued while an eligible person is idle" calls the
     eligibility function once per queued item; when no available person has room for even
     one item, it provably finds nothing, so that per-item pass is skipped."""
-    from engine import invariants
+    from engine.database import invariants
 
     clock = time.monotonic()
     with psycopg.connect(url, autocommit=True) as conn:

@@ -13,14 +13,14 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from engine.local import LocalCluster, find_pg_bindir
+from engine.database.local import LocalCluster, find_pg_bindir
 
 DEFAULT_BASE_DIR = Path(".rulesctl-bench")
 BENCH_DB = "bench"
 HELPERS = Path(__file__).resolve().parent / "sql" / "helpers.sql"
 
 # Server settings of the benchmark's own cluster (ALTER SYSTEM, kept in postgresql.auto.conf).
-# Everything else stays at PostgreSQL's defaults plus engine/local.py's (jit off,
+# Everything else stays at PostgreSQL's defaults plus engine/database/local.py's (jit off,
 # max_connections 200, wal_level logical). synchronous_commit stays on: commits are durable.
 LOCAL_SETTINGS = {
     "shared_buffers": "1GB",          # the 1M-assignment set and its indexes fit in memory
@@ -106,7 +106,7 @@ def _configure(admin_url: str, libraries: list[str]) -> bool:
 
 def install(url: str, repo_root: Path, log=print) -> dict:
     """Install the shipped policy the way `rulesctl apply` does, then the bench helpers."""
-    from engine.apply import apply
+    from engine.migrate.apply import apply
     from engine.project import build
 
     cwd = os.getcwd()

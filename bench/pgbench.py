@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.local import find_pg_bindir
+from engine.database.local import find_pg_bindir
 
 
 @dataclass(frozen=True)

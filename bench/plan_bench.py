@@ -64,7 +64,7 @@ def conditions(url: str, objects, plan) -> list[str]:
 
 
 def run(url: str, runs: int) -> int:
-    from engine.plan import build_plan
+    from engine.migrate.plan import build_plan
     from engine.project import DEFAULT_TEMPLATES
     policy, objects = shipped_policy()
     plan = build_plan(url, policy, objects, DEFAULT_TEMPLATES)            # warm-up, not counted
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the throwaway cluster (prints its URL)")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(REPO_ROOT))
-    from engine.apply import apply
+    from engine.migrate.apply import apply
 
     url = os.environ.get("DATABASE_URL")
     if url:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             apply(url, objects, policy)
         return run(url, args.runs)
 
-    from engine.local import LocalCluster
+    from engine.database.local import LocalCluster
     base = Path(tempfile.mkdtemp(prefix="rulesctl-plan-bench-"))
     os.chmod(base, 0o755)                     # the server's OS user must reach it
     cluster = LocalCluster(base)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -174,7 +174,7 @@ def _pgbench_outcome(name: str, run: pgbench.Run) -> Outcome:
 
 def plan(ctx: Context) -> Outcome:
     """`rulesctl plan` on the shipped policy against the in-sync benchmark database."""
-    from engine.plan import build_plan
+    from engine.migrate.plan import build_plan
     from engine.project import DEFAULT_TEMPLATES, build
 
     outcome = Outcome("plan")
@@ -444,9 +444,9 @@ def sweep(ctx: Context) -> Outcome:
 
 def _monitor_command(ctx: Context) -> str:
     """The command pg_cron runs for the shipped policy's SLA monitor (rules/jobs.yaml)."""
-    from engine import catalog
-    from engine.render import job_commands
-    from engine.validate import validate_directory
+    from engine.compiler import catalog
+    from engine.compiler.render import job_commands
+    from engine.policy.validate import validate_directory
     policy = validate_directory(ctx.repo_root / "rules")
     job = next(j for j in policy.jobs if j.function == "sla_check_and_escalate")
     return job_commands(job, catalog.SCHEMA)[0]

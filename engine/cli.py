@@ -11,9 +11,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import ApplyRefused, PolicyError, RulesctlError
-from .hazards import Hazard
+from engine import __version__
+from engine.errors import ApplyRefused, PolicyError, RulesctlError
+from engine.migrate.hazards import Hazard
 
 DEFAULT_LOCAL_DIR = Path(".rulesctl")
 
@@ -51,7 +51,7 @@ def validate(rules_dir: Path, fmt: str, max_errors: int):
 
     Exits 0 when the policy is valid, 1 otherwise.
     """
-    from .validate import validate_directory
+    from engine.policy.validate import validate_directory
     try:
         policy = validate_directory(rules_dir)
     except PolicyError as exc:
@@ -85,7 +85,7 @@ def _echo_problems(problems, max_errors: int) -> None:
                                              "differs from a fresh render.")
 def render(rules_dir: Path, out_dir: Path, check: bool):
     """Render the policy into SQL files under generated/ (deterministic: same input, same bytes)."""
-    from .generate import generated_files, stale_files, write_generated
+    from engine.compiler.generate import generated_files, stale_files, write_generated
     _, objects = _build_or_exit(rules_dir, parse_check=True)
     files = generated_files(objects)
     if check:
@@ -127,9 +127,9 @@ def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed
     Exit codes: 0 in sync, 2 changes pending, 3 blocked by a hazard not
     allowed (--allow-hazard), 1 error.
     """
-    from .plan import build_plan
-    from .project import DEFAULT_TEMPLATES
-    from .report import as_json, as_markdown, as_text
+    from engine.migrate.plan import build_plan
+    from engine.migrate.report import as_json, as_markdown, as_text
+    from engine.project import DEFAULT_TEMPLATES
     if detect_drift and out_file:
         click.echo("error: --out saves a whole plan for apply; --detect-drift shows only part of one", err=True)
         sys.exit(1)
@@ -153,9 +153,9 @@ def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed
 @database_option
 def drift(rules_dir, database_url):
     """Report objects changed by hand since rulesctl applied them (exit 2 when any, 0 when none)."""
-    from .plan import build_plan
-    from .project import DEFAULT_TEMPLATES
-    from .report import as_text
+    from engine.migrate.plan import build_plan
+    from engine.migrate.report import as_text
+    from engine.project import DEFAULT_TEMPLATES
     policy, objects = _build_or_exit(rules_dir)
     url = _database_url(database_url, rules_dir)
     result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES))
@@ -181,10 +181,11 @@ def apply(plan_file, rules_dir, database_url, allowed, auto_approve, lock_timeou
     from rules/ (plan and apply from the same policy). Every attempt is recorded in rulesctl.applies. Exit codes:
     0 applied or already in sync, 3 blocked by a hazard not allowed, 1 error.
     """
-    from .apply import HazardsBlocked, apply as run_apply
-    from .plan import Plan
-    from .project import DEFAULT_TEMPLATES
-    from .report import as_text
+    from engine.migrate.apply import HazardsBlocked
+    from engine.migrate.apply import apply as run_apply
+    from engine.migrate.plan import Plan
+    from engine.migrate.report import as_text
+    from engine.project import DEFAULT_TEMPLATES
     policy, objects = _build_or_exit(rules_dir)
     url = _database_url(database_url, rules_dir)
     saved = Plan.from_dict(json.loads(plan_file.read_text())) if plan_file else None
@@ -227,7 +228,7 @@ def apply(plan_file, rules_dir, database_url, allowed, auto_approve, lock_timeou
 @click.option("--limit", type=int, default=20, show_default=True)
 def history(database_url, limit):
     """List the ledger: every apply with its outcome, newest first."""
-    from .ledger import read_history
+    from engine.migrate.ledger import read_history
     rows = _run_or_exit(lambda: read_history(_database_url(database_url), limit))
     if not rows:
         click.echo("no applies recorded")
@@ -242,7 +243,7 @@ def history(database_url, limit):
 @database_option
 def show(apply_id, database_url):
     """Print what one apply ran: its outcome, message and every statement."""
-    from .ledger import read_apply
+    from engine.migrate.ledger import read_apply
     row = _run_or_exit(lambda: read_apply(_database_url(database_url), apply_id))
     if row is None:
         click.echo(f"error: no apply #{apply_id} in the ledger", err=True)
@@ -269,7 +270,7 @@ def local():
 @local_dir_option
 def local_start(base_dir: Path):
     """Start the local cluster (creating it on first use); the last line printed is its URL."""
-    from .local import LocalCluster
+    from engine.database.local import LocalCluster
     cluster = LocalCluster((base_dir or local_dir()).resolve())
     url = _run_or_exit(cluster.start)
     status = cluster.status()
@@ -282,7 +283,7 @@ def local_start(base_dir: Path):
 @local_dir_option
 def local_stop(base_dir: Path):
     """Stop the local cluster (its data stays for the next start)."""
-    from .local import LocalCluster
+    from engine.database.local import LocalCluster
     _run_or_exit(LocalCluster((base_dir or local_dir()).resolve()).stop)
     click.echo("local cluster stopped")
 
@@ -291,7 +292,7 @@ def local_stop(base_dir: Path):
 @local_dir_option
 def local_status(base_dir: Path):
     """Say whether the local cluster runs, where, and its URL. Exits 3 when it is not running."""
-    from .local import LocalCluster
+    from engine.database.local import LocalCluster
     status = _run_or_exit(LocalCluster((base_dir or local_dir()).resolve()).status)
     click.echo(f"{'running' if status.running else 'stopped'}: data {status.data_dir}, port {status.port}, "
                f"pg_cron {'available' if status.pg_cron_available else 'not installed'}")
@@ -318,7 +319,7 @@ def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None
         click.echo("error: no JWT secret: pass --jwt-secret or set RULESCTL_JWT_SECRET (or SUPABASE_JWT_SECRET)",
                    err=True)
         sys.exit(1)
-    from .api import serve as run_server
+    from engine.api import serve as run_server
     _run_or_exit(lambda: run_server(_database_url(database_url), jwt_secret, host=host, port=port))
 
 
@@ -326,7 +327,7 @@ def _build_or_exit(rules_dir: Path, parse_check: bool = False):
     """The policy and its objects. The sqlglot parse check is for `render`, which has no
     database; plan, drift and apply install every object into a scratch schema, and
     PostgreSQL's own parser is the stricter check."""
-    from .project import build
+    from engine.project import build
     try:
         return build(rules_dir, parse_check=parse_check)
     except PolicyError as exc:
@@ -366,14 +367,14 @@ def local_dir(rules_dir: Path | None = None) -> Path:
 def _database_url(explicit: str | None, rules_dir: Path | None = None) -> str:
     if explicit:
         return explicit
-    from .local import LocalCluster
+    from engine.database.local import LocalCluster
     base = local_dir(rules_dir)
     click.echo(f"no --database-url or DATABASE_URL: using the local cluster in {base}/", err=True)
     return _run_or_exit(LocalCluster(base).start)
 
 
 def _redacted(url: str) -> str:
-    from .db import redact
+    from engine.database.connect import redact
     return redact(url)
 
 

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .model import Policy
-from .objects import SqlObject
-from .order import install_order
-from .render import render_policy
-from .validate import validate_directory
+from engine.compiler.objects import SqlObject
+from engine.compiler.order import install_order
+from engine.compiler.render import render_policy
+from engine.policy.model import Policy
+from engine.policy.validate import validate_directory
 
-# The engine's own templates: the fixed layout keeps them beside the package.
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+def _packaged_templates() -> Path:
+    """The engine's own templates. A wheel ships them inside the package (engine/templates/,
+    mapped from templates/ by pyproject.toml); a checkout, and an editable install of it, keeps
+    them at the top of the tree. Either way rulesctl runs from any directory."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "templates", package.parent / "templates"):
+        if (candidate / "functions").is_dir():
+            return candidate
+    raise RuntimeError(f"rulesctl is installed without its templates (looked in {package}): reinstall it")
+
+
+DEFAULT_TEMPLATES = _packaged_templates()
 
 
 def build(rules_dir: Path, templates_dir: Path = DEFAULT_TEMPLATES,

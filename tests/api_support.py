@@ -96,7 +96,7 @@ def installed_database(pg_cluster, shipped_objects):
     test), for a whole module; dropped afterwards."""
     import uuid
 
-    from engine.apply import apply
+    from engine.migrate.apply import apply
 
     name = f"test_api_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(pg_cluster.url_for("postgres"), autocommit=True) as conn:

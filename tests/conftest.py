@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from engine.local import LocalCluster
+from engine.database.local import LocalCluster
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,7 +121,7 @@ def shipped_objects():
 @pytest.fixture
 def engine_url(database_url, shipped_objects):
     """A fresh database with the shipped policy installed by `rulesctl apply`."""
-    from engine.apply import apply
+    from engine.migrate.apply import apply
 
     policy, objects = shipped_objects
     apply(database_url, objects, policy)
@@ -152,7 +152,7 @@ def base(policies):
 @pytest.fixture
 def base_url(database_url, base) -> str:
     """A fresh database with the base policy installed (ledger #1)."""
-    from engine.apply import apply
+    from engine.migrate.apply import apply
 
     policy, objects = base
     assert apply(database_url, objects, policy).outcome == "applied"

@@ -14,10 +14,18 @@ import time
 
 import psycopg
 import pytest
-
-from api_support import installed, server  # noqa: F401 -- module fixtures these tests use
-from api_support import (SECRET, add_staff, assert_error, bearer, reset_runtime_data,
-                         running_server, token, uid)
+from api_support import (  # noqa: F401 -- module fixtures these tests use
+    SECRET,
+    add_staff,
+    assert_error,
+    bearer,
+    installed,
+    reset_runtime_data,
+    running_server,
+    server,
+    token,
+    uid,
+)
 
 V1 = "/functions/v1"
 AUTO_ASSIGN = f"{V1}/assignments/auto-assign"

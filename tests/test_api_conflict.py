@@ -6,9 +6,8 @@ import json
 
 import psycopg
 import pytest
-from psycopg.types.json import Jsonb
-
 from api_support import running_server, uid
+from psycopg.types.json import Jsonb
 
 DESK_A, DESK_B, SUPERVISOR = uid(801), uid(802), uid(803)
 OVERRIDE = "/functions/v1/assignments/manual-override"

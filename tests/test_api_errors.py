@@ -1,4 +1,4 @@
-"""engine/api/db.py and errors.py against a real PostgreSQL: serialization failures and deadlocks
+"""engine/api/calls.py and errors.py against a real PostgreSQL: serialization failures and deadlocks
 are retried and never reach the caller; the role and claims of one request do not leak into the
 next on the same pooled connection; an unexpected error becomes a 500 naming only a request id,
 with the traceback in the log. Test-only functions are created in the test's own database."""
@@ -10,10 +10,10 @@ import logging
 
 import psycopg
 import pytest
-
 from api_support import uid
+
 from engine.api.auth import Caller
-from engine.api.db import Database
+from engine.api.calls import Database
 from engine.api.errors import ApiError
 
 SETUP = """

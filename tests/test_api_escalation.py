@@ -8,9 +8,15 @@ healthy where pg_cron runs the jobs (the application database of a cluster of th
 from __future__ import annotations
 
 import pytest
-
-from api_support import installed, server  # noqa: F401 -- module fixtures these tests use
-from api_support import add_staff, assert_error, reset_runtime_data, running_server, uid
+from api_support import (  # noqa: F401 -- module fixtures these tests use
+    add_staff,
+    assert_error,
+    installed,
+    reset_runtime_data,
+    running_server,
+    server,
+    uid,
+)
 
 V1 = "/functions/v1"
 ESCALATE = f"{V1}/assignments/escalate"
@@ -80,8 +86,9 @@ def test_health_is_200_where_pg_cron_runs_the_jobs(shipped_objects):
     """A cluster of its own: pg_cron lives in the cluster's application database, and the shared
     one belongs to tests/test_jobs.py (which checks what the first install there reports)."""
     from conftest import make_traversable_tempdir
-    from engine.apply import apply
-    from engine.local import LocalCluster
+
+    from engine.database.local import LocalCluster
+    from engine.migrate.apply import apply
 
     cluster = LocalCluster(make_traversable_tempdir("rulesctl-api-cron-"))
     try:

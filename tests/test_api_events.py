@@ -9,10 +9,17 @@ from __future__ import annotations
 import httpx
 import psycopg
 import pytest
-
-from api_support import installed, server  # noqa: F401 -- module fixtures these tests use
-from api_support import (add_staff, assert_error, bearer, event_stream, reset_runtime_data,
-                         running_server, uid)
+from api_support import (  # noqa: F401 -- module fixtures these tests use
+    add_staff,
+    assert_error,
+    bearer,
+    event_stream,
+    installed,
+    reset_runtime_data,
+    running_server,
+    server,
+    uid,
+)
 
 V1 = "/functions/v1"
 DESK_A = uid(201)                     # IT Support

@@ -19,13 +19,21 @@ import time
 
 import psycopg
 import pytest
+from api_support import (
+    add_staff,
+    assert_error,
+    event_stream,
+    installed_database,
+    reset_runtime_data,
+    running_server,
+    trusted_call,
+    uid,
+)
+from conftest import make_traversable_tempdir
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from api_support import (add_staff, assert_error, event_stream, installed_database, reset_runtime_data,
-                         running_server, trusted_call, uid)
-from conftest import make_traversable_tempdir
-from engine.local import LocalCluster
+from engine.database.local import LocalCluster
 
 V1 = "/functions/v1"
 HEALTH = f"{V1}/health/assignment-engine"

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from api_support import (  # noqa: F401 -- module fixtures these tests use
+    add_staff,
+    assert_error,
+    installed,
+    reset_runtime_data,
+    server,
+    uid,
+)
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
 
-from api_support import installed, server  # noqa: F401 -- module fixtures these tests use
-from api_support import add_staff, assert_error, reset_runtime_data, uid
 from engine.api import create_app, schemas
 from engine.api.errors import from_database
 

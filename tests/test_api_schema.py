@@ -6,10 +6,18 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from api_support import (
+    SECRET,
+    add_staff,
+    bearer,
+    installed_database,
+    reset_runtime_data,
+    running_server,
+    uid,
+)
 from hypothesis import HealthCheck, settings
 from schemathesis import checks as st_checks
 
-from api_support import SECRET, add_staff, bearer, installed_database, reset_runtime_data, running_server, uid
 from engine.api import create_app
 
 ADMIN, DESK = uid(501), uid(502)

@@ -19,9 +19,9 @@ from collections import defaultdict
 import httpx
 import psycopg
 import pytest
-
 from api_support import SECRET, EventStream, add_staff, bearer, uid
-from engine.invariants import all_violations
+
+from engine.database.invariants import all_violations
 
 CLIENTS = 32
 SECONDS = 2.0

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from test_apply_safety import invoke, ledger, rows, wait_for_lock_wait
 
-from engine.apply import apply
+from engine.migrate.apply import apply
 
 GOLDEN = Path(__file__).parent / "golden"
 NEW_TYPE = {path.stem: path.read_text() for path in (GOLDEN / "add_work_item_type" / "after").glob("*.yaml")}

@@ -16,12 +16,12 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from engine.apply import APPLY_LOCK_KEY, apply
 from engine.cli import cli
 from engine.errors import ApplyRefused, DatabaseError
-from engine.hazards import Hazard
-from engine.introspect import introspect
-from engine.plan import build_plan
+from engine.migrate.apply import APPLY_LOCK_KEY, apply
+from engine.migrate.hazards import Hazard
+from engine.migrate.introspect import introspect
+from engine.migrate.plan import build_plan
 from engine.project import DEFAULT_TEMPLATES
 
 SLA_TIGHTER = """\

@@ -518,7 +518,7 @@ def test_has_room_follows_load_own_limit_and_the_units_default(conn, engine_url,
     assert_capacity_invariant(conn)
 
     # An upgrade adds the column as true for everyone; installing the trigger puts it right.
-    from engine.apply import apply
+    from engine.migrate.apply import apply
     conn.execute("DROP TRIGGER staff_room_trigger ON staff_profiles")
     conn.execute("UPDATE staff_profiles SET has_room = true")
     policy, objects = shipped_objects

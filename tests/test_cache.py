@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine import calendar_days
+from engine.policy import calendar_days
 
 SPEC = {"country": "SA", "years": [2026, 2027]}
 

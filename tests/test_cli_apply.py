@@ -16,7 +16,7 @@ from conftest import make_traversable_tempdir
 from policy_cases import make_policy
 from test_apply_safety import SLA_TIGHTER, ledger, rows
 
-from engine.local import LocalCluster
+from engine.database.local import LocalCluster
 
 RULESCTL = Path(sys.executable).parent / "rulesctl"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 from psycopg.types.json import Jsonb
 
-from engine.invariants import all_violations
+from engine.database.invariants import all_violations
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

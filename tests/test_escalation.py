@@ -213,8 +213,8 @@ def test_the_monitor_job_works_through_a_backlog_in_committed_batches(conn):
     """The sla-monitoring job's command (rules/jobs.yaml batch) sweeps batch after batch, each
     its own transaction, until one comes back short: every due level once, and no transaction
     held more than a batch of assignments."""
-    from engine.model import Job
-    from engine.render import job_commands
+    from engine.compiler.render import job_commands
+    from engine.policy.model import Job
 
     service_desk(conn, supervisor_on_leave=False)
     staff(conn, DESK_A, "unit-it-support", wip_limit=60)         # urgent tickets weigh 2

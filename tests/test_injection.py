@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import psycopg
 import yaml
-
-from engine.apply import apply
-from engine.project import build
-from engine.sqltext import ident, literal
 from policy_cases import make_policy
+
+from engine.compiler.sqltext import ident, literal
+from engine.migrate.apply import apply
+from engine.project import build
 
 HOSTILE = "O'Brien \"East\"; drop table x; --"
 DOLLAR = "$fn$ end; $$ drop table x; $$ \\' */ /*"

@@ -14,14 +14,13 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
+from policy_cases import make_policy
 
 from engine.cli import cli
 from engine.errors import PolicyError
+from engine.policy.validate import validate_directory
 from engine.project import build
-from engine.validate import validate_directory
-from policy_cases import make_policy
 
 
 def _problems(rules: Path) -> list[str]:
@@ -243,8 +242,8 @@ def test_a_63_byte_job_name_is_fine(tmp_path):
 
 def test_name_lengths_are_counted_in_bytes(tmp_path, monkeypatch):
     """The schemas only allow ASCII names today; the byte count is what holds if they widen."""
-    from engine import checks
-    from engine.load import load_file
+    from engine.policy import checks
+    from engine.policy.load import load_file
     rules = make_policy(tmp_path)
     _replace(rules, "jobs.yaml", "name: sla-monitoring", "name: " + "é" * 32)     # 32 characters, 64 bytes
     monkeypatch.chdir(tmp_path)

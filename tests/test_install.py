@@ -10,12 +10,12 @@ import shutil
 import psycopg
 import pytest
 from click.testing import CliRunner
+from policy_cases import BASE
 
-from engine.apply import HazardsBlocked, apply
 from engine.cli import cli
 from engine.errors import ApplyRefused, DatabaseError
+from engine.migrate.apply import HazardsBlocked, apply
 from engine.project import build
-from policy_cases import BASE
 
 TABLES = {"organizational_units", "skills", "staff_profiles", "assignment_rules", "sla_configs", "assignments",
           "assignment_queue", "escalation_events", "capacity_snapshots"}
@@ -154,7 +154,7 @@ def test_apply_of_a_much_smaller_policy_is_blocked_by_its_hazards(database_url, 
 
 
 def test_apply_waits_for_the_advisory_lock(database_url, shipped):
-    from engine.apply import APPLY_LOCK_KEY
+    from engine.migrate.apply import APPLY_LOCK_KEY
     policy, objects = shipped
     with psycopg.connect(database_url, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s)", (APPLY_LOCK_KEY,))

@@ -18,7 +18,6 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-
 JOBS = {
     # name: (schedule on pg_cron < 1.5, command, schedule in words in generated/)
     "sla-monitoring": ("* * * * *",
@@ -57,7 +56,7 @@ def jobs_stop_after_this_module(pg_cluster):
 
 def install(url, policy, objects, rules_dir: Path = Path("rules")):
     """`rulesctl apply` from Python."""
-    from engine.apply import apply
+    from engine.migrate.apply import apply
 
     return apply(url, objects, policy, rules_dir=rules_dir)
 
@@ -287,7 +286,7 @@ def test_generated_sql_describes_each_schedule_in_words(repo_root):
 
 
 def test_schedules_in_words_tell_hourly_from_every_minute():
-    from engine.render import schedule_in_words
+    from engine.compiler.render import schedule_in_words
 
     assert schedule_in_words("0 * * * *") == "every hour (UTC)"
     assert schedule_in_words("* * * * *") == "every minute (UTC)"

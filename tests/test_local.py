@@ -16,8 +16,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from engine.database.local import LocalCluster
 from engine.errors import LocalClusterError
-from engine.local import LocalCluster
 
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 
@@ -141,7 +141,7 @@ def test_database_url_is_a_fresh_database(database_url: str, cron_database_url: 
 SNIPPET = """
 import json, sys
 from pathlib import Path
-from engine.local import LocalCluster
+from engine.database.local import LocalCluster
 action, base_dir = sys.argv[1:]
 cluster = LocalCluster(Path(base_dir))
 if action == "start":

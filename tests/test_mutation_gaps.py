@@ -1,7 +1,7 @@
 """Tests written for mutations of scripts/mutations.toml that nothing else killed: each names the
 behaviour a mutation breaks, and fails when it is broken.
 
-Plan hazards (engine/steps.py): dropping a table rulesctl owned, or a column added by hand, is
+Plan hazards (engine/migrate/steps.py): dropping a table rulesctl owned, or a column added by hand, is
 data-loss; rebuilding a changed index is lock; changing who holds a privilege is authorization.
 Each is planned with its hazard and `apply` refuses it until that hazard is allowed by name,
 leaving the database as it was. Real PostgreSQL, the small base policy.
@@ -21,9 +21,9 @@ import psycopg
 import pytest
 from engine_calls import at, call, uid
 
-from engine.apply import HazardsBlocked, apply
-from engine.hazards import Hazard
-from engine.plan import build_plan
+from engine.migrate.apply import HazardsBlocked, apply
+from engine.migrate.hazards import Hazard
+from engine.migrate.plan import build_plan
 from engine.project import DEFAULT_TEMPLATES
 
 

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
-from engine import catalog
+from engine.compiler import catalog
 from tests.api_support import bearer, installed_database, running_server
 from tests.engine_calls import uid
 

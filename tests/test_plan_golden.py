@@ -21,13 +21,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
-from engine.apply import HazardsBlocked, apply
-from engine.hazards import Hazard
-from engine.local import LocalCluster
-from engine.plan import build_plan
-from engine.project import DEFAULT_TEMPLATES, build
 from policy_cases import make_policy
+
+from engine.database.local import LocalCluster
+from engine.migrate.apply import HazardsBlocked, apply
+from engine.migrate.hazards import Hazard
+from engine.migrate.plan import build_plan
+from engine.project import DEFAULT_TEMPLATES, build
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(p for p in GOLDEN.iterdir() if p.is_dir())

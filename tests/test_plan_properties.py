@@ -23,14 +23,14 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
+from policy_cases import BASE
 from psycopg import sql
 
-from engine.apply import apply
-from engine.hazards import Hazard
-from engine.introspect import introspect
-from engine.plan import build_plan
+from engine.migrate.apply import apply
+from engine.migrate.hazards import Hazard
+from engine.migrate.introspect import introspect
+from engine.migrate.plan import build_plan
 from engine.project import DEFAULT_TEMPLATES, build
-from policy_cases import BASE
 
 ALLOWED = set(Hazard) - {Hazard.ENUM_VALUE_REMOVAL}
 EDITED_FILES = ("sla.yaml", "skills.yaml", "assignment_rules.yaml", "work_items.yaml", "escalation.yaml", "units.yaml")

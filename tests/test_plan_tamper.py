@@ -19,7 +19,7 @@ from test_apply_safety import (
     snapshot,
 )
 
-from engine.plan import Plan
+from engine.migrate.plan import Plan
 
 
 def saved_plan(url: str, policies: Policies, **files: str) -> dict:

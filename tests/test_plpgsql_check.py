@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import psycopg
 
-from engine import catalog
+from engine.compiler import catalog
 
 # Each trigger function with a table it fires on (the version/updated_at ones fire on several).
 TRIGGER_TABLES = {function: table for _, table, function in catalog.RUNTIME_TRIGGERS} | {

@@ -15,20 +15,20 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from conftest import _drop_database
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from policy_cases import BASE
 from psycopg import sql
 
-from conftest import _drop_database
-from engine.apply import apply
+from engine.compiler.order import install_order
+from engine.compiler.render import parse_check, render_policy
 from engine.errors import PolicyError
-from engine.hazards import Hazard
-from engine.order import install_order
-from engine.plan import build_plan
+from engine.migrate.apply import apply
+from engine.migrate.hazards import Hazard
+from engine.migrate.plan import build_plan
+from engine.policy.validate import validate_directory
 from engine.project import DEFAULT_TEMPLATES
-from engine.render import parse_check, render_policy
-from engine.validate import validate_directory
-from policy_cases import BASE
 
 # Optional fields the base policy leaves out, so that they are fuzzed too.
 EXTRA = {

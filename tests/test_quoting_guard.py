@@ -17,15 +17,15 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from engine.apply import apply
-from engine.errors import RenderError
-from engine.model import Origin
-from engine.plan import build_plan
-from engine.project import DEFAULT_TEMPLATES, build
-from engine.render import template_env
-from engine.sqltext import PolicyText, comment_line, ident, literal
 from policy_cases import BASE, make_policy
+
+from engine.compiler.render import template_env
+from engine.compiler.sqltext import PolicyText, comment_line, ident, literal
+from engine.errors import RenderError
+from engine.migrate.apply import apply
+from engine.migrate.plan import build_plan
+from engine.policy.model import Origin
+from engine.project import DEFAULT_TEMPLATES, build
 
 HOSTILE_DIRECTORIES = [
     "evil\nCREATE TABLE pwned (a int);\n--",

@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from policy_cases import BASE
 
 from engine.cli import cli
+from engine.compiler.generate import HEADER, generated_files, stale_files
 from engine.errors import RenderError
-from engine.generate import HEADER, generated_files, stale_files
 from engine.project import DEFAULT_TEMPLATES, build
-from policy_cases import BASE
 
 
 def test_generated_matches_a_fresh_render(repo_root, monkeypatch):

@@ -326,7 +326,7 @@ def test_leaving_the_pause_status_for_completion_does_not_move_the_deadline(conn
 
 def install(url, policy, objects, rules_dir: Path = Path("rules")):
     """`rulesctl apply` from Python."""
-    from engine.apply import apply
+    from engine.migrate.apply import apply
 
     return apply(url, objects, policy, rules_dir=rules_dir)
 

@@ -18,8 +18,8 @@ import yaml
 from engine_calls import at, call, scalar, uid
 from policy_cases import make_policy
 
-from engine.apply import apply
-from engine.plan import build_plan
+from engine.migrate.apply import apply
+from engine.migrate.plan import build_plan
 from engine.project import DEFAULT_TEMPLATES, build
 
 RIYADH = timezone(timedelta(hours=3))

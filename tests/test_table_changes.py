@@ -11,9 +11,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from engine.apply import HazardsBlocked, apply
-from engine.hazards import Hazard
-from engine.plan import build_plan
+from engine.migrate.apply import HazardsBlocked, apply
+from engine.migrate.hazards import Hazard
+from engine.migrate.plan import build_plan
 from engine.project import DEFAULT_TEMPLATES
 
 T = "ALTER TABLE public.capacity_snapshots"

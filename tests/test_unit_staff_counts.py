@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from engine_calls import call, uid
 
-from engine.apply import HazardsBlocked, apply
-from engine.hazards import Hazard
-from engine.invariants import unit_counts_off
-from engine.plan import build_plan
+from engine.database.invariants import unit_counts_off
+from engine.migrate.apply import HazardsBlocked, apply
+from engine.migrate.hazards import Hazard
+from engine.migrate.plan import build_plan
 from engine.project import DEFAULT_TEMPLATES
 
 

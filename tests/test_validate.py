@@ -7,11 +7,11 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from policy_cases import BASE, INVALID_CASES, make_policy
 
 from engine.cli import cli
 from engine.errors import PolicyError
-from engine.validate import validate_directory
-from policy_cases import BASE, INVALID_CASES, make_policy
+from engine.policy.validate import validate_directory
 
 
 def test_shipped_policy_is_valid_and_complete(repo_root):

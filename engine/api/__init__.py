@@ -7,7 +7,7 @@ errors.py (SQLSTATE -> HTTP), routes.py (the endpoints), events.py (server-sent 
 PostgreSQL notifications), schemas.py (OpenAPI bodies), app.py (the ASGI app), server.py (uvicorn).
 """
 
-from .app import create_app
-from .server import build_server, serve
+from engine.api.app import create_app
+from engine.api.server import build_server, serve
 
 __all__ = ["create_app", "build_server", "serve"]

@@ -14,11 +14,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
-from .db import Database
-from .errors import ApiError, internal
-from .events import QUEUE_SIZE, EventHub
-from .routes import router
+from engine import __version__
+from engine.api.calls import Database
+from engine.api.errors import ApiError, internal
+from engine.api.events import QUEUE_SIZE, EventHub
+from engine.api.routes import router
 
 log = logging.getLogger("rulesctl.api")
 

@@ -31,7 +31,7 @@ import uuid
 
 import psycopg
 
-from .pool import Exhausted, Unavailable
+from engine.api.pool import Exhausted, Unavailable
 
 log = logging.getLogger("rulesctl.api")
 

@@ -33,9 +33,9 @@ import time
 import psycopg
 from psycopg import sql
 
-from .auth import Caller
-from .db import APPLICATION_NAME, Database
-from .errors import ApiError
+from engine.api.auth import Caller
+from engine.api.calls import APPLICATION_NAME, Database
+from engine.api.errors import ApiError
 
 log = logging.getLogger("rulesctl.api.events")
 

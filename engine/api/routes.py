@@ -14,10 +14,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.types.json import Jsonb
 from pydantic import ValidationError
 
-from .. import catalog
-from . import schemas
-from .auth import AuthError, Caller, caller_from_header
-from .errors import ApiError, invalid, unauthorized
+from engine.api import models
+from engine.api.auth import AuthError, Caller, caller_from_header
+from engine.api.errors import ApiError, invalid, unauthorized
+from engine.compiler import catalog
 
 PREFIX = "/functions/v1"
 bearer = HTTPBearer(auto_error=False, description="A Supabase-style JWT (HS256): claims role, sub, exp.")
@@ -32,7 +32,7 @@ def _errors(*statuses: int) -> dict:
             404: "unknown assignment, unit or staff (`field` names which)",
             409: "conflicting change: the `version` you read no longer matches; read again",
             503: "the database is busy or unavailable; retry"}
-    return {status: {"model": schemas.Error, "description": text[status]} for status in statuses}
+    return {status: {"model": models.Error, "description": text[status]} for status in statuses}
 
 
 def _body_doc(model) -> dict:
@@ -97,9 +97,9 @@ COMMON = (400, 401, 403, 503)
 POSTED = (*COMMON, 404, 413)
 
 
-@router.post("/assignments/auto-assign", tags=["assignments"], openapi_extra=_body_doc(schemas.AutoAssignRequest),
-             response_model=schemas.AutoAssignResult, summary="Assign a work item (or queue it)",
-             responses={202: {"model": schemas.AutoAssignResult, "description": "queued: nobody eligible has room"},
+@router.post("/assignments/auto-assign", tags=["assignments"], openapi_extra=_body_doc(models.AutoAssignRequest),
+             response_model=models.AutoAssignResult, summary="Assign a work item (or queue it)",
+             responses={202: {"model": models.AutoAssignResult, "description": "queued: nobody eligible has room"},
                         **_errors(*POSTED)})
 async def auto_assign(request: Request, caller: Caller = Depends(authenticate)):
     """`auto_assign(request)`: 200 when assigned, 202 when queued. Idempotent per active work item
@@ -109,7 +109,7 @@ async def auto_assign(request: Request, caller: Caller = Depends(authenticate)):
 
 
 @router.post("/assignments/manual-override", tags=["assignments"],
-             openapi_extra=_body_doc(schemas.ManualOverrideRequest), response_model=schemas.OverrideResult,
+             openapi_extra=_body_doc(models.ManualOverrideRequest), response_model=models.OverrideResult,
              summary="Hand an item to a named person (supervisors, unit heads, admins)",
              responses=_errors(*POSTED, 409))
 async def manual_override(request: Request, caller: Caller = Depends(authenticate)):
@@ -147,12 +147,12 @@ SELECT jsonb_build_object(
 """
 
 
-@router.get("/assignments/queue", tags=["assignments"], response_model=schemas.QueuePage,
+@router.get("/assignments/queue", tags=["assignments"], response_model=models.QueuePage,
             summary="The queue the caller may see, by aged priority then age", responses=_errors(*COMMON))
 async def queue(request: Request, caller: Caller = Depends(authenticate),
-                unit_id: str | None = Query(None, max_length=schemas.ID_MAX_LENGTH,
+                unit_id: str | None = Query(None, max_length=models.ID_MAX_LENGTH,
                                             description="only items waiting for this unit"),
-                priority: str | None = Query(None, max_length=schemas.ID_MAX_LENGTH,
+                priority: str | None = Query(None, max_length=models.ID_MAX_LENGTH,
                                              description="only items of this priority"),
                 limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
     """The queue in the order it will be served, as `assignment_queue_ordered` has it (row
@@ -164,42 +164,42 @@ async def queue(request: Request, caller: Caller = Depends(authenticate),
                        {"unit_id": unit_id, "priority": priority, "limit": limit, "offset": offset})
 
 
-@router.get("/assignments/my-assignments", tags=["assignments"], response_model=schemas.MyAssignments,
+@router.get("/assignments/my-assignments", tags=["assignments"], response_model=models.MyAssignments,
             summary="The caller's active assignments with SLA status", responses=_errors(*COMMON))
 async def my_assignments(request: Request, caller: Caller = Depends(authenticate)):
     """`my_assignments()` for the token's subject (403 for a token without `sub`)."""
     return await _call(request, caller, "SELECT my_assignments()")
 
 
-@router.post("/assignments/escalate", tags=["assignments"], openapi_extra=_body_doc(schemas.EscalateRequest),
-             response_model=schemas.EscalateResult, summary="Escalate an assignment one level up its chain",
+@router.post("/assignments/escalate", tags=["assignments"], openapi_extra=_body_doc(models.EscalateRequest),
+             response_model=models.EscalateResult, summary="Escalate an assignment one level up its chain",
              responses=_errors(*POSTED))
 async def escalate(request: Request, caller: Caller = Depends(authenticate)):
     """`escalate_assignment(request)`: the assignee, their supervisors or a trusted service."""
     return await _call(request, caller, "SELECT escalate_assignment(%s)", [await json_body(request)])
 
 
-@router.post("/assignments/complete", tags=["assignments"], openapi_extra=_body_doc(schemas.CompleteRequest),
-             response_model=schemas.CompleteResult, summary="Complete an assignment (beyond the guide)",
+@router.post("/assignments/complete", tags=["assignments"], openapi_extra=_body_doc(models.CompleteRequest),
+             response_model=models.CompleteResult, summary="Complete an assignment (beyond the guide)",
              responses=_errors(*POSTED))
 async def complete(request: Request, caller: Caller = Depends(authenticate)):
     """`complete_assignment(assignment_id)`; the freed capacity takes the best queued item.
     Not one of the guide's endpoints; here so a front end can close the loop."""
-    body = _typed(schemas.CompleteRequest, await json_body(request))
+    body = _typed(models.CompleteRequest, await json_body(request))
     return await _call(request, caller, "SELECT complete_assignment(%s)", [body.assignment_id])
 
 
-@router.get("/capacity/check", tags=["capacity"], response_model=schemas.CapacityResult,
+@router.get("/capacity/check", tags=["capacity"], response_model=models.CapacityResult,
             summary="A unit's capacity now", responses=_errors(*COMMON, 404))
 async def capacity_check(request: Request, caller: Caller = Depends(authenticate),
-                         unit_id: str = Query(max_length=schemas.ID_MAX_LENGTH,
+                         unit_id: str = Query(max_length=models.ID_MAX_LENGTH,
                                               description="a unit id of rules/units.yaml")):
     """`capacity_check(unit_id)`."""
     return await _call(request, caller, "SELECT capacity_check(%s::text)", [unit_id])
 
 
-@router.post("/staff/availability", tags=["staff"], openapi_extra=_body_doc(schemas.AvailabilityRequest),
-             response_model=schemas.AvailabilityResult, summary="Change a person's availability",
+@router.post("/staff/availability", tags=["staff"], openapi_extra=_body_doc(models.AvailabilityRequest),
+             response_model=models.AvailabilityResult, summary="Change a person's availability",
              responses=_errors(*POSTED, 409))
 async def staff_availability(request: Request, caller: Caller = Depends(authenticate)):
     """`set_staff_availability(request)`: the person, their supervisors or a trusted service.
@@ -207,9 +207,9 @@ async def staff_availability(request: Request, caller: Caller = Depends(authenti
     return await _call(request, caller, "SELECT set_staff_availability(%s)", [await json_body(request)])
 
 
-@router.get("/health/assignment-engine", tags=["health"], response_model=schemas.Health,
+@router.get("/health/assignment-engine", tags=["health"], response_model=models.Health,
             summary="Engine health: 200 healthy, 503 degraded",
-            responses={503: {"model": schemas.Health, "description": "degraded (or the database is unreachable)"},
+            responses={503: {"model": models.Health, "description": "degraded (or the database is unreachable)"},
                        **_errors(401, 403)})
 async def health(request: Request, caller: Caller = Depends(authenticate)):
     """`engine_health()`. When the database cannot be reached at all the answer is still in

@@ -11,10 +11,10 @@ import socket
 
 import uvicorn
 
-from ..db import connect
-from ..errors import DatabaseError
-from .app import create_app
-from .auth import ROLES
+from engine.api.app import create_app
+from engine.api.auth import ROLES
+from engine.database.connect import connect
+from engine.errors import DatabaseError
 
 GRACEFUL_SHUTDOWN_SECONDS = 10
 log = logging.getLogger("rulesctl.api")

@@ -24,15 +24,15 @@ from typing import Callable
 
 import psycopg
 
-from .db import connect, query_text
-from .errors import ApplyRefused, DatabaseError
-from .hazards import Hazard
-from .ledger import LedgerWriter
-from .model import Policy
-from .objects import SqlObject
-from .plan import Plan, build_plan, fingerprint_of, live_state
-from .project import DEFAULT_TEMPLATES
-from .steps import ENUM_SEGMENT, Step
+from engine.compiler.objects import SqlObject
+from engine.database.connect import connect, query_text
+from engine.errors import ApplyRefused, DatabaseError
+from engine.migrate.hazards import Hazard
+from engine.migrate.ledger import LedgerWriter
+from engine.migrate.plan import Plan, build_plan, fingerprint_of, live_state
+from engine.migrate.steps import ENUM_SEGMENT, Step
+from engine.policy.model import Policy
+from engine.project import DEFAULT_TEMPLATES
 
 # pg_advisory_lock key: the first 8 bytes of sha256("rulesctl apply"), fixed forever.
 APPLY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"rulesctl apply").digest()[:8], "big", signed=True)

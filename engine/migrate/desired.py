@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import psycopg
 
-from . import catalog
-from .introspect import LiveObject, desired_snapshot
-from .model import Policy
-from .objects import SqlObject
-from .render import job_commands, render_policy
+from engine.compiler import catalog
+from engine.compiler.objects import SqlObject
+from engine.compiler.render import job_commands, render_policy
+from engine.migrate.introspect import LiveObject, desired_snapshot
+from engine.policy.model import Policy
 
 
 def cron_available(conn: psycopg.Connection) -> bool:

@@ -13,7 +13,6 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 ID_MAX_LENGTH = 200        # api_text.sql.j2: ids, and names of the policy (types, priorities, statuses)
 TEXT_MAX_LENGTH = 2000     # api_text.sql.j2: free text (reason, full_name, email)
 

@@ -30,9 +30,9 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from .auth import ROLES, Caller
-from .errors import RETRYABLE, from_database
-from .pool import Exhausted, Pool, Unavailable
+from engine.api.auth import ROLES, Caller
+from engine.api.errors import RETRYABLE, from_database
+from engine.api.pool import Exhausted, Pool, Unavailable
 
 ATTEMPTS = 6
 APPLICATION_NAME = "rulesctl-api"

@@ -18,18 +18,19 @@ from pathlib import Path
 
 import psycopg
 
-from . import __version__, catalog
-from .db import connect
-from .desired import cron_unavailable_reason, desired_state
-from .diff import diff
-from .errors import DatabaseError
-from .hazards import Hazard
-from .introspect import LiveObject, introspect, scratch_schema_name
-from .model import Policy
-from .objects import SqlObject
-from .order import topological
-from .render import job_commands
-from .steps import Step, StepBuilder
+from engine import __version__
+from engine.compiler import catalog
+from engine.compiler.objects import SqlObject
+from engine.compiler.order import topological
+from engine.compiler.render import job_commands
+from engine.database.connect import connect
+from engine.errors import DatabaseError
+from engine.migrate.desired import cron_unavailable_reason, desired_state
+from engine.migrate.diff import diff
+from engine.migrate.hazards import Hazard
+from engine.migrate.introspect import LiveObject, introspect, scratch_schema_name
+from engine.migrate.steps import Step, StepBuilder
+from engine.policy.model import Policy
 
 DROP_ORDER = ("cron_job", "seed", "publication_table", "grant", "policy", "rls", "trigger", "view", "index", "table",
               "function", "enum")
@@ -197,7 +198,7 @@ def _mark_drift(steps: list[Step], desired: dict, live: dict, owned: dict[str, s
 def order_steps(steps: list[Step], objects: list[SqlObject], live: dict[str, LiveObject]) -> list[Step]:
     """Enum values first (their own segment), then creates and changes in dependency order,
     then drops and deletes, dependents before what they depend on."""
-    from .objects import KIND_RANK
+    from engine.compiler.objects import KIND_RANK
     by_key = {obj.key: obj for obj in objects}
     position = {obj.key: index for index, obj in enumerate(objects)}
     forward = [s for s in steps if s.action not in ("drop", "delete", "revoke", "unschedule")]

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import yaml
 
-from .problems import Problem, format_path
-from .sqltext import PolicyText
+from engine.compiler.sqltext import PolicyText
+from engine.policy.problems import Problem, format_path
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 # libyaml's parser when PyYAML was built with it (same nodes and marks, several times faster)

@@ -11,7 +11,7 @@ import json
 import os
 from importlib.metadata import version
 
-from .cache import cache_dir
+from engine.cache import cache_dir
 
 
 def expand_public_holidays(spec: dict) -> list[tuple[dt.date, str]]:

@@ -13,10 +13,10 @@ from collections import Counter, defaultdict
 
 from croniter import croniter
 
-from .load import PolicyFile
-from .model import minutes
-from .problems import Problem
-from .sqltext import MAX_IDENTIFIER_BYTES
+from engine.compiler.sqltext import MAX_IDENTIFIER_BYTES
+from engine.policy.load import PolicyFile
+from engine.policy.model import minutes
+from engine.policy.problems import Problem
 
 # Engine functions a job may call (the runtime defines them).
 JOB_FUNCTIONS = {

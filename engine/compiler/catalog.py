@@ -245,7 +245,7 @@ API_ROLES = ("authenticated", "service_role")
 
 
 @dataclass(frozen=True)
-class Policy:
+class RlsPolicy:
     name: str
     table: str
     using: str                           # engine SQL text, not policy text
@@ -258,21 +258,21 @@ class Policy:
 _ME = "(SELECT {schema}.current_user_id())"
 _VISIBLE = "(SELECT {schema}.caller_visible_units())::text[]"   # the cast keeps ANY from reading a subquery
 RLS_POLICIES = (
-    Policy("staff_profiles_visible", "staff_profiles", f"id = {_ME} OR unit_id = ANY ({_VISIBLE})",
+    RlsPolicy("staff_profiles_visible", "staff_profiles", f"id = {_ME} OR unit_id = ANY ({_VISIBLE})",
            "staff see themselves; supervisors and unit heads their unit's subtree; admins everyone"),
-    Policy("assignments_visible", "assignments", f"assignee_id = {_ME} OR unit_id = ANY ({_VISIBLE})",
+    RlsPolicy("assignments_visible", "assignments", f"assignee_id = {_ME} OR unit_id = ANY ({_VISIBLE})",
            "staff see their own work; supervisors and unit heads their subtree's; admins all"),
-    Policy("staff_skills_visible", "staff_skills",
+    RlsPolicy("staff_skills_visible", "staff_skills",
            "staff_id IN (SELECT s.id FROM {schema}.staff_profiles s)",
            "a person's skills are seen by whoever may see the person"),
-    Policy("capacity_snapshots_visible", "capacity_snapshots", f"unit_id = ANY ({_VISIBLE})",
+    RlsPolicy("capacity_snapshots_visible", "capacity_snapshots", f"unit_id = ANY ({_VISIBLE})",
            "a unit's capacity history is seen by those who supervise it"),
-    Policy("assignment_queue_visible", "assignment_queue", f"target_unit_id = ANY ({_VISIBLE})",
+    RlsPolicy("assignment_queue_visible", "assignment_queue", f"target_unit_id = ANY ({_VISIBLE})",
            "queued work is seen by those who supervise the target unit"),
-    Policy("assignment_audit_visible", "assignment_audit",
+    RlsPolicy("assignment_audit_visible", "assignment_audit",
            "assignment_id IN (SELECT a.id FROM {schema}.assignments a)",
            "who changed an assignment, and why, is seen by whoever may see the assignment"),
-    Policy("escalation_events_visible", "escalation_events",
+    RlsPolicy("escalation_events_visible", "escalation_events",
            f"recipient_id = {_ME} OR assignment_id IN (SELECT a.id FROM {{schema}}.assignments a)",
            "an escalation is seen by its recipient and by whoever may see the assignment"),
 )

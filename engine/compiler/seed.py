@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .catalog import TABLES_BY_NAME
-from .model import Origin, Policy
+from engine.compiler.catalog import TABLES_BY_NAME
+from engine.policy.model import Origin, Policy
 
 
 @dataclass(frozen=True)

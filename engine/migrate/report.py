@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from .plan import Plan
+from engine.migrate.plan import Plan
 
 
 def summary(plan: Plan) -> str:

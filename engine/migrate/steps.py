@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from . import catalog
-from .diff import Change
-from .hazards import Hazard
-from .objects import SqlObject
-from .render import template_env
+from engine.compiler import catalog
+from engine.compiler.objects import SqlObject
+from engine.compiler.render import template_env
+from engine.migrate.diff import Change
+from engine.migrate.hazards import Hazard
 
 ACTIVE_SEGMENT, ENUM_SEGMENT = 1, 0
 _EXPLICIT_LOCK = re.compile(r"^LOCK TABLE (\w+\.\w+) IN", re.MULTILINE)   # what a rendered object locks itself
@@ -171,7 +171,7 @@ class StepBuilder:
 
     def _grant_target(self, target: str, object_type: str) -> str:
         """A table's quoted name, or a function's name(argument types) as PostgreSQL printed it."""
-        from .sqltext import ident
+        from engine.compiler.sqltext import ident
         if object_type == "TABLE":
             return ident(target)
         # FUNCTION or PROCEDURE: name(argument types)
@@ -219,7 +219,7 @@ class StepBuilder:
         return steps
 
     def _change_table(self, change, obj, label, where, origin) -> list[Step]:
-        from .sqltext import ident
+        from engine.compiler.sqltext import ident
         desired, live = change.desired.definition, change.live.definition
         actions, hazards, notes = [], set(), []
         for column, spec in desired["columns"].items():
@@ -345,7 +345,7 @@ def _holders(roles: list[str]) -> str:
 
 def _schedule(schedule: str | None) -> str:
     """'0 2 * * *' -> "'0 2 * * *' (at 02:00 (UTC))": a reviewer should not have to read cron."""
-    from .render import schedule_in_words
+    from engine.compiler.render import schedule_in_words
     if not schedule:
         return "(none)"
     try:

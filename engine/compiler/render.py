@@ -22,13 +22,13 @@ from pathlib import Path
 
 import jinja2
 
-from . import catalog
-from .cache import cache_dir
-from .errors import RenderError
-from .model import Origin, Policy
-from .objects import SqlObject
-from .seed import seed_rows
-from .sqltext import PolicyText, comment_line, ident, literal, qualified
+from engine.cache import cache_dir
+from engine.compiler import catalog
+from engine.compiler.objects import SqlObject
+from engine.compiler.seed import seed_rows
+from engine.compiler.sqltext import PolicyText, comment_line, ident, literal, qualified
+from engine.errors import RenderError
+from engine.policy.model import Origin, Policy
 
 # sqlglot logs a warning for every statement it only understands as a generic command
 # (CREATE FUNCTION bodies, ALTER TABLE ... ENABLE ROW LEVEL SECURITY): expected, not news.
@@ -104,7 +104,7 @@ def _template_line(exc: Exception, template: str) -> int | str:
 
 
 def parse_check(sql: str, template: str, origin: Origin | None) -> None:
-    import sqlglot                           # only `render` checks; importing it costs ~0.1 s
+    import sqlglot  # only `render` checks; importing it costs ~0.1 s
     from sqlglot.errors import ParseError
     try:
         sqlglot.parse(sql, read="postgres", error_level=sqlglot.ErrorLevel.RAISE)

@@ -6,7 +6,7 @@ from importlib import resources
 
 import psycopg
 
-from .errors import DatabaseError
+from engine.errors import DatabaseError
 
 
 def connect(url: str, **kwargs) -> psycopg.Connection:
@@ -31,5 +31,5 @@ def redact(url: str) -> str:
 
 
 def query_text(name: str) -> str:
-    """A catalog query shipped in engine/queries/."""
-    return resources.files("engine").joinpath("queries", name).read_text()
+    """A catalog query shipped in engine/migrate/queries/."""
+    return resources.files("engine.migrate").joinpath("queries", name).read_text()

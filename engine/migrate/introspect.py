@@ -18,12 +18,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from . import catalog
-from .db import query_text
-from .objects import SqlObject
-from .order import install_order
+from engine.compiler import catalog
+from engine.compiler.objects import SqlObject
+from engine.compiler.order import install_order
+from engine.database.connect import query_text
 
-# kind -> catalog query (engine/queries/*.sql); each returns (name, definition)
+# kind -> catalog query (engine/migrate/queries/*.sql); each returns (name, definition)
 SCHEMA_QUERIES = {
     "enum": "enums.sql", "table": "tables.sql", "index": "indexes.sql", "function": "functions.sql",
     "trigger": "triggers.sql", "view": "views.sql", "rls": "rls.sql", "policy": "policies.sql",

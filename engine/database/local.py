@@ -179,7 +179,7 @@ class LocalCluster:
         if self._has_library("wal2json") and self._knows_setting("output_plugin_libraries"):
             # 15.19+ (CVE-2026-6471) only lets listed plugins decode, superusers included.
             settings["output_plugin_libraries"] = "'pgoutput, test_decoding, wal2json'"
-        text = "# written by rulesctl (engine/local.py) on every start; edits are lost\n"
+        text = "# written by rulesctl (engine/database/local.py) on every start; edits are lost\n"
         text += "".join(f"{key} = {value}\n" for key, value in settings.items())
         path = self.data_dir / CONFIG_NAME
         path.write_text(text)

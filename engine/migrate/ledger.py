@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg.rows import dict_row
 
-from . import __version__
-from .db import connect
+from engine import __version__
+from engine.database.connect import connect
 
 if TYPE_CHECKING:
-    from .plan import Plan
+    from engine.migrate.plan import Plan
 
 # A 'started' row whose backend is no longer running (pid reuse by this very session aside).
 _GONE = ("outcome = 'started' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a "
@@ -41,7 +41,7 @@ class LedgerWriter:
         self.started_id: int | None = None
 
     def _values(self, plan: "Plan") -> tuple:
-        from .plan import fingerprint_of
+        from engine.migrate.plan import fingerprint_of
         statements = [{"step": step.key, "action": step.action, "segment": step.segment, "sql": step.sql}
                       for step in plan.steps]
         return (self.started, self.policy_hash, fingerprint_of(plan.desired_hashes), __version__, self.commit,

@@ -7,8 +7,8 @@ from __future__ import annotations
 import graphlib
 import heapq
 
-from .errors import RenderError
-from .objects import KIND_RANK, SqlObject
+from engine.compiler.objects import KIND_RANK, SqlObject
+from engine.errors import RenderError
 
 
 def topological(graph: dict[str, list[str]], rank: dict[str, tuple]) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .model import Origin
+from engine.policy.model import Origin
 
 # Install order between kinds when dependencies leave a choice (readability of generated/ and plans).
 KIND_RANK = {"role": 0, "extension": 1, "schema": 2, "function": 3, "enum": 4, "table": 5, "index": 6, "view": 7,

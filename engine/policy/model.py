@@ -10,8 +10,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from .load import PolicyFile
-from .sqltext import PolicyText
+from engine.compiler.sqltext import PolicyText
+from engine.policy.load import PolicyFile
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import jsonschema
 from jsonschema.exceptions import best_match
 
-from . import checks, model
-from .calendar_days import expand_public_holidays
-from .errors import PolicyError
-from .load import PolicyFile, display_path, load_directory
-from .problems import Problem
+from engine.errors import PolicyError
+from engine.policy import checks, model
+from engine.policy.calendar_days import expand_public_holidays
+from engine.policy.load import PolicyFile, display_path, load_directory
+from engine.policy.problems import Problem
 
 KINDS = ("units", "skills", "calendars", "work_items", "sla", "assignment_rules", "escalation", "leave", "jobs")
 OPTIONAL_KINDS = ("realtime",)
@@ -29,7 +29,7 @@ OPTIONAL_KINDS = ("realtime",)
 
 @cache
 def schema_for(kind: str) -> dict:
-    return json.loads(resources.files("engine").joinpath("schemas", f"{kind}.json").read_text())
+    return json.loads(resources.files("engine.policy").joinpath("schemas", f"{kind}.json").read_text())
 
 
 @cache

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .introspect import LiveObject
+from engine.migrate.introspect import LiveObject
 
 # Kinds reported when found unowned (grants and rows inside other objects are not news).
 REPORTED_KINDS = {"table", "view", "function", "enum", "index", "trigger", "policy", "cron_job"}
