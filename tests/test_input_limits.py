@@ -153,16 +153,14 @@ def test_unusable_text_in_a_key_is_a_located_problem(tmp_path, monkeypatch):
 def test_unprintable_text_in_paths_and_keys_prints(tmp_path, monkeypatch):
     """A surrogate in a key under which more errors sit, and a directory name that is not
     UTF-8 (Python holds it as surrogates): every problem still prints and dumps as JSON."""
-    workdir = tmp_path / os.fsdecode(b"bad\xff")
-    rules = make_policy(workdir)
+    rules = make_policy(tmp_path).rename(tmp_path / os.fsdecode(b"bad\xff"))
     _replace(rules, "sla.yaml", "  ticket:", '  "ticket\\ud800":')
     _replace(rules, "sla.yaml", "resolution: 8h", "resolution: 8x")
-    monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(cli, ["validate", "--rules", str(rules.relative_to(tmp_path))])
+    result = CliRunner().invoke(cli, ["validate", "--rules", str(rules)])
     assert result.exit_code == 1
-    assert "bad\\udcff/rules/sla.yaml:7:37: matrix.ticket\\ud800.low.resolution: '8x' is not in the expected form" \
+    assert "bad\\udcff/sla.yaml:7:37: matrix.ticket\\ud800.low.resolution: '8x' is not in the expected form" \
         in result.output
-    json_result = CliRunner().invoke(cli, ["validate", "--rules", str(rules.relative_to(tmp_path)), "--format", "json"])
+    json_result = CliRunner().invoke(cli, ["validate", "--rules", str(rules), "--format", "json"])
     assert json_result.exit_code == 1 and "ticket\\\\ud800" in json_result.output
 
 

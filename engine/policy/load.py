@@ -62,10 +62,11 @@ class PolicyFile:
 
 
 def display_path(path: Path) -> str:
-    try:                                   # the file's own name, even when it is a symbolic link
-        return PolicyText((path.parent.resolve() / path.name).relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return PolicyText(path)
+    """The file as messages and origins show it: relative to the rules directory's parent
+    (`rules/units.yaml`), whatever the working directory, so that neither the policy hash nor
+    the plan depends on where rulesctl runs. The file's own name, even when it is a symbolic link."""
+    folder = path.parent.resolve().name
+    return PolicyText(f"{folder}/{path.name}" if folder else path.name)
 
 
 class _Refused(Exception):
