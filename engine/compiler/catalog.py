@@ -7,7 +7,7 @@ named indexes keep exactly these names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SCHEMA = "public"
 
@@ -123,88 +123,113 @@ INDEXES = (
 )
 
 
+# What the runtime's functions are about; each is a folder of templates/functions/runtime/
+# (shared Jinja macros sit in its _macros/).
+RUNTIME_DOMAINS = {
+    "api": "the SQL API: entry points callers execute, and the api_* request readers",
+    "assignment": "matching a rule, finding eligible staff and picking one, creating the assignment",
+    "capacity": "keeping staff load and unit counts in step (trigger functions), capacity snapshots",
+    "queue": "queue order and position, the unit locks, dequeuing when capacity frees",
+    "sla": "business calendars, deadlines, the SLA clock and monitor, escalation recipients",
+    "security": "who the caller is: current_user_id and the caller_* permission predicates",
+    "jobs": "running pg_cron jobs in batches and more often than once a minute",
+    "events": "the notification outbox and its relay",
+}
+
+
 @dataclass(frozen=True)
 class Function:
-    """A runtime function: templates/functions/runtime/<name>.sql.j2, identified by its signature."""
+    """A runtime function: templates/functions/runtime/<domain>/<name>.sql.j2, identified by its
+    signature."""
     name: str
     args: str = ""                       # argument types as PostgreSQL prints them (oidvectortypes)
     after: tuple[str, ...] = ()          # other runtime functions a LANGUAGE sql body calls
+    domain: str = field(kw_only=True)    # a key of RUNTIME_DOMAINS: the template's folder
+
+    def __post_init__(self) -> None:
+        if self.domain not in RUNTIME_DOMAINS:
+            raise ValueError(f"runtime function {self.name}: unknown domain {self.domain!r}")
+
+    @property
+    def template(self) -> str:
+        """The template's path under templates/."""
+        return f"functions/runtime/{self.domain}/{self.name}.sql.j2"
 
 
 # Order among these only matters for LANGUAGE sql bodies, which PostgreSQL checks at creation;
 # every runtime function comes after every table and enum.
 RUNTIME_FUNCTIONS = (
-    Function("current_user_id"),
-    Function("api_invalid", "text, text"),
-    Function("api_text", "jsonb, text, boolean", after=("api_invalid",)),
-    Function("api_uuid", "jsonb, text, boolean", after=("api_text",)),
-    Function("api_conflict", "text, text"),
-    Function("api_version", "jsonb"),
-    Function("priority_rank", "{schema}.priority_level"),
+    Function("current_user_id", domain="security"),
+    Function("api_invalid", "text, text", domain="api"),
+    Function("api_text", "jsonb, text, boolean", after=("api_invalid",), domain="api"),
+    Function("api_uuid", "jsonb, text, boolean", after=("api_text",), domain="api"),
+    Function("api_conflict", "text, text", domain="api"),
+    Function("api_version", "jsonb", domain="api"),
+    Function("priority_rank", "{schema}.priority_level", domain="queue"),
     Function("queue_effective_rank", "{schema}.priority_level, timestamp with time zone, timestamp with time zone",
-             after=("priority_rank",)),
-    Function("match_assignment_rule", "{schema}.work_item_type, {schema}.priority_level, text[]"),
-    Function("unit_ids_for_target", "text, boolean"),
-    Function("lock_units", "text[], boolean"),
-    Function("lock_units_to_queue", "text[]"),
-    Function("try_lock_unit_shared", "text"),
-    Function("calculate_sla_deadline_fn", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone"),
-    Function("staff_has_skills", "uuid, text[], integer"),
-    Function("find_eligible_staff_for_assignment", "text[], text[], integer, integer, text, integer"),
-    Function("pick_staff_with_ranking", "text[], text[], integer, integer, text"),
-    Function("pick_staff_for_assignment", "text[], text[], integer, integer, text, boolean"),
-    Function("explain_assignment_candidates", "text[], text[], integer, integer, text, integer, jsonb"),
-    Function("assignment_tie_break", "jsonb, text"),
-    Function("update_staff_assignment_count", "uuid, integer"),
-    Function("get_unit_recipient", "text, text, uuid"),
-    Function("get_escalation_recipient", "uuid, text"),
-    Function("caller_is_trusted"),
-    Function("caller_visible_units", after=("current_user_id",)),
+             after=("priority_rank",), domain="queue"),
+    Function("match_assignment_rule", "{schema}.work_item_type, {schema}.priority_level, text[]", domain="assignment"),
+    Function("unit_ids_for_target", "text, boolean", domain="assignment"),
+    Function("lock_units", "text[], boolean", domain="queue"),
+    Function("lock_units_to_queue", "text[]", domain="queue"),
+    Function("try_lock_unit_shared", "text", domain="queue"),
+    Function("calculate_sla_deadline_fn", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone", domain="sla"),
+    Function("staff_has_skills", "uuid, text[], integer", domain="assignment"),
+    Function("find_eligible_staff_for_assignment", "text[], text[], integer, integer, text, integer", domain="assignment"),
+    Function("pick_staff_with_ranking", "text[], text[], integer, integer, text", domain="assignment"),
+    Function("pick_staff_for_assignment", "text[], text[], integer, integer, text, boolean", domain="assignment"),
+    Function("explain_assignment_candidates", "text[], text[], integer, integer, text, integer, jsonb", domain="assignment"),
+    Function("assignment_tie_break", "jsonb, text", domain="assignment"),
+    Function("update_staff_assignment_count", "uuid, integer", domain="capacity"),
+    Function("get_unit_recipient", "text, text, uuid", domain="sla"),
+    Function("get_escalation_recipient", "uuid, text", domain="sla"),
+    Function("caller_is_trusted", domain="security"),
+    Function("caller_visible_units", after=("current_user_id",), domain="security"),
     # Permission predicates: each returns a boolean that is never NULL (a NULL is a refusal).
-    Function("caller_is_known"),
-    Function("caller_is_admin"),
-    Function("caller_may_supervise"),
-    Function("caller_supervises_unit", "text"),
-    Function("caller_may_read_unit", "text"),
-    Function("caller_may_act_for", "uuid"),
-    Function("create_assignment", "{schema}.assignment_queue, uuid, jsonb"),
-    Function("queue_items_ahead", "text, {schema}.priority_level, timestamp with time zone, uuid"),
-    Function("queue_position", "uuid"),
-    Function("queue_head", "text, integer"),
-    Function("process_queue_on_capacity_change", "uuid"),
-    Function("sync_assignment_capacity"),
-    Function("sync_staff_skills"),
-    Function("count_unit_staff"),
-    Function("staff_room"),
-    Function("unit_wip_limit_changed"),
-    Function("assignment_freed_capacity"),
-    Function("auto_assign_decision", "{schema}.assignment_queue, boolean, text[], text, jsonb, uuid"),
-    Function("auto_assign", "jsonb"),
-    Function("complete_assignment", "uuid"),
-    Function("reassign_or_requeue", "uuid, text, uuid"),
-    Function("apply_leave_policy", "uuid, text, timestamp with time zone"),
-    Function("set_staff_availability", "jsonb"),
-    Function("upsert_staff_profile", "jsonb"),
-    Function("manual_override", "jsonb"),
-    Function("capacity_check", "text"),
-    Function("my_assignments"),
-    Function("process_stale_queue_items", "integer"),
+    Function("caller_is_known", domain="security"),
+    Function("caller_is_admin", domain="security"),
+    Function("caller_may_supervise", domain="security"),
+    Function("caller_supervises_unit", "text", domain="security"),
+    Function("caller_may_read_unit", "text", domain="security"),
+    Function("caller_may_act_for", "uuid", domain="security"),
+    Function("create_assignment", "{schema}.assignment_queue, uuid, jsonb", domain="assignment"),
+    Function("queue_items_ahead", "text, {schema}.priority_level, timestamp with time zone, uuid", domain="queue"),
+    Function("queue_position", "uuid", domain="queue"),
+    Function("queue_head", "text, integer", domain="queue"),
+    Function("process_queue_on_capacity_change", "uuid", domain="queue"),
+    Function("sync_assignment_capacity", domain="capacity"),
+    Function("sync_staff_skills", domain="capacity"),
+    Function("count_unit_staff", domain="capacity"),
+    Function("staff_room", domain="capacity"),
+    Function("unit_wip_limit_changed", domain="capacity"),
+    Function("assignment_freed_capacity", domain="capacity"),
+    Function("auto_assign_decision", "{schema}.assignment_queue, boolean, text[], text, jsonb, uuid", domain="assignment"),
+    Function("auto_assign", "jsonb", domain="api"),
+    Function("complete_assignment", "uuid", domain="api"),
+    Function("reassign_or_requeue", "uuid, text, uuid", domain="assignment"),
+    Function("apply_leave_policy", "uuid, text, timestamp with time zone", domain="assignment"),
+    Function("set_staff_availability", "jsonb", domain="api"),
+    Function("upsert_staff_profile", "jsonb", domain="api"),
+    Function("manual_override", "jsonb", domain="api"),
+    Function("capacity_check", "text", domain="api"),
+    Function("my_assignments", domain="api"),
+    Function("process_stale_queue_items", "integer", domain="queue"),
     # SLA: business calendars, deadlines, the monitor and escalation, jobs, health
-    Function("calendar_definition", "text"),
-    Function("calendar_add_working_time", "text, timestamp with time zone, numeric"),
-    Function("calendar_working_minutes_between", "text, timestamp with time zone, timestamp with time zone"),
-    Function("sla_level_due_at", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric, integer"),
-    Function("sla_clock_on_status_change"),
-    Function("sla_reschedule_checks"),
-    Function("sla_check_and_escalate", "integer"),
-    Function("escalate_assignment", "jsonb"),
-    Function("cleanup_escalation_events"),
-    Function("capture_capacity_snapshot"),
-    Function("notify_assignment_change"),
-    Function("relay_engine_events", "integer"),
-    Function("run_batches", "text, integer, integer"),
-    Function("run_every_seconds", "text, integer, integer"),
-    Function("engine_health"),
+    Function("calendar_definition", "text", domain="sla"),
+    Function("calendar_add_working_time", "text, timestamp with time zone, numeric", domain="sla"),
+    Function("calendar_working_minutes_between", "text, timestamp with time zone, timestamp with time zone", domain="sla"),
+    Function("sla_level_due_at", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric, integer", domain="sla"),
+    Function("sla_clock_on_status_change", domain="sla"),
+    Function("sla_reschedule_checks", domain="sla"),
+    Function("sla_check_and_escalate", "integer", domain="sla"),
+    Function("escalate_assignment", "jsonb", domain="api"),
+    Function("cleanup_escalation_events", domain="sla"),
+    Function("capture_capacity_snapshot", domain="capacity"),
+    Function("notify_assignment_change", domain="events"),
+    Function("relay_engine_events", "integer", domain="events"),
+    Function("run_batches", "text, integer, integer", domain="jobs"),
+    Function("run_every_seconds", "text, integer, integer", domain="jobs"),
+    Function("engine_health", domain="api"),
 )
 
 # What the SLA schedule of running assignments is computed from. A plan that changes any of

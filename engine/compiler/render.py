@@ -189,7 +189,7 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
     signature = {f.name: f"{f.name}({f.args.format(schema=s)})" for f in catalog.RUNTIME_FUNCTIONS}
     for function in catalog.RUNTIME_FUNCTIONS:
         after = foundations + [f"function:{s}.{signature[dep]}" for dep in function.after]
-        r.add("function", signature[function.name], f"functions/runtime/{function.name}.sql.j2", context,
+        r.add("function", signature[function.name], function.template, context,
               after=after, file=f"functions/{function.name}.sql", origin=origins.get(function.name))
     for view, functions in catalog.VIEWS:
         after = foundations + [f"function:{s}.{signature.get(f, f + '()')}" for f in functions]
