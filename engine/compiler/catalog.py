@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from engine.compiler.sqltext import literal_list
+
 SCHEMA = "public"
 
 HELPER_FUNCTIONS = ("engine_now", "increment_version_column", "update_updated_at_column")
@@ -82,7 +84,7 @@ class Index:
     why: str = ""
 
 
-_ACTIVE = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE_STATUSES) + ")"
+_ACTIVE = f"status IN ({literal_list(ACTIVE_STATUSES)})"
 
 INDEXES = (
     Index("idx_assignments_assignee_status_sla", "assignments", "assignee_id, status, sla_deadline",
@@ -173,12 +175,15 @@ RUNTIME_FUNCTIONS = (
     Function("lock_units", "text[], boolean", domain="queue"),
     Function("lock_units_to_queue", "text[]", domain="queue"),
     Function("try_lock_unit_shared", "text", domain="queue"),
-    Function("calculate_sla_deadline_fn", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone", domain="sla"),
+    Function("calculate_sla_deadline_fn", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone",
+             domain="sla"),
     Function("staff_has_skills", "uuid, text[], integer", domain="assignment"),
-    Function("find_eligible_staff_for_assignment", "text[], text[], integer, integer, text, integer", domain="assignment"),
+    Function("find_eligible_staff_for_assignment", "text[], text[], integer, integer, text, integer",
+             domain="assignment"),
     Function("pick_staff_with_ranking", "text[], text[], integer, integer, text", domain="assignment"),
     Function("pick_staff_for_assignment", "text[], text[], integer, integer, text, boolean", domain="assignment"),
-    Function("explain_assignment_candidates", "text[], text[], integer, integer, text, integer, jsonb", domain="assignment"),
+    Function("explain_assignment_candidates", "text[], text[], integer, integer, text, integer, jsonb",
+             domain="assignment"),
     Function("assignment_tie_break", "jsonb, text", domain="assignment"),
     Function("update_staff_assignment_count", "uuid, integer", domain="capacity"),
     Function("get_unit_recipient", "text, text, uuid", domain="sla"),
@@ -203,7 +208,8 @@ RUNTIME_FUNCTIONS = (
     Function("staff_room", domain="capacity"),
     Function("unit_wip_limit_changed", domain="capacity"),
     Function("assignment_freed_capacity", domain="capacity"),
-    Function("auto_assign_decision", "{schema}.assignment_queue, boolean, text[], text, jsonb, uuid", domain="assignment"),
+    Function("auto_assign_decision", "{schema}.assignment_queue, boolean, text[], text, jsonb, uuid",
+             domain="assignment"),
     Function("auto_assign", "jsonb", domain="api"),
     Function("complete_assignment", "uuid", domain="api"),
     Function("reassign_or_requeue", "uuid, text, uuid", domain="assignment"),
@@ -217,8 +223,10 @@ RUNTIME_FUNCTIONS = (
     # SLA: business calendars, deadlines, the monitor and escalation, jobs, health
     Function("calendar_definition", "text", domain="sla"),
     Function("calendar_add_working_time", "text, timestamp with time zone, numeric", domain="sla"),
-    Function("calendar_working_minutes_between", "text, timestamp with time zone, timestamp with time zone", domain="sla"),
-    Function("sla_level_due_at", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric, integer", domain="sla"),
+    Function("calendar_working_minutes_between", "text, timestamp with time zone, timestamp with time zone",
+             domain="sla"),
+    Function("sla_level_due_at", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric, integer",
+             domain="sla"),
     Function("sla_clock_on_status_change", domain="sla"),
     Function("sla_reschedule_checks", domain="sla"),
     Function("sla_check_and_escalate", "integer", domain="sla"),
@@ -244,7 +252,8 @@ QUEUE_HEAD_MAX = 10_000
 # Views over the runtime tables: (name, functions they call)
 VIEWS = (("assignment_queue_ordered", ("queue_effective_rank", "engine_now")),)
 
-# AFTER triggers of the runtime: (trigger, table, function). Template: triggers/<trigger>.sql.j2
+# Triggers of the runtime: (trigger, table, function). Template: triggers/<trigger>.sql.j2,
+# which reads all three from its context (name, table, function), never retyping them.
 RUNTIME_TRIGGERS = (
     ("assignment_capacity_trigger", "assignments", "sync_assignment_capacity"),
     ("staff_skills_sync_trigger", "staff_skills", "sync_staff_skills"),

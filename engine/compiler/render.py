@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import logging
 import traceback
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import jinja2
@@ -26,9 +27,9 @@ from engine.cache import cache_dir
 from engine.compiler import catalog
 from engine.compiler.objects import SqlObject
 from engine.compiler.seed import seed_rows
-from engine.compiler.sqltext import PolicyText, comment_line, ident, literal, qualified
+from engine.compiler.sqltext import PolicyText, comment_line, ident, literal, literal_list, qualified
 from engine.errors import RenderError
-from engine.policy.model import Origin, Policy
+from engine.policy.model import Job, Origin, Policy, Strategy
 
 # sqlglot logs a warning for every statement it only understands as a generic command
 # (CREATE FUNCTION bodies, ALTER TABLE ... ENABLE ROW LEVEL SECURITY): expected, not news.
@@ -42,7 +43,7 @@ def _bytecode_cache() -> jinja2.BytecodeCache | None:
     return jinja2.FileSystemBytecodeCache(str(directory)) if directory else None
 
 
-def _only_quoted(value):
+def _only_quoted(value: object) -> object:
     """Jinja's `finalize`: what a `{{ }}` may print. Template text, SQL built by filters or by
     engine code from the catalog, and numbers pass; policy or file-system text and any other
     object are refused, naming the type, so a template cannot print them by mistake."""
@@ -66,18 +67,29 @@ def template_env(templates_dir: Path) -> jinja2.Environment:
         trim_blocks=False,
         finalize=_only_quoted,
     )
-    env.filters.update(ident=ident, literal=literal, qualified=qualified, comment=comment_line)
+    env.filters.update(ident=ident, literal=literal, literal_list=literal_list, qualified=qualified,
+                       comment=comment_line)
+    env.globals.update(ENGINE_CONSTANTS)
     return env
 
 
+# Engine vocabulary every template may use (through a quoting filter, like any value): one
+# source in Python, never retyped in SQL.
+ENGINE_CONSTANTS = {
+    "active_statuses": catalog.ACTIVE_STATUSES,      # {{ active_statuses|literal_list }}
+    "strategies": Strategy,                          # {{ strategies.round_robin|literal }}
+}
+
+
 class Renderer:
-    def __init__(self, templates_dir: Path, schema: str = catalog.SCHEMA, parse_check: bool = True):
+    def __init__(self, templates_dir: Path, schema: str = catalog.SCHEMA, parse_check: bool = True) -> None:
         self.env = template_env(Path(templates_dir))
         self.schema = schema
         self.parse_check = parse_check
         self.objects: list[SqlObject] = []
 
-    def add(self, kind: str, name: str, template: str, context: dict, *, after=(), file: str,
+    def add(self, kind: str, name: str, template: str, context: Mapping[str, object], *,
+            after: Iterable[str] = (), file: str,
             origin: Origin | None = None, in_schema: bool = True) -> None:
         try:
             sql = self.env.get_template(template).render(schema=self.schema, **context).strip() + "\n"
@@ -97,10 +109,11 @@ class Renderer:
 
 def _template_line(exc: Exception, template: str) -> int | str:
     """The template line an error came from: Jinja puts template frames into the traceback."""
-    if getattr(exc, "lineno", None):
-        return exc.lineno
+    lineno = getattr(exc, "lineno", None)
+    if lineno:
+        return int(lineno)
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(template)]
-    return frames[-1].lineno if frames else "?"
+    return (frames[-1].lineno or "?") if frames else "?"
 
 
 def parse_check(sql: str, template: str, origin: Origin | None) -> None:
@@ -121,12 +134,12 @@ def render_policy(policy: Policy, templates_dir: Path, schema: str = catalog.SCH
     r = Renderer(templates_dir, schema, parse_check)
     s = r.schema
     for function in catalog.HELPER_FUNCTIONS:
-        after = () if function == "engine_now" else (f"function:{s}.engine_now()",)
-        r.add("function", f"{function}()", f"functions/{function}.sql.j2", {}, after=after,
+        r.add("function", f"{function}()", f"functions/{function}.sql.j2", {},
+              after=() if function == "engine_now" else (f"function:{s}.engine_now()",),
               file="functions/helpers.sql")
 
     types_origin = policy.work_item_types[0].origin
-    enums = dict(catalog.FIXED_ENUMS)
+    enums: dict[str, tuple[str, ...]] = dict(catalog.FIXED_ENUMS)
     enums["work_item_type"] = tuple(t.id for t in policy.work_item_types)
     enums["priority_level"] = policy.priorities
     descriptions = {"work_item_type": "Work item types (rules/work_items.yaml)",
@@ -167,15 +180,17 @@ def render_policy(policy: Policy, templates_dir: Path, schema: str = catalog.SCH
     return r.objects
 
 
-def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
+def _render_runtime(r: Renderer, policy: Policy, enums: dict[str, tuple[str, ...]]) -> None:
     """The runtime: functions compiled from the policy, views, and the assignment triggers."""
     s = r.schema
+    proficiency_rank: dict[str | None, int] = {None: 0}
+    proficiency_rank.update((level, rank) for rank, level in enumerate(policy.proficiency_levels, 1))
     context = {
         "priorities": policy.priorities,
         "rules": policy.rules,
         "aging": policy.queue_aging,
         "max_rank": policy.priorities.index(policy.queue_aging.max_priority) + 1,
-        "proficiency_rank": {None: 0, **{level: rank for rank, level in enumerate(policy.proficiency_levels, 1)}},
+        "proficiency_rank": proficiency_rank,
         "calendars": policy.calendars,
         "job_names": [job.name for job in policy.jobs],
         "queue_head_max": catalog.QUEUE_HEAD_MAX,
@@ -194,11 +209,12 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict) -> None:
     for view, functions in catalog.VIEWS:
         after = foundations + [f"function:{s}.{signature.get(f, f + '()')}" for f in functions]
         r.add("view", view, f"views/{view}.sql.j2", {}, after=after, file=f"views/{view}.sql")
-    for trigger, table, function in catalog.RUNTIME_TRIGGERS:
+    for trigger, table, trigger_function in catalog.RUNTIME_TRIGGERS:
         if trigger == "assignment_notify_trigger" and not policy.realtime.notify_assignment_changes:
             continue                             # rules/realtime.yaml turned the notifications off
-        r.add("trigger", trigger, f"triggers/{trigger}.sql.j2", {},
-              after=(f"table:{s}.{table}", f"function:{s}.{signature[function]}"), file=f"tables/{table}.sql",
+        r.add("trigger", trigger, f"triggers/{trigger}.sql.j2",
+              {"name": trigger, "table": table, "function": trigger_function},
+              after=(f"table:{s}.{table}", f"function:{s}.{signature[trigger_function]}"), file=f"tables/{table}.sql",
               origin=policy.realtime.origin if trigger == "assignment_notify_trigger" else None)
     _render_security(r, signature)
     _render_realtime(r)
@@ -237,8 +253,8 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
         r.add("role", role, "security/role.sql.j2", {"name": role, "bypass_rls": bypass_rls}, file="security/roles.sql",
               in_schema=False)                   # roles belong to the cluster, not a schema
     roles = [f"role:{role}" for role, _ in catalog.ROLES]
-    for table in catalog.RLS_TABLES:
-        r.add("rls", table, "security/enable_rls.sql.j2", {"table": table}, after=(f"table:{s}.{table}",),
+    for rls_table in catalog.RLS_TABLES:
+        r.add("rls", rls_table, "security/enable_rls.sql.j2", {"table": rls_table}, after=(f"table:{s}.{rls_table}",),
               file="security/row_level_security.sql")
     for policy in catalog.RLS_POLICIES:
         using = policy.using.replace("{schema}", ident(s))
@@ -271,7 +287,7 @@ def _render_security(r: Renderer, signature: dict[str, str]) -> None:
               after=[f"function:{s}.{qualified_signature}", *roles], file="security/grants.sql")
 
 
-def job_commands(job, schema: str) -> tuple[str, str | None]:
+def job_commands(job: Job, schema: str) -> tuple[str, str | None]:
     """The SQL a job runs, and for an 'N seconds' schedule the per-minute fallback for pg_cron
     before 1.5. One source for the rendered DO block and the plan's expected cron.job row.
     A job with a `batch` runs its function on that many rows per transaction, committing
@@ -312,5 +328,5 @@ def schedule_in_words(schedule: str) -> str:
     return f"{get_description(schedule, options)} (UTC)".replace("At ", "at ", 1).replace("Every ", "every ", 1)
 
 
-def seed_name(table: str, key: tuple) -> str:
+def seed_name(table: str, key: tuple[object, ...]) -> str:
     return f"{table}/" + ",".join(str(part) for part in key)

@@ -23,7 +23,7 @@ class SeedRow:
 def seed_rows(policy: Policy) -> list[SeedRow]:
     rows: list[SeedRow] = []
 
-    def add(table: str, origin: Origin | None, **values) -> None:
+    def add(table: str, origin: Origin | None, **values: object) -> None:
         rows.append(SeedRow(table, values, origin))
 
     for calendar in policy.calendars:
@@ -39,12 +39,13 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
             timezone=unit.timezone, calendar_id=unit.calendar_id, default_wip_limit=unit.wip_limit)
     parents = {unit.id: unit.parent_id for unit in policy.units}
     for unit in policy.units:
-        ancestor, depth = unit.id, 0
+        ancestor: str | None = unit.id
+        depth = 0
         while ancestor is not None:                   # the validator has ruled out cycles
             add("organizational_unit_tree", unit.origin, ancestor_id=ancestor, unit_id=unit.id, depth=depth)
             ancestor, depth = parents[ancestor], depth + 1
-    for rank, level in enumerate(policy.proficiency_levels, start=1):
-        add("proficiency_levels", policy.proficiency_origin, id=level, rank=rank)
+    for rank, proficiency in enumerate(policy.proficiency_levels, start=1):
+        add("proficiency_levels", policy.proficiency_origin, id=proficiency, rank=rank)
     for skill in policy.skills:
         add("skills", skill.origin, id=skill.id, name=skill.name, category=skill.category,
             description=skill.description)
@@ -77,5 +78,5 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
     return rows
 
 
-def _array(values):
+def _array(values: tuple[str, ...] | None) -> list[str] | None:
     return list(values) if values is not None else None

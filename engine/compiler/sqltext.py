@@ -1,5 +1,5 @@
 """Quoting: the only way a policy string reaches SQL. Used as the Jinja filters `ident`,
-`literal`, `qualified` and `comment`, and by anything else that builds SQL text.
+`literal`, `literal_list`, `qualified` and `comment`, and by anything else that builds SQL text.
 
 Text read from the policy files or the file system is a `PolicyText` (a `str` that knows where
 it came from): the template environment refuses to print one, or any object that is not a
@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Iterable
 
 
 class PolicyText(str):
@@ -68,12 +69,12 @@ def _quote_string(text: str) -> str:
     return "'" + quoted + "'"
 
 
-def _array_element(value) -> str:
+def _array_element(value: object) -> str:
     text = str(value)
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def literal(value) -> str:
+def literal(value: object) -> str:
     """A SQL literal for a Python value. Lists become array literals ('{"a","b"}'), which
     PostgreSQL coerces to the column's array type; dicts become jsonb."""
     if value is None:
@@ -95,7 +96,16 @@ def literal(value) -> str:
     raise TypeError(f"no SQL literal for {type(value).__name__}")
 
 
-def comment_line(text) -> str:
+def literal_list(values: Iterable[object]) -> str:
+    """Comma-separated SQL literals, for `IN (...)`: ('a', 'b') -> 'a', 'b'. An empty list is
+    refused: `IN ()` is not SQL, and matching nothing is never what a template means."""
+    items = list(values)
+    if not items:
+        raise ValueError("an empty list has no SQL literal list")
+    return ", ".join(literal(value) for value in items)
+
+
+def comment_line(text: object) -> str:
     """Text safe inside a `--` comment: one line (no way to end the comment early) and no `$`
     (no way to end a dollar-quoted body the comment stands in)."""
     if not isinstance(text, (str, int, float)) or isinstance(text, bool):

@@ -10,13 +10,18 @@ import datetime as dt
 import re
 import zoneinfo
 from collections import Counter, defaultdict
+from typing import Any
 
 from croniter import croniter
 
 from engine.compiler.sqltext import MAX_IDENTIFIER_BYTES
 from engine.policy.load import PolicyFile
-from engine.policy.model import minutes
+from engine.policy.model import AssignmentRule, minutes
 from engine.policy.problems import Problem
+
+# The model pieces built so far, by file kind (validate._build_pieces), and the files they came from.
+Pieces = dict[str, Any]
+Files = dict[str, PolicyFile]
 
 # Engine functions a job may call (the runtime defines them).
 JOB_FUNCTIONS = {
@@ -46,7 +51,7 @@ MAX_RETENTION_HOURS = 3650 * 24                   # ten years
 MAX_CLOSURE_DAYS = 7305                           # one closure from..to: twenty years (each day is a seed row)
 
 
-def run_all(pieces: dict, files: dict[str, PolicyFile]) -> list[Problem]:
+def run_all(pieces: Pieces, files: Files) -> list[Problem]:
     problems: list[Problem] = []
     for check in (check_duplicate_ids, check_name_lengths, check_units, check_timezones, check_calendars,
                   check_sla, check_rules, check_escalation, check_leave, check_jobs):
@@ -54,40 +59,40 @@ def run_all(pieces: dict, files: dict[str, PolicyFile]) -> list[Problem]:
     return problems
 
 
-def _dupes(items, key, file: PolicyFile, path_of, label: str) -> list[Problem]:
-    seen: dict = {}
+def _dupes(file: PolicyFile, list_key: str, field: str, label: str) -> list[Problem]:
+    """Items of the list `list_key` whose `field` an earlier item already has."""
+    seen: dict[object, int] = {}
     problems = []
-    for index, item in enumerate(items):
-        value = key(item)
+    for index, item in enumerate(file.spec[list_key]):
+        value = item[field]
         if value in seen:
-            problems.append(file.problem(path_of(index), f"duplicate {label} {value!r} (first at index {seen[value]})"))
+            problems.append(file.problem((list_key, index, field),
+                                         f"duplicate {label} {value!r} (first at index {seen[value]})"))
         else:
             seen[value] = index
     return problems
 
 
-def check_duplicate_ids(pieces, files) -> list[Problem]:
+def check_duplicate_ids(pieces: Pieces, files: Files) -> list[Problem]:
     problems = []
-    specs = [("units", lambda p: p, "units", "id", "unit id"),
-             ("skills", lambda p: p[0], "skills", "id", "skill id"),
-             ("calendars", lambda p: p, "calendars", "id", "calendar id"),
-             ("work_items", lambda p: p[0], "types", "id", "work item type"),
-             ("assignment_rules", None, "rules", "id", "rule id"),
-             ("escalation", lambda p: p, "chains", "id", "chain id"),
-             ("jobs", lambda p: p, "jobs", "name", "job name")]
-    for kind, _, list_key, field, label in specs:
+    specs = [("units", "units", "id", "unit id"),                 # (file kind, list, key, label)
+             ("skills", "skills", "id", "skill id"),
+             ("calendars", "calendars", "id", "calendar id"),
+             ("work_items", "types", "id", "work item type"),
+             ("assignment_rules", "rules", "id", "rule id"),
+             ("escalation", "chains", "id", "chain id"),
+             ("jobs", "jobs", "name", "job name")]
+    for kind, list_key, field, label in specs:
         if kind in files:
-            raw = files[kind].data[list_key]
-            problems += _dupes(raw, lambda item: item[field], files[kind],
-                               lambda i, lk=list_key, fd=field: (lk, i, fd), label)
+            problems += _dupes(files[kind], list_key, field, label)
     return problems
 
 
-def check_name_lengths(pieces, files) -> list[Problem]:
+def check_name_lengths(pieces: Pieces, files: Files) -> list[Problem]:
     problems = []
     for kind, values, label in NAME_FIELDS:
         if kind in files:
-            for path, value in values(files[kind].data):
+            for path, value in values(files[kind].spec):
                 size = len(value.encode("utf-8"))
                 if size > MAX_IDENTIFIER_BYTES:
                     problems.append(files[kind].problem(path, f"{label} is {size} bytes long; PostgreSQL keeps "
@@ -105,7 +110,7 @@ def _duration(f: PolicyFile, path: tuple, text: str) -> list[Problem]:
 def closure_problems(f: PolicyFile, index: int) -> list[Problem]:
     """Before a calendar is built (its closures are expanded day by day): spans that are too long."""
     problems = []
-    for c_index, closure in enumerate(f.data["calendars"][index].get("closures", [])):
+    for c_index, closure in enumerate(f.spec["calendars"][index].get("closures", [])):
         if "from" in closure:
             days = (dt.date.fromisoformat(closure["to"]) - dt.date.fromisoformat(closure["from"])).days + 1
             if days > MAX_CLOSURE_DAYS:
@@ -115,7 +120,7 @@ def closure_problems(f: PolicyFile, index: int) -> list[Problem]:
     return problems
 
 
-def _known(pieces, kind):
+def _known(pieces: Pieces, kind: str) -> set[str] | None:
     """The set of ids of a kind, or None when that kind is not available (skip the check)."""
     if kind == "units" and "units" in pieces:
         return {u.id for u in pieces["units"]}
@@ -134,22 +139,23 @@ def _known(pieces, kind):
     return None
 
 
-def _unknown(file: PolicyFile, path: tuple, value, known: set | None, label: str) -> list[Problem]:
+def _unknown(file: PolicyFile, path: tuple[str | int, ...], value: object, known: set[str] | None,
+             label: str) -> list[Problem]:
     if known is None or value is None or value in known:
         return []
     hint = f"; known: {', '.join(sorted(known))}" if len(known) <= 12 else ""
     return [file.problem(path, f"unknown {label} {value!r}{hint}")]
 
 
-def check_units(pieces, files) -> list[Problem]:
+def check_units(pieces: Pieces, files: Files) -> list[Problem]:
     if "units" not in pieces:
         return []
     f = files["units"]
     units = pieces["units"]
     known = {u.id for u in units}
     calendars = _known(pieces, "calendars")
-    problems = _unknown(f, ("defaults", "calendar"), f.data["defaults"]["calendar"], calendars, "calendar")
-    for index, (unit, raw) in enumerate(zip(units, f.data["units"])):
+    problems = _unknown(f, ("defaults", "calendar"), f.spec["defaults"]["calendar"], calendars, "calendar")
+    for index, (unit, raw) in enumerate(zip(units, f.spec["units"])):
         problems += _unknown(f, ("units", index, "parent"), unit.parent_id, known, "parent unit")
         if "calendar" in raw:
             problems += _unknown(f, ("units", index, "calendar"), unit.calendar_id, calendars, "calendar")
@@ -171,16 +177,16 @@ def check_units(pieces, files) -> list[Problem]:
     return problems
 
 
-def check_timezones(pieces, files) -> list[Problem]:
+def check_timezones(pieces: Pieces, files: Files) -> list[Problem]:
     problems = []
-    places = []
+    places: list[tuple[PolicyFile, tuple[str | int, ...], str]] = []
     if "units" in files:
         f = files["units"]
-        places.append((f, ("defaults", "timezone"), f.data["defaults"]["timezone"]))
-        places += [(f, ("units", i, "timezone"), u["timezone"]) for i, u in enumerate(f.data["units"]) if "timezone" in u]
+        places.append((f, ("defaults", "timezone"), f.spec["defaults"]["timezone"]))
+        places += [(f, ("units", i, "timezone"), u["timezone"]) for i, u in enumerate(f.spec["units"]) if "timezone" in u]
     if "calendars" in files:
         f = files["calendars"]
-        places += [(f, ("calendars", i, "timezone"), c["timezone"]) for i, c in enumerate(f.data["calendars"])]
+        places += [(f, ("calendars", i, "timezone"), c["timezone"]) for i, c in enumerate(f.spec["calendars"])]
     for f, path, name in places:
         try:
             zoneinfo.ZoneInfo(name)
@@ -189,12 +195,12 @@ def check_timezones(pieces, files) -> list[Problem]:
     return problems
 
 
-def check_calendars(pieces, files) -> list[Problem]:
+def check_calendars(pieces: Pieces, files: Files) -> list[Problem]:
     if "calendars" not in files:
         return []
     f = files["calendars"]
     problems = []
-    for index, raw in enumerate(f.data["calendars"]):
+    for index, raw in enumerate(f.spec["calendars"]):
         hours = raw["working_hours"]
         if not any(hours.values()):
             problems.append(f.problem(("calendars", index, "working_hours"),
@@ -219,17 +225,17 @@ def check_calendars(pieces, files) -> list[Problem]:
     return problems
 
 
-def check_sla(pieces, files) -> list[Problem]:
+def check_sla(pieces: Pieces, files: Files) -> list[Problem]:
     if "sla" not in files:
         return []
     f = files["sla"]
     types, priorities = _known(pieces, "types"), _known(pieces, "priorities")
     calendars, chains = _known(pieces, "calendars"), _known(pieces, "chains")
-    defaults = f.data["defaults"]
+    defaults = f.spec["defaults"]
     problems = _unknown(f, ("defaults", "calendar"), defaults["calendar"], calendars, "calendar")
     problems += _unknown(f, ("defaults", "escalation_chain"), defaults["escalation_chain"], chains, "escalation chain")
     problems += _threshold(f, ("defaults", "warning_at"), defaults["warning_at"])
-    for type_id, row in f.data["matrix"].items():
+    for type_id, row in f.spec["matrix"].items():
         problems += _unknown(f, ("matrix", type_id), type_id, types, "work item type")
         problems += _unknown(f, ("matrix", type_id, "calendar"), row.get("calendar"), calendars, "calendar")
         problems += _unknown(f, ("matrix", type_id, "escalation_chain"), row.get("escalation_chain"), chains, "escalation chain")
@@ -253,7 +259,7 @@ def check_sla(pieces, files) -> list[Problem]:
                 problems.append(f.problem(("matrix", type_id), f"SLA matrix gap: no target for priority "
                                                                  f"{', '.join(missing)} of type {type_id!r}"))
     if types is not None:
-        for missing in [t.id for t in pieces["work_items"][0] if t.id not in f.data["matrix"]]:
+        for missing in [t.id for t in pieces["work_items"][0] if t.id not in f.spec["matrix"]]:
             problems.append(f.problem(("matrix",), f"SLA matrix gap: work item type {missing!r} has no row"))
     return problems
 
@@ -265,15 +271,15 @@ def _threshold(f: PolicyFile, path: tuple, text: str) -> list[Problem]:
     return []
 
 
-def check_rules(pieces, files) -> list[Problem]:
+def check_rules(pieces: Pieces, files: Files) -> list[Problem]:
     if "assignment_rules" not in pieces:
         return []
     f = files["assignment_rules"]
     rules, aging = pieces["assignment_rules"]
-    raw_by_id = {raw["id"]: i for i, raw in reversed(list(enumerate(f.data["rules"])))}
+    raw_by_id = {raw["id"]: i for i, raw in reversed(list(enumerate(f.spec["rules"])))}
     known = {k: _known(pieces, k) for k in ("units", "skills", "types", "priorities", "levels")}
     problems = _unknown(f, ("queue", "aging", "max_priority"), aging.max_priority, known["priorities"], "priority")
-    problems += _duration(f, ("queue", "aging", "raise_every"), f.data["queue"]["aging"]["raise_every"])
+    problems += _duration(f, ("queue", "aging", "raise_every"), f.spec["queue"]["aging"]["raise_every"])
     if aging.raise_every_minutes == 0:
         problems.append(f.problem(("queue", "aging", "raise_every"), "queue aging must wait longer than zero"))
     for rule in rules:
@@ -307,17 +313,17 @@ def check_rules(pieces, files) -> list[Problem]:
     return problems
 
 
-def _overlap(a, b) -> bool:
+def _overlap(a: AssignmentRule, b: AssignmentRule) -> bool:
     return all(x is None or y is None or set(x) & set(y)
                for x, y in zip(a.conditions.values(), b.conditions.values()))
 
 
-def _covers(broad, narrow) -> bool:
+def _covers(broad: AssignmentRule, narrow: AssignmentRule) -> bool:
     return all(x is None or (y is not None and set(y) <= set(x))
                for x, y in zip(broad.conditions.values(), narrow.conditions.values()))
 
 
-def check_escalation(pieces, files) -> list[Problem]:
+def check_escalation(pieces: Pieces, files: Files) -> list[Problem]:
     if "escalation" not in pieces:
         return []
     f = files["escalation"]
@@ -343,7 +349,7 @@ def check_escalation(pieces, files) -> list[Problem]:
     return problems
 
 
-def check_leave(pieces, files) -> list[Problem]:
+def check_leave(pieces: Pieces, files: Files) -> list[Problem]:
     if "leave" not in pieces:
         return []
     f = files["leave"]
@@ -363,7 +369,7 @@ def check_leave(pieces, files) -> list[Problem]:
     return problems
 
 
-def check_jobs(pieces, files) -> list[Problem]:
+def check_jobs(pieces: Pieces, files: Files) -> list[Problem]:
     if "jobs" not in pieces:
         return []
     f = files["jobs"]

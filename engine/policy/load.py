@@ -20,6 +20,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import yaml
 
@@ -44,10 +45,17 @@ class PolicyFile:
     path: Path
     display: str                      # the path as shown in messages (relative where possible)
     kind: str                         # the file stem: units, skills, ...
-    data: dict | None = None          # None when the file could not be read as a mapping
+    data: dict[str, Any] | None = None   # None when the file could not be read as a mapping
     positions: dict[tuple, tuple[int, int]] = field(default_factory=dict)
     digest: str = ""
     unusable: bool = False            # holds text no later stage may see: schema-check it, build nothing
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The data of a file that was read: what builders and checks see (they never see the others)."""
+        if self.data is None:
+            raise ValueError(f"{self.display} could not be read; nothing may be built from it")
+        return self.data
 
     def position(self, path: tuple) -> tuple[int, int]:
         """The line/col of the deepest node on `path` that has a known position."""
@@ -69,15 +77,22 @@ def display_path(path: Path) -> str:
     return PolicyText(f"{folder}/{path.name}" if folder else path.name)
 
 
+class _Mark(Protocol):
+    """Where a node or event starts: PyYAML's Mark, or libyaml's (the C parser's own class)."""
+    line: int
+    column: int
+
+
 class _Refused(Exception):
     """A bound of the loader was met at `mark`; the whole file is refused with one problem."""
 
-    def __init__(self, mark, what: str):
+    def __init__(self, mark: _Mark | None, what: str) -> None:
         super().__init__(what)
-        self.mark, self.what = mark, what
+        self.what = what
+        self.line, self.col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
 
 
-def _check_depth(text: str, loader) -> None:
+def _check_depth(text: str, loader: type) -> None:
     """Walk the event stream (flat, never recursive) and refuse nesting deeper than MAX_DEPTH
     before the recursive composer ever sees it."""
     depth = 0
@@ -117,7 +132,7 @@ def load_file(path: Path) -> tuple[PolicyFile, list[Problem]]:
     try:
         nodes = _compose(text)
     except _Refused as exc:
-        return policy_file, [Problem(policy_file.display, exc.mark.line + 1, exc.mark.column + 1, "(file)", exc.what)]
+        return policy_file, [Problem(policy_file.display, exc.line, exc.col, "(file)", exc.what)]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -144,17 +159,16 @@ def load_file(path: Path) -> tuple[PolicyFile, list[Problem]]:
         policy_file.data = walk.to_python(root, ())
     except _Refused as exc:
         policy_file.positions.clear()
-        return policy_file, [Problem(policy_file.display, exc.mark.line + 1, exc.mark.column + 1, "(file)", exc.what)]
+        return policy_file, [Problem(policy_file.display, exc.line, exc.col, "(file)", exc.what)]
     return policy_file, problems
 
 
 def text_problem(text: str) -> str | None:
     """Why a string from the policy cannot be used, or None."""
-    if _SURROGATE.search(text):
-        char = _SURROGATE.search(text).group()
-        return f"contains a lone surrogate (U+{ord(char):04X}), which is not Unicode text"
-    if _CONTROL.search(text):
-        char = _CONTROL.search(text).group()
+    if surrogate := _SURROGATE.search(text):
+        return f"contains a lone surrogate (U+{ord(surrogate.group()):04X}), which is not Unicode text"
+    if control := _CONTROL.search(text):
+        char = control.group()
         return f"contains the control character U+{ord(char):04X}; only tab and newline are allowed in text"
     return None
 
@@ -162,13 +176,14 @@ def text_problem(text: str) -> str | None:
 class _Walk:
     """Node tree -> plain Python, counting every value (aliases included) and the depth."""
 
-    def __init__(self, policy_file: PolicyFile, constructor, problems: list[Problem]):
+    def __init__(self, policy_file: PolicyFile, constructor: yaml.constructor.SafeConstructor,
+                 problems: list[Problem]) -> None:
         self.policy_file, self.constructor, self.problems = policy_file, constructor, problems
         self.nodes = self.aliased = 0
         self.seen: set[int] = set()
         self.open: set[int] = set()            # collections being built: an alias back to one is a loop
 
-    def to_python(self, node, path: tuple, aliased: bool = False):
+    def to_python(self, node: yaml.Node, path: tuple, aliased: bool = False) -> Any:
         aliased = aliased or id(node) in self.seen
         self.seen.add(id(node))
         self.nodes += 1
@@ -207,7 +222,7 @@ class _Walk:
                 policy_file.unusable = True
         return value
 
-    def _mapping(self, node, path: tuple, aliased: bool) -> dict:
+    def _mapping(self, node: yaml.MappingNode, path: tuple, aliased: bool) -> dict:
         policy_file = self.policy_file
         result: dict = {}
         for key_node, value_node in node.value:

@@ -7,13 +7,26 @@ Builders here assume the JSON Schema already passed; semantic checks live in val
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine.compiler.sqltext import PolicyText
 from engine.policy.load import PolicyFile
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class Strategy(enum.StrEnum):
+    """How a rule picks among eligible staff (assignment_rules.yaml `strategy`). The one list:
+    the JSON Schema's enum (validate.schema_for), the assignment_rules CHECK and the runtime's
+    picks (the Jinja global `strategies`: `strategies.round_robin`, `strategies|literal_list`)
+    all read it."""
+
+    least_loaded = enum.auto()          # fewest weighted items, then least recently assigned
+    round_robin = enum.auto()           # least recently assigned (never assigned first)
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,8 @@ def _origin(policy_file: PolicyFile, path: tuple) -> Origin:
 def minutes(duration: str) -> int:
     """'1h30m' -> 90."""
     match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?", duration)
+    if match is None:
+        raise ValueError(f"not a duration: {duration!r}")      # the schema admits only this form
     return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
 
 
@@ -216,24 +231,25 @@ class Policy:
 # --- builders: one per policy file kind ------------------------------------------------------
 
 def build_units(f: PolicyFile) -> tuple[Unit, ...]:
-    defaults = f.data["defaults"]
+    defaults = f.spec["defaults"]
     return tuple(
         Unit(id=u["id"], name=u["name"], parent_id=u.get("parent"),
              timezone=u.get("timezone", defaults["timezone"]),
              calendar_id=u.get("calendar", defaults["calendar"]),
              wip_limit=u.get("wip_limit", defaults["wip_limit"]),
              origin=_origin(f, ("units", i)))
-        for i, u in enumerate(f.data["units"]))
+        for i, u in enumerate(f.spec["units"]))
 
 
 def build_skills(f: PolicyFile) -> tuple[tuple[Skill, ...], tuple[str, ...], Origin]:
     skills = tuple(Skill(s["id"], s["name"], s["category"], s.get("description"), _origin(f, ("skills", i)))
-                   for i, s in enumerate(f.data["skills"]))
-    return skills, tuple(f.data["proficiency_levels"]), _origin(f, ("proficiency_levels",))
+                   for i, s in enumerate(f.spec["skills"]))
+    return skills, tuple(f.spec["proficiency_levels"]), _origin(f, ("proficiency_levels",))
 
 
-def build_calendar(f: PolicyFile, index: int, expand_holidays) -> Calendar:
-    c = f.data["calendars"][index]
+def build_calendar(f: PolicyFile, index: int,
+                   expand_holidays: Callable[[dict[str, Any]], list[tuple[dt.date, str]]]) -> Calendar:
+    c = f.spec["calendars"][index]
     periods = []
     for day, ranges in c["working_hours"].items():
         for text in ranges:
@@ -259,14 +275,14 @@ def build_calendar(f: PolicyFile, index: int, expand_holidays) -> Calendar:
 
 
 def build_work_items(f: PolicyFile) -> tuple[tuple[WorkItemType, ...], tuple[str, ...]]:
-    types = tuple(WorkItemType(t["id"], t["name"], _origin(f, ("types", i))) for i, t in enumerate(f.data["types"]))
-    return types, tuple(f.data["priorities"])
+    types = tuple(WorkItemType(t["id"], t["name"], _origin(f, ("types", i))) for i, t in enumerate(f.spec["types"]))
+    return types, tuple(f.spec["priorities"])
 
 
 def build_sla(f: PolicyFile) -> tuple[SlaTarget, ...]:
-    defaults = f.data["defaults"]
+    defaults = f.spec["defaults"]
     targets = []
-    for type_id, row in f.data["matrix"].items():
+    for type_id, row in f.spec["matrix"].items():
         for priority, cell in row.items():
             if priority in ("calendar", "escalation_chain", "warning_at"):
                 continue
@@ -282,9 +298,9 @@ def build_sla(f: PolicyFile) -> tuple[SlaTarget, ...]:
 
 
 def build_rules(f: PolicyFile) -> tuple[tuple[AssignmentRule, ...], QueueAging]:
-    defaults = f.data["defaults"]
+    defaults = f.spec["defaults"]
     rules = []
-    for i, r in enumerate(f.data["rules"]):
+    for i, r in enumerate(f.spec["rules"]):
         match = r.get("match", {})
         rules.append(AssignmentRule(
             id=r["id"], precedence=r["precedence"], description=r.get("description"),
@@ -297,7 +313,7 @@ def build_rules(f: PolicyFile) -> tuple[tuple[AssignmentRule, ...], QueueAging]:
             min_proficiency=r.get("min_proficiency"),
             when_no_capacity=r.get("when_no_capacity", defaults["when_no_capacity"]),
             origin=_origin(f, ("rules", i))))
-    aging = f.data["queue"]["aging"]
+    aging = f.spec["queue"]["aging"]
     queue_aging = QueueAging(minutes(aging["raise_every"]), aging["max_priority"], _origin(f, ("queue", "aging")))
     return tuple(sorted(rules, key=lambda r: (r.precedence, r.id))), queue_aging
 
@@ -308,20 +324,20 @@ def build_chains(f: PolicyFile) -> tuple[EscalationChain, ...]:
             EscalationLevel(j + 1, percent(level["at"]), level["reason"], level["notify"],
                             _origin(f, ("chains", i, "levels", j)))
             for j, level in enumerate(c["levels"])), _origin(f, ("chains", i)))
-        for i, c in enumerate(f.data["chains"]))
+        for i, c in enumerate(f.spec["chains"]))
 
 
 def build_leave(f: PolicyFile) -> LeavePolicy:
-    leave = f.data["leave"]
+    leave = f.spec["leave"]
     return LeavePolicy(tuple(leave["reassign"]), tuple(leave["flag_for_review"]), leave["notify"],
                        _origin(f, ("leave",)))
 
 
 def build_realtime(f: PolicyFile) -> RealtimePolicy:
-    return RealtimePolicy(f.data["notify_assignment_changes"], _origin(f, ("notify_assignment_changes",)))
+    return RealtimePolicy(f.spec["notify_assignment_changes"], _origin(f, ("notify_assignment_changes",)))
 
 
 def build_jobs(f: PolicyFile) -> tuple[Job, ...]:
     return tuple(Job(j["name"], j.get("description"), j["schedule"], j["function"], j.get("retention"), j.get("batch"),
                      _origin(f, ("jobs", i)))
-                 for i, j in enumerate(f.data["jobs"]))
+                 for i, j in enumerate(f.spec["jobs"]))

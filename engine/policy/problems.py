@@ -19,7 +19,7 @@ class Problem:
     where: str
     what: str
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("file", "where", "what"):
             object.__setattr__(self, name, printable(str(getattr(self, name))))
 

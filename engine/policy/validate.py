@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 from jsonschema.exceptions import best_match
@@ -27,9 +29,18 @@ KINDS = ("units", "skills", "calendars", "work_items", "sla", "assignment_rules"
 OPTIONAL_KINDS = ("realtime",)
 
 
+# Lists the engine owns, filled into a schema's `$defs` as it is read: the schema files name the
+# definition (`"$ref": "#/$defs/strategy"`), the engine keeps the one list.
+_ENGINE_ENUMS = {"strategy": tuple(model.Strategy)}
+
+
 @cache
 def schema_for(kind: str) -> dict:
-    return json.loads(resources.files("engine.policy").joinpath("schemas", f"{kind}.json").read_text())
+    schema = json.loads(resources.files("engine.policy").joinpath("schemas", f"{kind}.json").read_text())
+    for name, definition in schema.get("$defs", {}).items():
+        if name in _ENGINE_ENUMS:
+            definition["enum"] = [str(value) for value in _ENGINE_ENUMS[name]]
+    return schema
 
 
 @cache
@@ -39,7 +50,8 @@ def _anchored(pattern: str) -> re.Pattern:
     return re.compile(re.sub(r"(?<!\\)\$$", r"\\Z", pattern))
 
 
-def _pattern(validator, pattern, instance, schema):
+def _pattern(validator: jsonschema.protocols.Validator, pattern: str, instance: object,
+             schema: dict[str, Any]) -> Iterator[jsonschema.ValidationError]:
     if validator.is_type(instance, "string") and not _anchored(pattern).search(instance):
         yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
 
@@ -57,7 +69,7 @@ def _schema_problems(policy_file: PolicyFile) -> list[Problem]:
     return problems
 
 
-def _closest_alternative(errors) -> jsonschema.ValidationError:
+def _closest_alternative(errors: Iterable[jsonschema.ValidationError]) -> jsonschema.ValidationError:
     """The error of the oneOf/anyOf alternative whose shape the value has (no key missing or
     unknown): a closure with a bad `date` is about the date, not about a missing `from`."""
     by_alternative: dict = {}
@@ -135,7 +147,7 @@ def _build_pieces(valid: dict[str, PolicyFile]) -> tuple[dict, list[Problem]]:
     if "calendars" in valid:
         f = valid["calendars"]
         calendars = []
-        for index, spec in enumerate(f.data["calendars"]):
+        for index, spec in enumerate(f.spec["calendars"]):
             too_long = checks.closure_problems(f, index)
             if too_long:
                 problems.extend(too_long)
