@@ -99,7 +99,7 @@ def log(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scale = SCALES[args.scale].with_overrides(args.duration, args.clients)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     base_dir = args.dir
     json_path = args.json or base_dir / "bench-results.json"
     workdir = args.workdir or base_dir / "last-run"
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ngrowth plot: {plot_path}" if plot_path else "\ngrowth plot skipped (pip install -e '.[bench]' for matplotlib)")
     document = {
         "tool": "rulesctl bench", "started_at": started.isoformat(),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
         "git": git, "scale": scale.__dict__, "options": {k: (str(v) if isinstance(v, Path) else v)
                                                          for k, v in vars(args).items() if k != "database_url"},
         "database": target.description, "server": server, "profiled": args.profile, "repeat": args.repeat,

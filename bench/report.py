@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 OPS = {">=": operator.ge, "<=": operator.le}
 

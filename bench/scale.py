@@ -27,7 +27,7 @@ class Scale:
     hotspot_staff: int = 3
     evaluate_targets: bool = True
 
-    def with_overrides(self, duration: float | None, clients: int | None) -> "Scale":
+    def with_overrides(self, duration: float | None, clients: int | None) -> Scale:
         scale = self
         if duration is not None:
             scale = replace(scale, duration=duration, growth_duration=min(scale.growth_duration, duration))

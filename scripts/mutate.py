@@ -16,7 +16,7 @@ run once on the unmutated copy (skip with --no-baseline): a test that already fa
     scripts/mutate                          # every mutation
     scripts/mutate --tag security,hazard    # by tag
     scripts/mutate --only rls-staff-profiles-visible-true --only ...
-    scripts/mutate --ci                     # the fast subset CI runs (tests/test_mutate_smoke.py)
+    scripts/mutate --ci                     # the fast subset CI runs (tests/cli/test_mutate_smoke.py)
     scripts/mutate --list                   # the list, nothing run
 """
 
@@ -39,7 +39,7 @@ MUTATIONS = ROOT / "scripts" / "mutations.toml"
 COPIED = ("engine", "templates", "rules", "tests", "generated", "bench", "pyproject.toml", "README.md")
 TAGS = ("security", "hazard", "invariant", "queue")
 FIELDS = {"id", "tag", "file", "original", "replacement", "why", "tests"}
-OPTIONAL = {"ci"}            # ci = true: in the fast subset tests/test_mutate_smoke.py runs (--ci)
+OPTIONAL = {"ci"}            # ci = true: in the fast subset tests/cli/test_mutate_smoke.py runs (--ci)
 TIMEOUT_S = 900             # a mutation that hangs its tests (a lost lock ...) counts as killed, and says so
 
 

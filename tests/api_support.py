@@ -13,16 +13,13 @@ import httpx
 import jwt
 import psycopg
 import pytest
+from engine_calls import uid
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from engine.api import build_server
 
 SECRET = "rulesctl-test-secret-at-least-32-bytes-long"
-
-
-def uid(n: int) -> str:
-    return f"00000000-0000-4000-8000-{n:012d}"
 
 
 def token(role: str = "authenticated", sub: str | None = None, *, expires_in: float = 3600,

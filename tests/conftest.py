@@ -3,6 +3,11 @@
 Fixtures: repo_root, pg_cluster (session), database_url (a new empty database, dropped after
 the test), cron_database_url (the cluster's application database, where pg_cron lives),
 traversable_tmp_path (a fresh 0755 temp dir the server's OS user can reach).
+
+A test that needs PostgreSQL is marked `db` (a module's `pytestmark = pytest.mark.db`), so that
+`pytest -m "not db"` runs the database-free tests in seconds and starts no cluster. The marking
+is enforced: an unmarked test that asks for the cluster (pg_cluster or any fixture built on it)
+or starts a LocalCluster of its own fails at setup.
 """
 
 from __future__ import annotations
@@ -59,6 +64,21 @@ def repo_root() -> Path:
     return REPO_ROOT
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if "pg_cluster" in getattr(item, "fixturenames", ()) and item.get_closest_marker("db") is None:
+        pytest.fail(f"{item.nodeid} uses PostgreSQL (the pg_cluster fixture) but is not marked db: "
+                    f"add @pytest.mark.db, or pytestmark = pytest.mark.db to its module", pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_cluster_unless_marked_db(request, monkeypatch):
+    """A test not marked db cannot start a PostgreSQL cluster of its own either."""
+    if request.node.get_closest_marker("db") is None:
+        def refuse(self, *args, **kwargs):
+            raise AssertionError(f"{request.node.nodeid} starts a PostgreSQL cluster but is not marked db")
+        monkeypatch.setattr(LocalCluster, "start", refuse)
+
+
 @pytest.fixture(scope="session")
 def pg_cluster():
     cluster = LocalCluster(make_traversable_tempdir())
@@ -110,12 +130,7 @@ def shipped_objects():
     """The shipped policy (rules/), validated and rendered once per session."""
     from engine.project import build
 
-    cwd = os.getcwd()
-    os.chdir(REPO_ROOT)           # origins in generated SQL are shown relative to the project
-    try:
-        return build(REPO_ROOT / "rules")
-    finally:
-        os.chdir(cwd)
+    return build(REPO_ROOT / "rules")
 
 
 @pytest.fixture

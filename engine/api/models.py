@@ -2,7 +2,7 @@
 API as the JSON the client sent, and the SQL API alone validates them (its 22023 errors become
 400s naming the field), so the server never disagrees with the database about what is valid.
 The length limits are the SQL API's (api_text: ID_MAX_LENGTH for ids and policy names,
-TEXT_MAX_LENGTH for free text), documented here as maxLength; tests/test_api_limits.py holds
+TEXT_MAX_LENGTH for free text), documented here as maxLength; tests/api/test_api_limits.py holds
 the two equal. Responses are the SQL API's jsonb as it is; fields the database adds later are allowed.
 """
 

@@ -1,0 +1,175 @@
+"""The command line as a user meets it, in real processes (issues 15 item 14 and 20 (c)):
+the apply confirmation prompt answered through a terminal, --auto-approve, the 'not approved'
+ledger row, `rulesctl local start|stop|status`, and the local cluster used without a URL only
+where the project lives (run elsewhere, rulesctl refuses and says how to give a URL)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from apply_support import SLA_TIGHTER, ledger, rows
+from conftest import make_traversable_tempdir
+from policy_cases import make_policy
+
+from engine.database.local import LocalCluster
+
+pytestmark = pytest.mark.db
+
+RULESCTL = Path(sys.executable).parent / "rulesctl"
+
+
+def run(*args: str, cwd: Path, stdin=None, timeout: float = 180) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+    return subprocess.run([str(RULESCTL), *args], cwd=cwd, env=env, stdin=stdin if stdin is not None else
+                          subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_terminal(*args: str, cwd: Path, answer: str | None) -> subprocess.CompletedProcess:
+    """Run with a terminal as stdin (so apply asks), typing `answer` and Enter at the prompt."""
+    master, slave = os.openpty()
+    try:
+        env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
+        process = subprocess.Popen([str(RULESCTL), *args], cwd=cwd, env=env, stdin=slave, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        os.close(slave)
+        if answer is not None:
+            os.write(master, f"{answer}\n".encode())      # waits in the terminal's line buffer for the prompt
+        stdout, stderr = process.communicate(timeout=180)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    finally:
+        os.close(master)
+
+
+def urgent_resolution(url: str) -> int:
+    return rows(url, "SELECT resolution_minutes FROM public.sla_configs WHERE priority = 'urgent'")[0][0]
+
+
+# ------------------------------------------------------------------------------------------ the prompt
+
+def test_apply_asks_at_a_terminal_and_no_changes_nothing(base_url, policies):
+    folder = policies.folder("after", sla=SLA_TIGHTER)
+    refused = run_in_terminal("apply", "--database-url", base_url, cwd=folder, answer="n")
+    assert refused.returncode == 1, refused.stderr
+    assert "2 step(s): 1 run, 1 update" in refused.stdout            # the plan is shown before the question
+    assert "Apply these steps? [y/N]:" in refused.stdout
+    assert refused.stderr.strip().endswith("apply refused: not approved; nothing was changed")
+    assert urgent_resolution(base_url) == 120
+    last = ledger(base_url)[-1]
+    assert (last[1], last[3]) == ("refused", "not approved at the prompt; nothing was changed")
+
+
+def test_apply_asks_at_a_terminal_and_yes_applies(base_url, policies):
+    folder = policies.folder("after", sla=SLA_TIGHTER)
+    applied = run_in_terminal("apply", "--database-url", base_url, cwd=folder, answer="y")
+    assert applied.returncode == 0, applied.stderr
+    assert "Apply these steps? [y/N]:" in applied.stdout
+    assert "applied: ran 2 steps (1 run, 1 update)" in applied.stdout
+    assert urgent_resolution(base_url) == 60
+    assert [entry[1] for entry in ledger(base_url)] == ["applied", "applied"]
+
+
+def test_an_empty_answer_is_no(base_url, policies):
+    folder = policies.folder("after", sla=SLA_TIGHTER)
+    refused = run_in_terminal("apply", "--database-url", base_url, cwd=folder, answer="")
+    assert refused.returncode == 1 and "not approved" in refused.stderr
+    assert urgent_resolution(base_url) == 120
+
+
+def test_auto_approve_does_not_ask_even_at_a_terminal(base_url, policies):
+    folder = policies.folder("after", sla=SLA_TIGHTER)
+    applied = run_in_terminal("apply", "--database-url", base_url, "--auto-approve", cwd=folder, answer=None)
+    assert applied.returncode == 0, applied.stderr
+    assert "Apply these steps?" not in applied.stdout
+    assert urgent_resolution(base_url) == 60
+
+
+def test_without_a_terminal_apply_does_not_ask(base_url, policies):
+    """CI pipes stdin: the documented rule is that no terminal never asks."""
+    folder = policies.folder("after", sla=SLA_TIGHTER)
+    applied = run("apply", "--database-url", base_url, cwd=folder, stdin=subprocess.PIPE)
+    assert applied.returncode == 0, applied.stderr
+    assert "Apply these steps?" not in applied.stdout and urgent_resolution(base_url) == 60
+
+
+def test_a_blocked_apply_exits_3_before_asking(base_url, policies):
+    folder = policies.folder("skills", skills="proficiency_levels: [basic, expert]\nskills:\n  - id: skill-arabic\n"
+                                              "    name: Arabic\n    category: language\n")
+    blocked = run_in_terminal("apply", "--database-url", base_url, cwd=folder, answer="y")
+    assert blocked.returncode == 3, blocked.stderr
+    assert "Apply these steps?" not in blocked.stdout
+    assert blocked.stderr.startswith("apply blocked: 1 step(s) have hazards not allowed: seed-row-deleted")
+
+
+# ------------------------------------------------------------------------------------------ no URL
+
+@pytest.fixture
+def elsewhere():
+    """An empty directory that is no project (no rules/, no pyproject.toml)."""
+    path = make_traversable_tempdir("rulesctl-elsewhere-")
+    yield path
+    LocalCluster(path / ".rulesctl").destroy()          # only if a bug made one
+    subprocess.run(["rm", "-rf", str(path)], check=False)
+
+
+@pytest.mark.parametrize("args", [("history",), ("show", "1"), ("local", "start"), ("local", "status")])
+def test_without_a_url_outside_a_project_rulesctl_refuses(elsewhere, args):
+    result = run(*args, cwd=elsewhere)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.startswith("error: no database: pass --database-url URL or set DATABASE_URL."), result.stderr
+    assert f"{elsewhere} is not a project directory" in result.stderr
+    assert not (elsewhere / ".rulesctl").exists()
+
+
+def test_without_a_url_run_from_the_root_directory_rulesctl_refuses():
+    assert not Path("/.rulesctl").exists()
+    try:
+        result = run("history", cwd=Path("/"))
+        assert result.returncode == 1 and "pass --database-url URL" in result.stderr, result.stderr
+        assert not Path("/.rulesctl").exists()
+    finally:
+        if Path("/.rulesctl").exists():                 # a regression must not leave a server behind
+            LocalCluster(Path("/.rulesctl")).destroy()
+
+
+def test_the_local_cluster_without_a_url_lives_in_the_project_and_local_commands_manage_it(elsewhere):
+    project = make_traversable_tempdir("rulesctl-project-")
+    cluster = LocalCluster(project / ".rulesctl")
+    try:
+        make_policy(project)
+        # plan from elsewhere with --rules: the cluster goes next to the policy folder, not into the cwd
+        planned = run("plan", "--rules", str(project / "rules"), cwd=elsewhere)
+        assert planned.returncode == 2, planned.stderr             # an empty database: everything to create
+        assert f"using the local cluster in {project / '.rulesctl'}/" in planned.stderr
+        assert (project / ".rulesctl" / "data" / "PG_VERSION").is_file()
+        assert not (elsewhere / ".rulesctl").exists()
+
+        status = run("local", "status", cwd=project)                # the project's cluster by default
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.startswith(f"running: data {project / '.rulesctl' / 'data'}, port ")
+        url = status.stdout.strip().splitlines()[-1]
+        assert url == cluster.url and url.startswith("postgresql://postgres@127.0.0.1:")
+
+        applied = run("apply", cwd=project)                         # no URL, no terminal: the local cluster
+        assert applied.returncode == 0, applied.stderr
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT outcome FROM rulesctl.applies").fetchall() == [("applied",)]
+        assert run("plan", cwd=project).returncode == 0
+
+        stopped = run("local", "stop", cwd=project)
+        assert stopped.returncode == 0 and stopped.stdout.strip() == "local cluster stopped"
+        status = run("local", "status", "--dir", str(project / ".rulesctl"), cwd=elsewhere)
+        assert status.returncode == 3 and status.stdout.startswith("stopped: ")
+
+        started = run("local", "start", cwd=project)
+        assert started.returncode == 0, started.stderr
+        assert started.stdout.strip().splitlines()[-1] == url       # the same port, the same data
+        assert "running in" in started.stderr
+        assert run("history", cwd=project).stdout.split()[3] == "applied"
+    finally:
+        cluster.destroy()
+        subprocess.run(["rm", "-rf", str(project)], check=False)
