@@ -2,11 +2,13 @@
 Output: `SqlObject`s (SQL text + identity + dependencies + YAML origin), parse-checked.
 
 One Jinja environment factory; YAML strings reach SQL only through the quoting filters
-(`ident`, `literal`, `qualified`, `comment`), and that is enforced, not hoped for: every
+(`ident`, `literal`, `literal_list`, `qualified`, `comment`), and that is enforced, not hoped for: every
 `{{ }}` passes through `_only_quoted`, which refuses text read from the policy or the file
 system (`PolicyText`) and any object that is not a plain string or number (an `Origin`, a
 list, None ...). Rendered SQL holds no path or line number: it depends on the policy's meaning
-only; origins ride along on the objects for messages and plan reasons. For `rulesctl render` every statement is parsed with sqlglot (PostgreSQL
+only; origins ride along on the objects for messages and plan reasons. Engine constants
+(ENGINE_CONSTANTS) are globals of the environment, so no template retypes them. For
+`rulesctl render` every statement is parsed with sqlglot (PostgreSQL
 dialect) so a broken template fails there, naming the template and the policy line, before
 any database sees it (plan and apply have PostgreSQL parse it in a scratch schema instead).
 The text that is written and executed is the rendered text itself, never sqlglot's rewrite.
@@ -54,6 +56,14 @@ def _only_quoted(value: object) -> object:
     raise TypeError(f"a value of type {type(value).__name__} printed without a quoting filter (ident, literal, comment)")
 
 
+# Engine vocabulary every template sees as a global (printed through a quoting filter, like any
+# value): one source in Python, never retyped in SQL.
+ENGINE_CONSTANTS: dict[str, object] = {
+    "active_statuses": catalog.ACTIVE_STATUSES,      # {{ active_statuses|literal_list }}
+    "strategies": Strategy,                          # {{ strategies.round_robin|literal }}, {{ strategies|literal_list }}
+}
+
+
 @functools.lru_cache(maxsize=8)
 def template_env(templates_dir: Path) -> jinja2.Environment:
     """One environment per templates folder, so a plan's two renders (the objects and their
@@ -72,13 +82,6 @@ def template_env(templates_dir: Path) -> jinja2.Environment:
     env.globals.update(ENGINE_CONSTANTS)
     return env
 
-
-# Engine vocabulary every template may use (through a quoting filter, like any value): one
-# source in Python, never retyped in SQL.
-ENGINE_CONSTANTS = {
-    "active_statuses": catalog.ACTIVE_STATUSES,      # {{ active_statuses|literal_list }}
-    "strategies": Strategy,                          # {{ strategies.round_robin|literal }}
-}
 
 
 class Renderer:
