@@ -17,11 +17,11 @@ ID_MAX_LENGTH = 200        # api_text.sql.j2: ids, and names of the policy (type
 TEXT_MAX_LENGTH = 2000     # api_text.sql.j2: free text (reason, full_name, email)
 
 
-def _id(description: str | None = None, **options):
+def _id(description: str | None = None, **options: Any) -> Any:
     return Field(min_length=1, max_length=ID_MAX_LENGTH, description=description, **options)
 
 
-def _text(**options):
+def _text(**options: Any) -> Any:
     return Field(min_length=1, max_length=TEXT_MAX_LENGTH, **options)
 
 

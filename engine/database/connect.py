@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from importlib import resources
+from typing import Any
 
 import psycopg
 
 from engine.errors import DatabaseError
 
 
-def connect(url: str, **kwargs) -> psycopg.Connection:
+def connect(url: str, **kwargs: Any) -> psycopg.Connection:
     try:
         return psycopg.connect(url, application_name="rulesctl", connect_timeout=10, **kwargs)
     except psycopg.OperationalError as exc:
@@ -27,7 +28,7 @@ def redact(url: str) -> str:
         return "<unparseable URL>"
     if "password" in parts:
         parts["password"] = "***"
-    return make_conninfo(**parts)
+    return make_conninfo("", **parts)
 
 
 def query_text(name: str) -> str:

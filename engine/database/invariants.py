@@ -4,6 +4,8 @@ rows; an empty list means the invariant holds."""
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 import psycopg
 
 ACTIVE = "('assigned', 'in_progress', 'on_hold')"
@@ -63,7 +65,7 @@ def idle_while_queued(conn: psycopg.Connection) -> list:
             q.min_proficiency_rank, q.capacity_weight, coalesce(r.strategy, 'least_loaded'), 1) e""").fetchall()
 
 
-def all_violations(conn: psycopg.Connection, requested: set[str] = frozenset()) -> dict[str, list]:
+def all_violations(conn: psycopg.Connection, requested: Set[str] = frozenset()) -> dict[str, list]:
     return {
         "staff over WIP": staff_over_wip(conn),
         "counters not equal to active assignments": counters_off(conn),

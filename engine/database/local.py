@@ -49,7 +49,7 @@ def find_pg_bindir() -> Path:
     )
 
 
-def _output(*cmd) -> str:
+def _output(*cmd: str | Path) -> str:
     """stdout of a quick query command, stripped; "" when it cannot run."""
     try:
         return subprocess.run(cmd, capture_output=True, text=True).stdout.strip()
@@ -265,7 +265,7 @@ class LocalCluster:
     def _url(port: int, dbname: str) -> str:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{port}/{dbname}"
 
-    def _run(self, cmd: list, what: str, *, as_server=False, stdin: str | None = None) -> None:
+    def _run(self, cmd: list, what: str, *, as_server: bool = False, stdin: str | None = None) -> None:
         cmd = [str(part) for part in cmd]
         if as_server and (user := self._server_user()) is not None:
             runuser = shutil.which("runuser") or "/usr/sbin/runuser"
