@@ -2,8 +2,9 @@
 that nothing else killed: each names the behaviour a mutation breaks, and fails when it is broken.
 
 Dropping a table rulesctl owned, or a column added by hand, is data-loss; rebuilding a changed
-index is lock; changing who holds a privilege is authorization. Each is planned with its hazard and `apply` refuses it until that hazard is allowed by name,
-leaving the database as it was. Real PostgreSQL, the small base policy.
+index is lock; changing who holds a privilege is authorization. Each is planned with its hazard
+and `apply` refuses it until that hazard is allowed by name, leaving the database as it was.
+Real PostgreSQL, the small base policy.
 """
 
 from __future__ import annotations
