@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from engine import __version__
-from engine.errors import ApplyRefused, PolicyError, RulesctlError
+from engine.errors import ApplyRefused, HazardsBlocked, PolicyError, RulesctlError
 from engine.migrate.hazards import Hazard
 
 DEFAULT_LOCAL_DIR = Path(".rulesctl")
@@ -118,7 +118,7 @@ hazard_option = click.option("--allow-hazard", "allowed", multiple=True, metavar
 @click.option("--out", "out_file", type=click.Path(path_type=Path), help="Save the plan (with a fingerprint of the "
               "live state) for `rulesctl apply PLAN_FILE`.")
 @click.option("--show-sql", is_flag=True, help="Text format: print each step's SQL too.")
-@click.option("--detect-drift", is_flag=True, help="Report only objects changed outside rulesctl.")
+@click.option("--detect-drift", is_flag=True, hidden=True, help="Old spelling of `rulesctl drift`.")
 @hazard_option
 def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed):
     """Show what apply would change in the database, and why.
@@ -130,14 +130,14 @@ def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed
     from engine.migrate.plan import build_plan
     from engine.migrate.report import as_json, as_markdown, as_text
     from engine.project import DEFAULT_TEMPLATES
-    if detect_drift and out_file:
-        click.echo("error: --out saves a whole plan for apply; --detect-drift shows only part of one", err=True)
-        sys.exit(1)
+    if detect_drift:
+        if out_file:
+            click.echo("error: --out saves a whole plan for apply; --detect-drift shows only part of one", err=True)
+            sys.exit(1)
+        _report_drift(rules_dir, database_url, fmt)
     policy, objects = _build_or_exit(rules_dir)
     url = _database_url(database_url, rules_dir)
     result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES))
-    if detect_drift:
-        result.steps = [step for step in result.steps if step.drift]
     if out_file:
         out_file.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
         click.echo(f"plan saved to {out_file}", err=True)
@@ -151,16 +151,27 @@ def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed
 @cli.command()
 @rules_option
 @database_option
-def drift(rules_dir, database_url):
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def drift(rules_dir, database_url, fmt):
     """Report objects changed by hand since rulesctl applied them (exit 2 when any, 0 when none)."""
+    _report_drift(rules_dir, database_url, fmt)
+
+
+def _report_drift(rules_dir: Path, database_url: str | None, fmt: str) -> None:
+    """`drift`, and its old spelling `plan --detect-drift`: the plan's steps that undo drift."""
     from engine.migrate.plan import build_plan
-    from engine.migrate.report import as_text
+    from engine.migrate.report import as_json, as_markdown, as_text
     from engine.project import DEFAULT_TEMPLATES
     policy, objects = _build_or_exit(rules_dir)
     url = _database_url(database_url, rules_dir)
     result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES))
     result.steps = [step for step in result.steps if step.drift]
-    click.echo(as_text(result) if result.steps else "No drift: every managed object is as rulesctl left it.")
+    if fmt == "json":
+        click.echo(as_json(result))
+    elif fmt == "markdown":
+        click.echo(as_markdown(result))
+    else:
+        click.echo(as_text(result) if result.steps else "No drift: every managed object is as rulesctl left it.")
     sys.exit(2 if result.steps else 0)
 
 
@@ -181,7 +192,6 @@ def apply(plan_file, rules_dir, database_url, allowed, auto_approve, lock_timeou
     from rules/ (plan and apply from the same policy). Every attempt is recorded in rulesctl.applies. Exit codes:
     0 applied or already in sync, 3 blocked by a hazard not allowed, 1 error.
     """
-    from engine.migrate.apply import HazardsBlocked
     from engine.migrate.apply import apply as run_apply
     from engine.migrate.plan import Plan
     from engine.migrate.report import as_text
@@ -371,11 +381,6 @@ def _database_url(explicit: str | None, rules_dir: Path | None = None) -> str:
     base = local_dir(rules_dir)
     click.echo(f"no --database-url or DATABASE_URL: using the local cluster in {base}/", err=True)
     return _run_or_exit(LocalCluster(base).start)
-
-
-def _redacted(url: str) -> str:
-    from engine.database.connect import redact
-    return redact(url)
 
 
 def _run_or_exit(function):

@@ -1,5 +1,10 @@
 """The error hierarchy. The library raises these; only cli.py turns them into exit codes."""
 
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
 
 class RulesctlError(Exception):
     """Base of every error rulesctl reports to a user (no traceback, a clear message)."""
@@ -8,7 +13,7 @@ class RulesctlError(Exception):
 class PolicyError(RulesctlError):
     """The policy in rules/ is invalid; carries every problem found, not just the first."""
 
-    def __init__(self, problems):
+    def __init__(self, problems: Iterable[Any]) -> None:
         self.problems = list(problems)
         super().__init__(f"{len(self.problems)} problem(s) in the policy")
 
@@ -27,3 +32,11 @@ class DatabaseError(RulesctlError):
 
 class ApplyRefused(RulesctlError):
     """apply stopped before changing anything (the database is not in a state it can handle)."""
+
+
+class HazardsBlocked(ApplyRefused):
+    """The plan has hazards that were not allowed by name (--allow-hazard)."""
+
+
+class UnknownKind(RulesctlError):
+    """An object kind no module under engine/migrate/kinds/ registers (a rulesctl bug, never empty SQL)."""

@@ -20,26 +20,26 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
 import psycopg
 
 from engine.compiler.objects import SqlObject
 from engine.database.connect import connect, query_text
-from engine.errors import ApplyRefused, DatabaseError
+from engine.errors import ApplyRefused, DatabaseError, HazardsBlocked
+from engine.migrate.fetch import fetch_value
 from engine.migrate.hazards import Hazard
 from engine.migrate.ledger import LedgerWriter
 from engine.migrate.plan import Plan, build_plan, fingerprint_of, live_state
-from engine.migrate.steps import ENUM_SEGMENT, Step
+from engine.migrate.model import ENUM_SEGMENT, Action, Step
 from engine.policy.model import Policy
 from engine.project import DEFAULT_TEMPLATES
 
+__all__ = ["APPLY_LOCK_KEY", "ApplyResult", "HazardsBlocked", "apply", "git_commit"]
+
 # pg_advisory_lock key: the first 8 bytes of sha256("rulesctl apply"), fixed forever.
 APPLY_LOCK_KEY = int.from_bytes(hashlib.sha256(b"rulesctl apply").digest()[:8], "big", signed=True)
-
-
-class HazardsBlocked(ApplyRefused):
-    """The plan has hazards that were not allowed by name."""
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ApplyResult:
     message: str
     plan: Plan
     ledger_id: int | None = None
-    done: Counter = field(default_factory=Counter)      # steps run, by action
+    done: Counter[str] = field(default_factory=Counter)  # steps run, by action
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)      # what the SQL said for the operator (pg_cron ...)
 
@@ -62,7 +62,7 @@ def git_commit(path: Path) -> str | None:
 
 
 def apply(url: str, objects: list[SqlObject], policy: Policy, templates_dir: Path = DEFAULT_TEMPLATES, *,
-          saved_plan: Plan | None = None, allowed: set[Hazard] = frozenset(), rules_dir: Path = Path("rules"),
+          saved_plan: Plan | None = None, allowed: Collection[Hazard] = frozenset(), rules_dir: Path = Path("rules"),
           lock_timeout_s: float = 30.0, statement_timeout: str = "5min",
           confirm: Callable[[Plan], bool] | None = None,
           progress: Callable[[int, int, Step], None] | None = None) -> ApplyResult:
@@ -72,7 +72,7 @@ def apply(url: str, objects: list[SqlObject], policy: Policy, templates_dir: Pat
     try:
         with connect(url, autocommit=True) as conn:
             # Rendered SQL speaks to the operator through NOTICEs prefixed "rulesctl: ".
-            conn.add_notice_handler(lambda diag: notes.append(diag.message_primary.removeprefix("rulesctl: "))
+            conn.add_notice_handler(lambda diag: notes.append((diag.message_primary or "").removeprefix("rulesctl: "))
                                     if (diag.message_primary or "").startswith("rulesctl: ") else None)
             _watch_client(conn)
             _take_lock(conn, lock_timeout_s)
@@ -106,7 +106,8 @@ def _merge_notes(notices: list[str], plan_notes: list[str]) -> list[str]:
                       if not (note.startswith("job ") and f"job {note.split()[1].rstrip(':')} " in said)]
 
 
-def _plan_under_lock(conn, url, policy, objects, templates_dir) -> Plan:
+def _plan_under_lock(conn: psycopg.Connection[Any], url: str, policy: Policy, objects: list[SqlObject],
+                     templates_dir: Path) -> Plan:
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
         return build_plan(url, policy, objects, templates_dir, conn=conn)
@@ -114,7 +115,7 @@ def _plan_under_lock(conn, url, policy, objects, templates_dir) -> Plan:
         conn.isolation_level = None
 
 
-def _watch_client(conn: psycopg.Connection) -> None:
+def _watch_client(conn: psycopg.Connection[Any]) -> None:
     """Have the server check every second, while a statement runs or waits for a lock, that this
     client is still there (PostgreSQL 14+): a killed rulesctl then ends its backend, rolling
     back and releasing the apply lock, instead of holding both until the wait is over."""
@@ -122,9 +123,9 @@ def _watch_client(conn: psycopg.Connection) -> None:
         conn.execute("SET client_connection_check_interval = '1s'")
 
 
-def _take_lock(conn: psycopg.Connection, timeout_s: float) -> None:
+def _take_lock(conn: psycopg.Connection[Any], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while not conn.execute("SELECT pg_try_advisory_lock(%s)", (APPLY_LOCK_KEY,)).fetchone()[0]:
+    while not fetch_value(conn, "SELECT pg_try_advisory_lock(%s)", (APPLY_LOCK_KEY,)):
         if time.monotonic() > deadline:
             holder = conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
                                   "AND (classid::bigint << 32 | objid::bigint) = %s", (APPLY_LOCK_KEY,)).fetchone()
@@ -133,7 +134,7 @@ def _take_lock(conn: psycopg.Connection, timeout_s: float) -> None:
         time.sleep(0.2)
 
 
-def _check_saved_plan(conn: psycopg.Connection, plan: Plan, policy: Policy, ledger: LedgerWriter,
+def _check_saved_plan(conn: psycopg.Connection[Any], plan: Plan, policy: Policy, ledger: LedgerWriter,
                       replan: Callable[[], Plan]) -> None:
     """A saved plan runs only if it is intact, the database has not moved since, and its steps
     are exactly what rulesctl plans now from this policy for this database (so an edited
@@ -160,7 +161,7 @@ def _check_saved_plan(conn: psycopg.Connection, plan: Plan, policy: Policy, ledg
                + "; the plan file was edited or is stale: plan again. Nothing was changed")
 
 
-def _check_not_moved(conn: psycopg.Connection, plan: Plan, ledger: LedgerWriter) -> None:
+def _check_not_moved(conn: psycopg.Connection[Any], plan: Plan, ledger: LedgerWriter) -> None:
     with conn.transaction(force_rollback=True):
         now = live_state(conn, set(plan.live_hashes) | set(plan.desired_hashes))
     if fingerprint_of(now) == plan.live_fingerprint:
@@ -172,7 +173,9 @@ def _check_not_moved(conn: psycopg.Connection, plan: Plan, ledger: LedgerWriter)
     raise ApplyRefused(message)
 
 
-def _run(conn, plan: Plan, ledger: LedgerWriter, allowed, statement_timeout, confirm, progress) -> ApplyResult:
+def _run(conn: psycopg.Connection[Any], plan: Plan, ledger: LedgerWriter, allowed: Collection[Hazard],
+         statement_timeout: str, confirm: Callable[[Plan], bool] | None,
+         progress: Callable[[int, int, Step], None] | None) -> ApplyResult:
     blocked = plan.blocked_by(set(allowed))
     if blocked:
         names = sorted({h.slug for step in blocked for h in step.hazards} - {h.slug for h in allowed})
@@ -190,7 +193,7 @@ def _run(conn, plan: Plan, ledger: LedgerWriter, allowed, statement_timeout, con
         raise ApplyRefused("not approved; nothing was changed")
 
     ledger_id = ledger.start(plan)              # committed now: a killed apply still leaves its trace
-    done: Counter = Counter()
+    done: Counter[str] = Counter()
     segments = [[s for s in plan.steps if s.segment == ENUM_SEGMENT], [s for s in plan.steps if s.segment != ENUM_SEGMENT]]
     committed = 0
     position = 0
@@ -205,11 +208,11 @@ def _run(conn, plan: Plan, ledger: LedgerWriter, allowed, statement_timeout, con
                     position += 1
                     if progress:
                         progress(position, len(plan.steps), step)
-                    if step.action == "remove-value":
+                    if step.action is Action.REMOVE_VALUE:
                         done["kept (rulesctl never removes enum values)"] += 1
                         continue
                     try:
-                        conn.execute(step.sql)
+                        conn.execute(step.sql)  # type: ignore[arg-type]     # the plan's SQL, quoted when rendered
                     except psycopg.Error as exc:
                         raise _StepFailed(step, exc) from None
                     done[step.action] += 1
@@ -236,7 +239,7 @@ def _run(conn, plan: Plan, ledger: LedgerWriter, allowed, statement_timeout, con
     return ApplyResult("applied", message, plan, ledger_id, done)
 
 
-def _finish_failed(conn, ledger: LedgerWriter, message: str, outcome: str = "failed") -> None:
+def _finish_failed(conn: psycopg.Connection[Any], ledger: LedgerWriter, message: str, outcome: str = "failed") -> None:
     """Record the failure on the started row: on the apply's connection, or on a new one when
     that was killed (pg_terminate_backend, a network cut). If neither works the row stays
     'started' and the next apply marks it interrupted."""
@@ -246,10 +249,10 @@ def _finish_failed(conn, ledger: LedgerWriter, message: str, outcome: str = "fai
         ledger.finish_elsewhere(outcome, message + " (recorded after its connection was lost)")
 
 
-def _record_owned(conn: psycopg.Connection, plan: Plan, apply_id: int) -> None:
+def _record_owned(conn: psycopg.Connection[Any], plan: Plan, apply_id: int) -> None:
     """Record what rulesctl now owns, as installed. An enum whose value removal was allowed but
     not done (rulesctl never removes values) is recorded as it really is, so it is not drift."""
-    kept = {step.key for step in plan.steps if step.action == "remove-value"}
+    kept = {step.key for step in plan.steps if step.action is Action.REMOVE_VALUE}
     rows = [(key, plan.live_hashes.get(key, digest) if key in kept else digest, apply_id)
             for key, digest in plan.desired_hashes.items()]
     conn.execute("DELETE FROM rulesctl.managed_objects")
@@ -259,5 +262,5 @@ def _record_owned(conn: psycopg.Connection, plan: Plan, apply_id: int) -> None:
 
 
 class _StepFailed(Exception):
-    def __init__(self, step: Step, error: psycopg.Error):
+    def __init__(self, step: Step, error: psycopg.Error) -> None:
         self.step, self.error = step, error

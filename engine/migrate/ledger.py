@@ -14,13 +14,14 @@ import datetime as dt
 import getpass
 import json
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
 from psycopg.rows import dict_row
 
 from engine import __version__
 from engine.database.connect import connect
+from engine.migrate.fetch import fetch_value
 
 if TYPE_CHECKING:
     from engine.migrate.plan import Plan
@@ -35,37 +36,37 @@ ENUMS_KEPT = (" The enum values of its first segment were committed before it an
 
 
 class LedgerWriter:
-    def __init__(self, conn: psycopg.Connection, url: str, started: dt.datetime, policy_hash: str,
-                 commit: str | None):
+    def __init__(self, conn: psycopg.Connection[Any], url: str, started: dt.datetime, policy_hash: str,
+                 commit: str | None) -> None:
         self.conn, self.url, self.started, self.policy_hash, self.commit = conn, url, started, policy_hash, commit
         self.started_id: int | None = None
 
-    def _values(self, plan: "Plan") -> tuple:
+    def _values(self, plan: Plan) -> tuple[Any, ...]:
         from engine.migrate.plan import fingerprint_of
-        statements = [{"step": step.key, "action": step.action, "segment": step.segment, "sql": step.sql}
+        statements = [{"step": str(step.key), "action": step.action.value, "segment": step.segment, "sql": step.sql}
                       for step in plan.steps]
         return (self.started, self.policy_hash, fingerprint_of(plan.desired_hashes), __version__, self.commit,
                 getpass.getuser(), socket.gethostname(), len(statements), json.dumps(statements))
 
-    def write(self, outcome: str, plan: "Plan", message: str) -> int:
+    def write(self, outcome: str, plan: Plan, message: str) -> int:
         """A finished attempt in one row (refused, no_change)."""
-        return self.conn.execute(
-            """INSERT INTO rulesctl.applies (started_at, policy_hash, desired_hash, tool_version, git_commit,
+        return int(fetch_value(
+            self.conn, """INSERT INTO rulesctl.applies (started_at, policy_hash, desired_hash, tool_version, git_commit,
                                              applied_by, os_user, client_host, statement_count, statements,
                                              outcome, message)
                VALUES (%s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, %s, %s) RETURNING id""",
-            (*self._values(plan), outcome, message)).fetchone()[0]
+            (*self._values(plan), outcome, message)))
 
-    def start(self, plan: "Plan") -> int:
+    def start(self, plan: Plan) -> int:
         """The 'started' row, committed before the first step runs (the connection is in autocommit)."""
-        self.started_id = self.conn.execute(
-            """INSERT INTO rulesctl.applies (started_at, policy_hash, desired_hash, tool_version, git_commit,
+        self.started_id = started = int(fetch_value(
+            self.conn, """INSERT INTO rulesctl.applies (started_at, policy_hash, desired_hash, tool_version, git_commit,
                                              applied_by, os_user, client_host, statement_count, statements,
                                              outcome, finished_at, backend_pid, message)
                VALUES (%s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, 'started', NULL, pg_backend_pid(),
                        'started: running its steps') RETURNING id""",
-            self._values(plan)).fetchone()[0]
-        return self.started_id
+            self._values(plan)))
+        return started
 
     def finish(self, outcome: str, message: str, conn: psycopg.Connection | None = None) -> None:
         """The started row's outcome: in the caller's transaction for 'applied' (so it commits with
@@ -92,7 +93,7 @@ class LedgerWriter:
         return sorted(row[0] for row in rows)
 
 
-def _outcome(conn: psycopg.Connection) -> str | None:
+def _outcome(conn: psycopg.Connection[Any]) -> str | None:
     """The outcome column as history shows it: a 'started' row whose backend is gone reads
     'interrupted' (the next apply records it so). None when there is no ledger."""
     columns = {row["attname"] for row in conn.execute(
@@ -102,21 +103,21 @@ def _outcome(conn: psycopg.Connection) -> str | None:
     return f"CASE WHEN {_GONE} THEN 'interrupted' ELSE outcome END" if "backend_pid" in columns else "outcome"
 
 
-def read_history(url: str, limit: int) -> list[dict]:
+def read_history(url: str, limit: int) -> list[dict[str, Any]]:
     with connect(url, row_factory=dict_row) as conn:
         if (outcome := _outcome(conn)) is None:
             return []
-        return conn.execute(f"SELECT id, coalesce(finished_at, started_at) AS finished_at, {outcome} AS outcome, "
+        return cast(list[dict[str, Any]], conn.execute(f"SELECT id, coalesce(finished_at, started_at) AS finished_at, {outcome} AS outcome, "
                             "statement_count, policy_hash, applied_by, os_user, coalesce(message, '') AS message "
-                            "FROM rulesctl.applies ORDER BY id DESC LIMIT %s", (limit,)).fetchall()
+                            "FROM rulesctl.applies ORDER BY id DESC LIMIT %s", (limit,)).fetchall())
 
 
-def read_apply(url: str, apply_id: int) -> dict | None:
+def read_apply(url: str, apply_id: int) -> dict[str, Any] | None:
     with connect(url, row_factory=dict_row) as conn:
         if (outcome := _outcome(conn)) is None:
             return None
-        row = conn.execute(f"SELECT *, coalesce(finished_at, started_at) AS shown_at, {outcome} AS shown_outcome "
-                           "FROM rulesctl.applies WHERE id = %s", (apply_id,)).fetchone()
+        row = cast(dict[str, Any] | None, conn.execute(f"SELECT *, coalesce(finished_at, started_at) AS shown_at, {outcome} AS shown_outcome "
+                           "FROM rulesctl.applies WHERE id = %s", (apply_id,)).fetchone())
         if row is not None:
             row["finished_at"], row["outcome"] = row.pop("shown_at"), row.pop("shown_outcome")
         return row

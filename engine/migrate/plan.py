@@ -13,27 +13,31 @@ import datetime as dt
 import hashlib
 import json
 import time
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
 from engine import __version__
 from engine.compiler import catalog
-from engine.compiler.objects import SqlObject
+from engine.compiler.objects import ObjectKey, SqlObject
 from engine.compiler.order import topological
 from engine.compiler.render import job_commands
 from engine.database.connect import connect
 from engine.errors import DatabaseError
 from engine.migrate.desired import cron_unavailable_reason, desired_state
 from engine.migrate.diff import diff
+from engine.migrate.fetch import fetch_value
 from engine.migrate.hazards import Hazard
-from engine.migrate.introspect import LiveObject, introspect, scratch_schema_name
-from engine.migrate.steps import Step, StepBuilder
+from engine.migrate.introspect import introspect, scratch_schema_name
+from engine.migrate.kinds import kind_of
+from engine.migrate.kinds.policy import table_and_policy
+from engine.migrate.kinds.seed import Seed
+from engine.migrate.model import ENUM_SEGMENT, LiveObject, Step
+from engine.migrate.steps import StepBuilder
 from engine.policy.model import Policy
-
-DROP_ORDER = ("cron_job", "seed", "publication_table", "grant", "policy", "rls", "trigger", "view", "index", "table",
-              "function", "enum")
 
 
 @dataclass
@@ -71,16 +75,15 @@ class Plan:
     def blocked_by(self, allowed: set[Hazard]) -> list[Step]:
         return [step for step in self.steps if set(step.hazards) - allowed]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"tool_version": self.tool_version, "created_at": self.created_at, "policy_hash": self.policy_hash,
                 "fingerprint": self.fingerprint, "steps_hash": self.steps_hash, "live_hashes": self.live_hashes,
                 "desired_hashes": self.desired_hashes, "notes": self.notes, "foreign": self.foreign,
                 "timings": self.timings, "steps": [step.as_dict() for step in self.steps]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Plan":
-        steps = [Step(s["action"], s["key"], s["sql"], s["reason"], tuple(Hazard.from_slug(h) for h in s["hazards"]),
-                      s["origin"], s["segment"], s["drift"]) for s in data["steps"]]
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        steps = [Step.from_dict(s) for s in data["steps"]]
         return cls(steps, data["foreign"], data["live_hashes"], data["desired_hashes"], data["policy_hash"],
                    data["notes"], data.get("timings", {}), data["tool_version"], data["created_at"],
                    saved_fingerprint=data["fingerprint"])
@@ -99,21 +102,22 @@ def steps_hash(steps: list[Step]) -> str:
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()
 
 
-def read_owned(conn: psycopg.Connection) -> dict[str, str]:
+def read_owned(conn: psycopg.Connection[Any]) -> dict[ObjectKey, str]:
     """Keys rulesctl installed and the hash of each as installed (empty before the first apply)."""
-    if conn.execute("SELECT to_regclass('rulesctl.managed_objects')").fetchone()[0] is None:
+    if fetch_value(conn, "SELECT to_regclass('rulesctl.managed_objects')") is None:
         return {}
-    return dict(conn.execute("SELECT key, definition_hash FROM rulesctl.managed_objects").fetchall())
+    rows = conn.execute("SELECT key, definition_hash FROM rulesctl.managed_objects").fetchall()
+    return {ObjectKey(key): digest for key, digest in rows}
 
 
-def live_state(conn: psycopg.Connection, managed_keys: set[str]) -> dict[str, str]:
+def live_state(conn: psycopg.Connection[Any], managed_keys: Collection[str]) -> dict[str, str]:
     """The hashes of the managed keys as they are live now (for fingerprints)."""
     live = introspect(conn)
-    return {key: object_hash(live[key]) for key in sorted(managed_keys) if key in live}
+    return {key: object_hash(live[ObjectKey(key)]) for key in sorted(managed_keys) if key in live}
 
 
 def build_plan(url: str, policy: Policy, objects: list[SqlObject], templates_dir: Path,
-               conn: psycopg.Connection | None = None) -> Plan:
+               conn: psycopg.Connection[Any] | None = None) -> Plan:
     """Plan on a fresh connection, or on `conn` (apply's, under its lock) when given."""
     if conn is not None:
         return _plan(conn, policy, objects, templates_dir)
@@ -125,8 +129,8 @@ def build_plan(url: str, policy: Policy, objects: list[SqlObject], templates_dir
         raise DatabaseError(f"planning failed: {str(exc).strip()}") from None
 
 
-def _plan(conn: psycopg.Connection, policy: Policy, objects: list[SqlObject], templates_dir: Path) -> Plan:
-    timings = {}
+def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject], templates_dir: Path) -> Plan:
+    timings: dict[str, float] = {}
     clock = time.perf_counter()
     try:
         with conn.transaction(force_rollback=True):
@@ -150,41 +154,41 @@ def _plan(conn: psycopg.Connection, policy: Policy, objects: list[SqlObject], te
     ordered = order_steps(steps, objects, live)
     ordered += builder.reschedule_steps(ordered)
     timings["diff"] = time.perf_counter() - clock
-    live_hashes = {key: object_hash(live[key]) for key in sorted(managed | desired.keys()) if key in live}
+    live_hashes: dict[str, str] = {key: object_hash(live[key]) for key in sorted(managed | desired.keys()) if key in live}
     notes = _notes(policy, cron_problem, desired)
     return Plan(ordered, list(result.foreign), live_hashes,
                 {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings)
 
 
-def hand_made_policies(live: dict[str, LiveObject], desired: dict[str, LiveObject], produced: set[str]) -> set[str]:
+def hand_made_policies(live: Mapping[ObjectKey, LiveObject], desired: Mapping[ObjectKey, LiveObject],
+                       produced: Collection[str]) -> set[ObjectKey]:
     """Row level security policies on a table rulesctl manages that rulesctl did not make. The
     table's access rules are rulesctl's: an extra permissive policy (USING (true)) would open
     every row, so it is drift to undo, never "not managed, left alone"."""
     found = set()
-    for key, obj in live.items():
-        if obj.kind != "policy" or key in desired:
+    for obj in live.values():
+        if obj.kind != "policy" or obj.key in desired:
             continue
-        schema, table, _ = obj.name.split(".", 2)
-        if f"table:{schema}.{table}" in produced:
-            found.add(key)
+        if f"table:{obj.key.schema}.{table_and_policy(obj.key)[0]}" in produced:
+            found.add(obj.key)
     return found
 
 
-def _mark_drift(steps: list[Step], desired: dict, live: dict, owned: dict[str, str],
-                hand_made: set[str] = frozenset()) -> list[Step]:
+def _mark_drift(steps: list[Step], desired: Mapping[ObjectKey, LiveObject], live: Mapping[ObjectKey, LiveObject],
+                owned: Mapping[ObjectKey, str], hand_made: Collection[str] = frozenset()) -> list[Step]:
     """A step is drift when the live object no longer matches what rulesctl installed while the
     policy still wants what it installed, or is an access rule added by hand to a table rulesctl
     manages: someone changed it by hand."""
     marked = []
     for step in steps:
         if step.key in hand_made:
-            schema, table, policy = step.key.split(":", 1)[1].split(".", 2)
+            table, policy = table_and_policy(step.key)
             marked.append(Step(step.action, step.key, step.sql,
                                f"drift: changed outside rulesctl: policy {policy} was made by hand "
-                               f"on {schema}.{table}, whose access rules rulesctl manages; drop it", step.hazards, step.origin,
-                               step.segment, True, step.after))
+                               f"on {step.key.schema}.{table}, whose access rules rulesctl manages; drop it", step.hazards,
+                               step.origin, step.segment, True, step.after))
             continue
-        base = step.key.split("/", 1)[0] if step.kind == "enum" else step.key
+        base = step.key.whole if step.kind == "enum" else step.key
         installed = owned.get(base)
         live_hash = object_hash(live[base]) if base in live else None
         desired_hash = object_hash(desired[base]) if base in desired else None
@@ -195,45 +199,48 @@ def _mark_drift(steps: list[Step], desired: dict, live: dict, owned: dict[str, s
     return marked
 
 
-def order_steps(steps: list[Step], objects: list[SqlObject], live: dict[str, LiveObject]) -> list[Step]:
-    """Enum values first (their own segment), then creates and changes in dependency order,
-    then drops and deletes, dependents before what they depend on."""
-    from engine.compiler.objects import KIND_RANK
+def order_steps(steps: list[Step], objects: list[SqlObject], live: Mapping[ObjectKey, LiveObject]) -> list[Step]:
+    """Enum values first (their own segment), then creates and changes in dependency order
+    (ties by each kind's `rank`), then drops and deletes, dependents before what they depend on
+    (each kind's `drop_rank`)."""
     by_key = {obj.key: obj for obj in objects}
     position = {obj.key: index for index, obj in enumerate(objects)}
-    forward = [s for s in steps if s.action not in ("drop", "delete", "revoke", "unschedule")]
-    backward = [s for s in steps if s not in forward]
-    enum_values = [s for s in forward if s.segment == 0]
-    rest = [s for s in forward if s.segment != 0]
+    forward = [s for s in steps if not s.action.removes]
+    backward = [s for s in steps if s.action.removes]
+    enum_values = [s for s in forward if s.segment == ENUM_SEGMENT]
+    rest = [s for s in forward if s.segment != ENUM_SEGMENT]
     step_keys = {s.key for s in rest}
-    graph = {s.key: [d for d in by_key[s.key].depends_on if d in step_keys] if s.key in by_key else [] for s in rest}
-    rank = {s.key: (KIND_RANK.get(s.kind, 99), position.get(s.key, 0)) for s in rest}
+    graph = {s.key: [d for d in by_key[s.key].dependencies if d in step_keys] if s.key in by_key else [] for s in rest}
+    rank = {s.key: (kind_of(s.kind).rank, position.get(s.key, 0)) for s in rest}
     ordered_keys = topological(graph, rank)
     by_step_key = {s.key: s for s in rest}
     backward_keys = {s.key: s for s in backward}
     # a deleted seed row that points at another deleted row goes first
-    seed_edges: dict[str, list[str]] = {key: [] for key in backward_keys}
+    seed_edges: dict[ObjectKey, list[ObjectKey]] = {key: [] for key in backward_keys}
     for key, step in backward_keys.items():
-        if step.kind != "seed":
+        kind = kind_of(step.kind)
+        if not isinstance(kind, Seed):
             continue
-        table = key.split(".", 1)[1].split("/", 1)[0]
-        row = live[key].definition
-        for column, ref_table in catalog.TABLES_BY_NAME[table].seed_refs:
-            target = f"seed:{catalog.SCHEMA}.{ref_table}/{row.get(column)}"
+        for target in kind.references(key, live[key].definition):
             if target in backward_keys and target != key:
                 seed_edges[target].append(key)        # the referenced row is deleted after this one
-    drop_rank = {key: (DROP_ORDER.index(s.kind) if s.kind in DROP_ORDER else 99, key) for key, s in backward_keys.items()}
+    drop_rank = {key: (_drop_rank(s), key) for key, s in backward_keys.items()}
     backward_ordered = topological(seed_edges, drop_rank)
     return enum_values + [by_step_key[k] for k in ordered_keys] + [backward_keys[k] for k in backward_ordered]
 
 
-def _notes(policy: Policy, cron_problem: str | None, desired: dict) -> list[str]:
+def _drop_rank(step: Step) -> int:
+    rank = kind_of(step.kind).drop_rank
+    return 99 if rank is None else rank
+
+
+def _notes(policy: Policy, cron_problem: str | None, desired: Mapping[ObjectKey, LiveObject]) -> list[str]:
     if cron_problem:
         return [cron_problem] + [f"job {job.name} not scheduled (no pg_cron in this database); run it yourself: "
                                  f"{job_commands(job, catalog.SCHEMA)[0]}" for job in policy.jobs]
     notes = []
     for job in policy.jobs:
-        definition = desired[f"cron_job:{job.name}"].definition
+        definition = desired[ObjectKey.of("cron_job", job.name)].definition
         if definition["schedule"] != job.schedule:
             notes.append(f"job {job.name}: '{job.schedule}' needs pg_cron 1.5+; this pg_cron runs it every minute, "
                          f"repeating within the minute ({definition['command']})")

@@ -354,8 +354,11 @@ def test_drift_reports_hand_changes_until_apply_restores_them(base_url, policies
            "resolution_minutes 999 → 120" in drifted.stdout
     # a policy change is not drift
     policies.enter("skills", skills=SKILLS_PLUS_SQL)
-    only_drift = invoke("plan", "--database-url", base_url, "--detect-drift", "--format", "json")
+    only_drift = invoke("drift", "--database-url", base_url, "--format", "json")
+    assert only_drift.exit_code == 2
     assert [s["key"] for s in json.loads(only_drift.stdout)["steps"]] == ["seed:public.sla_configs/ticket,urgent"]
+    old_spelling = invoke("plan", "--database-url", base_url, "--detect-drift", "--format", "json")   # hidden alias
+    assert [s["key"] for s in json.loads(old_spelling.stdout)["steps"]] == ["seed:public.sla_configs/ticket,urgent"]
     policies.enter("base")
     assert invoke("apply", "--database-url", base_url).exit_code == 0
     assert invoke("drift", "--database-url", base_url).stdout.startswith("No drift")
