@@ -15,7 +15,8 @@ from engine.errors import RenderError
 from engine.migrate.kinds import kind_of
 
 
-def topological(graph: Mapping[ObjectKey, Sequence[ObjectKey]], rank: Mapping[ObjectKey, tuple[Any, ...]]) -> list[ObjectKey]:
+def topological(graph: Mapping[ObjectKey, Sequence[ObjectKey]],
+                rank: Mapping[ObjectKey, tuple[Any, ...]]) -> list[ObjectKey]:
     """Keys in an order where each comes after the keys it lists; ties broken by rank."""
     sorter: graphlib.TopologicalSorter[ObjectKey] = graphlib.TopologicalSorter()
     for key, deps in graph.items():

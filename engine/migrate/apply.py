@@ -18,9 +18,9 @@ import hashlib
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable, Collection
 from typing import Any
 
 import psycopg
@@ -31,8 +31,8 @@ from engine.errors import ApplyRefused, DatabaseError, HazardsBlocked
 from engine.migrate.fetch import fetch_value
 from engine.migrate.hazards import Hazard
 from engine.migrate.ledger import LedgerWriter
-from engine.migrate.plan import Plan, build_plan, fingerprint_of, live_state
 from engine.migrate.model import ENUM_SEGMENT, Action, Step
+from engine.migrate.plan import Plan, build_plan, fingerprint_of, live_state
 from engine.policy.model import Policy
 from engine.project import DEFAULT_TEMPLATES
 

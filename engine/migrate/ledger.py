@@ -107,17 +107,19 @@ def read_history(url: str, limit: int) -> list[dict[str, Any]]:
     with connect(url, row_factory=dict_row) as conn:
         if (outcome := _outcome(conn)) is None:
             return []
-        return cast(list[dict[str, Any]], conn.execute(f"SELECT id, coalesce(finished_at, started_at) AS finished_at, {outcome} AS outcome, "
-                            "statement_count, policy_hash, applied_by, os_user, coalesce(message, '') AS message "
-                            "FROM rulesctl.applies ORDER BY id DESC LIMIT %s", (limit,)).fetchall())
+        return cast(list[dict[str, Any]], conn.execute(
+            f"SELECT id, coalesce(finished_at, started_at) AS finished_at, {outcome} AS outcome, "
+            "statement_count, policy_hash, applied_by, os_user, coalesce(message, '') AS message "
+            "FROM rulesctl.applies ORDER BY id DESC LIMIT %s", (limit,)).fetchall())
 
 
 def read_apply(url: str, apply_id: int) -> dict[str, Any] | None:
     with connect(url, row_factory=dict_row) as conn:
         if (outcome := _outcome(conn)) is None:
             return None
-        row = cast(dict[str, Any] | None, conn.execute(f"SELECT *, coalesce(finished_at, started_at) AS shown_at, {outcome} AS shown_outcome "
-                           "FROM rulesctl.applies WHERE id = %s", (apply_id,)).fetchone())
+        row = cast(dict[str, Any] | None, conn.execute(
+            f"SELECT *, coalesce(finished_at, started_at) AS shown_at, {outcome} AS shown_outcome "
+            "FROM rulesctl.applies WHERE id = %s", (apply_id,)).fetchone())
         if row is not None:
             row["finished_at"], row["outcome"] = row.pop("shown_at"), row.pop("shown_outcome")
         return row

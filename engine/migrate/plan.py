@@ -154,7 +154,8 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
     ordered = order_steps(steps, objects, live)
     ordered += builder.reschedule_steps(ordered)
     timings["diff"] = time.perf_counter() - clock
-    live_hashes: dict[str, str] = {key: object_hash(live[key]) for key in sorted(managed | desired.keys()) if key in live}
+    live_hashes: dict[str, str] = {key: object_hash(live[key])
+                                   for key in sorted(managed | desired.keys()) if key in live}
     notes = _notes(policy, cron_problem, desired)
     return Plan(ordered, list(result.foreign), live_hashes,
                 {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings)
@@ -185,8 +186,8 @@ def _mark_drift(steps: list[Step], desired: Mapping[ObjectKey, LiveObject], live
             table, policy = table_and_policy(step.key)
             marked.append(Step(step.action, step.key, step.sql,
                                f"drift: changed outside rulesctl: policy {policy} was made by hand "
-                               f"on {step.key.schema}.{table}, whose access rules rulesctl manages; drop it", step.hazards,
-                               step.origin, step.segment, True, step.after))
+                               f"on {step.key.schema}.{table}, whose access rules rulesctl manages; drop it",
+                               step.hazards, step.origin, step.segment, True, step.after))
             continue
         base = step.key.whole if step.kind == "enum" else step.key
         installed = owned.get(base)

@@ -45,7 +45,8 @@ def test_an_unknown_kind_cannot_be_ordered():
 
 def test_topological_breaks_ties_by_rank():
     keys = [ObjectKey(f"table:public.{n}") for n in "abc"]
-    assert topological({k: [] for k in keys}, {keys[0]: (3,), keys[1]: (1,), keys[2]: (2,)}) == [keys[1], keys[2], keys[0]]
+    ranks = {keys[0]: (3,), keys[1]: (1,), keys[2]: (2,)}
+    assert topological({k: [] for k in keys}, ranks) == [keys[1], keys[2], keys[0]]
 
 
 def test_plan_steps_enum_values_first_creates_by_dependency_drops_dependents_first():

@@ -51,7 +51,8 @@ def create(desired: LiveObject, *others: LiveObject, sql: str = "-- rendered\n")
 
 @pytest.mark.parametrize("text, parts", [
     ("table:public.units", ("table", "public", "units", None)),
-    ("function:public.f(public.work_item_type, integer)", ("function", "public", "f(public.work_item_type, integer)", None)),
+    ("function:public.f(public.work_item_type, integer)",
+     ("function", "public", "f(public.work_item_type, integer)", None)),
     ("seed:public.sla_configs/ticket,urgent", ("seed", "public", "sla_configs", "ticket,urgent")),
     ("enum:public.priority_level/high", ("enum", "public", "priority_level", "high")),
     ("policy:public.assignments.read own", ("policy", "public", "assignments.read own", None)),
@@ -267,8 +268,8 @@ def test_a_changed_seed_row_is_updated_column_by_column():
 
 
 def test_a_changed_grant_is_revoked_and_granted_again():
-    (step,) = change(live("grant", "public.units.select", ["anon"]), live("grant", "public.units.select", ["anon", "x"]),
-                     "GRANT SELECT ON public.units TO anon;\n")
+    (step,) = change(live("grant", "public.units.select", ["anon"]),
+                     live("grant", "public.units.select", ["anon", "x"]), "GRANT SELECT ON public.units TO anon;\n")
     assert step.sql == "REVOKE SELECT ON TABLE public.units FROM anon, x;\nGRANT SELECT ON public.units TO anon;\n"
     assert step.hazards == (Hazard.AUTHORIZATION,) and step.reason == "regrant select on units: anon, x → anon"
 

@@ -121,7 +121,8 @@ class Kind:
     def drop(self, ctx: Context, change: Change) -> Step:
         sql = self.drop_sql(ctx, change.key, change.found)
         return Step(self.drop_action, change.key, sql,
-                    f"{self.drop_action} {self.words} {change.name}: no longer in rules/ or the engine", self.drop_hazards)
+                    f"{self.drop_action} {self.words} {change.name}: no longer in rules/ or the engine",
+                    self.drop_hazards)
 
     def drop_sql(self, ctx: Context, key: ObjectKey, live: Any) -> str:
         """templates/changes/<kind>/drop.sql.j2; a kind without one is never dropped."""

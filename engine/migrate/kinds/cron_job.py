@@ -45,7 +45,8 @@ class CronJob(Kind):
     def introspect(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
         if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone():
             return []
-        return [LiveObject(self.name, name, definition) for name, definition in conn.execute(query_text("cron_jobs.sql"))]
+        rows = conn.execute(query_text("cron_jobs.sql"))
+        return [LiveObject(self.name, name, definition) for name, definition in rows]
 
     def desired(self, ctx: DesiredContext) -> list[LiveObject]:
         if ctx.cron_version is None:

@@ -31,6 +31,7 @@ class Function(Kind):
         if change.wanted["returns"] != change.found["returns"]:
             drop = self.drop_sql(ctx, change.key, None)
             return [Step(Action.REPLACE, change.key, drop + obj.sql,
-                         f"drop and create {self.label(change.key)}: its result type changes{where(origin)}", (), origin)]
+                         f"drop and create {self.label(change.key)}: its result type changes{where(origin)}", (),
+                         origin)]
         return [Step(Action.REPLACE, change.key, obj.sql,
                      f"replace {self.label(change.key)}: definition changed{where(origin)}", (), origin)]

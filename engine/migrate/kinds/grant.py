@@ -4,8 +4,6 @@ grant is revoked from everyone and granted again; a dropped one is revoked."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from engine.compiler import catalog
 from engine.compiler.objects import ObjectKey, SqlObject
 from engine.compiler.sqltext import ident

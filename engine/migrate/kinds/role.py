@@ -52,5 +52,6 @@ class Role(Kind):
         what += [f"is a member of {role}" for role in revoke] + [f"is not a member of {role}" for role in grant]
         sql = ctx.render("role/alter.sql.j2", name=change.key.name, attributes=attributes, revoke=revoke, grant=grant)
         origin = origin_of(obj)
-        return [Step(Action.ALTER, change.key, sql, f"restore {self.label(change.key)}: it {', '.join(what)}{where(origin)}",
-                     (Hazard.AUTHORIZATION,), origin)]
+        return [Step(Action.ALTER, change.key, sql,
+                     f"restore {self.label(change.key)}: it {', '.join(what)}{where(origin)}", (Hazard.AUTHORIZATION,),
+                     origin)]

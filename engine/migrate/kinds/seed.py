@@ -65,7 +65,8 @@ class Seed(Kind):
         desired, live = change.wanted, change.found
         changed = {column: desired[column] for column in desired if desired[column] != live.get(column)}
         key = {column: desired[column] for column in catalog.TABLES_BY_NAME[table].pk}
-        detail = "; ".join(f"{column} {_short(live.get(column))} → {_short(value)}" for column, value in changed.items())
+        detail = "; ".join(f"{column} {_short(live.get(column))} → {_short(value)}"
+                           for column, value in changed.items())
         origin = origin_of(obj)
         return [Step(Action.UPDATE, change.key, ctx.render("seed/update.sql.j2", table=table, changes=changed, key=key),
                      f"update seed row {change.name}: {detail}{where(origin)}", (), origin)]

@@ -37,7 +37,8 @@ class Table(Kind):
             notes.append(f"drop constraint {name}")
         if desired["options"] != live["options"]:
             # options come as "name=value"; ones no longer declared go back to their defaults
-            dropped = sorted({o.partition("=")[0] for o in live["options"]} - {o.partition("=")[0] for o in desired["options"]})
+            dropped = sorted({o.partition("=")[0] for o in live["options"]}
+                             - {o.partition("=")[0] for o in desired["options"]})
             if dropped:
                 actions.append(f"RESET ({', '.join(dropped)})")
             if desired["options"]:
@@ -45,7 +46,8 @@ class Table(Kind):
             notes.append("storage options")
         sql = ctx.render("table/alter.sql.j2", table=change.key.name, actions=actions)
         origin = origin_of(obj)
-        return [Step(Action.ALTER, change.key, sql, f"alter {self.label(change.key)}: {', '.join(notes)}{where(origin)}",
+        return [Step(Action.ALTER, change.key, sql,
+                     f"alter {self.label(change.key)}: {', '.join(notes)}{where(origin)}",
                      tuple(sorted(hazards, key=lambda h: h.slug)), origin)]
 
     @staticmethod
@@ -65,7 +67,8 @@ class Table(Kind):
                 notes.append(f"add column {column}")
                 continue
             if old["type"] != spec["type"]:
-                actions.append(f"ALTER COLUMN {ident(column)} TYPE {spec['type']} USING {ident(column)}::{spec['type']}")
+                actions.append(f"ALTER COLUMN {ident(column)} TYPE {spec['type']} "
+                               f"USING {ident(column)}::{spec['type']}")
                 hazards.add(Hazard.LOCK)
                 notes.append(f"column {column} type {old['type']} → {spec['type']}")
             if old["default"] != spec["default"]:
