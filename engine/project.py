@@ -6,6 +6,7 @@ from pathlib import Path
 
 from engine.compiler.objects import SqlObject
 from engine.compiler.order import install_order
+from engine.migrate.kinds import install_rank
 from engine.compiler.render import render_policy
 from engine.policy.model import Policy
 from engine.policy.validate import validate_directory
@@ -29,4 +30,5 @@ def build(rules_dir: Path, templates_dir: Path = DEFAULT_TEMPLATES,
           parse_check: bool = True) -> tuple[Policy, list[SqlObject]]:
     """Validate the policy and render it into objects in install order (PolicyError / RenderError)."""
     policy = validate_directory(Path(rules_dir))
-    return policy, install_order(render_policy(policy, Path(templates_dir), parse_check=parse_check))
+    return policy, install_order(render_policy(policy, Path(templates_dir), parse_check=parse_check),
+                                 install_rank)

@@ -1,18 +1,18 @@
-"""Install order. Input: objects that name what they come after. Output: the same objects in
-an order that satisfies every dependency; among free choices, by kind (each kind's declared
-`rank`, engine/migrate/kinds/) then declaration order, so the result is deterministic. A cycle
-is reported as `a --> b --> a`."""
+"""Install order. Input: objects that name what they come after, and each kind's rank. Output:
+the same objects in an order that satisfies every dependency; among free choices, by kind rank
+(each kind declares it in the registry, engine/migrate/kinds/, which the caller passes in so
+this stage never imports a later one) then declaration order, so the result is deterministic.
+A cycle is reported as `a --> b --> a`."""
 
 from __future__ import annotations
 
 import graphlib
 import heapq
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from engine.compiler.objects import ObjectKey, SqlObject
 from engine.errors import RenderError
-from engine.migrate.kinds import kind_of
 
 
 def topological(graph: Mapping[ObjectKey, Sequence[ObjectKey]],
@@ -36,11 +36,11 @@ def topological(graph: Mapping[ObjectKey, Sequence[ObjectKey]],
     return ordered
 
 
-def install_order(objects: list[SqlObject]) -> list[SqlObject]:
+def install_order(objects: list[SqlObject], kind_rank: Callable[[str], int]) -> list[SqlObject]:
     by_key = {obj.key: obj for obj in objects}
     for obj in objects:
         missing = [dep for dep in obj.dependencies if dep not in by_key]
         if missing:
             raise RenderError(f"{obj.key} comes after {', '.join(missing)}, which nothing renders")
-    rank = {obj.key: (kind_of(obj.kind).rank, index) for index, obj in enumerate(objects)}
+    rank = {obj.key: (kind_rank(obj.kind), index) for index, obj in enumerate(objects)}
     return [by_key[key] for key in topological({obj.key: list(obj.dependencies) for obj in objects}, rank)]

@@ -22,7 +22,7 @@ from psycopg import sql
 from engine.compiler import catalog
 from engine.compiler.objects import ObjectKey, SqlObject
 from engine.compiler.order import install_order
-from engine.migrate.kinds import KINDS, kind_of
+from engine.migrate.kinds import KINDS, install_rank, kind_of
 from engine.migrate.model import LiveObject
 
 __all__ = ["LiveObject", "desired_snapshot", "introspect", "scratch_schema_name"]
@@ -44,7 +44,7 @@ def desired_snapshot(conn: psycopg.Connection[Any], scratch_objects: list[SqlObj
     """Install the desired objects (rendered for the `scratch` schema) into that schema, in the
     caller's transaction, and read them back as if they lived in `target`. The caller rolls back."""
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
-    for obj in install_order([o for o in scratch_objects if kind_of(o.kind).in_scratch]):
+    for obj in install_order([o for o in scratch_objects if kind_of(o.kind).in_scratch], install_rank):
         conn.execute(obj.sql)  # type: ignore[arg-type]       # rendered SQL, its values quoted by the templates
     snapshot = introspect(conn, scratch)
     renamed = {}

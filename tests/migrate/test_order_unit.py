@@ -11,6 +11,7 @@ from engine.compiler.objects import ObjectKey, SqlObject
 from engine.compiler.order import install_order, topological
 from engine.errors import RenderError, UnknownKind
 from engine.migrate.model import ENUM_SEGMENT, Action, LiveObject, Step
+from engine.migrate.kinds import install_rank
 from engine.migrate.plan import order_steps
 
 
@@ -26,21 +27,21 @@ def step(action: Action, key: str, segment: int = 1) -> Step:
 def test_install_order_follows_dependencies_then_kind_rank_then_declaration():
     objects = [obj("trigger:public.t", "table:public.a"), obj("table:public.b"), obj("table:public.a", "enum:public.e"),
                obj("enum:public.e"), obj("role:anon"), obj("function:public.f()")]
-    assert [o.key for o in install_order(objects)] == [
+    assert [o.key for o in install_order(objects, install_rank)] == [
         "role:anon", "function:public.f()", "enum:public.e", "table:public.b", "table:public.a", "trigger:public.t"]
 
 
 def test_install_order_refuses_a_dependency_nothing_renders_and_a_cycle():
     with pytest.raises(RenderError, match="table:public.a comes after table:public.x, which nothing renders"):
-        install_order([obj("table:public.a", "table:public.x")])
+        install_order([obj("table:public.a", "table:public.x")], install_rank)
     with pytest.raises(RenderError, match="dependency cycle: (table:public.a --> table:public.b --> table:public.a|"
                                           "table:public.b --> table:public.a --> table:public.b)"):
-        install_order([obj("table:public.a", "table:public.b"), obj("table:public.b", "table:public.a")])
+        install_order([obj("table:public.a", "table:public.b"), obj("table:public.b", "table:public.a")], install_rank)
 
 
 def test_an_unknown_kind_cannot_be_ordered():
     with pytest.raises(UnknownKind):
-        install_order([obj("sequence:public.s")])
+        install_order([obj("sequence:public.s")], install_rank)
 
 
 def test_topological_breaks_ties_by_rank():

@@ -26,6 +26,7 @@ from engine.compiler.render import parse_check, render_policy
 from engine.errors import PolicyError
 from engine.migrate.apply import apply
 from engine.migrate.hazards import Hazard
+from engine.migrate.kinds import install_rank
 from engine.migrate.plan import build_plan
 from engine.policy.validate import validate_directory
 from engine.project import DEFAULT_TEMPLATES
@@ -121,7 +122,7 @@ def _validate_or_render(workdir: Path, field, text: str):
         event("refused by validate")
         return None
     event("rendered")
-    objects = install_order(render_policy(policy, DEFAULT_TEMPLATES, parse_check=False))
+    objects = install_order(render_policy(policy, DEFAULT_TEMPLATES, parse_check=False), install_rank)
     base = _base_sql()
     for obj in objects:
         if base.get(obj.key) != obj.sql:

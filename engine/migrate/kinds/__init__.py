@@ -39,3 +39,8 @@ def kind_of(name: str) -> Kind:
 
 
 __all__ = ["KINDS", "Kind", "kind_of"]
+
+
+def install_rank(kind: str) -> int:
+    """A kind's install rank, for engine.compiler.order.install_order."""
+    return kind_of(kind).rank
