@@ -29,9 +29,10 @@ from engine.cache import cache_dir
 from engine.compiler import catalog
 from engine.compiler.objects import SqlObject
 from engine.compiler.seed import seed_rows
-from engine.compiler.sqltext import PolicyText, comment_line, ident, literal, literal_list, qualified
+from engine.compiler.sqltext import comment_line, ident, literal, literal_list, qualified
 from engine.errors import RenderError
 from engine.policy.model import Job, Origin, Policy, Strategy
+from engine.policy.text import PolicyText
 
 # sqlglot logs a warning for every statement it only understands as a generic command
 # (CREATE FUNCTION bodies, ALTER TABLE ... ENABLE ROW LEVEL SECURITY): expected, not news.

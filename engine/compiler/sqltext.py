@@ -18,14 +18,8 @@ import json
 import re
 from collections.abc import Iterable
 
+from engine.policy.text import MAX_IDENTIFIER_BYTES
 
-class PolicyText(str):
-    """A string that came from a policy file or a path: data, never SQL (see render.py)."""
-
-    __slots__ = ()
-
-
-MAX_IDENTIFIER_BYTES = 63           # PostgreSQL's NAMEDATALEN - 1: longer names are cut off silently
 _PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_]*")
 # Words PostgreSQL reserves (or that read badly unquoted); anything here is always quoted.
 _RESERVED = frozenset("""

@@ -14,10 +14,10 @@ from typing import Any
 
 from croniter import croniter
 
-from engine.compiler.sqltext import MAX_IDENTIFIER_BYTES
 from engine.policy.load import PolicyFile
 from engine.policy.model import AssignmentRule, minutes
 from engine.policy.problems import Problem
+from engine.policy.text import MAX_IDENTIFIER_BYTES
 
 # The model pieces built so far, by file kind (validate._build_pieces), and the files they came from.
 Pieces = dict[str, Any]

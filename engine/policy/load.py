@@ -24,8 +24,8 @@ from typing import Any, Protocol
 
 import yaml
 
-from engine.compiler.sqltext import PolicyText
 from engine.policy.problems import Problem, format_path
+from engine.policy.text import PolicyText
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 # libyaml's parser when PyYAML was built with it (same nodes and marks, several times faster)

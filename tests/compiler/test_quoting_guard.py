@@ -20,11 +20,12 @@ from hypothesis import strategies as st
 from policy_cases import BASE, make_policy
 
 from engine.compiler.render import template_env
-from engine.compiler.sqltext import PolicyText, comment_line, ident, literal
+from engine.compiler.sqltext import comment_line, ident, literal
 from engine.errors import RenderError
 from engine.migrate.apply import apply
 from engine.migrate.plan import build_plan
 from engine.policy.model import Origin
+from engine.policy.text import PolicyText
 from engine.project import DEFAULT_TEMPLATES, build
 
 HOSTILE_DIRECTORIES = [
