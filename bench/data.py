@@ -245,7 +245,7 @@ class Loader:
                 index = (index + 1) % len(rows)
         plan = []
         first = 1
-        for seq, ((staff_id, unit, _), n) in enumerate(zip(rows, counts), start=1):
+        for seq, ((staff_id, unit, _), n) in enumerate(zip(rows, counts, strict=True), start=1):
             if n:
                 plan.append((seq, staff_id, unit, first, n))
                 first += n

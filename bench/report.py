@@ -101,12 +101,15 @@ def rows_for(outcomes: dict) -> list[Row]:
         "≥ 20,000 escalations/s; mix p99 raised ≤ 20%",
         (("escalations_per_s", ">=", 20000), ("mix_p99_raise", "<=", 0.20))))
     growth = outcomes.get("growth")
-    for staff in sorted(int(k.rsplit("_", 1)[1]) for k in (growth.values if growth else {}) if k.startswith("p99_ms_")):
+    growth_staff = sorted(int(k.rsplit("_", 1)[1]) for k in (growth.values if growth else {})
+                          if k.startswith("p99_ms_"))
+    for staff in growth_staff:
+        clients = growth.conditions.get("clients")
         rows.append(Row(
             "growth", f"growth: `auto_assign` with {staff:,} staff",
-            lambda v, s=staff, c=growth.conditions.get("clients"): (f"{c} clients: p50 {_ms(v[f'p50_ms_{s}'])}, p99 {_ms(v[f'p99_ms_{s}'])}, "
-                                f"{_n(v[f'rate_{s}'])}/s; 1 client: p50 {_ms(v[f'one_client_p50_ms_{s}'])}, "
-                                f"p99 {_ms(v[f'one_client_p99_ms_{s}'])}"),
+            lambda v, s=staff, c=clients: (f"{c} clients: p50 {_ms(v[f'p50_ms_{s}'])}, p99 {_ms(v[f'p99_ms_{s}'])}, "
+                                           f"{_n(v[f'rate_{s}'])}/s; 1 client: p50 {_ms(v[f'one_client_p50_ms_{s}'])}, "
+                                           f"p99 {_ms(v[f'one_client_p99_ms_{s}'])}"),
             "(curve)" if staff != 500 else "guide: < 500 ms",
             (("one_client_p99_ms_500", "<=", 500),) if staff == 500 else (),
             guide="< 500 ms" if staff == 500 else ""))

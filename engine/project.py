@@ -6,8 +6,8 @@ from pathlib import Path
 
 from engine.compiler.objects import SqlObject
 from engine.compiler.order import install_order
-from engine.migrate.kinds import install_rank
 from engine.compiler.render import render_policy
+from engine.migrate.kinds import install_rank
 from engine.policy.model import Policy
 from engine.policy.validate import validate_directory
 

@@ -66,7 +66,7 @@ def apply(url: str, objects: list[SqlObject], policy: Policy, templates_dir: Pat
           lock_timeout_s: float = 30.0, statement_timeout: str = "5min",
           confirm: Callable[[Plan], bool] | None = None,
           progress: Callable[[int, int, Step], None] | None = None) -> ApplyResult:
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     notes: list[str] = []
     try:
@@ -152,9 +152,13 @@ def _check_saved_plan(conn: psycopg.Connection[Any], plan: Plan, policy: Policy,
                f"{policy.policy_hash[:12]}); plan again. Nothing was changed")
     now = replan()
     if now.steps_hash != plan.steps_hash:
-        differ = sorted({f"{s.action} {s.key}" for s in plan.steps} ^ {f"{s.action} {s.key}" for s in now.steps}) or \
-            [f"{a.action} {a.key}" for a, b in zip(plan.steps, now.steps) if (a.sql, a.hazards, a.segment) !=
-             (b.sql, b.hazards, b.segment)]
+        saved_names = {f"{s.action} {s.key}" for s in plan.steps}
+        now_names = {f"{s.action} {s.key}" for s in now.steps}
+        # the same steps by name: the first whose text, hazards or segment differ (strict=False: the
+        # lists are only compared to name a difference, never assumed to be of equal length)
+        differ = sorted(saved_names ^ now_names) or \
+            [f"{a.action} {a.key}" for a, b in zip(plan.steps, now.steps, strict=False)
+             if (a.sql, a.hazards, a.segment) != (b.sql, b.hazards, b.segment)]
         refuse("the saved plan's steps are not what rulesctl plans from this policy for this database"
                + (f" (first difference: {differ[0]})" if differ else "")
                + (f"; it was made by rulesctl {plan.tool_version}" if plan.tool_version != now.tool_version else "")

@@ -20,7 +20,7 @@ class Hazard(Enum):
         self.message = message
 
     @classmethod
-    def from_slug(cls, slug: str) -> "Hazard":
+    def from_slug(cls, slug: str) -> Hazard:
         for hazard in cls:
             if hazard.slug == slug:
                 return hazard

@@ -50,7 +50,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     tool_version: str = __version__
-    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     saved_fingerprint: str | None = None       # as a saved plan file states it (checked against `fingerprint`)
 
     @property

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 import zoneinfo
 from collections import Counter, defaultdict
+from itertools import pairwise
 from typing import Any
 
 from croniter import croniter
@@ -155,7 +156,7 @@ def check_units(pieces: Pieces, files: Files) -> list[Problem]:
     known = {u.id for u in units}
     calendars = _known(pieces, "calendars")
     problems = _unknown(f, ("defaults", "calendar"), f.spec["defaults"]["calendar"], calendars, "calendar")
-    for index, (unit, raw) in enumerate(zip(units, f.spec["units"])):
+    for index, (unit, raw) in enumerate(zip(units, f.spec["units"], strict=True)):
         problems += _unknown(f, ("units", index, "parent"), unit.parent_id, known, "parent unit")
         if "calendar" in raw:
             problems += _unknown(f, ("units", index, "calendar"), unit.calendar_id, calendars, "calendar")
@@ -214,7 +215,7 @@ def check_calendars(pieces: Pieces, files: Files) -> list[Problem]:
                                               f"{text!r} ends before it starts"))
                 spans.append((start, end, r_index))
             spans.sort()
-            for (_, end_a, _), (start_b, _, r_index) in zip(spans, spans[1:]):
+            for (_, end_a, _), (start_b, _, r_index) in pairwise(spans):
                 if start_b < end_a:
                     problems.append(f.problem(("calendars", index, "working_hours", day, r_index),
                                               f"working hours on {day} overlap"))
@@ -315,12 +316,12 @@ def check_rules(pieces: Pieces, files: Files) -> list[Problem]:
 
 def _overlap(a: AssignmentRule, b: AssignmentRule) -> bool:
     return all(x is None or y is None or set(x) & set(y)
-               for x, y in zip(a.conditions.values(), b.conditions.values()))
+               for x, y in zip(a.conditions.values(), b.conditions.values(), strict=True))
 
 
 def _covers(broad: AssignmentRule, narrow: AssignmentRule) -> bool:
     return all(x is None or (y is not None and set(y) <= set(x))
-               for x, y in zip(broad.conditions.values(), narrow.conditions.values()))
+               for x, y in zip(broad.conditions.values(), narrow.conditions.values(), strict=True))
 
 
 def check_escalation(pieces: Pieces, files: Files) -> list[Problem]:

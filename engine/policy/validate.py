@@ -147,7 +147,7 @@ def _build_pieces(valid: dict[str, PolicyFile]) -> tuple[dict, list[Problem]]:
     if "calendars" in valid:
         f = valid["calendars"]
         calendars = []
-        for index, spec in enumerate(f.spec["calendars"]):
+        for index in range(len(f.spec["calendars"])):
             too_long = checks.closure_problems(f, index)
             if too_long:
                 problems.extend(too_long)

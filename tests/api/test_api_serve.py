@@ -49,10 +49,10 @@ class Serve:
             try:
                 httpx.get(f"{self.base_url}/openapi.json", timeout=1).raise_for_status()
                 return
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     out, err = self.process.communicate(timeout=5)
-                    raise RuntimeError(f"rulesctl serve did not start: {err}")
+                    raise RuntimeError(f"rulesctl serve did not start: {err}") from exc
                 time.sleep(0.05)
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 15) -> tuple[int, str]:

@@ -53,7 +53,7 @@ def test_start_status_stop_restart(cluster: LocalCluster):
     assert before.pg_cron_available, "scripts/install-system-packages.sh installs pg_cron"
     assert before.server_version.startswith("15.")
     with pytest.raises(LocalClusterError, match="start it first"):
-        cluster.url
+        _ = cluster.url
 
     url = cluster.start()
     status = cluster.status()

@@ -10,8 +10,8 @@ import pytest
 from engine.compiler.objects import ObjectKey, SqlObject
 from engine.compiler.order import install_order, topological
 from engine.errors import RenderError, UnknownKind
-from engine.migrate.model import ENUM_SEGMENT, Action, LiveObject, Step
 from engine.migrate.kinds import install_rank
+from engine.migrate.model import ENUM_SEGMENT, Action, LiveObject, Step
 from engine.migrate.plan import order_steps
 
 

@@ -171,13 +171,14 @@ def test_lost_wake_up_race(engine_url):
             assert first["status"] == "assigned", first
             results, failures = {}, []
 
-            def complete():
+            # both run (in the threads below) and finish within this round: bind its values
+            def complete(first=first, results=results, failures=failures):
                 try:
                     results["complete"] = scalar(completer, "SELECT complete_assignment(%s)", first["assignment_id"])
                 except Exception as exc:          # handed to the test thread
                     failures.append(exc)
 
-            def submit():
+            def submit(round_number=round_number, results=results, failures=failures):
                 try:
                     results["submit"] = call(submitter, "auto_assign", {
                         "work_item_id": f"B{round_number}", "work_item_type": "ticket", "priority": "normal",

@@ -396,7 +396,7 @@ def test_a_batch_on_a_business_calendar_falls_due_when_sla_level_due_at_says(con
     assert written == sum(1 for r in rows if r[2] is not None)
     assert any(r[1] <= sweep_at for r in rows) and any(r[1] > sweep_at for r in rows)   # both kinds present
     ahead = {}
-    for level, due, event_due, reached, next_check, aid in rows:
+    for level, due, event_due, reached, _next_check, aid in rows:
         if due <= sweep_at:
             assert event_due is not None and ts(event_due) == due, (level, due, event_due)
             assert reached >= level

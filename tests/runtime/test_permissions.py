@@ -237,7 +237,7 @@ def test_internal_functions_are_not_callable_by_the_api_roles(conn):
     assert [name for name, anon, _ in rows if anon] == []
     assert sorted(name for name, _, auth in rows if auth) == sorted(catalog.API_FUNCTIONS)
     for statement in ("SELECT sla_check_and_escalate(10)", "SELECT lock_units(ARRAY['unit-hr'], true)",
-                      "SELECT process_queue_on_capacity_change(%s::uuid)" % repr(TR_A),
+                      f"SELECT process_queue_on_capacity_change({TR_A!r}::uuid)",
                       "SELECT caller_is_trusted()"):
         for kind in ("anon", "self"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
