@@ -19,7 +19,8 @@ def generated_files(ordered: list[SqlObject]) -> dict[str, str]:
         grouped.setdefault(obj.file, []).append(obj)
     files: dict[str, str] = {}
     for path, objects in grouped.items():
-        sources = sorted({comment_line(obj.origin.file) for obj in objects if obj.origin}) or ["the engine catalog (engine/compiler/catalog.py)"]
+        sources = (sorted({comment_line(obj.origin.file) for obj in objects if obj.origin})
+                   or ["the engine catalog (engine/compiler/catalog.py)"])
         templates = sorted({obj.template for obj in objects})
         lines = [HEADER, f"-- sources: {', '.join(sources)}", f"-- templates: {', '.join(templates)}", ""]
         for obj in objects:

@@ -54,14 +54,15 @@ def _only_quoted(value: object) -> object:
         raise ValueError(f"policy text {value!r} printed without a quoting filter (ident, literal, comment)")
     if isinstance(value, (str, int, float, jinja2.Undefined)) and not isinstance(value, bool):
         return value
-    raise TypeError(f"a value of type {type(value).__name__} printed without a quoting filter (ident, literal, comment)")
+    raise TypeError(f"a value of type {type(value).__name__} printed without a quoting filter "
+                    "(ident, literal, comment)")
 
 
 # Engine vocabulary every template sees as a global (printed through a quoting filter, like any
 # value): one source in Python, never retyped in SQL.
 ENGINE_CONSTANTS: dict[str, object] = {
-    "active_statuses": catalog.ACTIVE_STATUSES,      # {{ active_statuses|literal_list }}
-    "strategies": Strategy,                          # {{ strategies.round_robin|literal }}, {{ strategies|literal_list }}
+    "active_statuses": catalog.ACTIVE_STATUSES,  # {{ active_statuses|literal_list }}
+    "strategies": Strategy,                      # {{ strategies.round_robin|literal }}, {{ strategies|literal_list }}
 }
 
 
@@ -104,7 +105,8 @@ class Renderer:
             raise RenderError(f"templates/{template}:{_template_line(exc, template)}: {exc}{where}") from None
         except (ValueError, TypeError) as exc:       # a quoting filter or _only_quoted refused a value
             where = f" ({origin})" if origin else ""
-            raise RenderError(f"templates/{template}:{_template_line(exc, template)}: {kind} {name}{where}: {exc}") from None
+            raise RenderError(f"templates/{template}:{_template_line(exc, template)}: "
+                              f"{kind} {name}{where}: {exc}") from None
         if self.parse_check:
             parse_check(sql, template, origin)
         self.objects.append(SqlObject(kind, f"{self.schema}.{name}" if in_schema else name, sql,

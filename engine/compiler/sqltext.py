@@ -40,7 +40,8 @@ def ident(name: str) -> str:
     if not isinstance(name, str) or not name or "\x00" in name:
         raise ValueError(f"not a usable SQL identifier: {name!r}")
     if len(name.encode("utf-8", "surrogatepass")) > MAX_IDENTIFIER_BYTES:
-        raise ValueError(f"identifier longer than {MAX_IDENTIFIER_BYTES} bytes (PostgreSQL would cut it short): {name!r}")
+        raise ValueError(f"identifier longer than {MAX_IDENTIFIER_BYTES} bytes "
+                         f"(PostgreSQL would cut it short): {name!r}")
     if _PLAIN_IDENT.fullmatch(name) and name not in _RESERVED:
         return str(name)
     quoted = name.replace('"', '""')
@@ -78,7 +79,8 @@ def literal(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return repr(value) if value == value and value not in (float("inf"), float("-inf")) else _quote_string(str(value))
+        finite = value == value and value not in (float("inf"), float("-inf"))
+        return repr(value) if finite else _quote_string(str(value))
     if isinstance(value, (dt.date, dt.datetime, dt.time)):
         return _quote_string(value.isoformat())
     if isinstance(value, (list, tuple)):

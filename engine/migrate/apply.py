@@ -130,7 +130,8 @@ def _take_lock(conn: psycopg.Connection[Any], timeout_s: float) -> None:
             holder = conn.execute("SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 "
                                   "AND (classid::bigint << 32 | objid::bigint) = %s", (APPLY_LOCK_KEY,)).fetchone()
             who = f" (backend pid {holder[0]})" if holder else ""
-            raise ApplyRefused(f"another rulesctl apply holds the apply lock{who}; waited {timeout_s:g}s, changed nothing")
+            raise ApplyRefused(f"another rulesctl apply holds the apply lock{who}; "
+                               f"waited {timeout_s:g}s, changed nothing")
         time.sleep(0.2)
 
 
@@ -198,7 +199,8 @@ def _run(conn: psycopg.Connection[Any], plan: Plan, ledger: LedgerWriter, allowe
 
     ledger_id = ledger.start(plan)              # committed now: a killed apply still leaves its trace
     done: Counter[str] = Counter()
-    segments = [[s for s in plan.steps if s.segment == ENUM_SEGMENT], [s for s in plan.steps if s.segment != ENUM_SEGMENT]]
+    segments = [[s for s in plan.steps if s.segment == ENUM_SEGMENT],
+                [s for s in plan.steps if s.segment != ENUM_SEGMENT]]
     committed = 0
     position = 0
     try:

@@ -40,10 +40,12 @@ _CRON_CHARACTERS = re.compile(r"[0-9A-Za-z*/,\- ]+")      # croniter also reads 
 # Values that become a PostgreSQL identifier or `name` value, which PostgreSQL cuts to 63 bytes
 # without a word (two long job names become one job): (kind, how to list them, label).
 NAME_FIELDS = (
-    ("jobs", lambda d: [(("jobs", i, "name"), j["name"]) for i, j in enumerate(d["jobs"])], "job name (cron.job.jobname)"),
+    ("jobs", lambda d: [(("jobs", i, "name"), j["name"]) for i, j in enumerate(d["jobs"])],
+     "job name (cron.job.jobname)"),
     ("work_items", lambda d: [(("types", i, "id"), t["id"]) for i, t in enumerate(d["types"])],
      "work item type (an enum label)"),
-    ("work_items", lambda d: [(("priorities", i), p) for i, p in enumerate(d["priorities"])], "priority (an enum label)"),
+    ("work_items", lambda d: [(("priorities", i), p) for i, p in enumerate(d["priorities"])],
+     "priority (an enum label)"),
 )
 # Bounds that keep every number inside the column or interval it is stored in.
 MAX_DURATION_MINUTES = 8760 * 60                  # a year, for SLA targets and queue aging
@@ -184,7 +186,8 @@ def check_timezones(pieces: Pieces, files: Files) -> list[Problem]:
     if "units" in files:
         f = files["units"]
         places.append((f, ("defaults", "timezone"), f.spec["defaults"]["timezone"]))
-        places += [(f, ("units", i, "timezone"), u["timezone"]) for i, u in enumerate(f.spec["units"]) if "timezone" in u]
+        places += [(f, ("units", i, "timezone"), u["timezone"])
+                   for i, u in enumerate(f.spec["units"]) if "timezone" in u]
     if "calendars" in files:
         f = files["calendars"]
         places += [(f, ("calendars", i, "timezone"), c["timezone"]) for i, c in enumerate(f.spec["calendars"])]
@@ -192,7 +195,8 @@ def check_timezones(pieces: Pieces, files: Files) -> list[Problem]:
         try:
             zoneinfo.ZoneInfo(name)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            problems.append(f.problem(path, f"time zone {name!r} does not exist (use an IANA name such as Asia/Riyadh)"))
+            problems.append(f.problem(path, f"time zone {name!r} does not exist "
+                                            "(use an IANA name such as Asia/Riyadh)"))
     return problems
 
 
@@ -239,7 +243,8 @@ def check_sla(pieces: Pieces, files: Files) -> list[Problem]:
     for type_id, row in f.spec["matrix"].items():
         problems += _unknown(f, ("matrix", type_id), type_id, types, "work item type")
         problems += _unknown(f, ("matrix", type_id, "calendar"), row.get("calendar"), calendars, "calendar")
-        problems += _unknown(f, ("matrix", type_id, "escalation_chain"), row.get("escalation_chain"), chains, "escalation chain")
+        problems += _unknown(f, ("matrix", type_id, "escalation_chain"), row.get("escalation_chain"), chains,
+                             "escalation chain")
         if "warning_at" in row:
             problems += _threshold(f, ("matrix", type_id, "warning_at"), row["warning_at"])
         cells = {k: v for k, v in row.items() if k not in ("calendar", "escalation_chain", "warning_at")}
@@ -286,7 +291,8 @@ def check_rules(pieces: Pieces, files: Files) -> list[Problem]:
     for rule in rules:
         i = raw_by_id[rule.id]
         problems += _unknown(f, ("rules", i, "target", "unit"), rule.target_unit_id, known["units"], "unit")
-        problems += _unknown(f, ("rules", i, "min_proficiency"), rule.min_proficiency, known["levels"], "proficiency level")
+        problems += _unknown(f, ("rules", i, "min_proficiency"), rule.min_proficiency, known["levels"],
+                             "proficiency level")
         for field, label in (("types", "work item type"), ("priorities", "priority"), ("skills_any", "skill")):
             for j, value in enumerate(getattr(rule, field) or ()):
                 known_set = known["skills" if field == "skills_any" else field]
@@ -342,7 +348,8 @@ def check_escalation(pieces: Pieces, files: Files) -> list[Problem]:
                                           f"{previous:g}%; list levels in rising order"))
             if level.reason == "sla_warning" and level.at_percent >= 100:
                 problems.append(f.problem(("chains", i, "levels", j, "reason"),
-                                          f"a warning at {level.at_percent:g}% is at or past the deadline; use sla_breach"))
+                                          f"a warning at {level.at_percent:g}% is at or past the deadline; "
+                                          "use sla_breach"))
             if level.reason == "sla_breach" and level.at_percent < 100:
                 problems.append(f.problem(("chains", i, "levels", j, "reason"),
                                           f"a breach at {level.at_percent:g}% is before the deadline; use sla_warning"))

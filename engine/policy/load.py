@@ -8,10 +8,11 @@ so the node tree from `yaml.compose` is walked by hand.
 The loader is bounded, so a small hostile file cannot take the machine down: files larger than
 MAX_FILE_BYTES, nesting deeper than MAX_DEPTH (checked on the event stream before anything
 recursive runs, and again while aliases are expanded), more than MAX_NODES values after alias
-expansion or more than MAX_ALIASED repeated through aliases (a "billion laughs" alias bomb) and an alias inside its own anchor are each refused as
-one problem at the node where the limit was met. Text a database cannot hold or that has no
-business in a policy (NUL and other control characters, lone surrogates) is refused where it is
-written. Symbolic links that leave the rules directory are refused.
+expansion or more than MAX_ALIASED repeated through aliases (a "billion laughs" alias bomb)
+and an alias inside its own anchor are each refused as one problem at the node where the
+limit was met. Text a database cannot hold or that has no business in a policy (NUL and other
+control characters, lone surrogates) is refused where it is written. Symbolic links that leave
+the rules directory are refused.
 """
 
 from __future__ import annotations
@@ -213,7 +214,8 @@ class _Walk:
             try:
                 value = self.constructor.construct_object(node)
             except yaml.YAMLError as exc:     # e.g. an unknown tag such as !!python/object
-                self.problems.append(policy_file.problem(path, f"unreadable value: {getattr(exc, 'problem', None) or exc}"))
+                reason = getattr(exc, "problem", None) or exc
+                self.problems.append(policy_file.problem(path, f"unreadable value: {reason}"))
                 return None
         if isinstance(value, str):
             value = PolicyText(value)         # data from here on: SQL gets it only through a quoting filter
@@ -232,7 +234,8 @@ class _Walk:
             try:
                 key = PolicyText(self.constructor.construct_object(key_node))
             except yaml.YAMLError as exc:
-                self.problems.append(policy_file.problem(path, f"unreadable key: {getattr(exc, 'problem', None) or exc}"))
+                reason = getattr(exc, "problem", None) or exc
+                self.problems.append(policy_file.problem(path, f"unreadable key: {reason}"))
                 continue
             if why := text_problem(key):
                 line, col = key_node.start_mark.line + 1, key_node.start_mark.column + 1

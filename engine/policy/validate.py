@@ -87,7 +87,8 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return error.message.replace("Additional properties are not allowed", "unknown key(s)")
     if error.validator == "pattern":
-        return f"{error.instance!r} is not in the expected form ({error.schema.get('description') or error.validator_value})"
+        expected = error.schema.get("description") or error.validator_value
+        return f"{error.instance!r} is not in the expected form ({expected})"
     if error.validator == "format" and error.validator_value == "date":
         return f"{error.instance!r} is not a date of the calendar (YYYY-MM-DD)"
     return error.message
@@ -139,9 +140,9 @@ def validate_directory(rules_dir: Path) -> model.Policy:
 
 
 def _build_pieces(valid: dict[str, PolicyFile]) -> tuple[dict, list[Problem]]:
-    builders = {"realtime": model.build_realtime, "units": model.build_units, "skills": model.build_skills, "work_items": model.build_work_items,
-                "sla": model.build_sla, "assignment_rules": model.build_rules, "escalation": model.build_chains,
-                "leave": model.build_leave, "jobs": model.build_jobs}
+    builders = {"realtime": model.build_realtime, "units": model.build_units, "skills": model.build_skills,
+                "work_items": model.build_work_items, "sla": model.build_sla, "assignment_rules": model.build_rules,
+                "escalation": model.build_chains, "leave": model.build_leave, "jobs": model.build_jobs}
     pieces = {kind: builders[kind](f) for kind, f in valid.items() if kind in builders}
     problems: list[Problem] = []
     if "calendars" in valid:
