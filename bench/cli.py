@@ -66,7 +66,8 @@ runtime tables (staff, assignments, queue, escalations) are truncated between wo
     parser.add_argument("--skip-large", action="store_true", help="skip the 1M-active-assignment sweep")
     parser.add_argument("--repeat", type=int, default=1,
                         help="run the selected workloads N times and report the median of each figure")
-    parser.add_argument("--json", type=Path, help="write the figures here (default: .rulesctl-bench/bench-results.json)")
+    parser.add_argument("--json", type=Path,
+                        help="write the figures here (default: .rulesctl-bench/bench-results.json)")
     parser.add_argument("--plot", type=Path, help="growth plot PNG (default: beside the JSON; needs matplotlib)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
                         help="use this database instead of the benchmark's own cluster (env DATABASE_URL)")
@@ -187,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = {name: combine(results) for name, results in runs.items() if results}
     text, records = report.table(outcomes, scale.evaluate_targets)
     print()
-    print(f"rulesctl benchmark, scale {scale.name}{' (profiled: pg_stat_statements track = all)' if args.profile else ''}"
+    profiled = " (profiled: pg_stat_statements track = all)" if args.profile else ""
+    print(f"rulesctl benchmark, scale {scale.name}{profiled}"
           f"{f', median of {args.repeat} runs' if args.repeat > 1 else ''}")
     print()
     print(text)
@@ -206,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_path = None
     if "growth" in outcomes or "sweep" in outcomes:
         plot_path = report.plot(args.plot or json_path.with_name("bench-growth.png"), outcomes)
-        print(f"\ngrowth plot: {plot_path}" if plot_path else "\ngrowth plot skipped (pip install -e '.[bench]' for matplotlib)")
+        print(f"\ngrowth plot: {plot_path}" if plot_path
+              else "\ngrowth plot skipped (pip install -e '.[bench]' for matplotlib)")
     document = {
         "tool": "rulesctl bench", "started_at": started.isoformat(),
         "finished_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -299,7 +302,8 @@ def check_invariants(url: str) -> tuple[dict, float]:
         finally:
             invariants.idle_while_queued = original
     found.pop("lost work items", None)     # needs the set of requested items; pgbench clients do not report it
-    return ({name: {"count": len(rows), "sample": [list(map(str, r)) for r in rows[:3]]} for name, rows in found.items()},
+    return ({name: {"count": len(rows), "sample": [list(map(str, r)) for r in rows[:3]]}
+             for name, rows in found.items()},
             time.monotonic() - clock)
 
 

@@ -41,10 +41,12 @@ UNIT_PROFILE = {
     "unit-operations": (4, ["skill-sampling", "skill-census", "skill-field-interviewing"], "survey_task", None),
     "unit-corporate": (2, ["skill-arabic", "skill-english"], "ticket", "unit-corporate"),
     "unit-dissemination": (5, ["skill-disclosure-control", "skill-sql", "skill-english"], "data_request", None),
-    "unit-field-survey": (24, ["skill-field-interviewing", "skill-census", "skill-gis", "skill-arabic"], "survey_task", None),
+    "unit-field-survey": (24, ["skill-field-interviewing", "skill-census", "skill-gis", "skill-arabic"],
+                          "survey_task", None),
     "unit-data-processing": (12, ["skill-data-cleaning", "skill-sql", "skill-census"], "survey_task", None),
     "unit-methodology": (6, ["skill-sampling", "skill-disclosure-control", "skill-census"], "survey_task", None),
-    "unit-it-support": (15, ["skill-network", "skill-desktop-support", "skill-security", "skill-english"], "ticket", None),
+    "unit-it-support": (15, ["skill-network", "skill-desktop-support", "skill-security", "skill-english"],
+                        "ticket", None),
     "unit-hr": (5, ["skill-arabic", "skill-english"], "ticket", "unit-hr"),
     "unit-translation": (10, ["skill-arabic", "skill-english", "skill-french", "skill-legal-translation"],
                          "translation_request", None),
@@ -164,7 +166,8 @@ class Loader:
         for mix, rows in ITEM_MIXES.items():
             low = 1
             for share, work_type, target, skills, skill_share in rows:
-                conn.execute("INSERT INTO bench.item_mix (mix, lo, hi, work_item_type, target_unit_id, skills, skill_share)"
+                conn.execute("INSERT INTO bench.item_mix"
+                             " (mix, lo, hi, work_item_type, target_unit_id, skills, skill_share)"
                              " VALUES (%s, %s, %s, %s, %s, %s, %s)",
                              (mix, low, low + share - 1, work_type, target, skills, skill_share))
                 low += share
@@ -263,7 +266,8 @@ class Loader:
                    ARRAY(SELECT sla_level_due_at(c.work_item_type, c.priority, b.bucket, 0, l.level)
                          FROM escalation_levels l WHERE l.chain_id = c.escalation_chain_id ORDER BY l.level)
             FROM sla_configs c
-            CROSS JOIN generate_series(bench.bucket(%(now)s - %(span)s), bench.bucket(%(now)s), '30 minutes') b(bucket)""",
+            CROSS JOIN generate_series(bench.bucket(%(now)s - %(span)s), bench.bucket(%(now)s),
+                                       '30 minutes') b(bucket)""",
                      {"now": now, "span": max(ARRIVAL_SPAN, QUEUE_SPAN)})
 
     def _assignments(self, conn, plan, now, superuser: bool) -> None:
@@ -315,7 +319,8 @@ class Loader:
                                           r ->> 'target_unit_id' IS NULL AND m.include_subtree),
                    s.skills, m.min_proficiency_rank, m.capacity_weight, m.strategy
             FROM generate_series(1, 200) i
-            CROSS JOIN LATERAL (SELECT bench.item(%s, 1 + bench.h(i, 50), 1 + bench.h(i, 51), 1 + bench.h(i, 52)) AS r) q
+            CROSS JOIN LATERAL (SELECT bench.item(%s, 1 + bench.h(i, 50), 1 + bench.h(i, 51),
+                                                  1 + bench.h(i, 52)) AS r) q
             CROSS JOIN LATERAL (SELECT coalesce(array_agg(e ORDER BY e), '{}') AS skills
                                 FROM jsonb_array_elements_text(coalesce(r -> 'required_skills', '[]')) e) s
             CROSS JOIN LATERAL match_assignment_rule((r ->> 'work_item_type')::work_item_type,
@@ -337,7 +342,8 @@ WITH rules AS MATERIALIZED (
          CASE WHEN u.load_type = 'ticket' THEN CASE WHEN bench.h(x, 30) < 300 THEN 'low' ELSE 'normal' END
               WHEN bench.h(x, 30) < 200 THEN 'low' WHEN bench.h(x, 30) < 700 THEN 'normal'
               WHEN bench.h(x, 30) < 920 THEN 'high' ELSE 'urgent' END AS priority,
-         %(now)s - make_interval(secs => %(span_s)s * ((bench.h(x, 31) * 1000 + bench.h(x, 34))::float8 / 1e6) ^ 2) AS arrived
+         %(now)s - make_interval(secs => %(span_s)s
+                                         * ((bench.h(x, 31) * 1000 + bench.h(x, 34))::float8 / 1e6) ^ 2) AS arrived
   FROM bench.load_plan lp
   JOIN bench.units u ON u.unit_id = lp.unit_id
   CROSS JOIN LATERAL generate_series(lp.first_row, lp.first_row + lp.n - 1) x

@@ -119,8 +119,10 @@ def install(url: str, repo_root: Path, log=print) -> dict:
     log(f"installed the shipped policy: {result.outcome} ({sum(result.done.values())} steps, {result.seconds:.1f} s)")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(HELPERS.read_text())
-        if conn.execute("SELECT 'pg_stat_statements' = ANY (string_to_array(current_setting('shared_preload_libraries'), ', '))"
-                        " AND EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements')").fetchone()[0]:
+        if conn.execute("SELECT 'pg_stat_statements'"
+                        " = ANY (string_to_array(current_setting('shared_preload_libraries'), ', '))"
+                        " AND EXISTS (SELECT 1 FROM pg_available_extensions"
+                        " WHERE name = 'pg_stat_statements')").fetchone()[0]:
             conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
     return {"policy": policy, "objects": objects}
 

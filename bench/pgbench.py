@@ -61,13 +61,17 @@ class Run:
 
     @property
     def errors(self) -> int:
-        return self.failed + self.aborted_clients + (1 if self.exit_code not in (0,) and not self.aborted_clients else 0)
+        exit_failed = self.exit_code not in (0,) and not self.aborted_clients
+        return self.failed + self.aborted_clients + (1 if exit_failed else 0)
 
     def rate(self, script: str | None = None) -> float:
         """Successful transactions per second (of one script, or all)."""
         if not self.samples:
             return 0.0
-        count = len(self.samples) if script is None else sum(1 for s in self.samples if s[3] == self.scripts.index(script))
+        if script is None:
+            count = len(self.samples)
+        else:
+            count = sum(1 for s in self.samples if s[3] == self.scripts.index(script))
         return count / self.duration
 
     def latency(self, script: str | None = None, window: tuple[float, float] | None = None) -> Latency:

@@ -60,7 +60,8 @@ def rows_for(outcomes: dict) -> list[Row]:
             "(reference for the rows around it)"),
         Row("mix", "assign + complete mix",
             lambda v: (f"{_n(v['assignments_per_s'])} assignments/s, {_n(v['completions_per_s'])} completions/s, "
-                       f"p99 {_ms(v['p99_ms'])} (assign {_ms(v['assign_p99_ms'])}, complete {_ms(v['complete_p99_ms'])})"),
+                       f"p99 {_ms(v['p99_ms'])} "
+                       f"(assign {_ms(v['assign_p99_ms'])}, complete {_ms(v['complete_p99_ms'])})"),
             "≥ 2,500 assignments/s with as many completions, p99 ≤ 15 ms",
             (("assignments_per_s", ">=", 2500), ("completions_per_s", ">=", 2500), ("p99_ms", "<=", 15))),
         Row("hotspot", "hot spot: only 3 eligible staff",
@@ -79,7 +80,9 @@ def rows_for(outcomes: dict) -> list[Row]:
             "p99 ≤ 5 ms", (("whole_p99_ms", "<=", 5),), guide="< 1 s"),
     ]
     sweep = outcomes.get("sweep")
-    for active in sorted(int(k.rsplit("_", 1)[1]) for k in (sweep.values if sweep else {}) if k.startswith("median_ms_")):
+    sweep_active = sorted(int(k.rsplit("_", 1)[1]) for k in (sweep.values if sweep else {})
+                          if k.startswith("median_ms_"))
+    for active in sweep_active:
         limit = SWEEP_TARGETS.get(active)
         rows.append(Row(
             "sweep", f"`sla_check_and_escalate()` steady state, {active:,} active",

@@ -214,7 +214,8 @@ def plan(ctx: Context) -> Outcome:
                       "cli_wall_ms": statistics.median(cli) * 1000, "steps": steps}
     outcome.conditions = {"runs": len(runs), "cli_runs": len(cli), "objects": len(objects)}
     outcome.details = {"runs": runs, "cli_wall_s": cli}
-    ctx.log(f"  plan {outcome.values['total_ms']:.0f} ms in process, rulesctl plan {outcome.values['cli_wall_ms']:.0f} ms wall")
+    ctx.log(f"  plan {outcome.values['total_ms']:.0f} ms in process, "
+            f"rulesctl plan {outcome.values['cli_wall_ms']:.0f} ms wall")
     return outcome
 
 
@@ -227,7 +228,8 @@ def pick(ctx: Context) -> Outcome:
     lat = run.latency()
     outcome.values = {"p50_ms": lat.p50, "p95_ms": lat.p95, "p99_ms": lat.p99, "rate": run.rate()}
     outcome.conditions = _run_conditions(ctx, before, ctx.counts(), run, ds)
-    outcome.conditions["call"] = "find_eligible_staff_for_assignment(units, skills, rank, weight, strategy) of the item mix"
+    outcome.conditions["call"] = ("find_eligible_staff_for_assignment(units, skills, rank, weight, strategy)"
+                                  " of the item mix")
     return outcome
 
 
@@ -337,11 +339,14 @@ def queue_read(ctx: Context) -> Outcome:
         units = [r[0] for r in conn.execute(
             "SELECT target_unit_id FROM assignment_queue GROUP BY 1 ORDER BY count(*) DESC")]
         plans = {}
-        for label, query, params in (("by_unit", QUEUE_READ_UNIT_SQL, (units[0],)), ("whole_queue", QUEUE_READ_ALL_SQL, ())):
-            text = conn.execute("EXPLAIN (ANALYZE, TIMING off, SUMMARY on) " + query.replace("$1", "%s"), params).fetchall()
+        reads = (("by_unit", QUEUE_READ_UNIT_SQL, (units[0],)), ("whole_queue", QUEUE_READ_ALL_SQL, ()))
+        for label, query, params in reads:
+            text = conn.execute("EXPLAIN (ANALYZE, TIMING off, SUMMARY on) " + query.replace("$1", "%s"),
+                                params).fetchall()
             plans[label] = [r[0] for r in text]
     literal = "{" + ",".join(units) + "}"
-    run = ctx.pgbench("queue_read", [pgbench.Script("queue_by_unit", QUEUE_READ_UNIT.format(n=len(units), units=literal))])
+    run = ctx.pgbench("queue_read",
+                      [pgbench.Script("queue_by_unit", QUEUE_READ_UNIT.format(n=len(units), units=literal))])
     run_all = ctx.pgbench("queue_read_all", [pgbench.Script("queue_whole", QUEUE_READ_ALL)],
                           duration=max(1.0, ctx.scale.duration / 2))
     outcome = _pgbench_outcome("queue_read", run)
@@ -484,7 +489,8 @@ def backlog(ctx: Context) -> Outcome:
     ctx.loader.dirty = True
     with ctx.connect() as conn:
         row = conn.execute("""SELECT next_check_at FROM assignments WHERE next_check_at > %s
-                              ORDER BY next_check_at OFFSET %s LIMIT 1""", (loaded.now, ctx.scale.backlog - 1)).fetchone()
+                              ORDER BY next_check_at OFFSET %s LIMIT 1""",
+                           (loaded.now, ctx.scale.backlog - 1)).fetchone()
     if row is None:
         return Outcome("backlog", skipped="not enough active assignments with a pending escalation")
     sweep_at = row[0]
@@ -554,7 +560,8 @@ def growth(ctx: Context) -> Outcome:
     points = {}
     for staff in ctx.scale.growth_staff:
         ctx.log(f"  auto_assign with {staff:,} staff")
-        result = assign(ctx, staff=staff, duration=ctx.scale.growth_duration, name=f"growth-{staff}", single_client=True)
+        result = assign(ctx, staff=staff, duration=ctx.scale.growth_duration, name=f"growth-{staff}",
+                        single_client=True)
         outcome.client_errors += result.client_errors
         outcome.error_notes += result.error_notes
         points[staff] = {**result.values, "conditions": result.conditions}
