@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -28,7 +29,7 @@ class AuthError(Exception):
 @dataclass(frozen=True)
 class Caller:
     role: str
-    claims: dict
+    claims: dict[str, Any]
 
     @property
     def subject(self) -> str | None:
@@ -69,5 +70,5 @@ def caller_from_token(token: str, secret: str) -> Caller:
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
-def _is_uuid(value) -> bool:
+def _is_uuid(value: object) -> bool:
     return isinstance(value, str) and _UUID.fullmatch(value) is not None

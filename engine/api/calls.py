@@ -24,7 +24,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
@@ -34,13 +36,16 @@ from engine.api.auth import ROLES, Caller
 from engine.api.errors import RETRYABLE, from_database
 from engine.api.pool import Exhausted, Pool, Unavailable
 
+if TYPE_CHECKING:   # QueryNoTemplate is psycopg >= 3.3's; the annotations are never evaluated
+    from psycopg.abc import Params, QueryNoTemplate
+
 ATTEMPTS = 6
 APPLICATION_NAME = "rulesctl-api"
 
 
 class Database:
     def __init__(self, url: str, *, min_size: int = 2, max_size: int = 16, timeout: float = 10.0,
-                 statement_timeout_ms: int = 30_000):
+                 statement_timeout_ms: int = 30_000) -> None:
         self.url = url
         self.statement_timeout_ms = statement_timeout_ms
         self.pool = Pool(url, min_size=min_size, max_size=max_size, timeout=timeout,
@@ -53,7 +58,7 @@ class Database:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def call(self, caller: Caller, query, params=None) -> list[dict]:
+    async def call(self, caller: Caller, query: QueryNoTemplate, params: Params | None = None) -> list[dict[str, Any]]:
         """Run one statement as the caller, in its own transaction; rows as dicts."""
         for attempt in range(ATTEMPTS):
             started = False
@@ -71,13 +76,13 @@ class Database:
                 raise from_database(exc) from None
         raise AssertionError("unreachable")
 
-    async def one(self, caller: Caller, query, params=None):
+    async def one(self, caller: Caller, query: QueryNoTemplate, params: Params | None = None) -> Any:
         """The single value of a one-row, one-column statement (an SQL API function's jsonb)."""
         rows = await self.call(caller, query, params)
         return next(iter(rows[0].values())) if rows else None
 
     @asynccontextmanager
-    async def as_caller(self, caller: Caller):
+    async def as_caller(self, caller: Caller) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
         """A connection inside a transaction switched to the caller's role and claims."""
         if caller.role not in ROLES:  # auth.py guarantees it; never format anything else into SQL
             raise ValueError(f"not an API role: {caller.role!r}")

@@ -9,12 +9,14 @@ How PostgreSQL errors map (the SQL API raises them; this module only translates)
 | 22023 | 400 `invalid_input` | bad input; the field is the error's COLUMN (set by `api_invalid`) |
 | 22023 | 404 `not_found` | bad input whose message reads `unknown assignment`, `unknown unit` or `unknown staff` |
 | other class 22 | 400 `invalid_input` | data the database cannot take (a NUL byte, an out-of-range number, ...) |
-| class 54 | 400 `invalid_input` | a program limit: a value too large for an index, too many of something (the request's fault) |
+| class 54 | 400 `invalid_input` | a program limit the request hit: a value too long for an index, too many things |
 | 42501 | 403 `forbidden` | the caller's role or staff role may not do it (grants, caller checks in the functions) |
 | 55000 | 409 `conflict` | a conflicting change: the `version` the caller read no longer matches (`api_conflict`) |
 | 40001, 40P01 | retried by db.py; 503 `busy` only if every retry failed | |
-| other class 40, 57014, 55P03; every connection in use | 503 `busy` | a rolled-back transaction, a statement or lock time-out |
-| class 08, 53, 57 (but 57014), 58; a connection refused or lost | 503 `unavailable` | the database cannot be reached or is out of resources |
+| other class 40, 57014, 55P03 | 503 `busy` | a rolled-back transaction, a statement or lock time-out |
+| every connection in use | 503 `busy` | the server's connections all stayed in use for the pool's time-out |
+| class 08, 53, 57 (but 57014), 58 | 503 `unavailable` | the database cannot be reached or is out of resources |
+| a connection refused or lost | 503 `unavailable` | the database cannot be reached |
 | anything else | 500 `internal` | a bug: logged with its traceback, the client gets a request id |
 
 Only the rows above say "retry": a client retries a 503 and never a 400, so bad input must never
@@ -40,7 +42,8 @@ RETRYABLE = ("40001", "40P01")  # serialization failure, deadlock
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, error: str, message: str, field: str | None = None, headers=None):
+    def __init__(self, status: int, error: str, message: str, field: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.error = error
@@ -48,7 +51,7 @@ class ApiError(Exception):
         self.field = field
         self.headers = headers or {}
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, str]:
         body = {"error": self.error, "message": self.message}
         if self.field is not None:
             body["field"] = self.field

@@ -23,8 +23,10 @@ import asyncio
 import logging
 import select
 from collections import deque
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from time import monotonic
+from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
@@ -43,7 +45,7 @@ class Exhausted(Exception):
 
 
 class Pool:
-    def __init__(self, url: str, *, max_size: int, timeout: float, min_size: int = 0, **connect_kwargs):
+    def __init__(self, url: str, *, max_size: int, timeout: float, min_size: int = 0, **connect_kwargs: Any) -> None:
         self.url = url
         self.min_size = min_size
         self.max_size = max_size
@@ -73,14 +75,14 @@ class Pool:
             await self._idle.pop().close()
 
     @asynccontextmanager
-    async def connection(self):
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         conn = await self._acquire()
         try:
             yield conn
         finally:
             await self._release(conn)
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
         return {"size": self._size, "idle": len(self._idle)}
 
     async def _acquire(self) -> psycopg.AsyncConnection:
