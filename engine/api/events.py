@@ -29,9 +29,11 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
 
 import psycopg
-from psycopg import sql
+from psycopg import Notify, sql
 
 from engine.api.auth import Caller
 from engine.api.calls import APPLICATION_NAME, Database
@@ -54,7 +56,7 @@ RECONNECT_MAX_SECONDS = 1.0     # up to this: a local connection attempt is chea
 
 
 class _Closed:
-    def __init__(self, reason: str):
+    def __init__(self, reason: str) -> None:
         self.reason = reason
 
 
@@ -62,14 +64,18 @@ class _Gap:
     """The listener lost its connection and is back: notifications in between are lost."""
 
 
+# What a subscriber's queue holds: a notification to pass on, or word from the hub.
+_Item: TypeAlias = Notify | _Closed | _Gap
+
+
 class EventHub:
-    def __init__(self, database: Database, queue_size: int = QUEUE_SIZE):
+    def __init__(self, database: Database, queue_size: int = QUEUE_SIZE) -> None:
         self.database = database
         self.queue_size = queue_size
-        self.subscribers: set[asyncio.Queue] = set()
+        self.subscribers: set[asyncio.Queue[_Item]] = set()
         self.listening = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._relay: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._relay: asyncio.Task[None] | None = None
         self._closing = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -131,7 +137,9 @@ class EventHub:
                         self.database.url, autocommit=True, application_name=f"{APPLICATION_NAME}-relay") as conn:
                     delay = RECONNECT_FIRST_SECONDS
                     while True:
-                        sent = (await (await conn.execute("SELECT relay_engine_events(%s)", [RELAY_BATCH])).fetchone())[0]
+                        row = await (await conn.execute("SELECT relay_engine_events(%s)", [RELAY_BATCH])).fetchone()
+                        assert row is not None, "a SELECT without FROM returns exactly one row"
+                        sent: int = row[0]
                         if sent < RELAY_BATCH:
                             await asyncio.sleep(RELAY_SECONDS)
             except psycopg.Error as exc:
@@ -149,14 +157,14 @@ class EventHub:
             raise ApiError(503, "unavailable", "the event listener is not connected to the database; retry later",
                            headers={"Retry-After": "5"}) from None
 
-    def unsubscribe(self, queue: asyncio.Queue) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[_Item]) -> None:
         self.subscribers.discard(queue)
 
-    async def stream(self, caller: Caller):
+    async def stream(self, caller: Caller) -> AsyncIterator[str]:
         """The subscriber's text/event-stream, until it disconnects, its token expires or we close.
         The subscription starts before `ready` is sent: whatever happens after `ready` arrives."""
         expires_at = caller.claims.get("exp")
-        queue: asyncio.Queue = asyncio.Queue(self.queue_size)
+        queue: asyncio.Queue[_Item] = asyncio.Queue(self.queue_size)
         self.subscribers.add(queue)
         try:
             if self._closing:
@@ -203,7 +211,7 @@ class EventHub:
         finally:
             self.unsubscribe(queue)
 
-    async def _visible(self, caller: Caller, channel: str, payload: dict) -> bool:
+    async def _visible(self, caller: Caller, channel: str, payload: dict[str, Any]) -> bool:
         """Whether the caller may see it (row level security, asked as the caller). Raises
         _Unreachable when the database cannot answer now; any other failure is a refusal."""
         key, query = VISIBILITY[channel]
@@ -220,7 +228,7 @@ class _Unreachable(Exception):
     pass
 
 
-def _payload(note) -> dict | None:
+def _payload(note: Notify) -> dict[str, Any] | None:
     key, _ = VISIBILITY[note.channel]
     try:
         payload = json.loads(note.payload)
@@ -231,11 +239,11 @@ def _payload(note) -> dict | None:
     return payload
 
 
-def _event(name: str, data: dict) -> str:
+def _event(name: str, data: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-def _put(queue: asyncio.Queue, item) -> bool:
+def _put(queue: asyncio.Queue[_Item], item: _Item) -> bool:
     try:
         queue.put_nowait(item)
         return True
@@ -243,7 +251,7 @@ def _put(queue: asyncio.Queue, item) -> bool:
         return False
 
 
-def _force(queue: asyncio.Queue, item) -> None:
+def _force(queue: asyncio.Queue[_Item], item: _Item) -> None:
     """Put item even into a full queue (drop the oldest entry to make room)."""
     try:
         queue.get_nowait()

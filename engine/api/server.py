@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import logging
 import socket
+from types import FrameType
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from engine.api.app import create_app
 from engine.api.auth import ROLES
+from engine.api.events import EventHub
 from engine.database.connect import connect
 from engine.errors import DatabaseError
 
@@ -23,11 +27,11 @@ log = logging.getLogger("rulesctl.api")
 class _Server(uvicorn.Server):
     """uvicorn, plus: on the first shutdown signal, end the event streams."""
 
-    def __init__(self, config: uvicorn.Config, app):
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self._app = app
 
-    def handle_exit(self, sig, frame):
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._close_streams()
         super().handle_exit(sig, frame)
         # A signalled, graceful shutdown is a clean exit: do not re-raise the signal afterwards.
@@ -39,13 +43,13 @@ class _Server(uvicorn.Server):
         self.should_exit = True
 
     def _close_streams(self) -> None:
-        hub = self._app.state.events
+        hub: EventHub = self._app.state.events
         if hub.loop is not None and not hub.loop.is_closed():
             hub.loop.call_soon_threadsafe(hub.close_streams)
 
 
 def build_server(database_url: str, jwt_secret: str, host: str = "127.0.0.1", port: int = 8000,
-                 log_level: str = "info", configure_logging: bool = True, **app_options) -> _Server:
+                 log_level: str = "info", configure_logging: bool = True, **app_options: Any) -> _Server:
     """The server, not yet running. configure_logging=False leaves logging as the embedding
     program set it (tests read the request log through their own handlers); app_options go
     to create_app (pool sizes and time-out)."""
@@ -78,17 +82,21 @@ def check_database(database_url: str) -> list[str]:
                 raise DatabaseError(f"the database has no role {role}: run `rulesctl apply` first")
             if not row[0]:
                 raise DatabaseError(f"the login role may not switch to {role}: GRANT {role} TO <the login role>")
-        if conn.execute("SELECT to_regprocedure('public.auto_assign(jsonb)')").fetchone()[0] is None:
+        engine = conn.execute("SELECT to_regprocedure('public.auto_assign(jsonb)')").fetchone()
+        assert engine is not None, "a SELECT without FROM returns exactly one row"
+        if engine[0] is None:
             raise DatabaseError("the database does not hold the engine (no auto_assign): run `rulesctl apply` first")
-        notifies = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.assignments'::regclass"
-                                " AND tgname = 'assignment_notify_trigger'").fetchone()[0]
+        triggers = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.assignments'::regclass"
+                                " AND tgname = 'assignment_notify_trigger'").fetchone()
+        assert triggers is not None, "an aggregate without GROUP BY returns exactly one row"
+        notifies = triggers[0]
     if not notifies:
         return ["assignments send no notifications (rules/realtime.yaml: notify_assignment_changes is off): "
                 "the event stream will carry escalations only"]
     return []
 
 
-def _log_config(level: str) -> dict:
+def _log_config(level: str) -> dict[str, Any]:
     config = dict(uvicorn.config.LOGGING_CONFIG)
     config["loggers"] = {**config["loggers"],
                          "rulesctl": {"handlers": ["default"], "level": level.upper(), "propagate": False}}
