@@ -252,7 +252,8 @@ def test_queue_pages_without_a_priority_filter_are_the_views_rows(api, installed
         def view_page(unit_id, limit, offset, visible_units):
             rows = conn.execute(
                 """SELECT to_jsonb(q) FROM assignment_queue_ordered q
-                   WHERE (%(unit)s::text IS NULL OR q.target_unit_id = %(unit)s) AND q.target_unit_id = ANY (%(visible)s)
+                   WHERE (%(unit)s::text IS NULL OR q.target_unit_id = %(unit)s)
+                     AND q.target_unit_id = ANY (%(visible)s)
                    ORDER BY q.effective_rank DESC, q.created_at, q.id LIMIT %(limit)s OFFSET %(offset)s""",
                 {"unit": unit_id, "visible": visible_units, "limit": limit, "offset": offset}).fetchall()
             total = conn.execute("SELECT count(*) FROM assignment_queue WHERE (%(unit)s::text IS NULL OR "
@@ -342,7 +343,8 @@ def test_staff_availability(api):
     back = api.as_("authenticated", IT_SUPERVISOR).post(AVAILABILITY, json={"staff_id": DESK_A, "status": "available"})
     assert back.status_code == 200 and back.json()["previous_status"] == "on_leave"
 
-    assert_error(me.post(AVAILABILITY, json={"staff_id": STRANGER, "status": "available"}), 404, "staff_id", "not_found")
+    assert_error(me.post(AVAILABILITY, json={"staff_id": STRANGER, "status": "available"}), 404, "staff_id",
+                 "not_found")
     assert_error(me.post(AVAILABILITY, json={"staff_id": DESK_A, "status": "asleep"}), 400, "status")
     assert_error(me.post(AVAILABILITY, json={"staff_id": DESK_A, "status": "available", "until": "soon"}), 400, "until")
     assert_error(me.post(AVAILABILITY, json={"status": "available"}), 400, "staff_id")
@@ -355,9 +357,9 @@ def test_openapi_lists_every_endpoint(api):
     assert document.status_code == 200
     paths = document.json()["paths"]
     expected = {
-        ("post", AUTO_ASSIGN), ("post", OVERRIDE), ("get", QUEUE), ("get", MINE), ("post", f"{V1}/assignments/escalate"),
-        ("post", COMPLETE), ("get", CAPACITY), ("post", AVAILABILITY), ("get", f"{V1}/health/assignment-engine"),
-        ("get", f"{V1}/assignments/events"),
+        ("post", AUTO_ASSIGN), ("post", OVERRIDE), ("get", QUEUE), ("get", MINE),
+        ("post", f"{V1}/assignments/escalate"), ("post", COMPLETE), ("get", CAPACITY), ("post", AVAILABILITY),
+        ("get", f"{V1}/health/assignment-engine"), ("get", f"{V1}/assignments/events"),
     }
     assert {(method, path) for path, item in paths.items() for method in item} == expected
     for path, item in paths.items():

@@ -50,11 +50,13 @@ def test_install_creates_the_whole_schema(database_url, shipped):
     assert TABLES <= tables
     enums = {r[0] for r in _rows(database_url, "SELECT typname FROM pg_type WHERE typtype = 'e'")}
     assert ENUMS <= enums
-    functions = {r[0] for r in _rows(database_url, "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")}
+    functions = {r[0] for r in _rows(database_url,
+                                     "SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace")}
     assert HELPERS <= functions
     indexes = {r[0] for r in _rows(database_url, "SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
     assert INDEXES <= indexes
-    triggers = _rows(database_url, "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal ORDER BY 1, 2")
+    triggers = _rows(database_url, "SELECT tgrelid::regclass::text, tgname FROM pg_trigger"
+                                   " WHERE NOT tgisinternal ORDER BY 1, 2")
     for table in ("assignments", "staff_profiles", "organizational_units"):
         assert (table, f"trg_{table}_version") in triggers and (table, f"trg_{table}_updated_at") in triggers
 
@@ -74,13 +76,15 @@ def test_foreign_keys_are_in_place(database_url, shipped):
                  ("sla_configs", "business_calendars"), ("assignment_queue", "organizational_units")]:
         assert pair in fks
     with pytest.raises(psycopg.errors.ForeignKeyViolation):
-        _execute(database_url, "INSERT INTO staff_profiles (id, unit_id, full_name) VALUES (gen_random_uuid(), 'unit-nope', 'X')")
+        _execute(database_url, "INSERT INTO staff_profiles (id, unit_id, full_name)"
+                               " VALUES (gen_random_uuid(), 'unit-nope', 'X')")
 
 
 def test_seed_rows_match_the_yaml(database_url, shipped):
     policy, objects = shipped
     apply(database_url, objects, policy)
-    units = _rows(database_url, "SELECT id, parent_id, name, calendar_id, default_wip_limit FROM organizational_units ORDER BY id")
+    units = _rows(database_url, "SELECT id, parent_id, name, calendar_id, default_wip_limit"
+                                " FROM organizational_units ORDER BY id")
     assert units == sorted((u.id, u.parent_id, u.name, u.calendar_id, u.wip_limit) for u in policy.units)
     skills = _rows(database_url, "SELECT id, name, category FROM skills ORDER BY id")
     assert skills == sorted((s.id, s.name, s.category) for s in policy.skills)
@@ -90,9 +94,11 @@ def test_seed_rows_match_the_yaml(database_url, shipped):
                           t.calendar_id, t.escalation_chain_id) for t in policy.sla_targets)
     assert _rows(database_url, "SELECT resolution_minutes FROM sla_configs WHERE work_item_type = 'ticket' "
                                "AND priority = 'urgent'") == [(120,)]
-    rules = _rows(database_url, "SELECT id, precedence, target_unit_id, strategy, capacity_weight FROM assignment_rules ORDER BY precedence")
+    rules = _rows(database_url, "SELECT id, precedence, target_unit_id, strategy, capacity_weight"
+                                " FROM assignment_rules ORDER BY precedence")
     assert rules == [(r.id, r.precedence, r.target_unit_id, r.strategy, r.capacity_weight) for r in policy.rules]
-    days_off = _rows(database_url, "SELECT day, kind FROM calendar_days_off WHERE calendar_id = 'riyadh-business' ORDER BY day")
+    days_off = _rows(database_url, "SELECT day, kind FROM calendar_days_off"
+                                   " WHERE calendar_id = 'riyadh-business' ORDER BY day")
     riyadh = next(c for c in policy.calendars if c.id == "riyadh-business")
     assert days_off == [(d.day, d.kind) for d in riyadh.days_off]
     hours = _rows(database_url, "SELECT weekday, start_minute, end_minute FROM calendar_working_hours "
@@ -124,7 +130,8 @@ def test_second_apply_changes_nothing_and_ledger_has_both(database_url, shipped)
     assert skipped <= {"role:anon", "role:authenticated", "role:service_role", "extension:pg_cron"} | {
         f"cron_job:{job.name}" for job in policy.jobs}
     assert {f"cron_job:{job.name}" for job in policy.jobs} <= skipped
-    statements = _rows(database_url, "SELECT statements -> 0 ->> 'step' FROM rulesctl.applies WHERE id = %s", ledger[0][0])
+    statements = _rows(database_url, "SELECT statements -> 0 ->> 'step' FROM rulesctl.applies WHERE id = %s",
+                       ledger[0][0])
     assert statements == [(first.plan.steps[0].key,)]
 
 

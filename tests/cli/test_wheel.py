@@ -54,7 +54,8 @@ def run(rulesctl: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 def test_the_wheel_carries_templates_schemas_and_queries(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    templates = sorted(p.relative_to(REPO_ROOT / "templates").as_posix() for p in (REPO_ROOT / "templates").rglob("*.j2"))
+    template_root = REPO_ROOT / "templates"
+    templates = sorted(p.relative_to(template_root).as_posix() for p in template_root.rglob("*.j2"))
     assert [t for t in templates if f"engine/templates/{t}" not in names] == []
     assert {f"engine/policy/schemas/{p.name}" for p in (REPO_ROOT / "engine/policy/schemas").glob("*.json")} <= names
     assert {f"engine/migrate/queries/{p.name}" for p in (REPO_ROOT / "engine/migrate/queries").glob("*.sql")} <= names

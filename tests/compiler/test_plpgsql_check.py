@@ -29,7 +29,7 @@ def test_generated_functions_pass_plpgsql_check(engine_url):
         findings = []
         for oid, name, is_trigger in functions:
             relid = TRIGGER_TABLES[name] if is_trigger else 0
-            rows = conn.execute("SELECT level, lineno, message, detail FROM plpgsql_check_function_tb(%s, %s::regclass)",
-                                (oid, relid)).fetchall()
+            rows = conn.execute("SELECT level, lineno, message, detail"
+                                " FROM plpgsql_check_function_tb(%s, %s::regclass)", (oid, relid)).fetchall()
             findings += [(name, *row) for row in rows]
     assert findings == []

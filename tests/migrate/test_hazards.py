@@ -37,7 +37,8 @@ def test_dropping_a_table_rulesctl_owned_is_a_data_loss_hazard(base_url, base):
     """A table an older engine version created (recorded as owned) and this one no longer has."""
     execute(base_url, "CREATE TABLE public.retired_log (note text)")
     execute(base_url, "INSERT INTO public.retired_log VALUES ('a row that a drop would lose')")
-    execute(base_url, "INSERT INTO rulesctl.managed_objects (key, definition_hash) VALUES ('table:public.retired_log', 'older')")
+    execute(base_url, "INSERT INTO rulesctl.managed_objects (key, definition_hash)"
+                      " VALUES ('table:public.retired_log', 'older')")
     assert planned(base_url, base) == {"table:public.retired_log": ("drop", (Hazard.DATA_LOSS,))}
     with pytest.raises(HazardsBlocked, match="data-loss"):
         apply(base_url, base[1], base[0], allowed=set(Hazard) - {Hazard.DATA_LOSS})

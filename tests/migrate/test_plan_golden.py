@@ -131,7 +131,8 @@ def assert_reviewable(plan, needs_cron: bool) -> None:
         if step.drift:
             assert step.reason.startswith("drift: changed outside rulesctl"), step.reason
         elif step.action in FROM_A_POLICY_LINE or (step.action == "replace" and step.kind == "function"):
-            assert step.origin and ORIGIN.match(step.origin), f"{step.action} {step.key}: no policy origin ({step.reason})"
+            assert step.origin and ORIGIN.match(step.origin), \
+                f"{step.action} {step.key}: no policy origin ({step.reason})"
             assert step.reason.endswith(f"({step.origin})"), step.reason
 
 

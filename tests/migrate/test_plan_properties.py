@@ -217,6 +217,7 @@ def test_the_edits_keep_the_policy_valid(tmp_path):
         docs = apply_edit(docs, edit)
     policy, _ = build_documents(tmp_path, docs)
     assert [t.id for t in policy.work_item_types] == ["ticket", "audit"]
-    assert {r.id: r.precedence for r in policy.rules} == {"rule-urgent": 19, "rule-all": 20}   # clamped: rule-urgent stays first
+    # clamped: rule-urgent stays first
+    assert {r.id: r.precedence for r in policy.rules} == {"rule-urgent": 19, "rule-all": 20}
     assert [s.id for s in policy.skills] == ["skill-network", "skill-extra-1"]
     assert {(u.id, u.wip_limit) for u in policy.units} >= {("unit-desk", 7), ("unit-ops", 3)}

@@ -79,7 +79,8 @@ def test_a_table_changed_by_hand_is_altered_back(base_url, base, case):
 
 def test_a_column_with_data_dropped_is_data_loss(base_url, base):
     """The data-loss hazard guards real rows: refused, the column's values stay until it is allowed."""
-    execute(base_url, "INSERT INTO public.capacity_snapshots (unit_id, snapshot_date) VALUES ('unit-desk', '2026-01-01')")
+    execute(base_url, "INSERT INTO public.capacity_snapshots (unit_id, snapshot_date)"
+                      " VALUES ('unit-desk', '2026-01-01')")
     execute(base_url, f"{T} ADD COLUMN note text DEFAULT 'keep me'")
     (step,) = plan_of(base_url, base).steps
     assert step.hazards == (Hazard.DATA_LOSS,) and "drop column note" in step.reason
@@ -94,7 +95,8 @@ def test_a_table_rulesctl_no_longer_makes_is_dropped_as_data_loss(base_url, base
     """An older engine's table (recorded as owned) that this engine no longer has."""
     execute(base_url, "CREATE TABLE public.retired_notes (id integer PRIMARY KEY, body text)")
     execute(base_url, "INSERT INTO public.retired_notes VALUES (1, 'old')")
-    execute(base_url, "INSERT INTO rulesctl.managed_objects (key, definition_hash) VALUES ('table:public.retired_notes', 'older')")
+    execute(base_url, "INSERT INTO rulesctl.managed_objects (key, definition_hash)"
+                      " VALUES ('table:public.retired_notes', 'older')")
     plan = plan_of(base_url, base)
     assert [(s.action, s.key, s.hazards) for s in plan.steps] == [
         ("drop", "table:public.retired_notes", (Hazard.DATA_LOSS,))]

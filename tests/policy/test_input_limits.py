@@ -171,7 +171,8 @@ def _replace(rules: Path, file: str, old: str, new: str) -> None:
     ("jobs.yaml", "name: sla-monitoring", 'name: "sla-monitoring\\n"',
      "rules/jobs.yaml:2:11: jobs[0].name: 'sla-monitoring\\n' is not in the expected form (^[a-z0-9][a-z0-9-]*$)"),
     ("calendars.yaml", "date: 2027-01-03", "date: 2027-02-30",
-     "rules/calendars.yaml:9:15: calendars[0].closures[0].date: '2027-02-30' is not a date of the calendar (YYYY-MM-DD)"),
+     "rules/calendars.yaml:9:15: calendars[0].closures[0].date: '2027-02-30' is not a date of the calendar "
+     "(YYYY-MM-DD)"),
     ("sla.yaml", "resolution: 8h", "resolution: 99999999h",
      "rules/sla.yaml:7:37: matrix.ticket.low.resolution: 99999999h is longer than 8760h (a year), the longest "
      "duration rulesctl accepts"),
@@ -203,7 +204,8 @@ def test_values_that_broke_later_stages_are_located_problems(file, old, new, exp
 def test_description_with_a_dollar_quote_is_data(tmp_path):
     """`$fn$` in a description used to end match_assignment_rule's body: now it is just text."""
     rules = make_policy(tmp_path)
-    _replace(rules, "assignment_rules.yaml", "precedence: 10", "precedence: 10\n    description: 'x $fn$ drop table x; --'")
+    _replace(rules, "assignment_rules.yaml", "precedence: 10",
+             "precedence: 10\n    description: 'x $fn$ drop table x; --'")
     _, objects = build(rules)                    # parse-checked
     matcher = next(o for o in objects if o.key.startswith("function:public.match_assignment_rule"))
     assert "-- rule-urgent, precedence 10: x ＄fn＄ drop table x; --\n" in matcher.sql

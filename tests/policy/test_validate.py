@@ -74,7 +74,8 @@ def test_cli_validate_json(tmp_path):
     report = json.loads(result.stdout)
     assert report["valid"] is False
     first = report["problems"][0]
-    assert (first["file"], first["line"], first["col"], first["where"]) == ("rules/jobs.yaml", 3, 15, "jobs[0].schedule")
+    where = (first["file"], first["line"], first["col"], first["where"])
+    assert where == ("rules/jobs.yaml", 3, 15, "jobs[0].schedule")
     assert "six fields" in first["what"]
 
 

@@ -290,8 +290,10 @@ def test_leave_reassigns_urgent_and_high_and_flags_normal_and_low(conn):
     assert audit == [
         ("leave_flag", "tk-l", ids["tk-l"], DESK_A, DESK_A, "annual leave"),
         ("leave_flag", "tk-n", ids["tk-n"], DESK_A, DESK_A, "annual leave"),
-        ("leave_reassign", "tk-h", active_assignment(conn, "tk-h")["id"], DESK_A, DESK_B, "assignee on leave: annual leave"),
-        ("leave_reassign", "tk-u", active_assignment(conn, "tk-u")["id"], DESK_A, DESK_B, "assignee on leave: annual leave"),
+        ("leave_reassign", "tk-h", active_assignment(conn, "tk-h")["id"], DESK_A, DESK_B,
+         "assignee on leave: annual leave"),
+        ("leave_reassign", "tk-u", active_assignment(conn, "tk-u")["id"], DESK_A, DESK_B,
+         "assignee on leave: annual leave"),
     ]
     assert active_items(conn, DESK_A) == ["tk-l", "tk-n"]
     assert active_items(conn, DESK_B) == ["tk-h", "tk-u"]
@@ -554,7 +556,8 @@ def test_queue_head_and_dequeues_follow_the_views_aged_order(conn):
     staff(conn, HR_A, "unit-hr", wip_limit=0)
     for n in range(12):
         at(conn, T0 + timedelta(minutes=150 * n + 7))
-        assert assign(conn, f"hr-q{n:02d}", "ticket", priorities[(n * 3) % 4], target_unit_id="unit-hr")["status"] == "queued"
+        item = assign(conn, f"hr-q{n:02d}", "ticket", priorities[(n * 3) % 4], target_unit_id="unit-hr")
+        assert item["status"] == "queued"
     at(conn, T0 + timedelta(hours=31))
     for limit in (1, 7, 30, 60):
         whole = [tuple(r) for r in conn.execute(
@@ -591,17 +594,20 @@ def test_freed_capacity_takes_the_best_item_it_has_every_skill_for(conn):
     priorities = ("low", "normal", "high", "urgent")
     for n in range(42):
         at(conn, T0 + timedelta(minutes=40 * n))
-        item = assign(conn, f"tr-s{n:02d}", "translation_request", priorities[(n * 5) % 4], required_skills=needs[n % 7])
+        item = assign(conn, f"tr-s{n:02d}", "translation_request", priorities[(n * 5) % 4],
+                      required_skills=needs[n % 7])
         assert item["status"] == "queued"
     at(conn, T0 + timedelta(hours=30))
     takeable = "required_skills <@ ARRAY['skill-arabic', 'skill-english']"
     current = busy["assignment_id"]
     for _ in range(15):
-        expected = scalar(conn, "SELECT o.work_item_id FROM assignment_queue_ordered o JOIN assignment_queue q USING (id) "
-                                f"WHERE o.target_unit_id = 'unit-translation' AND q.{takeable} ORDER BY o.position LIMIT 1")
+        expected = scalar(conn, "SELECT o.work_item_id FROM assignment_queue_ordered o"
+                                " JOIN assignment_queue q USING (id) "
+                                f"WHERE o.target_unit_id = 'unit-translation' AND q.{takeable}"
+                                " ORDER BY o.position LIMIT 1")
         complete(conn, current)
-        current, item = conn.execute("SELECT id, work_item_id FROM assignments WHERE assignee_id = %s AND status = 'assigned'",
-                                     [TR_A]).fetchone()
+        current, item = conn.execute("SELECT id, work_item_id FROM assignments"
+                                     " WHERE assignee_id = %s AND status = 'assigned'", [TR_A]).fetchone()
         assert item == expected
     assert scalar(conn, f"SELECT count(*) FROM assignment_queue WHERE {takeable}") == 42 * 4 // 7 - 15
     assert scalar(conn, f"SELECT count(*) FROM assignment_queue WHERE NOT {takeable}") == 42 * 3 // 7
@@ -1017,7 +1023,8 @@ def test_queue_places_match_the_served_order_under_aging(conn):
     places = dict(conn.execute("SELECT id, queue_position(id) FROM assignment_queue").fetchall())
     assert [places[queue_id] for queue_id in served] == list(range(1, len(served) + 1))
     for priority in priorities:       # an arrival now: behind everything ranked at least as high
-        expected = scalar(conn, "SELECT count(*) FROM assignment_queue_ordered WHERE target_unit_id = 'unit-it-support' "
+        expected = scalar(conn, "SELECT count(*) FROM assignment_queue_ordered"
+                                " WHERE target_unit_id = 'unit-it-support' "
                                 "AND effective_rank >= priority_rank(%s)", priority)
         assert scalar(conn, "SELECT queue_items_ahead('unit-it-support', %s, engine_now(), gen_random_uuid())",
                       priority) == expected

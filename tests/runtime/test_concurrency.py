@@ -127,7 +127,8 @@ def test_sixteen_clients_keep_every_invariant(engine_url):
 def _unit_lock_keys() -> tuple[int, int]:
     """(first advisory key, stripes) of the unit lock, as templates/functions/runtime/_macros/unit_lock.j2 sets them."""
     text = (REPO_ROOT / "templates/functions/runtime/_macros/unit_lock.j2").read_text()
-    return (int(re.search(r"set key_base = (\d+)", text).group(1)), int(re.search(r"set stripes = (\d+)", text).group(1)))
+    return (int(re.search(r"set key_base = (\d+)", text).group(1)),
+            int(re.search(r"set stripes = (\d+)", text).group(1)))
 
 
 def _waiting_on_unit_lock(conn, pids, unit: str, timeout: float = 10.0) -> set[int]:
@@ -138,7 +139,8 @@ def _waiting_on_unit_lock(conn, pids, unit: str, timeout: float = 10.0) -> set[i
     while True:
         waiting = {pid for (pid,) in conn.execute(
             "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = ANY (%s)"
-            " AND objsubid = 2 AND classid::bigint BETWEEN %s AND %s AND objid::bigint = (hashtext(%s)::bigint & 4294967295)",
+            " AND objsubid = 2 AND classid::bigint BETWEEN %s AND %s"
+            " AND objid::bigint = (hashtext(%s)::bigint & 4294967295)",
             (list(pids), key_base, key_base + stripes - 1, unit)).fetchall()}
         if waiting == set(pids) or time.monotonic() > deadline:
             return waiting
@@ -232,7 +234,8 @@ def test_completion_of_a_full_person_waits_for_an_arrival_deciding_to_queue(engi
                                                "priority": "normal", "target_unit_id": "unit-hr"})
         assert queued["status"] == "queued"          # uncommitted: the unit lock is still held
         done = threading.Event()
-        thread = threading.Thread(target=lambda: (scalar(completer, "SELECT complete_assignment(%s)", first["assignment_id"]),
+        thread = threading.Thread(target=lambda: (scalar(completer, "SELECT complete_assignment(%s)",
+                                                         first["assignment_id"]),
                                                   done.set()))
         thread.start()
         assert not done.wait(0.5)                    # waiting for the arrival, not finished without it
@@ -253,7 +256,8 @@ def test_completion_waiting_for_a_held_row_does_not_hold_up_arrivals_that_queue(
             psycopg.connect(engine_url, autocommit=True) as arrival:
         sweep.execute("SELECT 1 FROM assignments WHERE id = %s FOR NO KEY UPDATE", [first["assignment_id"]])
         done = threading.Event()
-        thread = threading.Thread(target=lambda: (scalar(completer, "SELECT complete_assignment(%s)", first["assignment_id"]),
+        thread = threading.Thread(target=lambda: (scalar(completer, "SELECT complete_assignment(%s)",
+                                                         first["assignment_id"]),
                                                   done.set()))
         thread.start()
         try:

@@ -273,7 +273,8 @@ def test_health_fields(engine_url, shipped_objects):
 def test_generated_sql_describes_each_schedule_in_words(repo_root):
     text = (repo_root / "generated" / "jobs" / "pg_cron.sql").read_text()
     for name, (_, _, words) in JOBS.items():
-        assert re.search(rf"^-- {re.escape(name)}: {re.escape(words)}$", text, re.M), name   # no origin: SQL holds no path
+        # no origin: SQL holds no path
+        assert re.search(rf"^-- {re.escape(name)}: {re.escape(words)}$", text, re.M), name
     # The fallback and the missing-pg_cron path are spelled out in the SQL a reviewer reads.
     assert "pg_cron before 1.5 cannot schedule in seconds" in text
     assert "'30 seconds'" in text

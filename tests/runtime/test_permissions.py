@@ -211,7 +211,8 @@ def test_every_permission_predicate_is_true_or_false_never_null(conn):
         conn.execute("CREATE FUNCTION public.permission_probe(p_call text, p_argument text) RETURNS boolean"
                      " LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $probe$"
                      " DECLARE v boolean; BEGIN EXECUTE p_call INTO v USING p_argument; RETURN v; END $probe$")
-        conn.execute("GRANT EXECUTE ON FUNCTION public.permission_probe(text, text) TO anon, authenticated, service_role")
+        conn.execute("GRANT EXECUTE ON FUNCTION public.permission_probe(text, text)"
+                     " TO anon, authenticated, service_role")
         for name, args in found:
             call = f"SELECT public.{name}()" if args == "" else f"SELECT public.{name}($1::{args})"
             for argument in HOSTILE_ARGUMENTS[args]:

@@ -21,14 +21,17 @@ def test_stale_queue_items_are_swept(engine_url):
         call(conn, "upsert_staff_profile", {"id": PERSON, "unit_id": "unit-hr", "full_name": "Idle", "wip_limit": 2})
         # A wake-up that never came: rows put in the queue behind the engine's back.
         for item, priority in (("missed-low", "low"), ("missed-urgent", "urgent"), ("missed-normal", "normal")):
-            conn.execute("""INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id, sla_deadline)
+            conn.execute("""INSERT INTO assignment_queue
+                              (work_item_id, work_item_type, priority, target_unit_id, sla_deadline)
                             VALUES (%s, 'ticket', %s, 'unit-hr', now() + interval '1 day')""", (item, priority))
         assert conn.execute("SELECT process_stale_queue_items()").fetchone() == (2,)
-        assigned = conn.execute("SELECT work_item_id, decision ->> 'source' FROM assignments ORDER BY work_item_id").fetchall()
+        assigned = conn.execute("SELECT work_item_id, decision ->> 'source' FROM assignments"
+                                " ORDER BY work_item_id").fetchall()
         assert assigned == [("missed-normal", "queue_fallback"), ("missed-urgent", "queue_fallback")]
         assert conn.execute("SELECT work_item_id FROM assignment_queue").fetchall() == [("missed-low",)]
         assert conn.execute("SELECT process_stale_queue_items()").fetchone() == (0,)
-        assert conn.execute("SELECT current_assignment_count FROM staff_profiles WHERE id = %s", (PERSON,)).fetchone() == (2,)
+        assert conn.execute("SELECT current_assignment_count FROM staff_profiles WHERE id = %s",
+                            (PERSON,)).fetchone() == (2,)
 
 
 def test_queue_process_needed_is_notified(engine_url):
