@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from engine import __version__
 from engine.api.calls import Database
@@ -51,7 +54,7 @@ def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_ma
     hub = EventHub(database, event_queue_size)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await database.open()
         await hub.start()
         try:
@@ -60,42 +63,39 @@ def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_ma
             await hub.stop()
             await database.close()
 
-    app = FastAPI(title="rulesctl Assignment Engine API", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan, docs_url="/docs", redoc_url=None)
+    app = _Api(title="rulesctl Assignment Engine API", version=__version__, description=DESCRIPTION,
+               lifespan=lifespan, docs_url="/docs", redoc_url=None)
     app.state.database = database
     app.state.events = hub
     app.state.jwt_secret = jwt_secret
     app.include_router(router)
-    _document_400_not_422(app)
     _install_error_handlers(app)
     app.add_middleware(RequestLog)
     return app
 
 
-def _document_400_not_422(app: FastAPI) -> None:
+class _Api(FastAPI):
     """FastAPI documents a 422 for parameter errors; this API answers them with 400 (see below)."""
-    generate = app.openapi
 
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            document = generate()
-            for item in document["paths"].values():
-                for operation in item.values():
-                    operation["responses"].pop("422", None)
-            for name in ("HTTPValidationError", "ValidationError"):
-                document.get("components", {}).get("schemas", {}).pop(name, None)
-        return app.openapi_schema
-
-    app.openapi = openapi
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is not None:
+            return self.openapi_schema
+        document = super().openapi()        # (FastAPI keeps it as self.openapi_schema: edited once)
+        for item in document["paths"].values():
+            for operation in item.values():
+                operation["responses"].pop("422", None)
+        for name in ("HTTPValidationError", "ValidationError"):
+            document.get("components", {}).get("schemas", {}).pop(name, None)
+        return document
 
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_request: Request, exc: ApiError):
+    async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def bad_parameter(_request: Request, exc: RequestValidationError):
+    async def bad_parameter(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
         location = [str(part) for part in first.get("loc", ())]
         field = location[-1] if len(location) > 1 else None
@@ -104,13 +104,13 @@ def _install_error_handlers(app: FastAPI) -> None:
                             status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException):
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return JSONResponse({"error": error, "message": str(exc.detail)}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception):
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
         error = internal(exc)
         return JSONResponse(error.body(), status_code=error.status)
 
@@ -118,16 +118,17 @@ def _install_error_handlers(app: FastAPI) -> None:
 class RequestLog:
     """One line per request: method, path, status, milliseconds (for a stream: when it ends)."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            return await self.app(scope, receive, send)
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
 
-        async def send_and_note(message):
+        async def send_and_note(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
