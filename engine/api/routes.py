@@ -7,24 +7,30 @@ visibility are the database's (SQL API checks, grants, row level security).
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.types.json import Jsonb
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from engine.api import models
 from engine.api.auth import AuthError, Caller, caller_from_header
+from engine.api.calls import Database
 from engine.api.errors import ApiError, invalid, unauthorized
+from engine.api.events import EventHub
 from engine.compiler import catalog
+
+if TYPE_CHECKING:   # psycopg >= 3.3's name; only in annotations of helpers, which FastAPI never reads
+    from psycopg.abc import Params, QueryNoTemplate
 
 PREFIX = "/functions/v1"
 bearer = HTTPBearer(auto_error=False, description="A Supabase-style JWT (HS256): claims role, sub, exp.")
 router = APIRouter(prefix=PREFIX)
 
 
-def _errors(*statuses: int) -> dict:
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     text = {400: "invalid input; `field` names the request field at fault",
             413: "the body is larger than 1 MiB",
             401: "missing, malformed, expired or badly signed bearer token",
@@ -35,7 +41,7 @@ def _errors(*statuses: int) -> dict:
     return {status: {"model": models.Error, "description": text[status]} for status in statuses}
 
 
-def _body_doc(model) -> dict:
+def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
@@ -51,7 +57,8 @@ MAX_BODY_BYTES = 1 << 20
 
 async def json_body(request: Request) -> Jsonb:
     """The request body as jsonb, exactly as sent; only "is it JSON at all" is checked here."""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
@@ -67,11 +74,14 @@ async def json_body(request: Request) -> Jsonb:
     return Jsonb(value)
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def _typed(model, body: Jsonb):
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _typed(model: type[_Model], body: Jsonb) -> _Model:
     """A body for a function that takes typed arguments (not jsonb): convert it with the
     documented model; a value of the wrong type is a 400 naming the field."""
     try:
@@ -83,11 +93,13 @@ def _typed(model, body: Jsonb):
         raise invalid(field, f"{field}: {what}") from None
 
 
-def _database(request: Request):
-    return request.app.state.database
+def _database(request: Request) -> Database:
+    database: Database = request.app.state.database
+    return database
 
 
-async def _call(request: Request, caller: Caller, query, params=None) -> JSONResponse:
+async def _call(request: Request, caller: Caller, query: QueryNoTemplate, params: Params | None = None
+                ) -> JSONResponse:
     """One SQL API call as the caller; its jsonb is the 200 body. (Returned as a response so
     the body is the database's own, not re-serialised through the documentation models.)"""
     return JSONResponse(await _database(request).one(caller, query, params))
@@ -101,7 +113,7 @@ POSTED = (*COMMON, 404, 413)
              response_model=models.AutoAssignResult, summary="Assign a work item (or queue it)",
              responses={202: {"model": models.AutoAssignResult, "description": "queued: nobody eligible has room"},
                         **_errors(*POSTED)})
-async def auto_assign(request: Request, caller: Caller = Depends(authenticate)):
+async def auto_assign(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
     """`auto_assign(request)`: 200 when assigned, 202 when queued. Idempotent per active work item
     (`existing: true` says nothing was written)."""
     result = await _database(request).one(caller, "SELECT auto_assign(%s)", [await json_body(request)])
@@ -112,7 +124,7 @@ async def auto_assign(request: Request, caller: Caller = Depends(authenticate)):
              openapi_extra=_body_doc(models.ManualOverrideRequest), response_model=models.OverrideResult,
              summary="Hand an item to a named person (supervisors, unit heads, admins)",
              responses=_errors(*POSTED, 409))
-async def manual_override(request: Request, caller: Caller = Depends(authenticate)):
+async def manual_override(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
     """`manual_override(request)`; audited. Exceeding the person's WIP limit needs `allow_exceed_wip: true`."""
     return await _call(request, caller, "SELECT manual_override(%s)", [await json_body(request)])
 
@@ -154,7 +166,7 @@ async def queue(request: Request, caller: Caller = Depends(authenticate),
                                             description="only items waiting for this unit"),
                 priority: str | None = Query(None, max_length=models.ID_MAX_LENGTH,
                                              description="only items of this priority"),
-                limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)):
+                limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0, le=1_000_000)) -> JSONResponse:
     """The queue in the order it will be served, as `assignment_queue_ordered` has it (row
     level security shows supervisors their units' queue, plain staff nothing); without a
     priority filter read through `queue_head`. Filters match exactly; an unknown unit or
@@ -166,7 +178,7 @@ async def queue(request: Request, caller: Caller = Depends(authenticate),
 
 @router.get("/assignments/my-assignments", tags=["assignments"], response_model=models.MyAssignments,
             summary="The caller's active assignments with SLA status", responses=_errors(*COMMON))
-async def my_assignments(request: Request, caller: Caller = Depends(authenticate)):
+async def my_assignments(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
     """`my_assignments()` for the token's subject (403 for a token without `sub`)."""
     return await _call(request, caller, "SELECT my_assignments()")
 
@@ -174,7 +186,7 @@ async def my_assignments(request: Request, caller: Caller = Depends(authenticate
 @router.post("/assignments/escalate", tags=["assignments"], openapi_extra=_body_doc(models.EscalateRequest),
              response_model=models.EscalateResult, summary="Escalate an assignment one level up its chain",
              responses=_errors(*POSTED))
-async def escalate(request: Request, caller: Caller = Depends(authenticate)):
+async def escalate(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
     """`escalate_assignment(request)`: the assignee, their supervisors or a trusted service."""
     return await _call(request, caller, "SELECT escalate_assignment(%s)", [await json_body(request)])
 
@@ -182,7 +194,7 @@ async def escalate(request: Request, caller: Caller = Depends(authenticate)):
 @router.post("/assignments/complete", tags=["assignments"], openapi_extra=_body_doc(models.CompleteRequest),
              response_model=models.CompleteResult, summary="Complete an assignment (beyond the guide)",
              responses=_errors(*POSTED))
-async def complete(request: Request, caller: Caller = Depends(authenticate)):
+async def complete(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
     """`complete_assignment(assignment_id)`; the freed capacity takes the best queued item.
     Not one of the guide's endpoints; here so a front end can close the loop."""
     body = _typed(models.CompleteRequest, await json_body(request))
@@ -193,7 +205,7 @@ async def complete(request: Request, caller: Caller = Depends(authenticate)):
             summary="A unit's capacity now", responses=_errors(*COMMON, 404))
 async def capacity_check(request: Request, caller: Caller = Depends(authenticate),
                          unit_id: str = Query(max_length=models.ID_MAX_LENGTH,
-                                              description="a unit id of rules/units.yaml")):
+                                              description="a unit id of rules/units.yaml")) -> JSONResponse:
     """`capacity_check(unit_id)`."""
     return await _call(request, caller, "SELECT capacity_check(%s::text)", [unit_id])
 
@@ -201,7 +213,7 @@ async def capacity_check(request: Request, caller: Caller = Depends(authenticate
 @router.post("/staff/availability", tags=["staff"], openapi_extra=_body_doc(models.AvailabilityRequest),
              response_model=models.AvailabilityResult, summary="Change a person's availability",
              responses=_errors(*POSTED, 409))
-async def staff_availability(request: Request, caller: Caller = Depends(authenticate)):
+async def staff_availability(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
     """`set_staff_availability(request)`: the person, their supervisors or a trusted service.
     Going on leave applies the leave policy (reassign or flag their work)."""
     return await _call(request, caller, "SELECT set_staff_availability(%s)", [await json_body(request)])
@@ -211,7 +223,7 @@ async def staff_availability(request: Request, caller: Caller = Depends(authenti
             summary="Engine health: 200 healthy, 503 degraded",
             responses={503: {"model": models.Health, "description": "degraded (or the database is unreachable)"},
                        **_errors(401, 403)})
-async def health(request: Request, caller: Caller = Depends(authenticate)):
+async def health(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
     """`engine_health()`. When the database cannot be reached at all the answer is still in
     this shape: status degraded, checks.database.ok false."""
     try:
@@ -229,19 +241,19 @@ EVENTS_PROBE = ("SELECT current_user_id(), (SELECT count(*) FROM assignments WHE
                 " (SELECT count(*) FROM escalation_events WHERE false)")
 
 
-@router.get("/assignments/events", tags=["assignments"], summary="Stream the caller's assignment and escalation changes",
-            response_class=StreamingResponse,
+@router.get("/assignments/events", tags=["assignments"],
+            summary="Stream the caller's assignment and escalation changes", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                              "description": "server-sent events: ready, assignment_changes, escalation_events, closed"},
                        **_errors(401, 403, 503)})
-async def events(request: Request, caller: Caller = Depends(authenticate)):
+async def events(request: Request, caller: Caller = Depends(authenticate)) -> StreamingResponse:
     """Server-sent events (beyond the guide, for deployments without Supabase Realtime): each
     change to an assignment, and each escalation event, that the caller may see — row level
     security decides, asked as the caller for every event. A role that may not read its
     own identity (`current_user_id()`: anon) or read assignments and escalation events is
     refused with 403: the database is asked, as the caller, before the stream starts."""
     await _database(request).one(caller, EVENTS_PROBE)
-    hub = request.app.state.events
+    hub: EventHub = request.app.state.events
     await hub.ensure_listening()
     return StreamingResponse(hub.stream(caller), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
