@@ -7,13 +7,24 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
 from engine import __version__
 from engine.errors import ApplyRefused, HazardsBlocked, PolicyError, RulesctlError
 from engine.migrate.hazards import Hazard
+
+if TYPE_CHECKING:   # for annotations only: the commands import these modules where they use them
+    from engine.compiler.objects import SqlObject
+    from engine.migrate.model import Step
+    from engine.migrate.plan import Plan
+    from engine.policy.model import Policy
+    from engine.policy.problems import Problem
+
+T = TypeVar("T")
 
 DEFAULT_LOCAL_DIR = Path(".rulesctl")
 
@@ -27,7 +38,7 @@ database_option = click.option("--database-url", envvar="DATABASE_URL", default=
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rulesctl")
-def cli():
+def cli() -> None:
     """rulesctl: the Assignment Engine & SLA, as policy as code.
 
     Policy owners edit YAML in rules/; rulesctl validates it, renders it to SQL in generated/
@@ -46,7 +57,7 @@ def cli():
 @rules_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--max-errors", type=int, default=50, show_default=True, help="Text output shows at most this many.")
-def validate(rules_dir: Path, fmt: str, max_errors: int):
+def validate(rules_dir: Path, fmt: str, max_errors: int) -> None:
     """Check the policy: JSON Schema plus semantic checks, every problem at once.
 
     Exits 0 when the policy is valid, 1 otherwise.
@@ -69,7 +80,7 @@ def validate(rules_dir: Path, fmt: str, max_errors: int):
                    f"{len(policy.jobs)} jobs")
 
 
-def _echo_problems(problems, max_errors: int) -> None:
+def _echo_problems(problems: Sequence[Problem], max_errors: int) -> None:
     for problem in problems[:max_errors]:
         click.echo(str(problem), err=True)
     if len(problems) > max_errors:
@@ -83,7 +94,7 @@ def _echo_problems(problems, max_errors: int) -> None:
               help="Where the rendered SQL goes.")
 @click.option("--check", is_flag=True, help="Write nothing; exit 1 and name every stale file if generated/ "
                                              "differs from a fresh render.")
-def render(rules_dir: Path, out_dir: Path, check: bool):
+def render(rules_dir: Path, out_dir: Path, check: bool) -> None:
     """Render the policy into SQL files under generated/ (deterministic: same input, same bytes)."""
     from engine.compiler.generate import generated_files, stale_files, write_generated
     _, objects = _build_or_exit(rules_dir, parse_check=True)
@@ -107,7 +118,8 @@ def render(rules_dir: Path, out_dir: Path, check: bool):
 
 hazard_option = click.option("--allow-hazard", "allowed", multiple=True, metavar="NAME",
                              type=click.Choice([h.slug for h in Hazard]),
-                             help="Let steps with this hazard run (repeatable): " + ", ".join(h.slug for h in Hazard) + ".")
+                             help="Let steps with this hazard run (repeatable): "
+                                  + ", ".join(h.slug for h in Hazard) + ".")
 
 
 @cli.command()
@@ -120,7 +132,8 @@ hazard_option = click.option("--allow-hazard", "allowed", multiple=True, metavar
 @click.option("--show-sql", is_flag=True, help="Text format: print each step's SQL too.")
 @click.option("--detect-drift", is_flag=True, hidden=True, help="Old spelling of `rulesctl drift`.")
 @hazard_option
-def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed):
+def plan(rules_dir: Path, database_url: str | None, fmt: str, out_file: Path | None, show_sql: bool,
+         detect_drift: bool, allowed: tuple[str, ...]) -> None:
     """Show what apply would change in the database, and why.
 
     \b
@@ -152,12 +165,12 @@ def plan(rules_dir, database_url, fmt, out_file, show_sql, detect_drift, allowed
 @rules_option
 @database_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
-def drift(rules_dir, database_url, fmt):
+def drift(rules_dir: Path, database_url: str | None, fmt: str) -> None:
     """Report objects changed by hand since rulesctl applied them (exit 2 when any, 0 when none)."""
     _report_drift(rules_dir, database_url, fmt)
 
 
-def _report_drift(rules_dir: Path, database_url: str | None, fmt: str) -> None:
+def _report_drift(rules_dir: Path, database_url: str | None, fmt: str) -> NoReturn:
     """`drift`, and its old spelling `plan --detect-drift`: the plan's steps that undo drift."""
     from engine.migrate.plan import build_plan
     from engine.migrate.report import as_json, as_markdown, as_text
@@ -184,7 +197,8 @@ def _report_drift(rules_dir: Path, database_url: str | None, fmt: str) -> None:
 @click.option("--lock-timeout", type=float, default=30.0, show_default=True,
               help="Seconds to wait for another apply to finish.")
 @click.option("--statement-timeout", default="5min", show_default=True, help="Longest a single step may run.")
-def apply(plan_file, rules_dir, database_url, allowed, auto_approve, lock_timeout, statement_timeout):
+def apply(plan_file: Path | None, rules_dir: Path, database_url: str | None, allowed: tuple[str, ...],
+          auto_approve: bool, lock_timeout: float, statement_timeout: str) -> None:
     """Move the database to the policy: plan under a lock, then run the steps.
 
     With PLAN_FILE (from `plan --out`) it applies exactly that plan, and refuses if the file
@@ -200,11 +214,11 @@ def apply(plan_file, rules_dir, database_url, allowed, auto_approve, lock_timeou
     url = _database_url(database_url, rules_dir)
     saved = Plan.from_dict(json.loads(plan_file.read_text())) if plan_file else None
 
-    def confirm(pending) -> bool:
+    def confirm(pending: Plan) -> bool:
         click.echo(as_text(pending))
         return click.confirm("Apply these steps?", default=False)
 
-    def progress(step, total, item):
+    def progress(step: int, total: int, item: Step) -> None:
         if step == 1 or step == total or step % 25 == 0:
             click.echo(f"  [{step:3d}/{total}] {item.key}", err=True)
 
@@ -236,7 +250,7 @@ def apply(plan_file, rules_dir, database_url, allowed, auto_approve, lock_timeou
 @cli.command()
 @database_option
 @click.option("--limit", type=int, default=20, show_default=True)
-def history(database_url, limit):
+def history(database_url: str | None, limit: int) -> None:
     """List the ledger: every apply with its outcome, newest first."""
     from engine.migrate.ledger import read_history
     rows = _run_or_exit(lambda: read_history(_database_url(database_url), limit))
@@ -251,7 +265,7 @@ def history(database_url, limit):
 @cli.command()
 @click.argument("apply_id", type=int)
 @database_option
-def show(apply_id, database_url):
+def show(apply_id: int, database_url: str | None) -> None:
     """Print what one apply ran: its outcome, message and every statement."""
     from engine.migrate.ledger import read_apply
     row = _run_or_exit(lambda: read_apply(_database_url(database_url), apply_id))
@@ -272,13 +286,13 @@ local_dir_option = click.option("--dir", "base_dir", type=click.Path(path_type=P
 
 
 @cli.group()
-def local():
+def local() -> None:
     """The embedded default database: a throwaway PostgreSQL cluster under .rulesctl/."""
 
 
 @local.command("start")
 @local_dir_option
-def local_start(base_dir: Path):
+def local_start(base_dir: Path | None) -> None:
     """Start the local cluster (creating it on first use); the last line printed is its URL."""
     from engine.database.local import LocalCluster
     cluster = LocalCluster((base_dir or local_dir()).resolve())
@@ -291,7 +305,7 @@ def local_start(base_dir: Path):
 
 @local.command("stop")
 @local_dir_option
-def local_stop(base_dir: Path):
+def local_stop(base_dir: Path | None) -> None:
     """Stop the local cluster (its data stays for the next start)."""
     from engine.database.local import LocalCluster
     _run_or_exit(LocalCluster((base_dir or local_dir()).resolve()).stop)
@@ -300,7 +314,7 @@ def local_stop(base_dir: Path):
 
 @local.command("status")
 @local_dir_option
-def local_status(base_dir: Path):
+def local_status(base_dir: Path | None) -> None:
     """Say whether the local cluster runs, where, and its URL. Exits 3 when it is not running."""
     from engine.database.local import LocalCluster
     status = _run_or_exit(LocalCluster((base_dir or local_dir()).resolve()).status)
@@ -319,7 +333,7 @@ def local_status(base_dir: Path):
 @click.option("--jwt-secret", envvar=["RULESCTL_JWT_SECRET", "SUPABASE_JWT_SECRET"], metavar="SECRET",
               help="HS256 secret the bearer tokens are signed with (falls back to $RULESCTL_JWT_SECRET, "
                    "then $SUPABASE_JWT_SECRET).")
-def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None):
+def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None) -> None:
     """Serve the HTTP API (/functions/v1/..., /openapi.json) until SIGINT or SIGTERM.
 
     Each request runs as the token's role with its claims set, so the database's grants and
@@ -333,7 +347,7 @@ def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None
     _run_or_exit(lambda: run_server(_database_url(database_url), jwt_secret, host=host, port=port))
 
 
-def _build_or_exit(rules_dir: Path, parse_check: bool = False):
+def _build_or_exit(rules_dir: Path, parse_check: bool = False) -> tuple[Policy, list[SqlObject]]:
     """The policy and its objects. The sqlglot parse check is for `render`, which has no
     database; plan, drift and apply install every object into a scratch schema, and
     PostgreSQL's own parser is the stricter check."""
@@ -383,7 +397,7 @@ def _database_url(explicit: str | None, rules_dir: Path | None = None) -> str:
     return _run_or_exit(LocalCluster(base).start)
 
 
-def _run_or_exit(function):
+def _run_or_exit(function: Callable[[], T]) -> T:
     try:
         return function()
     except RulesctlError as exc:
@@ -391,7 +405,7 @@ def _run_or_exit(function):
         sys.exit(1)
 
 
-def main():
+def main() -> None:
     try:
         cli(prog_name="rulesctl")
     except KeyboardInterrupt:
