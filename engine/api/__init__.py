@@ -2,9 +2,9 @@
 typed wrappers over the SQL API, with Supabase-style JWT auth that reaches row level security.
 
 Modules: auth.py (token -> Caller), pool.py (connections: dead ones replaced at once, an
-outage a 503 at once), db.py (one transaction per call as the caller),
+outage a 503 at once), calls.py (one transaction per call as the caller),
 errors.py (SQLSTATE -> HTTP), routes.py (the endpoints), events.py (server-sent events from
-PostgreSQL notifications), schemas.py (OpenAPI bodies), app.py (the ASGI app), server.py (uvicorn).
+PostgreSQL notifications), models.py (OpenAPI bodies), app.py (the ASGI app), server.py (uvicorn).
 """
 
 from engine.api.app import create_app

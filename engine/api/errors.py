@@ -12,7 +12,7 @@ How PostgreSQL errors map (the SQL API raises them; this module only translates)
 | class 54 | 400 `invalid_input` | a program limit the request hit: a value too long for an index, too many things |
 | 42501 | 403 `forbidden` | the caller's role or staff role may not do it (grants, caller checks in the functions) |
 | 55000 | 409 `conflict` | a conflicting change: the `version` the caller read no longer matches (`api_conflict`) |
-| 40001, 40P01 | retried by db.py; 503 `busy` only if every retry failed | |
+| 40001, 40P01 | retried by calls.py; 503 `busy` only if every retry failed | |
 | other class 40, 57014, 55P03 | 503 `busy` | a rolled-back transaction, a statement or lock time-out |
 | every connection in use | 503 `busy` | the server's connections all stayed in use for the pool's time-out |
 | class 08, 53, 57 (but 57014), 58 | 503 `unavailable` | the database cannot be reached or is out of resources |
