@@ -1,9 +1,11 @@
 """Shared by the apply tests (tests/migrate, tests/cli): policy files that change the base policy,
-and small helpers that read the database, the ledger and the plan, or run the CLI in-process."""
+and small helpers that read the database, the ledger and the plan, or run the CLI in-process (with
+--rules and absolute paths: the tests never change the working directory)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psycopg
 from click.testing import CliRunner
@@ -71,8 +73,17 @@ def ledger(url: str) -> list[tuple]:
     return rows(url, "SELECT id, outcome, policy_hash, message FROM rulesctl.applies ORDER BY id")
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(cli, list(args))
+POLICY_COMMANDS = {"validate", "render", "plan", "apply", "drift"}
+
+
+def invoke(*args: str | Path):
+    """Run the CLI in-process. The cwd is the test runner's (the checkout, whose rules/ is the shipped
+    policy), so a command that reads a policy must name it: `--rules` with an absolute path."""
+    argv = [str(arg) for arg in args]
+    if argv and argv[0] in POLICY_COMMANDS:
+        assert "--rules" in argv and Path(argv[argv.index("--rules") + 1]).is_absolute(), \
+            f"rulesctl {argv[0]} in a test names its policy: --rules /absolute/rules"
+    return CliRunner().invoke(cli, argv)
 
 
 def wait_for_lock_wait(url: str, timeout: float = 10.0) -> int:

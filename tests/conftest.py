@@ -151,16 +151,16 @@ def conn(engine_url):
 
 
 @pytest.fixture
-def policies(tmp_path, monkeypatch):
+def policies(tmp_path):
     """Policy folders under tmp_path: the base policy with some files replaced (policy_cases.Policies)."""
     from policy_cases import Policies
 
-    return Policies(tmp_path, monkeypatch)
+    return Policies(tmp_path)
 
 
 @pytest.fixture
 def base(policies):
-    """(policy, objects) of the base policy (tests/policies/base), the cwd left in its folder."""
+    """(policy, objects) of the base policy (tests/policies/base), built from policies.rules("base")."""
     return policies.build("base")
 
 

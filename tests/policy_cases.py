@@ -30,27 +30,33 @@ _BUILT: dict[tuple, tuple] = {}                     # built policies (frozen), s
 
 
 class Policies:
-    """Policy folders under tmp_path (the base policy with some files replaced), built from there."""
+    """Policy folders under tmp_path (the base policy with some files replaced), named and built by
+    absolute path: the cwd is never changed, so a CLI call names its policy with `--rules`."""
 
-    def __init__(self, tmp_path: Path, monkeypatch):
-        self.tmp_path, self.monkeypatch = tmp_path, monkeypatch
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self._files: dict[str, dict[str, str]] = {}
 
     def folder(self, name: str, **files: str) -> Path:
+        """The folder `tmp_path/name` (absolute), holding rules/: a project directory."""
         workdir = self.tmp_path / name
-        if not workdir.exists():
+        if name in self._files:
+            assert self._files[name] == files, f"policy folder {name!r} was already made with other files"
+        else:
             rules = make_policy(workdir)
             for file_name, text in files.items():
                 (rules / f"{file_name}.yaml").write_text(text)
-        return workdir
+            self._files[name] = dict(files)
+        return workdir.resolve()
 
-    def enter(self, name: str, **files: str) -> None:
-        """Make the folder the cwd, as a user running rulesctl there (it holds rules/)."""
-        self.monkeypatch.chdir(self.folder(name, **files))
+    def rules(self, name: str, **files: str) -> Path:
+        """The folder's rules/ directory, absolute: what `--rules` names."""
+        return self.folder(name, **files) / "rules"
 
     def build(self, name: str, **files: str):
-        """(policy, objects) of the folder, with the cwd left in it (origins read rules/...)."""
-        self.enter(name, **files)
+        """(policy, objects) of the folder's rules/ (origins read rules/..., whatever the cwd)."""
+        rules = self.rules(name, **files)
         key = tuple(sorted(files.items()))          # the build depends only on the files (origins are relative)
         if key not in _BUILT:
-            _BUILT[key] = build(Path("rules"))
+            _BUILT[key] = build(rules)
         return _BUILT[key]

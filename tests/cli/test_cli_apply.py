@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from apply_support import SLA_TIGHTER, ledger, rows
+from apply_support import SKILLS_WITHOUT_NETWORK, SLA_TIGHTER, ledger, rows
 from conftest import make_traversable_tempdir
 from policy_cases import make_policy
 
@@ -23,18 +23,18 @@ pytestmark = pytest.mark.db
 RULESCTL = Path(sys.executable).parent / "rulesctl"
 
 
-def run(*args: str, cwd: Path, stdin=None, timeout: float = 180) -> subprocess.CompletedProcess:
+def run(*args: str, cwd: Path | None = None, stdin=None, timeout: float = 180) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     return subprocess.run([str(RULESCTL), *args], cwd=cwd, env=env, stdin=stdin if stdin is not None else
                           subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
 
 
-def run_in_terminal(*args: str, cwd: Path, answer: str | None) -> subprocess.CompletedProcess:
+def run_in_terminal(*args: str, answer: str | None) -> subprocess.CompletedProcess:
     """Run with a terminal as stdin (so apply asks), typing `answer` and Enter at the prompt."""
     master, slave = os.openpty()
     try:
         env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
-        process = subprocess.Popen([str(RULESCTL), *args], cwd=cwd, env=env, stdin=slave, stdout=subprocess.PIPE,
+        process = subprocess.Popen([str(RULESCTL), *args], env=env, stdin=slave, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
         os.close(slave)
         if answer is not None:
@@ -52,8 +52,8 @@ def urgent_resolution(url: str) -> int:
 # ------------------------------------------------------------------------------------------ the prompt
 
 def test_apply_asks_at_a_terminal_and_no_changes_nothing(base_url, policies):
-    folder = policies.folder("after", sla=SLA_TIGHTER)
-    refused = run_in_terminal("apply", "--database-url", base_url, cwd=folder, answer="n")
+    rules = str(policies.rules("after", sla=SLA_TIGHTER))
+    refused = run_in_terminal("apply", "--rules", rules, "--database-url", base_url, answer="n")
     assert refused.returncode == 1, refused.stderr
     assert "2 step(s): 1 run, 1 update" in refused.stdout            # the plan is shown before the question
     assert "Apply these steps? [y/N]:" in refused.stdout
@@ -64,8 +64,8 @@ def test_apply_asks_at_a_terminal_and_no_changes_nothing(base_url, policies):
 
 
 def test_apply_asks_at_a_terminal_and_yes_applies(base_url, policies):
-    folder = policies.folder("after", sla=SLA_TIGHTER)
-    applied = run_in_terminal("apply", "--database-url", base_url, cwd=folder, answer="y")
+    rules = str(policies.rules("after", sla=SLA_TIGHTER))
+    applied = run_in_terminal("apply", "--rules", rules, "--database-url", base_url, answer="y")
     assert applied.returncode == 0, applied.stderr
     assert "Apply these steps? [y/N]:" in applied.stdout
     assert "applied: ran 2 steps (1 run, 1 update)" in applied.stdout
@@ -74,15 +74,15 @@ def test_apply_asks_at_a_terminal_and_yes_applies(base_url, policies):
 
 
 def test_an_empty_answer_is_no(base_url, policies):
-    folder = policies.folder("after", sla=SLA_TIGHTER)
-    refused = run_in_terminal("apply", "--database-url", base_url, cwd=folder, answer="")
+    rules = str(policies.rules("after", sla=SLA_TIGHTER))
+    refused = run_in_terminal("apply", "--rules", rules, "--database-url", base_url, answer="")
     assert refused.returncode == 1 and "not approved" in refused.stderr
     assert urgent_resolution(base_url) == 120
 
 
 def test_auto_approve_does_not_ask_even_at_a_terminal(base_url, policies):
-    folder = policies.folder("after", sla=SLA_TIGHTER)
-    applied = run_in_terminal("apply", "--database-url", base_url, "--auto-approve", cwd=folder, answer=None)
+    rules = str(policies.rules("after", sla=SLA_TIGHTER))
+    applied = run_in_terminal("apply", "--rules", rules, "--database-url", base_url, "--auto-approve", answer=None)
     assert applied.returncode == 0, applied.stderr
     assert "Apply these steps?" not in applied.stdout
     assert urgent_resolution(base_url) == 60
@@ -90,16 +90,15 @@ def test_auto_approve_does_not_ask_even_at_a_terminal(base_url, policies):
 
 def test_without_a_terminal_apply_does_not_ask(base_url, policies):
     """CI pipes stdin: the documented rule is that no terminal never asks."""
-    folder = policies.folder("after", sla=SLA_TIGHTER)
-    applied = run("apply", "--database-url", base_url, cwd=folder, stdin=subprocess.PIPE)
+    rules = str(policies.rules("after", sla=SLA_TIGHTER))
+    applied = run("apply", "--rules", rules, "--database-url", base_url, stdin=subprocess.PIPE)
     assert applied.returncode == 0, applied.stderr
     assert "Apply these steps?" not in applied.stdout and urgent_resolution(base_url) == 60
 
 
 def test_a_blocked_apply_exits_3_before_asking(base_url, policies):
-    folder = policies.folder("skills", skills="proficiency_levels: [basic, expert]\nskills:\n  - id: skill-arabic\n"
-                                              "    name: Arabic\n    category: language\n")
-    blocked = run_in_terminal("apply", "--database-url", base_url, cwd=folder, answer="y")
+    rules = str(policies.rules("skills", skills=SKILLS_WITHOUT_NETWORK))      # skill-network's row deleted
+    blocked = run_in_terminal("apply", "--rules", rules, "--database-url", base_url, answer="y")
     assert blocked.returncode == 3, blocked.stderr
     assert "Apply these steps?" not in blocked.stdout
     assert blocked.stderr.startswith("apply blocked: 1 step(s) have hazards not allowed: seed-row-deleted")

@@ -30,12 +30,13 @@ def backend_alive(url: str, pid: int) -> bool:
 
 
 def test_a_killed_apply_is_recorded_as_interrupted(base_url, policies):
-    policy, objects = policies.build("after", **NEW_TYPE)        # cwd: the policy folder
+    policy, objects = policies.build("after", **NEW_TYPE)
+    rules = policies.rules("after", **NEW_TYPE)
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}
     with psycopg.connect(base_url) as blocker:
         blocker.execute("LOCK TABLE public.sla_configs IN SHARE MODE")      # the SLA inserts of segment 2 wait
-        process = subprocess.Popen([str(RULESCTL), "apply", "--database-url", base_url, "--auto-approve"],
-                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen([str(RULESCTL), "apply", "--rules", str(rules), "--database-url", base_url,
+                                    "--auto-approve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             pid = wait_for_lock_wait(base_url, timeout=60)
             started = rows(base_url, "SELECT id, outcome, backend_pid, finished_at FROM rulesctl.applies "

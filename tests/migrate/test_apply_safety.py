@@ -10,7 +10,6 @@ import json
 import re
 import threading
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -58,17 +57,18 @@ class Background(threading.Thread):
 # ------------------------------------------------------------------------------------------ saved plans
 
 def test_saved_plan_is_refused_naming_what_moved(base_url, policies):
-    policies.enter("after", sla=SLA_TIGHTER)
-    planned = invoke("plan", "--database-url", base_url, "--out", "plan.json")
+    rules = policies.rules("after", sla=SLA_TIGHTER)
+    plan_file = rules.parent / "plan.json"
+    planned = invoke("plan", "--rules", rules, "--database-url", base_url, "--out", plan_file)
     assert planned.exit_code == 2, planned.output
-    saved = json.loads(Path("plan.json").read_text())
+    saved = json.loads(plan_file.read_text())
     assert [(s["action"], s["key"]) for s in saved["steps"]] == [("update", "seed:public.sla_configs/ticket,urgent"),
                                                                ("run", "reschedule:public.sla_next_checks")]
     assert saved["fingerprint"] and saved["policy_hash"] and saved["tool_version"]
 
     execute(base_url, "UPDATE public.skills SET name = 'Arabic (edited by hand)' WHERE id = 'skill-arabic'")
     before = snapshot(base_url)
-    refused = invoke("apply", "plan.json", "--database-url", base_url)
+    refused = invoke("apply", plan_file, "--rules", rules, "--database-url", base_url)
 
     assert refused.exit_code == 1, refused.output
     assert refused.stderr.startswith("apply refused: the database changed since the plan was made")
@@ -83,10 +83,12 @@ def test_saved_plan_is_refused_naming_what_moved(base_url, policies):
 
 def test_saved_plan_applies_exactly_when_nothing_moved(base_url, policies):
     policy, objects = policies.build("after", sla=SLA_TIGHTER)
-    assert invoke("plan", "--database-url", base_url, "--out", "plan.json").exit_code == 2
-    saved = json.loads(Path("plan.json").read_text())
+    rules = policies.rules("after", sla=SLA_TIGHTER)
+    plan_file = rules.parent / "plan.json"
+    assert invoke("plan", "--rules", rules, "--database-url", base_url, "--out", plan_file).exit_code == 2
+    saved = json.loads(plan_file.read_text())
 
-    applied = invoke("apply", "plan.json", "--database-url", base_url)
+    applied = invoke("apply", plan_file, "--rules", rules, "--database-url", base_url)
     assert applied.exit_code == 0, applied.output
     assert applied.stdout.startswith("applied: ran 2 steps (1 run, 1 update)")
     assert rows(base_url, "SELECT response_minutes, resolution_minutes FROM public.sla_configs "
@@ -94,7 +96,7 @@ def test_saved_plan_applies_exactly_when_nothing_moved(base_url, policies):
     statements = rows(base_url, "SELECT statements FROM rulesctl.applies ORDER BY id DESC LIMIT 1")[0][0]
     assert [s["sql"] for s in statements] == [s["sql"] for s in saved["steps"]]   # what plan showed is what ran
     assert step_keys(base_url, policy, objects) == []
-    assert invoke("plan", "--database-url", base_url).exit_code == 0
+    assert invoke("plan", "--rules", rules, "--database-url", base_url).exit_code == 0
 
 
 # ------------------------------------------------------------------------------------------ concurrency
@@ -126,7 +128,8 @@ def test_concurrent_applies_serialise_and_the_last_one_wins(base_url, policies):
         tries = set()                                   # the second's lock attempts seen, by their start time
         deadline = time.monotonic() + 20
         while len(tries) < 3 and time.monotonic() < deadline:
-            tries |= set(rows(base_url, "SELECT pid, query_start FROM pg_stat_activity WHERE datname = current_database()"
+            tries |= set(rows(base_url, "SELECT pid, query_start FROM pg_stat_activity"
+                                        " WHERE datname = current_database()"
                                         " AND application_name = 'rulesctl' AND pid <> %s"
                                         " AND query LIKE 'SELECT pg_try_advisory_lock(%%'", holder[0]))
             time.sleep(0.05)
@@ -148,7 +151,8 @@ def test_concurrent_applies_serialise_and_the_last_one_wins(base_url, policies):
     assert counts[1:] == [(2,), (3,)]                   # the SLA change brings its reschedule step
     # the database is exactly the policy applied last
     assert step_keys(base_url, skill_policy, skill_objects) == []
-    both = {"seed:public.sla_configs/ticket,urgent", "seed:public.skills/skill-sql", "reschedule:public.sla_next_checks"}
+    both = {"seed:public.sla_configs/ticket,urgent", "seed:public.skills/skill-sql",
+            "reschedule:public.sla_next_checks"}
     assert {key.split(" ", 1)[1] for key in step_keys(base_url, sla_policy, sla_objects)} == both
     started = rows(base_url, "SELECT started_at, finished_at FROM rulesctl.applies ORDER BY id")
     assert started[2][0] < started[1][1]           # the second started before the first finished
@@ -233,7 +237,7 @@ def test_unowned_objects_are_reported_and_never_dropped(base_url, policies):
     policy, objects = policies.build("base")
     plan = build_plan(base_url, policy, objects, DEFAULT_TEMPLATES)
     assert plan.steps == [] and plan.foreign == mine
-    shown = invoke("plan", "--database-url", base_url)
+    shown = invoke("plan", "--rules", policies.rules("base"), "--database-url", base_url)
     assert shown.exit_code == 0
     assert f"not managed by rulesctl (left alone): {', '.join(mine)}" in shown.stdout
 
@@ -269,30 +273,31 @@ def test_an_engine_function_an_older_version_left_behind_is_dropped_with_its_gra
 # ------------------------------------------------------------------------------------------ the CLI
 
 def test_plan_exit_codes(base_url, policies):
-    policies.enter("base")
-    assert invoke("plan", "--database-url", base_url).exit_code == 0
-    policies.enter("sla", sla=SLA_TIGHTER)
-    assert invoke("plan", "--database-url", base_url).exit_code == 2
-    policies.enter("skills", skills=SKILLS_WITHOUT_NETWORK)
-    blocked = invoke("plan", "--database-url", base_url, "--allow-hazard", "data-loss")
+    base = policies.rules("base")
+    assert invoke("plan", "--rules", base, "--database-url", base_url).exit_code == 0
+    assert invoke("plan", "--rules", policies.rules("sla", sla=SLA_TIGHTER), "--database-url", base_url).exit_code == 2
+    skills = policies.rules("skills", skills=SKILLS_WITHOUT_NETWORK)
+    blocked = invoke("plan", "--rules", skills, "--database-url", base_url, "--allow-hazard", "data-loss")
     assert blocked.exit_code == 3, blocked.output
     assert "delete     seed:public.skills/skill-network [seed-row-deleted]" in blocked.stdout
-    assert invoke("plan", "--database-url", base_url, "--allow-hazard", "seed-row-deleted").exit_code == 2
-    policies.enter("broken", sla=SLA_TIGHTER.replace("10m", "10 minutes"))
-    invalid = invoke("plan", "--database-url", base_url)
-    assert invalid.exit_code == 1 and "rules/sla.yaml:8:" in invalid.stderr
-    policies.enter("base")
-    unreachable = invoke("plan", "--database-url", "postgresql://nobody@127.0.0.1:1/x")
+    allowed = invoke("plan", "--rules", skills, "--database-url", base_url, "--allow-hazard", "seed-row-deleted")
+    assert allowed.exit_code == 2
+    broken = policies.rules("broken", sla=SLA_TIGHTER.replace("10m", "10 minutes"))
+    invalid = invoke("plan", "--rules", broken, "--database-url", base_url)
+    assert invalid.exit_code == 1 and "rules/sla.yaml:8:" in invalid.stderr     # relative to the folder, not the cwd
+    assert str(broken.parent) not in invalid.stderr
+    unreachable = invoke("plan", "--rules", base, "--database-url", "postgresql://nobody@127.0.0.1:1/x")
     assert unreachable.exit_code == 1 and unreachable.stderr.startswith("error: cannot connect to the database")
 
 
 def test_plan_json_and_markdown_show_hazards_first_and_the_sql(base_url, policies):
     policy, objects = policies.build("after", sla=SLA_TIGHTER, skills=SKILLS_WITHOUT_NETWORK)
+    rules = policies.rules("after", sla=SLA_TIGHTER, skills=SKILLS_WITHOUT_NETWORK)
     plan = build_plan(base_url, policy, objects, DEFAULT_TEMPLATES)
     assert [f"{s.action} {s.key}" for s in plan.steps] == [SLA_UPDATE, "delete seed:public.skills/skill-network",
                                                            RESCHEDULE]
 
-    as_json = invoke("plan", "--database-url", base_url, "--format", "json")
+    as_json = invoke("plan", "--rules", rules, "--database-url", base_url, "--format", "json")
     assert as_json.exit_code == 3
     data = json.loads(as_json.stdout)
     assert data["hazards"] == ["seed-row-deleted"]
@@ -302,7 +307,7 @@ def test_plan_json_and_markdown_show_hazards_first_and_the_sql(base_url, policie
     assert data["steps"][0]["origin"] == "rules/sla.yaml:8"
     assert "UPDATE public.sla_configs" in data["steps"][0]["sql"]
 
-    markdown = invoke("plan", "--database-url", base_url, "--format", "markdown").stdout
+    markdown = invoke("plan", "--rules", rules, "--database-url", base_url, "--format", "markdown").stdout
     hazards, steps, folded = (markdown.index("### ⚠️ Hazards"), markdown.index("### Steps"),
                               markdown.index("<details><summary>SQL of every step</summary>"))
     assert markdown.index("**3 step(s): 1 delete, 1 run, 1 update**") < hazards < steps < folded
@@ -312,17 +317,17 @@ def test_plan_json_and_markdown_show_hazards_first_and_the_sql(base_url, policie
         assert f"```sql\n{step.sql.rstrip()}\n```" in markdown[folded:]
     assert "| rules/sla.yaml:8 |" in markdown[steps:folded]
 
-    text = invoke("plan", "--database-url", base_url, "--show-sql").stdout
+    text = invoke("plan", "--rules", rules, "--database-url", base_url, "--show-sql").stdout
     assert text.index("Hazards:") < text.index("update     seed:public.sla_configs/ticket,urgent")
     assert "UPDATE public.sla_configs" in text
 
 
 def test_history_and_show_print_the_ledger(base_url, policies):
-    policies.enter("after", sla=SLA_TIGHTER)
-    assert invoke("apply", "--database-url", base_url).exit_code == 0                 # 2 applied
-    assert invoke("apply", "--database-url", base_url).exit_code == 0                 # 3 no_change
-    policies.enter("skills", skills=SKILLS_WITHOUT_NETWORK)
-    blocked = invoke("apply", "--database-url", base_url)                             # 4 refused
+    after = policies.rules("after", sla=SLA_TIGHTER)
+    assert invoke("apply", "--rules", after, "--database-url", base_url).exit_code == 0          # 2 applied
+    assert invoke("apply", "--rules", after, "--database-url", base_url).exit_code == 0          # 3 no_change
+    skills = policies.rules("skills", skills=SKILLS_WITHOUT_NETWORK)
+    blocked = invoke("apply", "--rules", skills, "--database-url", base_url)                     # 4 refused
     assert blocked.exit_code == 3 and blocked.stderr.startswith("apply blocked: 1 step(s) have hazards not allowed: "
                                                                 "seed-row-deleted")
 
@@ -344,21 +349,21 @@ def test_history_and_show_print_the_ledger(base_url, policies):
 
 
 def test_drift_reports_hand_changes_until_apply_restores_them(base_url, policies):
-    policies.enter("base")
-    assert invoke("drift", "--database-url", base_url).exit_code == 0
+    base = policies.rules("base")
+    assert invoke("drift", "--rules", base, "--database-url", base_url).exit_code == 0
     execute(base_url, "UPDATE public.sla_configs SET resolution_minutes = 999 WHERE priority = 'urgent'")
-    drifted = invoke("drift", "--database-url", base_url)
+    drifted = invoke("drift", "--rules", base, "--database-url", base_url)
     assert drifted.exit_code == 2
     assert "update     seed:public.sla_configs/ticket,urgent" in drifted.stdout
     assert "drift: changed outside rulesctl; update seed row public.sla_configs/ticket,urgent: " \
            "resolution_minutes 999 → 120" in drifted.stdout
     # a policy change is not drift
-    policies.enter("skills", skills=SKILLS_PLUS_SQL)
-    only_drift = invoke("drift", "--database-url", base_url, "--format", "json")
+    skills = policies.rules("skills", skills=SKILLS_PLUS_SQL)
+    only_drift = invoke("drift", "--rules", skills, "--database-url", base_url, "--format", "json")
     assert only_drift.exit_code == 2
     assert [s["key"] for s in json.loads(only_drift.stdout)["steps"]] == ["seed:public.sla_configs/ticket,urgent"]
-    old_spelling = invoke("plan", "--database-url", base_url, "--detect-drift", "--format", "json")   # hidden alias
+    old_spelling = invoke("plan", "--rules", skills, "--database-url", base_url, "--detect-drift",  # hidden alias
+                          "--format", "json")
     assert [s["key"] for s in json.loads(old_spelling.stdout)["steps"]] == ["seed:public.sla_configs/ticket,urgent"]
-    policies.enter("base")
-    assert invoke("apply", "--database-url", base_url).exit_code == 0
-    assert invoke("drift", "--database-url", base_url).stdout.startswith("No drift")
+    assert invoke("apply", "--rules", base, "--database-url", base_url).exit_code == 0
+    assert invoke("drift", "--rules", base, "--database-url", base_url).stdout.startswith("No drift")
