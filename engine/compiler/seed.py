@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.compiler.catalog import TABLES_BY_NAME
+from engine.compiler.catalog import TABLES, TABLES_BY_NAME
 from engine.policy.model import Origin, Policy
 
 
@@ -75,7 +75,16 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
     for job in policy.jobs:
         if job.function == "cleanup_escalation_events":
             add("engine_settings", job.origin, key="escalation_events.retention", value={"interval": job.retention})
-    return rows
+    # Rows in key order within each table (tables in catalog order): generated/ and the install
+    # order follow the policy's meaning, not the order of keys or entries in the YAML.
+    table_order = {table.name: index for index, table in enumerate(TABLES)}
+    return sorted(rows, key=lambda row: (table_order[row.table], _sortable(row.key)))
+
+
+def _sortable(key: tuple) -> tuple:
+    """A primary key as something that sorts whatever its column types (numbers numerically)."""
+    return tuple((0, value, "") if isinstance(value, int) and not isinstance(value, bool) else (1, 0, str(value))
+                 for value in key)
 
 
 def _array(values: tuple[str, ...] | None) -> list[str] | None:

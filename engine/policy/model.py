@@ -217,7 +217,8 @@ class Policy:
     leave: LeavePolicy
     jobs: tuple[Job, ...]
     realtime: RealtimePolicy
-    sources: tuple[tuple[str, str], ...] = field(compare=False, default=())   # (display path, sha256)
+    # (file name, sha256 of its parsed content): what the policy hash is made of (validate.meaning_digest)
+    sources: tuple[tuple[str, str], ...] = field(compare=False, default=())
 
     @property
     def policy_hash(self) -> str:

@@ -8,6 +8,7 @@ file does not hide the problems of the others.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -136,7 +137,16 @@ def validate_directory(rules_dir: Path) -> model.Policy:
         priorities=pieces["work_items"][1], sla_targets=pieces["sla"], rules=pieces["assignment_rules"][0],
         queue_aging=pieces["assignment_rules"][1], chains=pieces["escalation"], leave=pieces["leave"],
         jobs=pieces["jobs"], realtime=pieces.get("realtime", model.RealtimePolicy(True, None)),
-        sources=tuple((f.display, f.digest) for f in files))
+        sources=tuple((f.path.name, meaning_digest(f.spec)) for f in files))
+
+
+
+def meaning_digest(data: object) -> str:
+    """sha256 of a file's parsed content in one canonical form, so the policy hash follows the
+    policy's meaning: comments, blank lines, key order, line numbers, the folder's name and the
+    working directory do not count."""
+    text = json.dumps(data, sort_keys=True, ensure_ascii=False, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _build_pieces(valid: dict[str, PolicyFile]) -> tuple[dict, list[Problem]]:
