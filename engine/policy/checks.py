@@ -15,6 +15,7 @@ from typing import Any
 
 from croniter import croniter
 
+from engine.policy import lifecycle
 from engine.policy.load import PolicyFile
 from engine.policy.model import AssignmentRule, minutes
 from engine.policy.problems import Problem
@@ -57,7 +58,7 @@ MAX_CLOSURE_DAYS = 7305                           # one closure from..to: twenty
 def run_all(pieces: Pieces, files: Files) -> list[Problem]:
     problems: list[Problem] = []
     for check in (check_duplicate_ids, check_name_lengths, check_units, check_timezones, check_calendars,
-                  check_sla, check_rules, check_escalation, check_leave, check_jobs):
+                  check_sla, check_rules, check_escalation, check_leave, check_jobs, lifecycle.check_lifecycle):
         problems.extend(check(pieces, files))
     return problems
 
@@ -299,6 +300,7 @@ def check_rules(pieces: Pieces, files: Files) -> list[Problem]:
                 problems += _unknown(f, ("rules", i, "match", field, j), value, known_set, label)
     # Equal precedence that can match the same item: the winner would depend on file order.
     by_precedence = defaultdict(list)
+    rules = tuple(rule for rule in rules if not rule.retired)      # a retired rule never matches
     for rule in sorted(rules, key=lambda r: raw_by_id[r.id]):      # file order: report the later one
         by_precedence[rule.precedence].append(rule)
     for precedence, group in by_precedence.items():

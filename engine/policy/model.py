@@ -71,6 +71,8 @@ class Unit:
     calendar_id: str
     wip_limit: int
     origin: Origin = field(compare=False)
+    retired: bool = False                  # kept for history, takes no new work
+    renamed_from: str | None = None        # the id it had before: renamed in place
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,8 @@ class Skill:
     category: str
     description: str | None
     origin: Origin = field(compare=False)
+    retired: bool = False                  # kept for history, takes no new work
+    renamed_from: str | None = None        # the id it had before: renamed in place
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,8 @@ class AssignmentRule:
     min_proficiency: str | None
     when_no_capacity: str
     origin: Origin = field(compare=False)
+    retired: bool = False                  # kept for history, takes no new work
+    renamed_from: str | None = None        # the id it had before: renamed in place
 
     @property
     def conditions(self) -> dict[str, tuple[str, ...] | None]:
@@ -238,12 +244,13 @@ def build_units(f: PolicyFile) -> tuple[Unit, ...]:
              timezone=u.get("timezone", defaults["timezone"]),
              calendar_id=u.get("calendar", defaults["calendar"]),
              wip_limit=u.get("wip_limit", defaults["wip_limit"]),
-             origin=_origin(f, ("units", i)))
+             origin=_origin(f, ("units", i)), retired=u.get("retired", False), renamed_from=u.get("renamed_from"))
         for i, u in enumerate(f.spec["units"]))
 
 
 def build_skills(f: PolicyFile) -> tuple[tuple[Skill, ...], tuple[str, ...], Origin]:
-    skills = tuple(Skill(s["id"], s["name"], s["category"], s.get("description"), _origin(f, ("skills", i)))
+    skills = tuple(Skill(s["id"], s["name"], s["category"], s.get("description"), _origin(f, ("skills", i)),
+                         s.get("retired", False), s.get("renamed_from"))
                    for i, s in enumerate(f.spec["skills"]))
     return skills, tuple(f.spec["proficiency_levels"]), _origin(f, ("proficiency_levels",))
 
@@ -313,7 +320,7 @@ def build_rules(f: PolicyFile) -> tuple[tuple[AssignmentRule, ...], QueueAging]:
             capacity_weight=r.get("capacity_weight", defaults["capacity_weight"]),
             min_proficiency=r.get("min_proficiency"),
             when_no_capacity=r.get("when_no_capacity", defaults["when_no_capacity"]),
-            origin=_origin(f, ("rules", i))))
+            origin=_origin(f, ("rules", i)), retired=r.get("retired", False), renamed_from=r.get("renamed_from")))
     aging = f.spec["queue"]["aging"]
     queue_aging = QueueAging(minutes(aging["raise_every"]), aging["max_priority"], _origin(f, ("queue", "aging")))
     return tuple(sorted(rules, key=lambda r: (r.precedence, r.id))), queue_aging
