@@ -193,7 +193,8 @@ def _report_drift(rules_dir: Path, database_url: str | None, fmt: str) -> NoRetu
 @rules_option
 @database_option
 @hazard_option
-@click.option("--auto-approve", is_flag=True, help="Do not ask before applying (no terminal never asks).")
+@click.option("--auto-approve", is_flag=True, help="Do not ask before applying. Without a terminal to ask on, "
+              "apply refuses unless this is given or PLAN_FILE is (a saved plan never asks: it was reviewed).")
 @click.option("--lock-timeout", type=float, default=30.0, show_default=True,
               help="Seconds to wait for another apply to finish.")
 @click.option("--statement-timeout", default="5min", show_default=True, help="Longest a single step may run.")
@@ -201,10 +202,12 @@ def apply(plan_file: Path | None, rules_dir: Path, database_url: str | None, all
           auto_approve: bool, lock_timeout: float, statement_timeout: str) -> None:
     """Move the database to the policy: plan under a lock, then run the steps.
 
-    With PLAN_FILE (from `plan --out`) it applies exactly that plan, and refuses if the file
-    was edited, if the database changed since, or if its steps are not what rulesctl plans now
-    from rules/ (plan and apply from the same policy). Every attempt is recorded in rulesctl.applies. Exit codes:
-    0 applied or already in sync, 3 blocked by a hazard not allowed, 1 error.
+    Without PLAN_FILE it shows the plan and asks at the terminal; with no terminal (CI) it
+    refuses unless --auto-approve is given. With PLAN_FILE (from `plan --out`) it applies exactly
+    that plan without asking, and refuses if the file was edited, if the database changed since,
+    or if its steps are not what rulesctl plans now from rules/ (plan and apply from the same
+    policy). Every attempt is recorded in rulesctl.applies. Exit codes: 0 applied or already in
+    sync, 3 blocked by a hazard not allowed, 1 error or refused.
     """
     from engine.migrate.apply import apply as run_apply
     from engine.migrate.plan import Plan
@@ -222,7 +225,12 @@ def apply(plan_file: Path | None, rules_dir: Path, database_url: str | None, all
         if step == 1 or step == total or step % 25 == 0:
             click.echo(f"  [{step:3d}/{total}] {item.key}", err=True)
 
-    ask = confirm if sys.stdin.isatty() and not auto_approve else None
+    def no_terminal(pending: Plan) -> bool:
+        raise ApplyRefused(NO_TERMINAL)
+
+    # Like Terraform: a saved plan was reviewed and --auto-approve says yes; otherwise ask, and
+    # with no one to ask (stdin is not a terminal: CI, a pipe) refuse rather than apply unasked.
+    ask = None if auto_approve or saved is not None else confirm if sys.stdin.isatty() else no_terminal
     try:
         result = run_apply(url, objects, policy, DEFAULT_TEMPLATES, saved_plan=saved,
                            allowed={Hazard.from_slug(a) for a in allowed}, rules_dir=rules_dir,
@@ -252,13 +260,14 @@ def apply(plan_file: Path | None, rules_dir: Path, database_url: str | None, all
 @click.option("--limit", type=int, default=20, show_default=True)
 def history(database_url: str | None, limit: int) -> None:
     """List the ledger: every apply with its outcome, newest first."""
-    from engine.migrate.ledger import read_history
+    from engine.migrate.ledger import describe_git, read_history
     rows = _run_or_exit(lambda: read_history(_database_url(database_url), limit))
     if not rows:
         click.echo("no applies recorded")
     for row in rows:
         click.echo(f"#{row['id']:<4} {row['finished_at']:%Y-%m-%d %H:%M:%S} {row['outcome']:<9} "
-                   f"{row['statement_count']:>4} steps  policy {row['policy_hash'][:12]}  by {row['applied_by']}"
+                   f"{row['statement_count']:>4} steps  policy {row['policy_hash'][:12]}  "
+                   f"{describe_git(row['git_commit'], row['git_dirty']):<22} by {row['applied_by']}"
                    f"/{row['os_user']}  {row['message'][:90]}")
 
 
@@ -267,14 +276,16 @@ def history(database_url: str | None, limit: int) -> None:
 @database_option
 def show(apply_id: int, database_url: str | None) -> None:
     """Print what one apply ran: its outcome, message and every statement."""
-    from engine.migrate.ledger import read_apply
+    from engine.migrate.ledger import describe_git, read_apply
     row = _run_or_exit(lambda: read_apply(_database_url(database_url), apply_id))
     if row is None:
         click.echo(f"error: no apply #{apply_id} in the ledger", err=True)
         sys.exit(1)
     click.echo(f"apply #{row['id']}: {row['outcome']} at {row['finished_at']:%Y-%m-%d %H:%M:%S %Z} by "
                f"{row['applied_by']} ({row['os_user']}@{row['client_host']}), tool {row['tool_version']}, "
-               f"policy {row['policy_hash'][:12]}, git {row['git_commit'] or '-'}")
+               f"policy {row['policy_hash'][:12]}, {describe_git(row['git_commit'], row['git_dirty'], 40)}"
+               + (" (uncommitted changes in the rules directory: the commit is not what was applied)"
+                  if row["git_dirty"] else ""))
     click.echo(row["message"])
     for number, statement in enumerate(row["statements"], start=1):
         click.echo(f"\n-- {number}. {statement.get('action', '')} {statement.get('step') or statement.get('object')}")
@@ -362,6 +373,9 @@ def _build_or_exit(rules_dir: Path, parse_check: bool = False) -> tuple[Policy, 
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
 
+
+NO_TERMINAL = ("no terminal to confirm on: pass --auto-approve, or apply a saved plan file "
+               "(`rulesctl plan --out plan.json`, then `rulesctl apply plan.json`); nothing was changed")
 
 NO_DATABASE = ("no database: pass --database-url URL or set DATABASE_URL. Without one rulesctl uses a local "
                "cluster in the project's .rulesctl/, and {where} is not a project directory (one holding rules/ or "

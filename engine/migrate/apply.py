@@ -4,6 +4,10 @@ its steps are not what rulesctl plans now). Output: an `ApplyResult`, and one le
 rulesctl.applies whatever happened: an apply that runs steps commits it as 'started' before the
 first step, so even a killed one leaves its trace (the next apply marks it 'interrupted').
 
+Approval: `confirm` (when given) sees a plan with steps and no blocked hazard, before anything
+runs; False, or an ApplyRefused it raises (the CLI's "no terminal to confirm on"), refuses the
+apply and records a 'refused' row with the reason. An in-sync database is never asked about.
+
 Under a session advisory lock (a second apply waits a bounded time, then fails clearly):
 enum values are added in their own committed transaction first (PostgreSQL cannot use a new
 enum value in the transaction that added it); every other step runs in one transaction with
@@ -30,7 +34,7 @@ from engine.database.connect import connect, query_text
 from engine.errors import ApplyRefused, DatabaseError, HazardsBlocked
 from engine.migrate.fetch import fetch_value
 from engine.migrate.hazards import Hazard
-from engine.migrate.ledger import LedgerWriter
+from engine.migrate.ledger import LedgerWriter, git_dirty
 from engine.migrate.model import ENUM_SEGMENT, Action, Step
 from engine.migrate.plan import Plan, build_plan, fingerprint_of, live_state
 from engine.policy.model import Policy
@@ -78,7 +82,8 @@ def apply(url: str, objects: list[SqlObject], policy: Policy, templates_dir: Pat
             _take_lock(conn, lock_timeout_s)
             try:
                 conn.execute(query_text("ledger.sql"))
-                ledger = LedgerWriter(conn, url, started, policy.policy_hash, git_commit(rules_dir))
+                ledger = LedgerWriter(conn, url, started, policy.policy_hash, git_commit(rules_dir),
+                                      git_dirty(rules_dir))
                 interrupted = ledger.mark_interrupted()
                 notes += [f"apply #{number} was interrupted before it finished (its session is gone); the ledger "
                           "now says so" for number in interrupted]
@@ -193,9 +198,15 @@ def _run(conn: psycopg.Connection[Any], plan: Plan, ledger: LedgerWriter, allowe
             ledger_id = ledger.write("no_change", plan, "in sync: the database matches the policy; nothing to do")
             _record_owned(conn, plan, ledger_id)
         return ApplyResult("no_change", "in sync: the database matches the policy; nothing to do", plan, ledger_id)
-    if confirm is not None and not confirm(plan):
-        ledger.write("refused", plan, "not approved at the prompt; nothing was changed")
-        raise ApplyRefused("not approved; nothing was changed")
+    if confirm is not None:
+        try:
+            approved = confirm(plan)
+        except ApplyRefused as refusal:         # no one to ask (no terminal): refused, and recorded so
+            ledger.write("refused", plan, str(refusal))
+            raise
+        if not approved:
+            ledger.write("refused", plan, "not approved at the prompt; nothing was changed")
+            raise ApplyRefused("not approved; nothing was changed")
 
     ledger_id = ledger.start(plan)              # committed now: a killed apply still leaves its trace
     done: Counter[str] = Counter()

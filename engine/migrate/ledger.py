@@ -6,6 +6,10 @@ An apply that runs steps commits a 'started' row (with its backend's pid) before
 step and turns it into 'applied' (in the transaction that applies) or 'failed'. A process
 killed mid-way (kill -9, a lost server) leaves its row 'started'; once that backend is gone,
 the next apply marks it 'interrupted', and history shows it so at once.
+
+Each row names the git commit the rules directory is checked out at and whether that directory
+had uncommitted changes (`git_dirty`; NULL when it is not in a git checkout), so a commit in the
+ledger is only trusted as the applied policy when git_dirty is false.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import datetime as dt
 import getpass
 import json
 import socket
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
@@ -35,10 +41,24 @@ ENUMS_KEPT = (" The enum values of its first segment were committed before it an
               "policy uses them).")
 
 
+def git_dirty(rules_dir: Path) -> bool | None:
+    """Whether the rules directory has uncommitted changes (modified, staged, deleted or untracked
+    files under it) in the git checkout holding it; None when it is not in one (or git is missing)."""
+    if not rules_dir.is_dir():
+        return None
+    try:
+        out = subprocess.run(["git", "-C", str(rules_dir), "status", "--porcelain", "--", "."],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 class LedgerWriter:
     def __init__(self, conn: psycopg.Connection[Any], url: str, started: dt.datetime, policy_hash: str,
-                 commit: str | None) -> None:
+                 commit: str | None, dirty: bool | None = None) -> None:
         self.conn, self.url, self.started, self.policy_hash, self.commit = conn, url, started, policy_hash, commit
+        self.dirty = dirty
         self.started_id: int | None = None
 
     def _values(self, plan: Plan) -> tuple[Any, ...]:
@@ -46,24 +66,24 @@ class LedgerWriter:
         statements = [{"step": str(step.key), "action": step.action.value, "segment": step.segment, "sql": step.sql}
                       for step in plan.steps]
         return (self.started, self.policy_hash, fingerprint_of(plan.desired_hashes), __version__, self.commit,
-                getpass.getuser(), socket.gethostname(), len(statements), json.dumps(statements))
+                self.dirty, getpass.getuser(), socket.gethostname(), len(statements), json.dumps(statements))
 
     def write(self, outcome: str, plan: Plan, message: str) -> int:
         """A finished attempt in one row (refused, no_change)."""
         return int(fetch_value(
             self.conn, """INSERT INTO rulesctl.applies (started_at, policy_hash, desired_hash, tool_version, git_commit,
-                                             applied_by, os_user, client_host, statement_count, statements,
+                                             git_dirty, applied_by, os_user, client_host, statement_count, statements,
                                              outcome, message)
-               VALUES (%s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, %s, %s) RETURNING id""",
+               VALUES (%s, %s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, %s, %s) RETURNING id""",
             (*self._values(plan), outcome, message)))
 
     def start(self, plan: Plan) -> int:
         """The 'started' row, committed before the first step runs (the connection is in autocommit)."""
         self.started_id = started = int(fetch_value(
             self.conn, """INSERT INTO rulesctl.applies (started_at, policy_hash, desired_hash, tool_version, git_commit,
-                                             applied_by, os_user, client_host, statement_count, statements,
+                                             git_dirty, applied_by, os_user, client_host, statement_count, statements,
                                              outcome, finished_at, backend_pid, message)
-               VALUES (%s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, 'started', NULL, pg_backend_pid(),
+               VALUES (%s, %s, %s, %s, %s, %s, current_user, %s, %s, %s, %s, 'started', NULL, pg_backend_pid(),
                        'started: running its steps') RETURNING id""",
             self._values(plan)))
         return started
@@ -109,8 +129,8 @@ def read_history(url: str, limit: int) -> list[dict[str, Any]]:
             return []
         return cast(list[dict[str, Any]], conn.execute(
             f"SELECT id, coalesce(finished_at, started_at) AS finished_at, {outcome} AS outcome, "
-            "statement_count, policy_hash, applied_by, os_user, coalesce(message, '') AS message "
-            "FROM rulesctl.applies ORDER BY id DESC LIMIT %s", (limit,)).fetchall())
+            f"statement_count, policy_hash, git_commit, {_git_dirty(conn)} AS git_dirty, applied_by, os_user, "
+            "coalesce(message, '') AS message FROM rulesctl.applies ORDER BY id DESC LIMIT %s", (limit,)).fetchall())
 
 
 def read_apply(url: str, apply_id: int) -> dict[str, Any] | None:
@@ -122,4 +142,21 @@ def read_apply(url: str, apply_id: int) -> dict[str, Any] | None:
             "FROM rulesctl.applies WHERE id = %s", (apply_id,)).fetchone())
         if row is not None:
             row["finished_at"], row["outcome"] = row.pop("shown_at"), row.pop("shown_outcome")
+            row.setdefault("git_dirty", None)               # a ledger no apply has brought up to date yet
         return row
+
+
+def _git_dirty(conn: psycopg.Connection[Any]) -> str:
+    """The git_dirty column, or NULL in a ledger made before it (history never alters the table)."""
+    return "git_dirty" if fetch_value(
+        conn, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'rulesctl.applies'::regclass "
+              "AND attname = 'git_dirty' AND NOT attisdropped") else "NULL::boolean"
+
+
+def describe_git(commit: str | None, dirty: bool | None, width: int = 12) -> str:
+    """How history and show name the policy's source: `git 1a2b3c4d5e6f`, with `+dirty` when the
+    rules directory had uncommitted changes (the commit is then not what was applied); `git -`
+    outside a git checkout (and in rows from before git_dirty was recorded, with no commit)."""
+    if commit is None and dirty is None:
+        return "git -"
+    return f"git {(commit or 'no-commit')[:width]}" + ("+dirty" if dirty else "")

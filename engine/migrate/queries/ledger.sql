@@ -20,7 +20,8 @@ CREATE TABLE IF NOT EXISTS rulesctl.applies (
   statement_count integer NOT NULL,
   statements jsonb NOT NULL DEFAULT '[]',
   message text,
-  backend_pid integer
+  backend_pid integer,
+  git_dirty boolean             -- uncommitted changes in the rules directory; NULL: not a git checkout
 );
 -- A ledger made by an older rulesctl: the same table, brought up to date once.
 DO $ledger$
@@ -32,6 +33,10 @@ BEGIN
         CHECK (outcome IN ('started', 'applied', 'no_change', 'refused', 'failed', 'interrupted')),
       ALTER COLUMN finished_at DROP NOT NULL,
       ADD COLUMN IF NOT EXISTS backend_pid integer;
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'rulesctl.applies'::regclass
+                 AND attname = 'git_dirty' AND NOT attisdropped) THEN
+    ALTER TABLE rulesctl.applies ADD COLUMN git_dirty boolean;
   END IF;
 END
 $ledger$;
