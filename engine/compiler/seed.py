@@ -36,7 +36,8 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
                 name=day_off.name, kind=day_off.kind)
     for unit in policy.units:
         add("organizational_units", unit.origin, id=unit.id, parent_id=unit.parent_id, name=unit.name,
-            timezone=unit.timezone, calendar_id=unit.calendar_id, default_wip_limit=unit.wip_limit)
+            timezone=unit.timezone, calendar_id=unit.calendar_id, default_wip_limit=unit.wip_limit,
+            retired=unit.retired)
     parents = {unit.id: unit.parent_id for unit in policy.units}
     for unit in policy.units:
         ancestor: str | None = unit.id
@@ -48,7 +49,7 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
         add("proficiency_levels", policy.proficiency_origin, id=proficiency, rank=rank)
     for skill in policy.skills:
         add("skills", skill.origin, id=skill.id, name=skill.name, category=skill.category,
-            description=skill.description)
+            description=skill.description, retired=skill.retired)
     for chain in policy.chains:
         add("escalation_chains", chain.origin, id=chain.id, name=chain.name)
         for level in chain.levels:
@@ -64,7 +65,7 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
             match_types=_array(rule.types), match_priorities=_array(rule.priorities),
             match_skills_any=_array(rule.skills_any), target_unit_id=rule.target_unit_id,
             include_subtree=rule.include_subtree, strategy=rule.strategy, capacity_weight=rule.capacity_weight,
-            min_proficiency=rule.min_proficiency, when_no_capacity=rule.when_no_capacity)
+            min_proficiency=rule.min_proficiency, when_no_capacity=rule.when_no_capacity, retired=rule.retired)
     leave = policy.leave
     for priority in policy.priorities:
         action = "reassign" if priority in leave.reassign else "flag_for_review"

@@ -58,11 +58,18 @@ BEGIN
     IF v_unknown IS NOT NULL THEN
       PERFORM api_invalid('required_skills', format('unknown skill %L', v_unknown));
     END IF;
+    SELECT min(k.id) INTO v_unknown FROM skills k WHERE k.id = ANY (v_skills) AND k.retired;
+    IF v_unknown IS NOT NULL THEN
+      PERFORM api_invalid('required_skills', format('skill %L is retired: new work cannot require it', v_unknown));
+    END IF;
   ELSE
     v_skills := '{}';
   END IF;
   IF v_target_text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM organizational_units WHERE id = v_target_text) THEN
     PERFORM api_invalid('target_unit_id', format('unknown unit %L', v_target_text));
+  END IF;
+  IF v_target_text IS NOT NULL AND EXISTS (SELECT 1 FROM organizational_units WHERE id = v_target_text AND retired) THEN
+    PERFORM api_invalid('target_unit_id', format('unit %L is retired: it takes no new work', v_target_text));
   END IF;
 
   -- One call per work item at a time; then one snapshot sees it either queued or assigned.

@@ -32,7 +32,7 @@ BEGIN
       SELECT s.id AS staff_id, s.unit_id, s.current_assignment_count AS current_load,
              coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit, s.last_assigned_at
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
+    WHERE s.unit_id = t.unit_id AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
@@ -48,7 +48,7 @@ BEGIN
       SELECT s.id AS staff_id, s.unit_id, s.current_assignment_count AS current_load,
              coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit, s.last_assigned_at
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
+    WHERE s.unit_id = t.unit_id AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))

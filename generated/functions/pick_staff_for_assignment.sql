@@ -32,14 +32,14 @@ BEGIN
     -- whenever nobody qualifies -- the queueing case.)
     SELECT array_agg(s.id ORDER BY s.id) INTO v_candidates
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available' AND s.has_room
+    WHERE s.unit_id = ANY (p_unit_ids) AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank));
     FOREACH v_candidate IN ARRAY coalesce(v_candidates, '{}'::uuid[]) LOOP
       SELECT s.id INTO v_staff_id
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.id = v_candidate AND s.availability_status = 'available' AND s.has_room
+    WHERE s.id = v_candidate AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))

@@ -33,7 +33,7 @@ BEGIN
             CROSS JOIN LATERAL (SELECT s.id, s.unit_id, s.current_assignment_count, s.last_assigned_at,
                                        coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
+    WHERE s.unit_id = t.unit_id AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
@@ -51,7 +51,7 @@ BEGIN
             CROSS JOIN LATERAL (SELECT s.id, s.unit_id, s.current_assignment_count, s.last_assigned_at,
                                        coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = t.unit_id AND s.availability_status = 'available' AND s.has_room
+    WHERE s.unit_id = t.unit_id AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
@@ -66,7 +66,7 @@ BEGIN
     FOR v_candidate IN SELECT (e ->> 'staff_id')::uuid FROM jsonb_array_elements(v_batch) e LOOP
       SELECT s.id INTO staff_id
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.id = v_candidate AND s.availability_status = 'available' AND s.has_room
+    WHERE s.id = v_candidate AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
@@ -81,7 +81,7 @@ BEGIN
   IF p_strategy = 'round_robin' THEN
     SELECT s.id INTO staff_id
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available' AND s.has_room
+    WHERE s.unit_id = ANY (p_unit_ids) AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))
@@ -91,7 +91,7 @@ BEGIN
   ELSE
     SELECT s.id INTO staff_id
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (p_unit_ids) AND s.availability_status = 'available' AND s.has_room
+    WHERE s.unit_id = ANY (p_unit_ids) AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))

@@ -3,29 +3,29 @@
 -- templates: seed/insert.sql.j2
 
 -- seed public.assignment_rules/rule-catch-all
-INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity)
-VALUES ('rule-catch-all', 1000, 'Anything no other rule takes is queued for the whole authority.', NULL, NULL, NULL, 'unit-gastat', true, 'least_loaded', 1, NULL, 'escalate');
+INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity, retired)
+VALUES ('rule-catch-all', 1000, 'Anything no other rule takes is queued for the whole authority.', NULL, NULL, NULL, 'unit-gastat', true, 'least_loaded', 1, NULL, 'escalate', false);
 
 -- seed public.assignment_rules/rule-critical-tickets
-INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity)
-VALUES ('rule-critical-tickets', 10, 'Urgent and high service desk tickets, weighted double, least loaded first.', '{"ticket"}', '{"urgent","high"}', NULL, 'unit-it-support', false, 'least_loaded', 2, NULL, 'queue');
+INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity, retired)
+VALUES ('rule-critical-tickets', 10, 'Urgent and high service desk tickets, weighted double, least loaded first.', '{"ticket"}', '{"urgent","high"}', NULL, 'unit-it-support', false, 'least_loaded', 2, NULL, 'queue', false);
 
 -- seed public.assignment_rules/rule-data-requests
-INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity)
-VALUES ('rule-data-requests', 50, 'Data requests; when the desk is full, Dissemination''s other staff help.', '{"data_request"}', NULL, NULL, 'unit-data-requests', false, 'least_loaded', 1, NULL, 'overflow_to_parent');
+INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity, retired)
+VALUES ('rule-data-requests', 50, 'Data requests; when the desk is full, Dissemination''s other staff help.', '{"data_request"}', NULL, NULL, 'unit-data-requests', false, 'least_loaded', 1, NULL, 'overflow_to_parent', false);
 
 -- seed public.assignment_rules/rule-legal-translation
-INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity)
-VALUES ('rule-legal-translation', 30, 'Legal texts need an expert legal translator.', '{"translation_request"}', NULL, '{"skill-legal-translation"}', 'unit-translation', false, 'least_loaded', 2, 'expert', 'queue');
+INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity, retired)
+VALUES ('rule-legal-translation', 30, 'Legal texts need an expert legal translator.', '{"translation_request"}', NULL, '{"skill-legal-translation"}', 'unit-translation', false, 'least_loaded', 2, 'expert', 'queue', false);
 
 -- seed public.assignment_rules/rule-survey-tasks
-INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity)
-VALUES ('rule-survey-tasks', 60, 'Field survey work goes anywhere in Statistical Operations.', '{"survey_task"}', NULL, NULL, 'unit-operations', true, 'least_loaded', 1, NULL, 'queue');
+INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity, retired)
+VALUES ('rule-survey-tasks', 60, 'Field survey work goes anywhere in Statistical Operations.', '{"survey_task"}', NULL, NULL, 'unit-operations', true, 'least_loaded', 1, NULL, 'queue', false);
 
 -- seed public.assignment_rules/rule-tickets
-INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity)
-VALUES ('rule-tickets', 20, 'Every other service desk ticket, spread evenly over the desk.', '{"ticket"}', NULL, NULL, 'unit-it-support', false, 'round_robin', 1, NULL, 'queue');
+INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity, retired)
+VALUES ('rule-tickets', 20, 'Every other service desk ticket, spread evenly over the desk.', '{"ticket"}', NULL, NULL, 'unit-it-support', false, 'round_robin', 1, NULL, 'queue', false);
 
 -- seed public.assignment_rules/rule-translation
-INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity)
-VALUES ('rule-translation', 40, 'All other translation requests.', '{"translation_request"}', NULL, NULL, 'unit-translation', false, 'least_loaded', 1, NULL, 'queue');
+INSERT INTO public.assignment_rules (id, precedence, description, match_types, match_priorities, match_skills_any, target_unit_id, include_subtree, strategy, capacity_weight, min_proficiency, when_no_capacity, retired)
+VALUES ('rule-translation', 40, 'All other translation requests.', '{"translation_request"}', NULL, NULL, 'unit-translation', false, 'least_loaded', 1, NULL, 'queue', false);

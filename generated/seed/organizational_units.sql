@@ -3,45 +3,45 @@
 -- templates: seed/insert.sql.j2
 
 -- seed public.organizational_units/unit-gastat
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-gastat', NULL, 'General Authority for Statistics', 'Asia/Riyadh', 'riyadh-business', 5);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-gastat', NULL, 'General Authority for Statistics', 'Asia/Riyadh', 'riyadh-business', 5, false);
 
 -- seed public.organizational_units/unit-corporate
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-corporate', 'unit-gastat', 'Corporate Services', 'Asia/Riyadh', 'riyadh-business', 5);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-corporate', 'unit-gastat', 'Corporate Services', 'Asia/Riyadh', 'riyadh-business', 5, false);
 
 -- seed public.organizational_units/unit-dissemination
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-dissemination', 'unit-gastat', 'Dissemination & User Services', 'Asia/Riyadh', 'riyadh-business', 5);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-dissemination', 'unit-gastat', 'Dissemination & User Services', 'Asia/Riyadh', 'riyadh-business', 5, false);
 
 -- seed public.organizational_units/unit-data-requests
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-data-requests', 'unit-dissemination', 'Data Requests Desk', 'Asia/Riyadh', 'riyadh-business', 5);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-data-requests', 'unit-dissemination', 'Data Requests Desk', 'Asia/Riyadh', 'riyadh-business', 5, false);
 
 -- seed public.organizational_units/unit-hr
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-hr', 'unit-corporate', 'Human Resources', 'Asia/Riyadh', 'riyadh-business', 5);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-hr', 'unit-corporate', 'Human Resources', 'Asia/Riyadh', 'riyadh-business', 5, false);
 
 -- seed public.organizational_units/unit-it-support
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-it-support', 'unit-corporate', 'IT Support', 'Asia/Riyadh', 'always-on', 5);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-it-support', 'unit-corporate', 'IT Support', 'Asia/Riyadh', 'always-on', 5, false);
 
 -- seed public.organizational_units/unit-operations
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-operations', 'unit-gastat', 'Statistical Operations', 'Asia/Riyadh', 'riyadh-business', 5);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-operations', 'unit-gastat', 'Statistical Operations', 'Asia/Riyadh', 'riyadh-business', 5, false);
 
 -- seed public.organizational_units/unit-data-processing
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-data-processing', 'unit-operations', 'Data Processing', 'Asia/Riyadh', 'riyadh-business', 5);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-data-processing', 'unit-operations', 'Data Processing', 'Asia/Riyadh', 'riyadh-business', 5, false);
 
 -- seed public.organizational_units/unit-field-survey
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-field-survey', 'unit-operations', 'Field Survey', 'Asia/Riyadh', 'riyadh-business', 8);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-field-survey', 'unit-operations', 'Field Survey', 'Asia/Riyadh', 'riyadh-business', 8, false);
 
 -- seed public.organizational_units/unit-methodology
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-methodology', 'unit-operations', 'Methodology & Quality', 'Asia/Riyadh', 'riyadh-business', 4);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-methodology', 'unit-operations', 'Methodology & Quality', 'Asia/Riyadh', 'riyadh-business', 4, false);
 
 -- seed public.organizational_units/unit-translation
-INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit)
-VALUES ('unit-translation', 'unit-dissemination', 'Translation', 'Asia/Riyadh', 'riyadh-business', 3);
+INSERT INTO public.organizational_units (id, parent_id, name, timezone, calendar_id, default_wip_limit, retired)
+VALUES ('unit-translation', 'unit-dissemination', 'Translation', 'Asia/Riyadh', 'riyadh-business', 3, false);

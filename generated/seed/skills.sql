@@ -3,57 +3,57 @@
 -- templates: seed/insert.sql.j2
 
 -- seed public.skills/skill-arabic
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-arabic', 'Arabic', 'language', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-arabic', 'Arabic', 'language', NULL, false);
 
 -- seed public.skills/skill-census
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-census', 'Census operations', 'statistics', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-census', 'Census operations', 'statistics', NULL, false);
 
 -- seed public.skills/skill-data-cleaning
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-data-cleaning', 'Data cleaning and validation', 'data', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-data-cleaning', 'Data cleaning and validation', 'data', NULL, false);
 
 -- seed public.skills/skill-desktop-support
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-desktop-support', 'Desktop and device support', 'technology', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-desktop-support', 'Desktop and device support', 'technology', NULL, false);
 
 -- seed public.skills/skill-disclosure-control
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-disclosure-control', 'Statistical disclosure control', 'statistics', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-disclosure-control', 'Statistical disclosure control', 'statistics', NULL, false);
 
 -- seed public.skills/skill-english
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-english', 'English', 'language', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-english', 'English', 'language', NULL, false);
 
 -- seed public.skills/skill-field-interviewing
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-field-interviewing', 'Field interviewing', 'field', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-field-interviewing', 'Field interviewing', 'field', NULL, false);
 
 -- seed public.skills/skill-french
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-french', 'French', 'language', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-french', 'French', 'language', NULL, false);
 
 -- seed public.skills/skill-gis
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-gis', 'Geographic information systems', 'data', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-gis', 'Geographic information systems', 'data', NULL, false);
 
 -- seed public.skills/skill-legal-translation
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-legal-translation', 'Legal translation', 'language', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-legal-translation', 'Legal translation', 'language', NULL, false);
 
 -- seed public.skills/skill-network
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-network', 'Networking', 'technology', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-network', 'Networking', 'technology', NULL, false);
 
 -- seed public.skills/skill-sampling
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-sampling', 'Survey sampling design', 'statistics', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-sampling', 'Survey sampling design', 'statistics', NULL, false);
 
 -- seed public.skills/skill-security
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-security', 'Information security', 'technology', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-security', 'Information security', 'technology', NULL, false);
 
 -- seed public.skills/skill-sql
-INSERT INTO public.skills (id, name, category, description)
-VALUES ('skill-sql', 'SQL and data extraction', 'data', NULL);
+INSERT INTO public.skills (id, name, category, description, retired)
+VALUES ('skill-sql', 'SQL and data extraction', 'data', NULL, false);

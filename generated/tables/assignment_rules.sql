@@ -12,10 +12,11 @@ CREATE TABLE public.assignment_rules (
   match_types public.work_item_type[],
   match_priorities public.priority_level[],
   match_skills_any text[],
-  target_unit_id text NOT NULL REFERENCES public.organizational_units (id),
+  target_unit_id text NOT NULL REFERENCES public.organizational_units (id) ON UPDATE CASCADE,
   include_subtree boolean NOT NULL DEFAULT false,
   strategy text NOT NULL CHECK (strategy IN ('least_loaded', 'round_robin')),
   capacity_weight integer NOT NULL DEFAULT 1 CHECK (capacity_weight > 0),
   min_proficiency text REFERENCES public.proficiency_levels (id),
-  when_no_capacity text NOT NULL CHECK (when_no_capacity IN ('queue', 'overflow_to_parent', 'escalate'))
+  when_no_capacity text NOT NULL CHECK (when_no_capacity IN ('queue', 'overflow_to_parent', 'escalate')),
+  retired boolean NOT NULL DEFAULT false   -- kept for history: never matches
 );

@@ -6,7 +6,7 @@
 -- One row per unit per day (re-capturing the same day updates it).
 CREATE TABLE public.capacity_snapshots (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  unit_id text NOT NULL REFERENCES public.organizational_units (id),
+  unit_id text NOT NULL REFERENCES public.organizational_units (id) ON UPDATE CASCADE,
   snapshot_date date NOT NULL,
   staff_count integer NOT NULL DEFAULT 0,
   capacity integer NOT NULL DEFAULT 0,

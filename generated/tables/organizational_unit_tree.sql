@@ -7,8 +7,8 @@
 -- ancestor at depth 0. Subtree targets, escalation and row level security read it instead
 -- of walking parent_id recursively on every call.
 CREATE TABLE public.organizational_unit_tree (
-  ancestor_id text NOT NULL REFERENCES public.organizational_units (id) ON DELETE CASCADE,
-  unit_id text NOT NULL REFERENCES public.organizational_units (id) ON DELETE CASCADE,
+  ancestor_id text NOT NULL REFERENCES public.organizational_units (id) ON DELETE CASCADE ON UPDATE CASCADE,
+  unit_id text NOT NULL REFERENCES public.organizational_units (id) ON DELETE CASCADE ON UPDATE CASCADE,
   depth smallint NOT NULL CHECK (depth >= 0),
   PRIMARY KEY (ancestor_id, unit_id)
 );

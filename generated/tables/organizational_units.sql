@@ -6,11 +6,12 @@
 -- The unit tree (rules/units.yaml). Escalations walk up parent_id.
 CREATE TABLE public.organizational_units (
   id text PRIMARY KEY,
-  parent_id text REFERENCES public.organizational_units (id),
+  parent_id text REFERENCES public.organizational_units (id) ON UPDATE CASCADE,
   name text NOT NULL,
   timezone text NOT NULL,
   calendar_id text NOT NULL REFERENCES public.business_calendars (id),
   default_wip_limit integer NOT NULL CHECK (default_wip_limit > 0),
+  retired boolean NOT NULL DEFAULT false,  -- kept for history: takes no new work, staff in it are not picked
   version integer NOT NULL DEFAULT 1,
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now(),

@@ -8,5 +8,6 @@ CREATE TABLE public.skills (
   id text PRIMARY KEY,
   name text NOT NULL,
   category text NOT NULL,
-  description text
+  description text,
+  retired boolean NOT NULL DEFAULT false   -- kept for history: no new work may require it
 );

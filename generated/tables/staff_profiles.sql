@@ -15,7 +15,7 @@
 -- with one array test per row instead of a query per candidate.
 CREATE TABLE public.staff_profiles (
   id uuid PRIMARY KEY,
-  unit_id text NOT NULL REFERENCES public.organizational_units (id),
+  unit_id text NOT NULL REFERENCES public.organizational_units (id) ON UPDATE CASCADE,
   full_name text NOT NULL,
   email text,
   role text NOT NULL DEFAULT 'staff' CHECK (role IN ('staff', 'supervisor', 'unit_head', 'admin')),

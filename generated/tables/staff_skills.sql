@@ -6,7 +6,7 @@
 -- The skills each person holds, at a proficiency level.
 CREATE TABLE public.staff_skills (
   staff_id uuid NOT NULL REFERENCES public.staff_profiles (id) ON DELETE CASCADE,
-  skill_id text NOT NULL REFERENCES public.skills (id),
+  skill_id text NOT NULL REFERENCES public.skills (id) ON UPDATE CASCADE,
   proficiency text NOT NULL REFERENCES public.proficiency_levels (id),
   PRIMARY KEY (staff_id, skill_id)
 );

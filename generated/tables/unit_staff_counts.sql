@@ -9,7 +9,7 @@
 -- with dead entries (about a tenth of an assignment's CPU). Filled from the staff already there
 -- when it is created; staff writes wait meanwhile, so none is counted twice or missed.
 CREATE TABLE public.unit_staff_counts (
-  unit_id text PRIMARY KEY REFERENCES public.organizational_units (id) ON DELETE CASCADE,
+  unit_id text PRIMARY KEY REFERENCES public.organizational_units (id) ON DELETE CASCADE ON UPDATE CASCADE,
   staff integer NOT NULL CHECK (staff >= 0)
 );
 LOCK TABLE public.staff_profiles IN SHARE ROW EXCLUSIVE MODE;
