@@ -131,9 +131,11 @@ hazard_option = click.option("--allow-hazard", "allowed", multiple=True, metavar
               "live state) for `rulesctl apply PLAN_FILE`.")
 @click.option("--show-sql", is_flag=True, help="Text format: print each step's SQL too.")
 @click.option("--detect-drift", is_flag=True, hidden=True, help="Old spelling of `rulesctl drift`.")
+@click.option("--impact-days", type=click.IntRange(min=1), default=30, show_default=True,
+              help="Impact: re-route the arrivals of this many past days under the new rules.")
 @hazard_option
 def plan(rules_dir: Path, database_url: str | None, fmt: str, out_file: Path | None, show_sql: bool,
-         detect_drift: bool, allowed: tuple[str, ...]) -> None:
+         detect_drift: bool, impact_days: int, allowed: tuple[str, ...]) -> None:
     """Show what apply would change in the database, and why.
 
     \b
@@ -150,7 +152,7 @@ def plan(rules_dir: Path, database_url: str | None, fmt: str, out_file: Path | N
         _report_drift(rules_dir, database_url, fmt)
     policy, objects = _build_or_exit(rules_dir)
     url = _database_url(database_url, rules_dir)
-    result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES))
+    result = _run_or_exit(lambda: build_plan(url, policy, objects, DEFAULT_TEMPLATES, impact_days=impact_days))
     if out_file:
         out_file.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
         click.echo(f"plan saved to {out_file}", err=True)
