@@ -31,6 +31,7 @@ from engine.migrate.desired import cron_unavailable_reason, desired_state
 from engine.migrate.diff import diff
 from engine.migrate.fetch import fetch_value
 from engine.migrate.hazards import Hazard
+from engine.migrate.impact import DEFAULT_DAYS, Impact, measure, step_details
 from engine.migrate.introspect import introspect, scratch_schema_name
 from engine.migrate.kinds import kind_of
 from engine.migrate.kinds.policy import table_and_policy
@@ -52,6 +53,7 @@ class Plan:
     tool_version: str = __version__
     created_at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
     saved_fingerprint: str | None = None       # as a saved plan file states it (checked against `fingerprint`)
+    impact: Impact = field(default_factory=Impact)   # consequences for the work; not part of the fingerprint
 
     @property
     def live_fingerprint(self) -> str:
@@ -79,14 +81,16 @@ class Plan:
         return {"tool_version": self.tool_version, "created_at": self.created_at, "policy_hash": self.policy_hash,
                 "fingerprint": self.fingerprint, "steps_hash": self.steps_hash, "live_hashes": self.live_hashes,
                 "desired_hashes": self.desired_hashes, "notes": self.notes, "foreign": self.foreign,
-                "timings": self.timings, "steps": [step.as_dict() for step in self.steps]}
+                "timings": self.timings, "steps": [step.as_dict() for step in self.steps],
+                "impact": self.impact.as_dict()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         steps = [Step.from_dict(s) for s in data["steps"]]
         return cls(steps, data["foreign"], data["live_hashes"], data["desired_hashes"], data["policy_hash"],
                    data["notes"], data.get("timings", {}), data["tool_version"], data["created_at"],
-                   saved_fingerprint=data["fingerprint"])
+                   saved_fingerprint=data["fingerprint"],
+                   impact=Impact.from_dict(data["impact"]) if "impact" in data else Impact())
 
 
 def object_hash(obj: LiveObject) -> str:
@@ -117,19 +121,21 @@ def live_state(conn: psycopg.Connection[Any], managed_keys: Collection[str]) -> 
 
 
 def build_plan(url: str, policy: Policy, objects: list[SqlObject], templates_dir: Path,
-               conn: psycopg.Connection[Any] | None = None) -> Plan:
-    """Plan on a fresh connection, or on `conn` (apply's, under its lock) when given."""
+               conn: psycopg.Connection[Any] | None = None, impact_days: int = DEFAULT_DAYS) -> Plan:
+    """Plan on a fresh connection, or on `conn` (apply's, under its lock) when given. The impact
+    looks back over `impact_days` days of arrivals."""
     if conn is not None:
-        return _plan(conn, policy, objects, templates_dir)
+        return _plan(conn, policy, objects, templates_dir, impact_days)
     try:
         with connect(url) as own:
             own.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            return _plan(own, policy, objects, templates_dir)
+            return _plan(own, policy, objects, templates_dir, impact_days)
     except psycopg.Error as exc:
         raise DatabaseError(f"planning failed: {str(exc).strip()}") from None
 
 
-def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject], templates_dir: Path) -> Plan:
+def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject], templates_dir: Path,
+          impact_days: int = DEFAULT_DAYS) -> Plan:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     try:
@@ -141,6 +147,9 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
             desired = desired_state(conn, policy, objects, templates_dir, scratch_schema_name())
             cron_problem = cron_unavailable_reason(conn)
             timings["render"] = time.perf_counter() - clock
+            clock = time.perf_counter()
+            impact = measure(conn, policy, impact_days)
+            timings["impact"] = time.perf_counter() - clock
     except psycopg.Error as exc:
         raise DatabaseError(f"planning failed: {str(exc).strip()}") from None
     clock = time.perf_counter()
@@ -154,11 +163,13 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
     ordered = order_steps(steps, objects, live)
     ordered += builder.reschedule_steps(ordered)
     timings["diff"] = time.perf_counter() - clock
+    impact.details = step_details(ordered, live, desired)
     live_hashes: dict[str, str] = {key: object_hash(live[key])
                                    for key in sorted(managed | desired.keys()) if key in live}
     notes = _notes(policy, cron_problem, desired)
     return Plan(ordered, list(result.foreign), live_hashes,
-                {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings)
+                {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings,
+                impact=impact)
 
 
 def hand_made_policies(live: Mapping[ObjectKey, LiveObject], desired: Mapping[ObjectKey, LiveObject],

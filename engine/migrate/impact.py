@@ -1,0 +1,290 @@
+"""What a plan would do to the work, not just to rows. Input: the plan's connection (inside its
+read-only transaction), the desired `Policy`, the live and desired objects. Output: an `Impact`:
+
+- capacity per unit before -> after where a unit's default WIP limit changes, and the people
+  (on the unit default) who would be over the new limit;
+- where the last N days of arrivals (`assignments` and `assignment_queue`) would be routed
+  under the new assignment rules versus where they went, counted by (rule, unit) -> (rule, unit);
+  rules that can never match (an earlier rule's conditions cover theirs) and rule targets with
+  no available staff. The new rules are evaluated here, in Python, from the policy model
+  against the arrivals aggregated in SQL by (type, priority, required skills, rule, target);
+- per step, the detail a reviewer wants: a replaced function's body as a unified diff of the
+  live definition against the desired one, a changed seed row as `column: old -> new`.
+
+Nothing is written; a database without the engine's tables (a first install) has no impact.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from engine.compiler import catalog
+from engine.compiler.objects import ObjectKey
+from engine.migrate.fetch import fetch_value
+from engine.migrate.kinds.seed import BOOKKEEPING_COLUMNS
+from engine.migrate.model import Action, LiveObject, Step
+from engine.policy.model import AssignmentRule, Policy
+
+DEFAULT_DAYS = 30
+NO_RULE = "(no rule)"
+
+
+@dataclass(frozen=True)
+class UnitCapacity:
+    unit_id: str
+    limit_before: int
+    limit_after: int
+    capacity_before: int          # sum of the effective WIP limits of the unit's available staff
+    capacity_after: int
+    staff: int                    # available staff counted
+
+
+@dataclass(frozen=True)
+class OverLimit:
+    unit_id: str
+    staff_id: str
+    full_name: str
+    load: int                     # current_assignment_count
+    limit_after: int
+
+
+@dataclass(frozen=True)
+class Route:
+    from_rule: str
+    from_unit: str
+    to_rule: str
+    to_unit: str
+    count: int
+
+    @property
+    def moves(self) -> bool:
+        return (self.from_rule, self.from_unit) != (self.to_rule, self.to_unit)
+
+
+@dataclass(frozen=True)
+class Shadowed:
+    rule_id: str
+    by_rule_id: str
+
+
+@dataclass(frozen=True)
+class Unstaffed:
+    rule_id: str
+    unit_id: str
+    staff: int                    # staff in the target (subtree when the rule includes it)
+    available: int
+
+
+@dataclass
+class Impact:
+    days: int = DEFAULT_DAYS
+    capacity: list[UnitCapacity] = field(default_factory=list)
+    over_limit: list[OverLimit] = field(default_factory=list)
+    routing_changed: bool = False
+    arrivals: int = 0
+    routes: list[Route] = field(default_factory=list)
+    shadowed: list[Shadowed] = field(default_factory=list)
+    unstaffed: list[Unstaffed] = field(default_factory=list)
+    details: dict[str, list[str]] = field(default_factory=dict)   # step key -> lines shown under it
+    seconds: float = 0.0
+
+    @property
+    def empty(self) -> bool:
+        return not (self.capacity or self.over_limit or self.routing_changed)
+
+    @property
+    def moved(self) -> int:
+        return sum(route.count for route in self.routes if route.moves)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Impact:
+        return cls(data["days"], [UnitCapacity(**c) for c in data["capacity"]],
+                   [OverLimit(**o) for o in data["over_limit"]], data["routing_changed"], data["arrivals"],
+                   [Route(**r) for r in data["routes"]], [Shadowed(**s) for s in data["shadowed"]],
+                   [Unstaffed(**u) for u in data["unstaffed"]], data.get("details", {}), data.get("seconds", 0.0))
+
+
+def measure(conn: psycopg.Connection[Any], policy: Policy, days: int = DEFAULT_DAYS,
+            schema: str = catalog.SCHEMA) -> Impact:
+    """The impact on the live data; call inside the plan's transaction."""
+    impact = Impact(days)
+    if fetch_value(conn, "SELECT to_regclass(%s)", (f"{schema}.staff_profiles",)) is None:
+        return impact
+    impact.capacity, impact.over_limit = _capacity(conn, policy, schema)
+    if _rules_changed(conn, policy, schema):
+        impact.routing_changed = True
+        impact.arrivals, impact.routes = _routing(conn, policy, days, schema)
+        impact.shadowed = shadowed(policy.rules)
+        impact.unstaffed = _unstaffed(conn, policy, schema)
+    return impact
+
+
+# -- capacity ---------------------------------------------------------------------------------
+
+def _capacity(conn: psycopg.Connection[Any], policy: Policy,
+              schema: str) -> tuple[list[UnitCapacity], list[OverLimit]]:
+    live = dict(conn.execute(sql.SQL("SELECT id, default_wip_limit FROM {}").format(
+        sql.Identifier(schema, "organizational_units"))).fetchall())
+    changed = {unit.id: unit.wip_limit for unit in policy.units
+               if unit.id in live and live[unit.id] != unit.wip_limit}
+    if not changed:
+        return [], []
+    ids = sorted(changed)
+    staff = conn.execute(sql.SQL(
+        "SELECT unit_id, id::text, full_name, wip_limit, current_assignment_count, availability_status::text "
+        "FROM {} WHERE unit_id = ANY(%s) ORDER BY unit_id, full_name, id").format(
+        sql.Identifier(schema, "staff_profiles")), (ids,)).fetchall()
+    capacity = []
+    for unit_id in ids:
+        mine = [row for row in staff if row[0] == unit_id and row[5] == "available"]
+        before = sum(own if own is not None else live[unit_id] for _, _, _, own, _, _ in mine)
+        after = sum(own if own is not None else changed[unit_id] for _, _, _, own, _, _ in mine)
+        capacity.append(UnitCapacity(unit_id, live[unit_id], changed[unit_id], before, after, len(mine)))
+    over = [OverLimit(unit_id, staff_id, name, load, changed[unit_id])
+            for unit_id, staff_id, name, own, load, _ in staff
+            if own is None and load > changed[unit_id]]
+    return capacity, over
+
+
+# -- routing ----------------------------------------------------------------------------------
+
+def _rule_shape(rule: AssignmentRule) -> tuple[Any, ...]:
+    """What decides routing: identity, order, conditions and target."""
+    return (rule.id, rule.precedence, _set(rule.types), _set(rule.priorities), _set(rule.skills_any),
+            rule.target_unit_id, rule.include_subtree)
+
+
+def _set(values: Iterable[str] | None) -> frozenset[str] | None:
+    return frozenset(values) if values else None       # empty or absent: any
+
+
+def _rules_changed(conn: psycopg.Connection[Any], policy: Policy, schema: str) -> bool:
+    rows = conn.execute(sql.SQL(
+        "SELECT id, precedence, match_types::text[], match_priorities::text[], match_skills_any, target_unit_id, "
+        "include_subtree FROM {}").format(sql.Identifier(schema, "assignment_rules"))).fetchall()
+    live = {(i, p, _set(t), _set(pr), _set(sk), u, sub) for i, p, t, pr, sk, u, sub in rows}
+    return live != {_rule_shape(rule) for rule in policy.rules}
+
+
+def matches(rule: AssignmentRule, work_type: str, priority: str, skills: Iterable[str]) -> bool:
+    """As match_assignment_rule() decides: every condition given holds (skills: any in common)."""
+    return ((not rule.types or work_type in rule.types)
+            and (not rule.priorities or priority in rule.priorities)
+            and (not rule.skills_any or not set(rule.skills_any).isdisjoint(skills)))
+
+
+def route(rules: Iterable[AssignmentRule], work_type: str, priority: str,
+          skills: Iterable[str]) -> AssignmentRule | None:
+    """The first rule, in precedence order, that matches."""
+    skills = tuple(skills)
+    return next((rule for rule in sorted(rules, key=lambda r: r.precedence)
+                 if matches(rule, work_type, priority, skills)), None)
+
+
+ARRIVALS = """
+SELECT work_item_type::text, priority::text, required_skills, rule_id, target_unit_id, count(*)
+FROM (SELECT work_item_type, priority, required_skills, rule_id, target_unit_id FROM {assignments}
+      WHERE arrived_at >= now() - make_interval(days => %(days)s)
+      UNION ALL
+      SELECT work_item_type, priority, required_skills, rule_id, target_unit_id FROM {queue}
+      WHERE arrived_at >= now() - make_interval(days => %(days)s)) arrivals
+GROUP BY 1, 2, 3, 4, 5
+"""
+
+
+def _routing(conn: psycopg.Connection[Any], policy: Policy, days: int, schema: str) -> tuple[int, list[Route]]:
+    query = sql.SQL(ARRIVALS).format(assignments=sql.Identifier(schema, "assignments"),
+                                     queue=sql.Identifier(schema, "assignment_queue"))
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    for work_type, priority, skills, rule_id, target, count in conn.execute(query, {"days": days}):
+        new = route(policy.rules, work_type, priority, skills or ())
+        to = (new.id, new.target_unit_id) if new else (NO_RULE, "(unrouted)")
+        counts[(rule_id or NO_RULE, target or "(none)", *to)] += count
+    routes = [Route(*key, count) for key, count in counts.items()]
+    routes.sort(key=lambda r: (not r.moves, -r.count, r.from_rule, r.from_unit, r.to_rule, r.to_unit))
+    return sum(counts.values()), routes
+
+
+def covers(earlier: AssignmentRule, later: AssignmentRule) -> bool:
+    """Every item `later` matches is matched by `earlier`: each of earlier's conditions is absent
+    or includes later's (skills: later's any-of set within earlier's)."""
+    for wide, narrow in ((earlier.types, later.types), (earlier.priorities, later.priorities),
+                         (earlier.skills_any, later.skills_any)):
+        if wide and not (narrow and set(narrow) <= set(wide)):
+            return False
+    return True
+
+
+def shadowed(rules: Iterable[AssignmentRule]) -> list[Shadowed]:
+    """Rules that can never match: an earlier rule takes everything they would."""
+    ordered = sorted(rules, key=lambda r: r.precedence)
+    found = []
+    for index, rule in enumerate(ordered):
+        by = next((earlier for earlier in ordered[:index]
+                   if earlier.precedence < rule.precedence and covers(earlier, rule)), None)
+        if by is not None:
+            found.append(Shadowed(rule.id, by.id))
+    return found
+
+
+def _unstaffed(conn: psycopg.Connection[Any], policy: Policy, schema: str) -> list[Unstaffed]:
+    children: dict[str, list[str]] = {}
+    for unit in policy.units:
+        if unit.parent_id:
+            children.setdefault(unit.parent_id, []).append(unit.id)
+    rows = conn.execute(sql.SQL(
+        "SELECT unit_id, count(*), count(*) FILTER (WHERE availability_status = 'available') FROM {} "
+        "GROUP BY unit_id").format(sql.Identifier(schema, "staff_profiles"))).fetchall()
+    staff = {unit: (total, available) for unit, total, available in rows}
+    found = []
+    shadow = {s.rule_id for s in shadowed(policy.rules)}
+    for rule in policy.rules:
+        if rule.id in shadow:
+            continue
+        units, todo = [], [rule.target_unit_id]
+        while todo:
+            unit_id = todo.pop()
+            units.append(unit_id)
+            if rule.include_subtree:
+                todo += children.get(unit_id, [])
+        total = sum(staff.get(u, (0, 0))[0] for u in units)
+        available = sum(staff.get(u, (0, 0))[1] for u in units)
+        if available == 0:
+            found.append(Unstaffed(rule.id, rule.target_unit_id, total, available))
+    return found
+
+
+# -- per-step detail --------------------------------------------------------------------------
+
+def step_details(steps: Iterable[Step], live: Mapping[ObjectKey, LiveObject],
+                 desired: Mapping[ObjectKey, LiveObject]) -> dict[str, list[str]]:
+    """Lines to show under a step: a replaced function's unified diff, a seed row's changed columns."""
+    details = {}
+    for step in steps:
+        before, after = live.get(step.key), desired.get(step.key)
+        if before is None or after is None:
+            continue
+        if step.kind == "function" and step.action is Action.REPLACE:
+            old, new = before.definition["definition"], after.definition["definition"]
+            diff = list(difflib.unified_diff(old.splitlines(), new.splitlines(), "live", "policy", n=2, lineterm=""))
+            if diff:
+                details[str(step.key)] = diff
+        elif step.kind == "seed" and step.action is Action.UPDATE:
+            details[str(step.key)] = [f"{column}: {_value(before.definition.get(column))} -> {_value(value)}"
+                                      for column, value in after.definition.items()
+                                      if column not in BOOKKEEPING_COLUMNS and before.definition.get(column) != value]
+    return details
+
+
+def _value(value: Any) -> str:
+    return "null" if value is None else str(value) if not isinstance(value, str) else value
