@@ -13,7 +13,16 @@ class Hazard(Enum):
     JOB_UNSCHEDULED = ("job-unscheduled", "a scheduled job stops running")
     ENUM_VALUE_REMOVAL = ("enum-value-removal", "an enum value cannot be removed in place; rulesctl will not "
                                                 "do it: migrate the rows, then recreate the type by hand")
-    SEED_ROW_DELETED = ("seed-row-deleted", "deletes a policy row; live data that references it blocks the apply")
+    SEED_ROW_DELETED = ("seed-row-deleted", "deletes a policy row that no live data references")
+    RETIRE_IN_USE = ("retire-in-use", "retires a unit that still has staff or work: they stay in it and get no new "
+                                      "work until they are moved to a unit in service")
+    REFERENCED_REMOVAL = ("referenced-removal", "removes what live data references; rulesctl will not: retire it "
+                                                "(retired: true) or move the data off it first. It cannot be allowed")
+
+    @property
+    def allowable(self) -> bool:
+        """--allow-hazard lets it run; a removal of what live data references never runs."""
+        return self is not Hazard.REFERENCED_REMOVAL
 
     def __init__(self, slug: str, message: str):
         self.slug = slug

@@ -25,6 +25,7 @@ class Action(StrEnum):
     DROP = "drop"
     INSERT = "insert"
     UPDATE = "update"
+    RENAME = "rename"                  # a policy row's id, in place: every reference follows
     DELETE = "delete"
     ADD_VALUE = "add-value"
     REMOVE_VALUE = "remove-value"
@@ -51,6 +52,7 @@ class LiveObject:
     kind: str
     name: str
     definition: Any          # JSON-like, normalised; equality is the diff's notion of "same"
+    usage: Any = field(default=None, compare=False)   # what live data references it (engine/migrate/usage.py)
 
     @functools.cached_property
     def key(self) -> ObjectKey:

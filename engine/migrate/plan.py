@@ -37,6 +37,7 @@ from engine.migrate.kinds import kind_of
 from engine.migrate.kinds.policy import table_and_policy
 from engine.migrate.kinds.seed import Seed
 from engine.migrate.model import ENUM_SEGMENT, LiveObject, Step
+from engine.migrate.rename import after_renames, find_renames, rename_steps, with_renames
 from engine.migrate.steps import StepBuilder
 from engine.policy.model import Policy
 
@@ -75,6 +76,7 @@ class Plan:
         return {hazard for step in self.steps for hazard in step.hazards}
 
     def blocked_by(self, allowed: set[Hazard]) -> list[Step]:
+        allowed = {hazard for hazard in allowed if hazard.allowable}     # referenced-removal never runs
         return [step for step in self.steps if set(step.hazards) - allowed]
 
     def as_dict(self) -> dict[str, Any]:
@@ -156,11 +158,13 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
     produced = {obj.key for obj in objects}
     hand_made = hand_made_policies(live, desired, produced)
     managed = set(owned) | (produced & live.keys()) | hand_made
-    result = diff(desired, live, set(owned) | produced | hand_made)
-    builder = StepBuilder(objects, templates_dir, live)
+    renames = find_renames(policy, live)
+    renamed = after_renames(live, renames)          # live as the rename steps leave it: what the rest changes
+    result = diff(desired, renamed, set(owned) | produced | hand_made)
+    builder = StepBuilder(objects, templates_dir, renamed)
     steps = [step for change in result.changes for step in builder.steps(change)]
     steps = _mark_drift(steps, desired, live, owned, hand_made)
-    ordered = order_steps(steps, objects, live)
+    ordered = with_renames(order_steps(steps, objects, renamed), rename_steps(builder.context, renames))
     ordered += builder.reschedule_steps(ordered)
     timings["diff"] = time.perf_counter() - clock
     impact.details = step_details(ordered, live, desired)

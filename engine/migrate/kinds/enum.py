@@ -4,10 +4,15 @@ Values are never removed or reordered in place."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import psycopg
+
 from engine.compiler.objects import ObjectKey, SqlObject
 from engine.migrate.hazards import Hazard
-from engine.migrate.kinds.base import Action, Change, Context, Kind, Step, origin_of, where
+from engine.migrate.kinds.base import Action, Change, Context, Kind, LiveObject, Step, origin_of, where
 from engine.migrate.model import ENUM_SEGMENT
+from engine.migrate.usage import enum_usage
 
 
 class Enum(Kind):
@@ -17,6 +22,11 @@ class Enum(Kind):
     reported = True
     drop_hazards = (Hazard.DATA_LOSS,)
 
+    def introspect(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
+        """With the running and queued work of each value (work item types, priorities)."""
+        return [LiveObject(obj.kind, obj.name, obj.definition, enum_usage(conn, schema, obj.key.name))
+                for obj in super().introspect(conn, schema)]
+
     def change(self, ctx: Context, change: Change, obj: SqlObject) -> list[Step]:
         desired, live = change.wanted, change.found
         origin = origin_of(obj)
@@ -25,6 +35,12 @@ class Enum(Kind):
             removed = [value for value in live if value not in desired]
             migration = (f"-- {label}: values {', '.join(removed) or '(reordered)'} cannot be removed or reordered "
                          "in place.\n-- Migrate rows off them, then recreate the type by hand; rulesctl will not.\n")
+            usage = (change.live.usage if change.live is not None else None) or {}
+            used = [f"{value}: {usage[value]} running or queued items use it" for value in removed if usage.get(value)]
+            if used:                  # work uses the value: blocked, with the counts
+                return [Step(Action.REMOVE_VALUE, change.key, migration,
+                             f"{label} loses values in use ({'; '.join(used)}); finish or move that work "
+                             f"first{where(origin)}", (Hazard.REFERENCED_REMOVAL,), origin)]
             return [Step(Action.REMOVE_VALUE, change.key, migration,
                          f"{label} loses or reorders values ({', '.join(removed) or 'order'}){where(origin)}",
                          (Hazard.ENUM_VALUE_REMOVAL,), origin)]
