@@ -71,7 +71,7 @@ class Route:
 @dataclass(frozen=True)
 class Shadowed:
     rule_id: str
-    by_rule_id: str
+    by: tuple[str, ...]           # the earlier rules that, between them, take every item it would match
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ class Impact:
     def from_dict(cls, data: dict[str, Any]) -> Impact:
         return cls(data["days"], [UnitCapacity(**c) for c in data["capacity"]],
                    [OverLimit(**o) for o in data["over_limit"]], data["routing_changed"], data["arrivals"],
-                   [Route(**r) for r in data["routes"]], [Shadowed(**s) for s in data["shadowed"]],
+                   [Route(**r) for r in data["routes"]],
+                   [Shadowed(s["rule_id"], tuple(s["by"])) for s in data["shadowed"]],
                    [Unstaffed(**u) for u in data["unstaffed"]], data.get("details", {}), data.get("seconds", 0.0))
 
 
@@ -124,7 +125,7 @@ def measure(conn: psycopg.Connection[Any], policy: Policy, days: int = DEFAULT_D
     if _rules_changed(conn, policy, schema):
         impact.routing_changed = True
         impact.arrivals, impact.routes = _routing(conn, policy, days, schema)
-        impact.shadowed = shadowed(policy.rules)
+        impact.shadowed = shadowed(policy)
         impact.unstaffed = _unstaffed(conn, policy, schema)
     return impact
 
@@ -185,10 +186,10 @@ def matches(rule: AssignmentRule, work_type: str, priority: str, skills: Iterabl
 
 def route(rules: Iterable[AssignmentRule], work_type: str, priority: str,
           skills: Iterable[str]) -> AssignmentRule | None:
-    """The first rule, in precedence order, that matches."""
+    """The first rule in force, in precedence order, that matches (a retired rule matches nothing)."""
     skills = tuple(skills)
     return next((rule for rule in sorted(rules, key=lambda r: r.precedence)
-                 if matches(rule, work_type, priority, skills)), None)
+                 if not rule.retired and matches(rule, work_type, priority, skills)), None)
 
 
 ARRIVALS = """
@@ -215,25 +216,29 @@ def _routing(conn: psycopg.Connection[Any], policy: Policy, days: int, schema: s
     return sum(counts.values()), routes
 
 
-def covers(earlier: AssignmentRule, later: AssignmentRule) -> bool:
-    """Every item `later` matches is matched by `earlier`: each of earlier's conditions is absent
-    or includes later's (skills: later's any-of set within earlier's)."""
-    for wide, narrow in ((earlier.types, later.types), (earlier.priorities, later.priorities),
-                         (earlier.skills_any, later.skills_any)):
-        if wide and not (narrow and set(narrow) <= set(wide)):
-            return False
-    return True
-
-
-def shadowed(rules: Iterable[AssignmentRule]) -> list[Shadowed]:
-    """Rules that can never match: an earlier rule takes everything they would."""
-    ordered = sorted(rules, key=lambda r: r.precedence)
+def shadowed(policy: Policy) -> list[Shadowed]:
+    """Rules that can never match: the earlier rules, alone or together, take every item they
+    would. Exact over the policy's types and priorities; for skills it is enough to try each of
+    the rule's skills alone (an item with more skills only meets more earlier rules) or, for a
+    rule without a skill condition, no skills at all. Validation already rejects a rule covered
+    by one earlier rule; this also finds one covered by several."""
+    rules = sorted((rule for rule in policy.rules if not rule.retired), key=lambda r: r.precedence)
+    all_types = [t.id for t in policy.work_item_types]
     found = []
-    for index, rule in enumerate(ordered):
-        by = next((earlier for earlier in ordered[:index]
-                   if earlier.precedence < rule.precedence and covers(earlier, rule)), None)
-        if by is not None:
-            found.append(Shadowed(rule.id, by.id))
+    for index, rule in enumerate(rules):
+        earlier = [other for other in rules[:index] if other.precedence < rule.precedence]
+        takers: set[str] = set()
+        reachable = False
+        for work_type in rule.types or all_types:
+            for priority in rule.priorities or policy.priorities:
+                for skills in [(skill,) for skill in rule.skills_any] if rule.skills_any else [()]:
+                    first = route(earlier, work_type, priority, skills)
+                    if first is None:
+                        reachable = True
+                        break
+                    takers.add(first.id)
+        if not reachable:
+            found.append(Shadowed(rule.id, tuple(r.id for r in earlier if r.id in takers)))
     return found
 
 
@@ -247,9 +252,9 @@ def _unstaffed(conn: psycopg.Connection[Any], policy: Policy, schema: str) -> li
         "GROUP BY unit_id").format(sql.Identifier(schema, "staff_profiles"))).fetchall()
     staff = {unit: (total, available) for unit, total, available in rows}
     found = []
-    shadow = {s.rule_id for s in shadowed(policy.rules)}
+    shadow = {s.rule_id for s in shadowed(policy)}
     for rule in policy.rules:
-        if rule.id in shadow:
+        if rule.retired or rule.id in shadow:
             continue
         units, todo = [], [rule.target_unit_id]
         while todo:

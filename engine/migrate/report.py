@@ -128,7 +128,7 @@ def _routing_lines(impact: Impact) -> list[str]:
             lines.append(f"    … and {len(rows) - ROUTE_ROWS} more")
     if impact.shadowed:
         lines.append("  Rules that can never match:")
-        lines += [f"    {s.rule_id}: shadowed by {s.by_rule_id} (earlier, with broader or equal conditions)"
+        lines += [f"    {s.rule_id}: every item it matches is taken first by {', '.join(s.by)}"
                   for s in impact.shadowed]
     if impact.unstaffed:
         lines.append("  Rule targets with no available staff:")
@@ -165,7 +165,7 @@ def as_text(plan: Plan, show_sql: bool = False, colour: bool | None = None) -> s
             head = f"{number:3d}. {marker(step):>2} {step.action:<10} {step.key}"
             lines.append(paint(head, group(step)) + paint(marks, "hazard"))
             lines.append(f"     {step.reason}")
-            detail = plan.impact.details.get(str(step.key), [])
+            detail = _detail(plan, step)
             shown = detail if show_sql else detail[:DIFF_LINES]
             lines.extend("       " + paint.diff(line) for line in shown)
             if len(shown) < len(detail):
@@ -177,6 +177,15 @@ def as_text(plan: Plan, show_sql: bool = False, colour: bool | None = None) -> s
     if plan.foreign:
         lines.append(f"not managed by rulesctl (left alone): {', '.join(plan.foreign)}")
     return "\n".join(lines)
+
+
+def _detail(plan: Plan, step: Step) -> list[str]:
+    """The lines under a step; a seed row's `column: old -> new` only when its reason does not
+    already say each in full (it shortens long values)."""
+    detail = plan.impact.details.get(str(step.key), [])
+    if step.kind == "seed" and all(line.replace(": ", " ", 1).replace(" -> ", " → ") in step.reason for line in detail):
+        return []
+    return detail
 
 
 # -- JSON -------------------------------------------------------------------------------------
@@ -223,7 +232,8 @@ def impact_markdown(plan: Plan) -> list[str]:
             if len(impact.routes) > ROUTE_ROWS:
                 lines.append(f"| … and {len(impact.routes) - ROUTE_ROWS} more | | |")
             lines.append("")
-        lines += [f"- ⚠️ rule `{s.rule_id}` can never match: shadowed by `{s.by_rule_id}`" for s in impact.shadowed]
+        lines += [f"- ⚠️ rule `{s.rule_id}` can never match: every item it matches is taken first by "
+                  + ", ".join(f"`{rule}`" for rule in s.by) for s in impact.shadowed]
         lines += [f"- ⚠️ rule `{u.rule_id}` targets `{u.unit_id}`: {_staffing(u)}" for u in impact.unstaffed]
         if impact.shadowed or impact.unstaffed:
             lines.append("")
@@ -249,7 +259,7 @@ def as_markdown(plan: Plan) -> str:
         lines += ["### Steps", "", "| # | | action | object | why | origin |", "|---|---|---|---|---|---|"]
         for number, step in enumerate(plan.steps, start=1):
             reason = _cell(step.reason)
-            detail = [line for line in plan.impact.details.get(str(step.key), []) if step.kind == "seed"]
+            detail = _detail(plan, step) if step.kind == "seed" else []
             if detail:
                 reason += "<br>" + "<br>".join(f"`{_cell(line)}`" for line in detail)
             lines.append(f"| {number} | `{marker(step)}` | {step.action} | `{step.key}` | {reason} "
