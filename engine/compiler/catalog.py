@@ -230,6 +230,15 @@ RUNTIME_FUNCTIONS = (
     Function("calendar_add_working_time", "text, timestamp with time zone, numeric", domain="sla"),
     Function("calendar_working_minutes_between", "text, timestamp with time zone, timestamp with time zone",
              domain="sla"),
+    Function("sla_deadline_for",
+             "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric", domain="sla"),
+    Function("sla_budget_minutes", "text, timestamp with time zone, timestamp with time zone, numeric", domain="sla"),
+    Function("sla_share_due_at", "text, timestamp with time zone, numeric, numeric, numeric", domain="sla"),
+    Function("sla_status_at", "text, timestamp with time zone, numeric, timestamp with time zone, "
+             "timestamp with time zone, numeric, timestamp with time zone", domain="sla"),
+    Function("sla_state", "{schema}.assignments, timestamp with time zone", domain="sla"),
+    Function("sla_schedule_for", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, "
+             "numeric, boolean, boolean, timestamp with time zone, integer, numeric", domain="sla"),
     Function("sla_level_due_at",
              "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric, integer",
              domain="sla"),
@@ -246,10 +255,12 @@ RUNTIME_FUNCTIONS = (
     Function("engine_health", domain="api"),
 )
 
-# What the SLA schedule of running assignments is computed from. A plan that changes any of
-# these ends with a call to sla_reschedule_checks(), so that every next check follows.
+# What the SLA schedule (deadline, level passed, next check) of running and queued work is
+# computed from. A plan that changes any of these ends with a call to sla_reschedule_checks().
 SLA_SCHEDULE_SEEDS = ("sla_configs", "escalation_levels")
-SLA_SCHEDULE_FUNCTIONS = ("calendar_definition", "calendar_add_working_time", "sla_level_due_at")
+SLA_SCHEDULE_FUNCTIONS = ("calendar_definition", "calendar_add_working_time", "calendar_working_minutes_between",
+                          "sla_level_due_at", "sla_deadline_for", "sla_budget_minutes", "sla_share_due_at",
+                          "sla_schedule_for")
 
 # The most rows one queue_head call returns (its bad-limit error, and the HTTP queue endpoint's
 # choice of reading through it, both follow this).

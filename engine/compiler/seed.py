@@ -59,7 +59,8 @@ def seed_rows(policy: Policy) -> list[SeedRow]:
         add("sla_configs", target.origin, work_item_type=target.work_item_type, priority=target.priority,
             response_minutes=target.response_minutes, resolution_minutes=target.resolution_minutes,
             warning_percent=target.warning_percent, calendar_id=target.calendar_id,
-            escalation_chain_id=target.escalation_chain_id, pause_statuses=list(target.pause_statuses))
+            escalation_chain_id=target.escalation_chain_id, pause_statuses=list(target.pause_statuses),
+            keep_deadlines=target.keep_deadlines)
     for rule in policy.rules:
         add("assignment_rules", rule.origin, id=rule.id, precedence=rule.precedence, description=rule.description,
             match_types=_array(rule.types), match_priorities=_array(rule.priorities),

@@ -16,6 +16,7 @@ from engine.migrate.kinds import kind_of
 from engine.migrate.kinds.base import Context, where
 from engine.migrate.kinds.function import routine_and_args
 from engine.migrate.model import ACTIVE_SEGMENT, ENUM_SEGMENT, Action, Change, ChangeType, LiveObject, Step
+from engine.migrate.sla_moves import SlaMoves, schedules_clocks
 
 __all__ = ["ACTIVE_SEGMENT", "ENUM_SEGMENT", "Action", "Step", "StepBuilder"]
 
@@ -43,31 +44,27 @@ class StepBuilder:
             return [kind.create(self.context, change, obj)]
         return kind.change(self.context, change, obj)
 
-    def reschedule_steps(self, steps: list[Step]) -> list[Step]:
-        """A last step when the plan changes what running SLA clocks are scheduled from (SLA
-        targets, escalation levels, calendars): their next checks are recomputed under the new
-        policy. None on a first install (no assignments yet)."""
+    def reschedule_steps(self, steps: list[Step], moves: SlaMoves | None = None) -> list[Step]:
+        """A last step when the plan changes what the SLA schedule of work is computed from (SLA
+        targets, escalation levels, calendars): deadlines, levels passed and next checks of
+        running and queued work are recomputed under the new policy; the reason says what moves
+        (`moves`, counted in the plan's transaction). None on a first install (no work yet)."""
         s = self.schema
         if not self.context.exists(f"table:{s}.assignments"):
             return []
-        causes = [step for step in steps if self._schedules_clocks(step.key)
+        causes = [step for step in steps if schedules_clocks(step.key, s)
                   and not (step.action is Action.INSERT and step.key.name == "sla_configs")]
         if not causes:
             return []
         # A new SLA configuration row is for a new type or priority: no running clock reads it yet.
         what = ", ".join(sorted({f"{cause.key.schema}.{self._base_name(cause.key)}" for cause in causes}))
         origin = next((cause.origin for cause in causes if cause.origin), None)
+        moved = f"; {moves.summary()}" if moves is not None else ""
         return [Step(Action.RUN, ObjectKey.of("reschedule", "sla_next_checks", s),
                      self.context.render("reschedule_sla_checks.sql.j2"),
-                     f"recompute the next SLA check of running assignments: the plan changes {what}{where(origin)}",
+                     f"recompute the SLA deadlines and next checks of running and queued work: the plan changes "
+                     f"{what}{where(origin)}{moved}",
                      origin=origin)]
-
-    def _schedules_clocks(self, key: ObjectKey) -> bool:
-        if key.schema != self.schema:
-            return False
-        if key.kind == "seed":
-            return key.name in catalog.SLA_SCHEDULE_SEEDS
-        return key.kind == "function" and routine_and_args(key)[0] in catalog.SLA_SCHEDULE_FUNCTIONS
 
     @staticmethod
     def _base_name(key: ObjectKey) -> str:

@@ -128,6 +128,7 @@ class SlaTarget:
     calendar_id: str
     escalation_chain_id: str
     pause_statuses: tuple[str, ...]
+    keep_deadlines: bool                # on_change: keep -- a policy change keeps started work's deadlines
     origin: Origin = field(compare=False)
 
 
@@ -292,7 +293,7 @@ def build_sla(f: PolicyFile) -> tuple[SlaTarget, ...]:
     targets = []
     for type_id, row in f.spec["matrix"].items():
         for priority, cell in row.items():
-            if priority in ("calendar", "escalation_chain", "warning_at"):
+            if priority in ("calendar", "escalation_chain", "warning_at", "on_change"):
                 continue
             targets.append(SlaTarget(
                 work_item_type=type_id, priority=priority,
@@ -301,6 +302,7 @@ def build_sla(f: PolicyFile) -> tuple[SlaTarget, ...]:
                 calendar_id=row.get("calendar", defaults["calendar"]),
                 escalation_chain_id=row.get("escalation_chain", defaults["escalation_chain"]),
                 pause_statuses=tuple(defaults.get("pause_statuses", ())),
+                keep_deadlines=cell.get("on_change", row.get("on_change", defaults.get("on_change"))) == "keep",
                 origin=_origin(f, ("matrix", type_id, priority))))
     return tuple(targets)
 

@@ -3,8 +3,8 @@
 -- templates: functions/runtime/sla/calculate_sla_deadline_fn.sql.j2
 
 -- function public.calculate_sla_deadline_fn(public.work_item_type, public.priority_level, timestamp with time zone)
--- The SLA deadline of an item arriving at p_start: the SLA matrix's resolution time
--- (rules/sla.yaml) counted in working time on the type's business calendar.
+-- The SLA deadline of an item arriving at p_start (sla_deadline_for, nothing paused yet);
+-- an error when the SLA matrix (rules/sla.yaml) has no target for it.
 CREATE OR REPLACE FUNCTION public.calculate_sla_deadline_fn(
   p_work_item_type public.work_item_type,
   p_priority public.priority_level,
@@ -15,12 +15,11 @@ STABLE
 SET search_path = public, pg_temp
 AS $fn$
 DECLARE
-  v_config sla_configs;
+  v_deadline timestamptz := sla_deadline_for(p_work_item_type, p_priority, p_start, 0);
 BEGIN
-  SELECT * INTO v_config FROM sla_configs c WHERE c.work_item_type = p_work_item_type AND c.priority = p_priority;
-  IF NOT FOUND THEN
+  IF v_deadline IS NULL THEN
     PERFORM api_invalid('work_item_type', format('the SLA matrix has no target for %s/%s', p_work_item_type, p_priority));
   END IF;
-  RETURN calendar_add_working_time(v_config.calendar_id, p_start, v_config.resolution_minutes);
+  RETURN v_deadline;
 END
 $fn$;

@@ -4,7 +4,8 @@
 
 -- function public.my_assignments()
 -- The caller's active assignments (the JWT subject) with their SLA status: on_track,
--- at_risk (past the SLA's warning share) or breached.
+-- at_risk (past the SLA's warning share of its working time) or breached -- sla_state's, the
+-- definition the sweep's escalations follow.
 CREATE OR REPLACE FUNCTION public.my_assignments()
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -27,15 +28,11 @@ BEGIN
       'assignment_id', a.id, 'work_item_id', a.work_item_id, 'work_item_type', a.work_item_type,
       'priority', a.priority, 'status', a.status, 'assigned_at', a.assigned_at, 'sla_deadline', a.sla_deadline,
       'needs_review', a.needs_review,
-      'seconds_left', round(extract(epoch FROM a.sla_deadline - v_now)),
-      'sla_status', CASE
-        WHEN a.sla_deadline IS NULL THEN 'none'
-        WHEN v_now >= a.sla_deadline THEN 'breached'
-        WHEN v_now >= a.arrived_at + (a.sla_deadline - a.arrived_at) * (c.warning_percent / 100.0) THEN 'at_risk'
-        ELSE 'on_track' END)
+      'seconds_left', st.seconds_left,
+      'sla_status', st.status)
       ORDER BY a.sla_deadline NULLS LAST, a.id), '[]'::jsonb))
     FROM assignments a
-    LEFT JOIN sla_configs c ON c.work_item_type = a.work_item_type AND c.priority = a.priority
+    CROSS JOIN LATERAL sla_state(a, v_now) st
     WHERE a.assignee_id = v_me AND a.status IN ('assigned', 'in_progress', 'on_hold'));
 END
 $fn$;

@@ -37,7 +37,9 @@ BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
   WITH RECURSIVE due AS MATERIALIZED (
     SELECT a.id, a.assignee_id, a.arrived_at, a.paused_working_minutes, a.escalation_level, a.sla_deadline,
-           c.escalation_chain_id, c.calendar_id, c.resolution_minutes
+           c.escalation_chain_id, c.calendar_id,
+           coalesce(sla_budget_minutes(c.calendar_id, a.arrived_at, a.sla_deadline, a.paused_working_minutes),
+                    c.resolution_minutes) AS budget_minutes
     FROM assignments a
     JOIN sla_configs c ON c.work_item_type = a.work_item_type AND c.priority = a.priority
     WHERE a.next_check_at <= v_now
@@ -47,17 +49,19 @@ BEGIN
   ),
   -- The levels above each assignment's current one, in order, each with the moment it falls
   -- due; the walk stops after the first level not yet due (that one is the next check). The
-  -- due time is sla_level_due_at's, with the configuration already joined in.
+  -- due time is the level's share of the item's budget -- the working time from arrival to its
+  -- deadline, less time paused (sla_budget_minutes, once per row) -- so a breach level falls due
+  -- exactly at the deadline my_assignments shows, kept or recomputed after a policy change.
   walk AS (
     SELECT d.id, l.level, l.threshold_percent, l.reason, l.notify,
-           calendar_add_working_time(d.calendar_id, d.arrived_at,
-                                     d.resolution_minutes * l.threshold_percent / 100.0 + d.paused_working_minutes) AS due_at
+           sla_share_due_at(d.calendar_id, d.arrived_at, d.budget_minutes, d.paused_working_minutes,
+                            l.threshold_percent) AS due_at
     FROM due d
     JOIN escalation_levels l ON l.chain_id = d.escalation_chain_id AND l.level = d.escalation_level + 1
     UNION ALL
     SELECT d.id, l.level, l.threshold_percent, l.reason, l.notify,
-           calendar_add_working_time(d.calendar_id, d.arrived_at,
-                                     d.resolution_minutes * l.threshold_percent / 100.0 + d.paused_working_minutes)
+           sla_share_due_at(d.calendar_id, d.arrived_at, d.budget_minutes, d.paused_working_minutes,
+                            l.threshold_percent)
     FROM walk w
     JOIN due d ON d.id = w.id
     JOIN escalation_levels l ON l.chain_id = d.escalation_chain_id AND l.level = w.level + 1

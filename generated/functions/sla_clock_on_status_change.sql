@@ -15,6 +15,7 @@ DECLARE
   v_config sla_configs;
   v_was_paused boolean;
   v_paused boolean;
+  v_budget numeric;
 BEGIN
   IF NEW.status NOT IN ('assigned', 'in_progress', 'on_hold') THEN
     NEW.next_check_at := NULL;
@@ -30,10 +31,17 @@ BEGIN
     NEW.paused_working_minutes := OLD.paused_working_minutes
                                   + calendar_working_minutes_between(v_config.calendar_id, OLD.paused_at, engine_now());
     NEW.paused_at := NULL;
-    NEW.sla_deadline := calendar_add_working_time(v_config.calendar_id, NEW.arrived_at,
-                                                  v_config.resolution_minutes + NEW.paused_working_minutes);
-    NEW.next_check_at := sla_level_due_at(NEW.work_item_type, NEW.priority, NEW.arrived_at,
-                                          NEW.paused_working_minutes, NEW.escalation_level + 1);
+    -- The item keeps its budget (kept across a policy change or not): the deadline moves back
+    -- by the working time just spent paused, and the next level is measured against it.
+    v_budget := coalesce(sla_budget_minutes(v_config.calendar_id, OLD.arrived_at, OLD.sla_deadline,
+                                            OLD.paused_working_minutes),
+                         v_config.resolution_minutes);
+    NEW.sla_deadline := sla_share_due_at(v_config.calendar_id, NEW.arrived_at, v_budget,
+                                         NEW.paused_working_minutes, 100);
+    NEW.next_check_at := (SELECT sla_share_due_at(v_config.calendar_id, NEW.arrived_at, v_budget,
+                                                  NEW.paused_working_minutes, l.threshold_percent)
+                          FROM escalation_levels l
+                          WHERE l.chain_id = v_config.escalation_chain_id AND l.level = NEW.escalation_level + 1);
   END IF;
   RETURN NEW;
 END

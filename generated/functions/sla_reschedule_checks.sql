@@ -4,10 +4,11 @@
 
 -- function public.sla_reschedule_checks()
 -- The SLA policy changed (an SLA target, an escalation threshold or level, a calendar): every
--- running clock's next check becomes its next level's due time under the new policy. Without
--- this, a threshold moved earlier would fire late, at the check planned under the old one
--- (one moved later is harmless: the sweep finds the level not yet due and moves on).
--- Paused clocks have no next check; resuming computes it. Returns the rows rescheduled.
+-- running and queued item takes the schedule sla_schedule_for gives under the new policy --
+-- its deadline (kept for running work whose SLA row says `on_change: keep`), the escalation
+-- level it has passed, and its next check. Without this, my_assignments would read an old
+-- deadline while the sweep fired on new thresholds. Paused clocks keep no next check;
+-- resuming computes it. Returns the rows changed (assignments and queued items).
 -- `rulesctl apply` runs it as the plan's last step whenever the plan touches those inputs.
 CREATE OR REPLACE FUNCTION public.sla_reschedule_checks()
 RETURNS integer
@@ -15,16 +16,31 @@ LANGUAGE plpgsql
 SET search_path = public, pg_temp
 AS $fn$
 DECLARE
-  v_rescheduled integer;
+  v_assignments integer;
+  v_queued integer;
 BEGIN
   UPDATE assignments a
-  SET next_check_at = n.due_at
-  FROM (SELECT r.id, sla_level_due_at(r.work_item_type, r.priority, r.arrived_at, r.paused_working_minutes,
-                                      r.escalation_level + 1) AS due_at
+  SET sla_deadline = n.sla_deadline, escalation_level = n.escalation_level, next_check_at = n.next_check_at
+  FROM (SELECT r.id, s.*
         FROM assignments r
-        WHERE r.status IN ('assigned', 'in_progress', 'on_hold') AND r.paused_at IS NULL) n
-  WHERE a.id = n.id AND a.next_check_at IS DISTINCT FROM n.due_at;
-  GET DIAGNOSTICS v_rescheduled = ROW_COUNT;
-  RETURN v_rescheduled;
+        CROSS JOIN LATERAL sla_schedule_for(
+          r.work_item_type, r.priority, r.arrived_at, r.paused_working_minutes, r.paused_at IS NOT NULL, true,
+          r.sla_deadline, r.escalation_level,
+          (SELECT max((e.details ->> 'threshold_percent')::numeric) FROM escalation_events e
+           WHERE e.assignment_id = r.id)) s
+        WHERE r.status IN ('assigned', 'in_progress', 'on_hold')) n
+  WHERE a.id = n.id
+    AND (a.sla_deadline, a.escalation_level, a.next_check_at)
+        IS DISTINCT FROM (n.sla_deadline, n.escalation_level, n.next_check_at);
+  GET DIAGNOSTICS v_assignments = ROW_COUNT;
+  UPDATE assignment_queue q
+  SET sla_deadline = n.sla_deadline
+  FROM (SELECT r.id, s.sla_deadline
+        FROM assignment_queue r
+        CROSS JOIN LATERAL sla_schedule_for(r.work_item_type, r.priority, r.arrived_at, r.paused_working_minutes,
+                                            false, false, r.sla_deadline, 0, NULL) s) n
+  WHERE q.id = n.id AND n.sla_deadline IS NOT NULL AND q.sla_deadline IS DISTINCT FROM n.sla_deadline;
+  GET DIAGNOSTICS v_queued = ROW_COUNT;
+  RETURN v_assignments + v_queued;
 END
 $fn$;

@@ -260,6 +260,24 @@ REVOKE ALL ON FUNCTION public.calendar_add_working_time(text, timestamp with tim
 -- grant public.calendar_working_minutes_between(text, timestamp with time zone, timestamp with time zone).execute
 REVOKE ALL ON FUNCTION public.calendar_working_minutes_between(text, timestamp with time zone, timestamp with time zone) FROM PUBLIC;
 
+-- grant public.sla_deadline_for(public.work_item_type, public.priority_level, timestamp with time zone, numeric).execute
+REVOKE ALL ON FUNCTION public.sla_deadline_for(public.work_item_type, public.priority_level, timestamp with time zone, numeric) FROM PUBLIC;
+
+-- grant public.sla_budget_minutes(text, timestamp with time zone, timestamp with time zone, numeric).execute
+REVOKE ALL ON FUNCTION public.sla_budget_minutes(text, timestamp with time zone, timestamp with time zone, numeric) FROM PUBLIC;
+
+-- grant public.sla_share_due_at(text, timestamp with time zone, numeric, numeric, numeric).execute
+REVOKE ALL ON FUNCTION public.sla_share_due_at(text, timestamp with time zone, numeric, numeric, numeric) FROM PUBLIC;
+
+-- grant public.sla_status_at(text, timestamp with time zone, numeric, timestamp with time zone, timestamp with time zone, numeric, timestamp with time zone).execute
+REVOKE ALL ON FUNCTION public.sla_status_at(text, timestamp with time zone, numeric, timestamp with time zone, timestamp with time zone, numeric, timestamp with time zone) FROM PUBLIC;
+
+-- grant public.sla_state(public.assignments, timestamp with time zone).execute
+REVOKE ALL ON FUNCTION public.sla_state(public.assignments, timestamp with time zone) FROM PUBLIC;
+
+-- grant public.sla_schedule_for(public.work_item_type, public.priority_level, timestamp with time zone, numeric, boolean, boolean, timestamp with time zone, integer, numeric).execute
+REVOKE ALL ON FUNCTION public.sla_schedule_for(public.work_item_type, public.priority_level, timestamp with time zone, numeric, boolean, boolean, timestamp with time zone, integer, numeric) FROM PUBLIC;
+
 -- grant public.sla_level_due_at(public.work_item_type, public.priority_level, timestamp with time zone, numeric, integer).execute
 REVOKE ALL ON FUNCTION public.sla_level_due_at(public.work_item_type, public.priority_level, timestamp with time zone, numeric, integer) FROM PUBLIC;
 

@@ -3,65 +3,65 @@
 -- templates: seed/insert.sql.j2
 
 -- seed public.sla_configs/data_request,high
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('data_request', 'high', 240, 960, 80.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('data_request', 'high', 240, 960, 80.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/data_request,low
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('data_request', 'low', 960, 7200, 80.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('data_request', 'low', 960, 7200, 80.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/data_request,normal
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('data_request', 'normal', 480, 2400, 80.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('data_request', 'normal', 480, 2400, 80.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/data_request,urgent
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('data_request', 'urgent', 60, 240, 80.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('data_request', 'urgent', 60, 240, 80.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/survey_task,high
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('survey_task', 'high', 60, 480, 75.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('survey_task', 'high', 60, 480, 75.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/survey_task,low
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('survey_task', 'low', 480, 2880, 75.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('survey_task', 'low', 480, 2880, 75.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/survey_task,normal
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('survey_task', 'normal', 240, 1440, 75.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('survey_task', 'normal', 240, 1440, 75.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/survey_task,urgent
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('survey_task', 'urgent', 30, 240, 75.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('survey_task', 'urgent', 30, 240, 75.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/ticket,high
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('ticket', 'high', 30, 480, 75.0, 'always-on', 'service-desk', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('ticket', 'high', 30, 480, 75.0, 'always-on', 'service-desk', '{"on_hold"}', false);
 
 -- seed public.sla_configs/ticket,low
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('ticket', 'low', 480, 4320, 75.0, 'always-on', 'service-desk', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('ticket', 'low', 480, 4320, 75.0, 'always-on', 'service-desk', '{"on_hold"}', false);
 
 -- seed public.sla_configs/ticket,normal
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('ticket', 'normal', 120, 1440, 75.0, 'always-on', 'service-desk', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('ticket', 'normal', 120, 1440, 75.0, 'always-on', 'service-desk', '{"on_hold"}', false);
 
 -- seed public.sla_configs/ticket,urgent
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('ticket', 'urgent', 15, 120, 75.0, 'always-on', 'service-desk', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('ticket', 'urgent', 15, 120, 75.0, 'always-on', 'service-desk', '{"on_hold"}', false);
 
 -- seed public.sla_configs/translation_request,high
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('translation_request', 'high', 120, 960, 75.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('translation_request', 'high', 120, 960, 75.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/translation_request,low
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('translation_request', 'low', 480, 4800, 75.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('translation_request', 'low', 480, 4800, 75.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/translation_request,normal
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('translation_request', 'normal', 240, 2400, 75.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('translation_request', 'normal', 240, 2400, 75.0, 'riyadh-business', 'standard', '{"on_hold"}', false);
 
 -- seed public.sla_configs/translation_request,urgent
-INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses)
-VALUES ('translation_request', 'urgent', 60, 480, 75.0, 'riyadh-business', 'standard', '{"on_hold"}');
+INSERT INTO public.sla_configs (work_item_type, priority, response_minutes, resolution_minutes, warning_percent, calendar_id, escalation_chain_id, pause_statuses, keep_deadlines)
+VALUES ('translation_request', 'urgent', 60, 480, 75.0, 'riyadh-business', 'standard', '{"on_hold"}', false);

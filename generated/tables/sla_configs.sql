@@ -13,6 +13,8 @@ CREATE TABLE public.sla_configs (
   calendar_id text NOT NULL REFERENCES public.business_calendars (id),
   escalation_chain_id text NOT NULL REFERENCES public.escalation_chains (id),
   pause_statuses public.assignment_status[] NOT NULL DEFAULT '{}',
+  -- `on_change: keep`: a policy change keeps the deadlines of work already started.
+  keep_deadlines boolean NOT NULL DEFAULT false,
   PRIMARY KEY (work_item_type, priority),
   CHECK (response_minutes <= resolution_minutes)
 );
