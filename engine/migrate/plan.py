@@ -38,6 +38,7 @@ from engine.migrate.kinds.policy import table_and_policy
 from engine.migrate.kinds.seed import Seed
 from engine.migrate.model import ENUM_SEGMENT, LiveObject, Step
 from engine.migrate.rename import after_renames, find_renames, rename_steps, with_renames
+from engine.migrate.sla_moves import measure_sla_moves
 from engine.migrate.steps import StepBuilder
 from engine.policy.model import Policy
 
@@ -146,7 +147,9 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
             owned = read_owned(conn)
             timings["introspect"] = time.perf_counter() - clock
             clock = time.perf_counter()
-            desired = desired_state(conn, policy, objects, templates_dir, scratch_schema_name())
+            scratch = scratch_schema_name()
+            desired = desired_state(conn, policy, objects, templates_dir, scratch)
+            sla_moves = measure_sla_moves(conn, live, desired, scratch)     # new deadlines, from the scratch install
             cron_problem = cron_unavailable_reason(conn)
             timings["render"] = time.perf_counter() - clock
             clock = time.perf_counter()
@@ -165,7 +168,7 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
     steps = [step for change in result.changes for step in builder.steps(change)]
     steps = _mark_drift(steps, desired, live, owned, hand_made)
     ordered = with_renames(order_steps(steps, objects, renamed), rename_steps(builder.context, renames))
-    ordered += builder.reschedule_steps(ordered)
+    ordered += builder.reschedule_steps(ordered, sla_moves)
     timings["diff"] = time.perf_counter() - clock
     impact.details = step_details(ordered, live, desired)
     live_hashes: dict[str, str] = {key: object_hash(live[key])
