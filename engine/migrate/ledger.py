@@ -148,9 +148,9 @@ def read_apply(url: str, apply_id: int) -> dict[str, Any] | None:
 
 def _git_dirty(conn: psycopg.Connection[Any]) -> str:
     """The git_dirty column, or NULL in a ledger made before it (history never alters the table)."""
-    return "git_dirty" if fetch_value(
-        conn, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'rulesctl.applies'::regclass "
-              "AND attname = 'git_dirty' AND NOT attisdropped") else "NULL::boolean"
+    found = conn.execute("SELECT 1 AS found FROM pg_attribute WHERE attrelid = 'rulesctl.applies'::regclass "
+                         "AND attname = 'git_dirty' AND NOT attisdropped").fetchone()
+    return "git_dirty" if found else "NULL::boolean"
 
 
 def describe_git(commit: str | None, dirty: bool | None, width: int = 12) -> str:

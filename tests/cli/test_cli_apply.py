@@ -1,7 +1,8 @@
-"""The command line as a user meets it, in real processes (issues 15 item 14 and 20 (c)):
+"""The command line as a user meets it, in real processes (issues 15 item 14, 20 (c) and 17.5):
 the apply confirmation prompt answered through a terminal, --auto-approve, the 'not approved'
-ledger row, `rulesctl local start|stop|status`, and the local cluster used without a URL only
-where the project lives (run elsewhere, rulesctl refuses and says how to give a URL)."""
+ledger row, no terminal (CI) refusing unless --auto-approve or a saved plan is given,
+`rulesctl local start|stop|status`, and the local cluster used without a URL only where the
+project lives (run elsewhere, rulesctl refuses and says how to give a URL)."""
 
 from __future__ import annotations
 
@@ -88,12 +89,55 @@ def test_auto_approve_does_not_ask_even_at_a_terminal(base_url, policies):
     assert urgent_resolution(base_url) == 60
 
 
-def test_without_a_terminal_apply_does_not_ask(base_url, policies):
-    """CI pipes stdin: the documented rule is that no terminal never asks."""
+def test_without_a_terminal_apply_refuses_and_records_it(base_url, policies):
+    """CI pipes stdin: like Terraform, no terminal to ask on is no approval (exit 1, nothing applied);
+    the refusal is an attempt like any other, so the ledger records it as refused, with the reason."""
     rules = str(policies.rules("after", sla=SLA_TIGHTER))
-    applied = run("apply", "--rules", rules, "--database-url", base_url, stdin=subprocess.PIPE)
+    refused = run("apply", "--rules", rules, "--database-url", base_url, stdin=subprocess.PIPE)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.strip().endswith(
+        "apply refused: no terminal to confirm on: pass --auto-approve, or apply a saved plan file "
+        "(`rulesctl plan --out plan.json`, then `rulesctl apply plan.json`); nothing was changed")
+    assert "Apply these steps?" not in refused.stdout and "applied:" not in refused.stdout
+    assert urgent_resolution(base_url) == 120
+    recorded = rows(base_url, "SELECT outcome, message FROM rulesctl.applies ORDER BY id")
+    assert [entry[0] for entry in recorded] == ["applied", "refused"]
+    assert recorded[-1] == ("refused", "no terminal to confirm on: pass --auto-approve, or apply a saved plan "
+                                       "file (`rulesctl plan --out plan.json`, then `rulesctl apply plan.json`); "
+                                          "nothing was changed")
+    assert run("plan", "--rules", rules, "--database-url", base_url).returncode == 2       # still pending
+
+
+def test_without_a_terminal_auto_approve_applies(base_url, policies):
+    rules = str(policies.rules("after", sla=SLA_TIGHTER))
+    applied = run("apply", "--rules", rules, "--database-url", base_url, "--auto-approve", stdin=subprocess.PIPE)
     assert applied.returncode == 0, applied.stderr
-    assert "Apply these steps?" not in applied.stdout and urgent_resolution(base_url) == 60
+    assert "applied: ran 2 steps (1 run, 1 update)" in applied.stdout and urgent_resolution(base_url) == 60
+
+
+def test_without_a_terminal_an_in_sync_database_needs_no_approval(base_url, policies):
+    """Nothing to approve: a re-run in CI with nothing pending exits 0 and records no_change."""
+    applied = run("apply", "--rules", str(policies.rules("base")), "--database-url", base_url, stdin=subprocess.PIPE)
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.startswith("no changes: in sync")
+    assert [entry[1] for entry in ledger(base_url)] == ["applied", "no_change"]
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["piped", "terminal"])
+def test_a_saved_plan_applies_without_a_prompt(base_url, policies, tmp_path, terminal):
+    """A saved plan was reviewed (in the pull request): applying it never asks, with or without a
+    terminal. At a terminal the test types "n": had apply asked, it would have refused."""
+    rules = str(policies.rules("after", sla=SLA_TIGHTER))
+    plan_file = tmp_path / "plan.json"
+    planned = run("plan", "--rules", rules, "--database-url", base_url, "--out", str(plan_file))
+    assert planned.returncode == 2 and plan_file.is_file(), planned.stderr
+    args = ("apply", str(plan_file), "--rules", rules, "--database-url", base_url)
+    applied = run_in_terminal(*args, answer="n") if terminal else run(*args, stdin=subprocess.PIPE)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert "Apply these steps?" not in applied.stdout
+    assert "applied: ran 2 steps (1 run, 1 update)" in applied.stdout
+    assert urgent_resolution(base_url) == 60
+    assert [entry[1] for entry in ledger(base_url)] == ["applied", "applied"]
 
 
 def test_a_blocked_apply_exits_3_before_asking(base_url, policies):
@@ -153,7 +197,7 @@ def test_the_local_cluster_without_a_url_lives_in_the_project_and_local_commands
         url = status.stdout.strip().splitlines()[-1]
         assert url == cluster.url and url.startswith("postgresql://postgres@127.0.0.1:")
 
-        applied = run("apply", cwd=project)                         # no URL, no terminal: the local cluster
+        applied = run("apply", "--auto-approve", cwd=project)       # no URL: the local cluster
         assert applied.returncode == 0, applied.stderr
         with psycopg.connect(url) as conn:
             assert conn.execute("SELECT outcome FROM rulesctl.applies").fetchall() == [("applied",)]
@@ -168,7 +212,8 @@ def test_the_local_cluster_without_a_url_lives_in_the_project_and_local_commands
         assert started.returncode == 0, started.stderr
         assert started.stdout.strip().splitlines()[-1] == url       # the same port, the same data
         assert "running in" in started.stderr
-        assert run("history", cwd=project).stdout.split()[3] == "applied"
+        history = run("history", cwd=project)
+        assert history.stdout.split()[3:4] == ["applied"], history.stdout + history.stderr
     finally:
         cluster.destroy()
         subprocess.run(["rm", "-rf", str(project)], check=False)

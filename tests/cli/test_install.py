@@ -173,16 +173,17 @@ def test_apply_waits_for_the_advisory_lock(database_url, shipped):
 def test_cli_apply_twice(database_url, repo_root):
     rules = ["--rules", str(repo_root / "rules")]
     runner = CliRunner()
-    first = runner.invoke(cli, ["apply", *rules, "--database-url", database_url])
+    first = runner.invoke(cli, ["apply", *rules, "--database-url", database_url, "--auto-approve"])
     assert first.exit_code == 0, first.output
     assert re.match(r"applied: ran \d+ steps \(\d+ create, \d+ insert\)", first.stdout)
     assert "note: job sla-monitoring not scheduled (no pg_cron in this database)" in first.stdout
-    second = runner.invoke(cli, ["apply", *rules], env={"DATABASE_URL": database_url})
+    second = runner.invoke(cli, ["apply", *rules, "--auto-approve"], env={"DATABASE_URL": database_url})
     assert second.exit_code == 0 and second.stdout.startswith("no changes: in sync")
 
 
 def test_cli_apply_unreachable_database_is_a_clear_error(repo_root):
-    result = CliRunner().invoke(cli, ["apply", "--rules", str(repo_root / "rules"), "--database-url", "postgresql://nobody:secret@127.0.0.1:1/x"])
+    result = CliRunner().invoke(cli, ["apply", "--rules", str(repo_root / "rules"), "--database-url",
+                                       "postgresql://nobody:secret@127.0.0.1:1/x", "--auto-approve"])
     assert result.exit_code == 1
     assert result.stderr.startswith("apply failed: cannot connect to the database")
     assert "secret" not in result.stderr and "Traceback" not in result.output

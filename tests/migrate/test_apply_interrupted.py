@@ -115,5 +115,6 @@ def test_a_ledger_made_by_an_older_rulesctl_is_brought_up_to_date(database_url, 
         "refused"]
     policy, objects = policies.build("base")
     assert apply(database_url, objects, policy).outcome == "applied"
-    entries = rows(database_url, "SELECT id, outcome, backend_pid IS NOT NULL FROM rulesctl.applies ORDER BY id")
-    assert entries == [(1, "refused", False), (2, "applied", True)]
+    entries = rows(database_url, "SELECT id, outcome, backend_pid IS NOT NULL, git_dirty IS NULL "
+                                 "FROM rulesctl.applies ORDER BY id")
+    assert entries == [(1, "refused", False, True), (2, "applied", True, False)]     # git_dirty added in place

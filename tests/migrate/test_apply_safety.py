@@ -324,10 +324,10 @@ def test_plan_json_and_markdown_show_hazards_first_and_the_sql(base_url, policie
 
 def test_history_and_show_print_the_ledger(base_url, policies):
     after = policies.rules("after", sla=SLA_TIGHTER)
-    assert invoke("apply", "--rules", after, "--database-url", base_url).exit_code == 0          # 2 applied
-    assert invoke("apply", "--rules", after, "--database-url", base_url).exit_code == 0          # 3 no_change
+    assert invoke("apply", "--rules", after, "--database-url", base_url, "--auto-approve").exit_code == 0  # 2 applied
+    assert invoke("apply", "--rules", after, "--database-url", base_url, "--auto-approve").exit_code == 0  # 3 no_change
     skills = policies.rules("skills", skills=SKILLS_WITHOUT_NETWORK)
-    blocked = invoke("apply", "--rules", skills, "--database-url", base_url)                     # 4 refused
+    blocked = invoke("apply", "--rules", skills, "--database-url", base_url, "--auto-approve")  # 4 refused
     assert blocked.exit_code == 3 and blocked.stderr.startswith("apply blocked: 1 step(s) have hazards not allowed: "
                                                                 "seed-row-deleted")
 
@@ -365,5 +365,5 @@ def test_drift_reports_hand_changes_until_apply_restores_them(base_url, policies
     old_spelling = invoke("plan", "--rules", skills, "--database-url", base_url, "--detect-drift",  # hidden alias
                           "--format", "json")
     assert [s["key"] for s in json.loads(old_spelling.stdout)["steps"]] == ["seed:public.sla_configs/ticket,urgent"]
-    assert invoke("apply", "--rules", base, "--database-url", base_url).exit_code == 0
+    assert invoke("apply", "--rules", base, "--database-url", base_url, "--auto-approve").exit_code == 0
     assert invoke("drift", "--rules", base, "--database-url", base_url).stdout.startswith("No drift")
