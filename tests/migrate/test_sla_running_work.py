@@ -1,0 +1,239 @@
+"""Running work obeys a changed SLA policy, consistently (issue 17 section 2): one definition of
+an item's deadline and SLA state serves the sweep, my_assignments and the queue; a change of
+SLA targets, calendars or escalation levels recomputes deadlines and next checks of running and
+queued work (`on_change: keep` keeps started work's deadlines, and the checks follow them); an
+inserted level never re-notifies one already passed; the plan counts what moves.
+
+The base policy (tests/policies/base): the office calendar works Sunday and Monday 08:00-16:00
+(Riyadh); tickets: urgent 2h, low 8h of resolution; warning at 75%; the standard chain warns
+the assignee at 75% and reports a breach to the supervisor at 100%. Staff take 3 items each.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+import pytest
+import yaml
+from engine_calls import at, call, scalar, uid
+from policy_cases import make_policy
+
+from engine.migrate.apply import apply
+from engine.migrate.plan import build_plan
+from engine.project import DEFAULT_TEMPLATES, build
+
+pytestmark = pytest.mark.db
+
+RIYADH = timezone(timedelta(hours=3))
+MONDAY = datetime(2027, 1, 4, 9, 0, tzinfo=RIYADH)       # an hour into a working Monday
+NEXT_SUNDAY = datetime(2027, 1, 10, 8, 0, tzinfo=RIYADH)  # the next working day
+
+
+def edit(rules: Path, name: str, change) -> None:
+    path = rules / name
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def set_target(rules: Path, priority: str, resolution: str) -> None:
+    edit(rules, "sla.yaml", lambda doc: doc["matrix"]["ticket"][priority].update(resolution=resolution))
+
+
+def apply_rules(database_url: str, workdir: Path):
+    policy, objects = build(workdir / "rules")
+    assert apply(database_url, objects, policy).outcome == "applied"
+    return policy, objects
+
+
+def installed(database_url: str, workdir: Path) -> Path:
+    rules = make_policy(workdir)
+    apply_rules(database_url, workdir)
+    return rules
+
+
+def arrive(conn, when: datetime, work_item_id: str, priority: str = "urgent") -> dict:
+    at(conn, when)
+    return call(conn, "auto_assign", {"work_item_id": work_item_id, "work_item_type": "ticket", "priority": priority})
+
+
+def clock(conn, assignment_id) -> tuple[datetime, datetime | None, int]:
+    return conn.execute("SELECT sla_deadline, next_check_at, escalation_level FROM assignments WHERE id = %s",
+                        [assignment_id]).fetchone()
+
+
+def statuses(conn, staff_id: str) -> dict[str, str]:
+    """my_assignments' sla_status per work item, as the staff member sees it."""
+    with conn.transaction():
+        conn.execute("SELECT set_config('request.jwt.claims', %s, true)",
+                     [json.dumps({"sub": staff_id, "role": "authenticated"})])
+        mine = scalar(conn, "SELECT my_assignments()")
+    return {a["work_item_id"]: a["sla_status"] for a in mine["assignments"]}
+
+
+def levels_sent(conn, assignment_id) -> list[int]:
+    return scalar(conn, "SELECT coalesce(array_agg(level ORDER BY level), '{}') FROM escalation_events "
+                        "WHERE assignment_id = %s", assignment_id)
+
+
+def status_from_sweep(levels: list[int]) -> str:
+    """What the sweep's events say (standard chain: level 1 is the warning, 2 the breach)."""
+    return "breached" if 2 in levels else "at_risk" if 1 in levels else "on_track"
+
+
+def test_a_target_change_moves_deadlines_and_checks_together_and_my_assignments_agrees_with_the_sweep(
+        database_url, traversable_tmp_path):
+    rules = installed(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, MONDAY)
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
+        done = arrive(conn, MONDAY - timedelta(minutes=30), "T-done")
+        conn.execute("SELECT complete_assignment(%s)", [done["assignment_id"]])
+        done_clock = clock(conn, done["assignment_id"])
+        running = arrive(conn, MONDAY, "T-run")["assignment_id"]
+        low = arrive(conn, MONDAY, "T-low", "low")["assignment_id"]
+        arrive(conn, MONDAY, "T-filler")
+        queued = arrive(conn, MONDAY + timedelta(minutes=10), "T-queued")
+        assert queued["status"] == "queued"
+        assert clock(conn, running) == (MONDAY + timedelta(hours=2), MONDAY + timedelta(minutes=90), 0)
+
+        set_target(rules, "urgent", "1h")
+        apply_rules(database_url, traversable_tmp_path)
+
+        # the deadline and the next check move together: 1h, its 75% at 45 minutes
+        assert clock(conn, running) == (MONDAY + timedelta(hours=1), MONDAY + timedelta(minutes=45), 0)
+        assert clock(conn, low)[0] == NEXT_SUNDAY + timedelta(hours=1)          # 8h: 7h on Monday, 1h Sunday
+        assert clock(conn, done["assignment_id"]) == done_clock                  # completed work is history
+        assert scalar(conn, "SELECT sla_deadline FROM assignment_queue WHERE work_item_id = 'T-queued'") \
+            == MONDAY + timedelta(minutes=70)                                    # queued work follows too
+
+        # at every moment my_assignments says what the sweep does at the same engine_now
+        for minutes in (30, 44, 46, 59, 61, 120):
+            at(conn, MONDAY + timedelta(minutes=minutes))
+            scalar(conn, "SELECT sla_check_and_escalate()")
+            seen = statuses(conn, uid(1))["T-run"]
+            assert seen == status_from_sweep(levels_sent(conn, running)), minutes
+        assert levels_sent(conn, running) == [1, 2]
+
+
+def test_a_closure_moves_running_deadlines(database_url, traversable_tmp_path):
+    rules = installed(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, MONDAY)
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
+        running = arrive(conn, MONDAY, "T-1")["assignment_id"]
+
+        edit(rules, "calendars.yaml",
+             lambda doc: doc["calendars"][0]["closures"].append({"date": "2027-01-04", "reason": "Power cut"}))
+        apply_rules(database_url, traversable_tmp_path)
+
+        # Monday is closed: the 2h run from Sunday 08:00, the warning at 09:30
+        assert clock(conn, running) == (NEXT_SUNDAY + timedelta(hours=2), NEXT_SUNDAY + timedelta(minutes=90), 0)
+        at(conn, MONDAY + timedelta(hours=3))
+        assert statuses(conn, uid(1)) == {"T-1": "on_track"}
+        assert scalar(conn, "SELECT sla_check_and_escalate()") == 0
+
+
+def test_on_change_keep_keeps_started_deadlines_and_the_checks_follow_them(database_url, traversable_tmp_path):
+    rules = installed(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, MONDAY)
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk",
+                                            "role": "staff", "wip_limit": 1})
+        running = arrive(conn, MONDAY, "T-run")["assignment_id"]
+        assert arrive(conn, MONDAY, "T-queued")["status"] == "queued"
+
+        edit(rules, "sla.yaml", lambda doc: doc["defaults"].update(on_change="keep"))
+        set_target(rules, "urgent", "4h")
+        apply_rules(database_url, traversable_tmp_path)
+
+        # started work keeps its 2h deadline, and its checks stay measured against it
+        assert clock(conn, running) == (MONDAY + timedelta(hours=2), MONDAY + timedelta(minutes=90), 0)
+        # queued work is not started: it takes the new 4h
+        assert scalar(conn, "SELECT sla_deadline FROM assignment_queue WHERE work_item_id = 'T-queued'") \
+            == MONDAY + timedelta(hours=4)
+        at(conn, MONDAY + timedelta(minutes=121))
+        assert scalar(conn, "SELECT sla_check_and_escalate()") == 2                # warning and breach, on time
+        assert statuses(conn, uid(1)) == {"T-run": "breached"}
+
+        # the queued item, taken when capacity frees, brings the new target with it
+        conn.execute("SELECT complete_assignment(%s)", [running])
+        taken = scalar(conn, "SELECT id FROM assignments WHERE work_item_id = 'T-queued'")
+        assert clock(conn, taken)[0] == MONDAY + timedelta(hours=4)
+
+
+def test_a_level_inserted_in_the_middle_never_re_notifies(database_url, traversable_tmp_path):
+    rules = installed(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, MONDAY)
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
+        breached = arrive(conn, MONDAY, "T-breached")["assignment_id"]             # deadline 11:00
+        warned = arrive(conn, MONDAY + timedelta(minutes=20), "T-warned")["assignment_id"]   # deadline 11:20
+        at(conn, MONDAY + timedelta(minutes=125))                                  # 11:05
+        assert scalar(conn, "SELECT sla_check_and_escalate()") == 3
+        assert (levels_sent(conn, breached), levels_sent(conn, warned)) == ([1, 2], [1])
+
+        edit(rules, "escalation.yaml", lambda doc: doc["chains"][0]["levels"].insert(
+            1, {"at": "90%", "reason": "sla_warning", "notify": "supervisor"}))
+        apply_rules(database_url, traversable_tmp_path)
+
+        # the breached item has passed 75%, 90% and 100%: nothing is left to send it
+        assert clock(conn, breached)[1:] == (None, 3)
+        # the warned one passed 75% only: the new 90% level is next (11:08), then 100% (11:20)
+        assert clock(conn, warned)[1:] == (MONDAY + timedelta(minutes=128), 1)
+        at(conn, MONDAY + timedelta(minutes=200))
+        assert scalar(conn, "SELECT sla_check_and_escalate()") == 2
+        assert levels_sent(conn, breached) == [1, 2]                                # never re-notified
+        assert levels_sent(conn, warned) == [1, 2, 3]
+
+
+def test_at_risk_is_a_share_of_working_time(database_url, traversable_tmp_path):
+    """A low ticket (8h) arriving Monday 14:00: 2h on Monday, 6h from Sunday 08:00, deadline
+    Sunday 14:00, warning (75%, 6h of work) Sunday 12:00. On Sunday at 09:00 six days of wall
+    clock have passed (97%), but only 3h of work (37.5%): on track, and the sweep agrees."""
+    installed(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, MONDAY)
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
+        item = arrive(conn, MONDAY + timedelta(hours=5), "T-low", "low")["assignment_id"]
+        assert clock(conn, item)[:2] == (NEXT_SUNDAY + timedelta(hours=6), NEXT_SUNDAY + timedelta(hours=4))
+        at(conn, NEXT_SUNDAY + timedelta(hours=1))
+        assert scalar(conn, "SELECT sla_check_and_escalate()") == 0
+        assert statuses(conn, uid(1)) == {"T-low": "on_track"}
+        at(conn, NEXT_SUNDAY + timedelta(hours=4, minutes=1))
+        assert scalar(conn, "SELECT sla_check_and_escalate()") == 1
+        assert statuses(conn, uid(1)) == {"T-low": "at_risk"}
+
+
+def test_the_plan_counts_what_moves(database_url, traversable_tmp_path):
+    """Hand count, urgent 2h -> 1h and low 8h -> 6h, the plan read at Monday 10:20:
+    - R1 urgent from 09:00: 11:00 -> 10:00 (1h), on track -> breached
+    - R2 urgent from 09:30: 11:30 -> 10:30 (1h), on track -> at risk (warning now 10:15)
+    - R3 low from 09:00: Sunday 09:00 -> Monday 15:00 (5d 18h), on track -> on track
+    - Q1 urgent queued from 10:00: 12:00 -> 11:00 (1h), on track -> on track
+    - a completed urgent item: not counted
+    3 running and 1 queued move, the largest by 5d 18h; 1 becomes at risk, 1 breached."""
+    rules = installed(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, MONDAY)
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
+        done = arrive(conn, MONDAY - timedelta(minutes=30), "C1")
+        conn.execute("SELECT complete_assignment(%s)", [done["assignment_id"]])
+        arrive(conn, MONDAY, "R1")
+        arrive(conn, MONDAY + timedelta(minutes=30), "R2")
+        arrive(conn, MONDAY, "R3", "low")
+        assert arrive(conn, MONDAY + timedelta(minutes=60), "Q1")["status"] == "queued"
+
+    set_target(rules, "urgent", "1h")
+    set_target(rules, "low", "6h")
+    policy, objects = build(traversable_tmp_path / "rules")
+    plan_now = (MONDAY + timedelta(minutes=80)).isoformat()
+    url = f"{database_url}{'&' if '?' in database_url else '?'}options={quote(f'-c rulesctl.now={plan_now}')}"
+    last = build_plan(url, policy, objects, DEFAULT_TEMPLATES).steps[-1]
+    assert last.key == "reschedule:public.sla_next_checks"
+    assert last.reason.endswith("; 3 running and 1 queued items change deadline, the largest by 5d 18h; "
+                                "1 become at risk, 1 become breached")
