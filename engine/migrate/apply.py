@@ -188,9 +188,15 @@ def _run(conn: psycopg.Connection[Any], plan: Plan, ledger: LedgerWriter, allowe
          progress: Callable[[int, int, Step], None] | None) -> ApplyResult:
     blocked = plan.blocked_by(set(allowed))
     if blocked:
-        names = sorted({h.slug for step in blocked for h in step.hazards} - {h.slug for h in allowed})
-        message = (f"{len(blocked)} step(s) have hazards not allowed: {', '.join(names)} "
-                   f"(first: {blocked[0].reason}). Allow them by name with --allow-hazard; nothing was changed")
+        hazards = {h for step in blocked for h in step.hazards}
+        names = sorted(h.slug for h in hazards - set(allowed) if h.allowable)
+        never = sorted(h.slug for h in hazards if not h.allowable)
+        parts = [f"hazards not allowed: {', '.join(names)}"] if names else []
+        parts += [f"hazards that can never be allowed: {', '.join(never)}"] if never else []
+        advice = ("Allow them by name with --allow-hazard" if not never
+                  else "Change the policy (retire instead of removing, or move the data first)")
+        message = (f"{len(blocked)} step(s) have {'; '.join(parts)} "
+                   f"(first: {blocked[0].reason}). {advice}; nothing was changed")
         ledger.write("refused", plan, message)
         raise HazardsBlocked(message)
     if not plan.steps:

@@ -178,11 +178,13 @@ def test_a_second_apply_gives_up_clearly_while_one_runs(base_url, policies):
 # ------------------------------------------------------------------------------------------ failures
 
 def test_a_failing_step_rolls_everything_back_and_the_ledger_says_failed(base_url, policies):
-    # Live data the policy change cannot delete: a person holds skill-network.
-    execute(base_url, "INSERT INTO public.staff_profiles (id, unit_id, full_name) "
-                      "VALUES ('00000000-0000-0000-0000-000000000001', 'unit-desk', 'Nadia')")
-    execute(base_url, "INSERT INTO public.staff_skills (staff_id, skill_id, proficiency) "
-                      "VALUES ('00000000-0000-0000-0000-000000000001', 'skill-network', 'basic')")
+    # A step that fails only when it runs: a hand-made trigger (reported by the plan, never
+    # dropped) refuses the delete. (Live data referencing the skill would be caught by the plan
+    # itself: see test_retire_rename.)
+    execute(base_url, "CREATE FUNCTION public.freeze_skills() RETURNS trigger LANGUAGE plpgsql AS "
+                      "$$BEGIN RAISE EXCEPTION 'skills are frozen for this test'; END$$")
+    execute(base_url, "CREATE TRIGGER freeze_skills BEFORE DELETE ON public.skills "
+                      "FOR EACH ROW EXECUTE FUNCTION public.freeze_skills()")
     policy, objects = policies.build("after", sla=SLA_TIGHTER, skills=SKILLS_WITHOUT_NETWORK)
     assert step_keys(base_url, policy, objects) == [SLA_UPDATE, "delete seed:public.skills/skill-network", RESCHEDULE]
     before = snapshot(base_url)
@@ -190,14 +192,13 @@ def test_a_failing_step_rolls_everything_back_and_the_ledger_says_failed(base_ur
     with pytest.raises(DatabaseError) as raised:
         apply(base_url, objects, policy, allowed={Hazard.SEED_ROW_DELETED})
     message = str(raised.value)
-    assert message.startswith("step seed:public.skills/skill-network failed: update or delete on table \"skills\" "
-                              "violates foreign key constraint")
+    assert message.startswith("step seed:public.skills/skill-network failed: skills are frozen for this test")
     assert message.endswith("Its transaction was rolled back; the database is as it was.")
     assert snapshot(base_url) == before                     # the SLA update that ran first is gone too
     outcome, logged, statements = rows(base_url, "SELECT outcome, message, statement_count FROM rulesctl.applies "
                                                  "ORDER BY id DESC LIMIT 1")[0]
     assert (outcome, logged, statements) == ("failed", message, 3)
-    assert rows(base_url, "SELECT count(*) FROM public.staff_skills") == [(1,)]
+    assert rows(base_url, "SELECT count(*) FROM public.skills WHERE id = 'skill-network'") == [(1,)]
 
 
 def test_a_killed_apply_leaves_the_database_as_it_was_and_the_next_apply_works(base_url, policies):

@@ -57,8 +57,11 @@ def test_removing_a_unit_skill_and_rule_with_history_is_blocked_by_the_plan_with
             in blocked["seed:public.organizational_units/unit-desk"].reason)
     assert ("skill-network: 1 staff, 4 assignments, 1 queued items reference it"
             in blocked["seed:public.skills/skill-network"].reason)
-    with pytest.raises(HazardsBlocked, match="unit-desk: 1 staff, 4 assignments, 1 queued items reference it"):
+    counts = "unit-desk: 1 staff, 4 assignments, 1 queued items reference it"
+    with pytest.raises(HazardsBlocked, match=counts) as refused:
         apply(live, objects, policy, allowed=set(Hazard))           # even with every hazard allowed
+    assert "hazards that can never be allowed: referenced-removal" in str(refused.value)
+    assert "hazards not allowed" not in str(refused.value)            # nothing left that --allow-hazard would fix
 
 
 def test_a_rule_with_history_cannot_be_removed(live, policies):
