@@ -47,14 +47,26 @@ BEGIN
   v_recipient := get_escalation_recipient(v_row.id, v_level.notify);
   INSERT INTO escalation_events (assignment_id, level, reason, recipient_id, recipient_role, escalated_by, details, escalated_at)
   VALUES (v_row.id, v_level.level, 'manual', v_recipient, v_level.notify, current_user_id(),
-          jsonb_build_object('chain_id', v_chain, 'reason', v_reason), engine_now())
+          jsonb_build_object('chain_id', v_chain, 'threshold_percent', v_level.threshold_percent, 'reason', v_reason),
+          engine_now())
   RETURNING id INTO v_event_id;
-  UPDATE assignments
+  -- The next level falls due at its share of the item's budget, as the sweep measures it
+  -- (sla_share_due_at), so a deadline kept across a policy change keeps its checks here too;
+  -- the share recorded above tells a later reschedule this level was passed.
+  UPDATE assignments a
   SET escalation_level = v_level.level,
-      next_check_at = CASE WHEN paused_at IS NULL
-                           THEN sla_level_due_at(work_item_type, priority, arrived_at, paused_working_minutes, v_level.level + 1)
-                      END
-  WHERE id = v_row.id;
+      next_check_at = CASE WHEN a.paused_at IS NULL THEN (
+        SELECT sla_share_due_at(c.calendar_id, a.arrived_at,
+                                coalesce(sla_budget_minutes(c.calendar_id, a.arrived_at, a.sla_deadline,
+                                                            a.paused_working_minutes), c.resolution_minutes),
+                                a.paused_working_minutes, l.threshold_percent)
+        FROM sla_configs c
+        JOIN escalation_levels l ON l.chain_id = c.escalation_chain_id AND l.level > v_level.level
+        WHERE c.work_item_type = a.work_item_type AND c.priority = a.priority
+        ORDER BY l.level
+        LIMIT 1)
+      END
+  WHERE a.id = v_row.id;
   INSERT INTO engine_events (channel, payload) VALUES ('escalation_events', jsonb_build_object(
     'event_id', v_event_id, 'assignment_id', v_row.id, 'recipient_id', v_recipient,
     'level', v_level.level, 'reason', 'manual')::text);

@@ -237,3 +237,34 @@ def test_the_plan_counts_what_moves(database_url, traversable_tmp_path):
     assert last.key == "reschedule:public.sla_next_checks"
     assert last.reason.endswith("; 3 running and 1 queued items change deadline, the largest by 5d 18h; "
                                 "1 become at risk, 1 become breached")
+
+
+def test_a_manual_escalation_follows_a_kept_deadline_and_counts_as_passed(database_url, traversable_tmp_path):
+    """escalate_assignment measures the next level against the item's own (kept) deadline, as the
+    sweep does, and records the share it passed, so a level inserted below it later is never sent."""
+    rules = installed(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, MONDAY)
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
+        running = arrive(conn, MONDAY, "T-manual")["assignment_id"]                 # urgent: 2h, deadline 11:00
+        edit(rules, "sla.yaml", lambda doc: doc["defaults"].update(on_change="keep"))
+        set_target(rules, "urgent", "4h")
+        apply_rules(database_url, traversable_tmp_path)
+        assert clock(conn, running)[0] == MONDAY + timedelta(hours=2)               # kept
+
+        at(conn, MONDAY + timedelta(minutes=10))
+        event = call(conn, "escalate_assignment", {"assignment_id": running, "reason": "customer called"})
+        assert event["level"] == 1
+        assert scalar(conn, "SELECT (details->>'threshold_percent')::numeric FROM escalation_events WHERE id = %s",
+                      event["event_id"]) == 75
+        # level 2 (100%) falls due at the kept deadline, not at 100% of the new 4h target
+        assert clock(conn, running)[1:] == (MONDAY + timedelta(hours=2), 1)
+
+        edit(rules, "escalation.yaml", lambda doc: doc["chains"][0]["levels"].insert(
+            0, {"at": "50%", "reason": "sla_warning", "notify": "assignee"}))
+        apply_rules(database_url, traversable_tmp_path)
+        # 50% and 75% count as passed (the manual event recorded 75%): 100% is next, now level 3
+        assert clock(conn, running)[1:] == (MONDAY + timedelta(hours=2), 2)
+        at(conn, MONDAY + timedelta(minutes=121))
+        assert scalar(conn, "SELECT sla_check_and_escalate()") == 1
+        assert levels_sent(conn, running) == [1, 3]
