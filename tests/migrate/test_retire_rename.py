@@ -124,3 +124,47 @@ def test_rename_a_unit_a_skill_and_a_rule_with_history_in_place(live, policies):
         assert scalar(conn, "SELECT target_unit_id || ' ' || rule_id FROM assignment_queue") == "unit-front rule-hot"
         tree = "SELECT count(*) FROM organizational_unit_tree WHERE 'unit-desk' IN (unit_id, ancestor_id)"
         assert scalar(conn, tree) == 0
+
+
+BASE_WORK_ITEMS = open(__file__.replace("migrate/test_retire_rename.py", "policies/base/work_items.yaml")).read()
+BASE_SLA = open(__file__.replace("migrate/test_retire_rename.py", "policies/base/sla.yaml")).read()
+BASE_LEAVE = open(__file__.replace("migrate/test_retire_rename.py", "policies/base/leave.yaml")).read()
+# urgent leaves the priorities (high takes its place) or ticket leaves the types (complaint takes its place)
+NO_URGENT = {"work_items": BASE_WORK_ITEMS.replace("[low, urgent]", "[low, high]"),
+             "sla": BASE_SLA.replace("    urgent:", "    high:"),
+             "assignment_rules": BASE_RULES.replace("[urgent]", "[high]").replace("max_priority: urgent",
+                                                                                  "max_priority: high"),
+             "leave": BASE_LEAVE.replace("[urgent]", "[high]")}
+NO_TICKET = {"work_items": BASE_WORK_ITEMS.replace("id: ticket\n    name: Ticket",
+                                                   "id: complaint\n    name: Complaint"),
+             "sla": BASE_SLA.replace("  ticket:", "  complaint:")}
+
+
+@pytest.mark.parametrize(("files", "enum", "used"), [
+    (NO_URGENT, "enum:public.priority_level", "urgent: 4 running or queued items use it"),
+    (NO_TICKET, "enum:public.work_item_type", "ticket: 4 running or queued items use it"),
+], ids=["priority", "work-item-type"])
+def test_removing_a_priority_or_type_running_or_queued_work_uses_is_blocked_with_counts(live, policies, files,
+                                                                                         enum, used):
+    name = "no-" + enum.rsplit(".", 1)[1]
+    policy, objects = policies.build(name, **files)
+    plan = build_plan(live, policy, objects, DEFAULT_TEMPLATES)
+    (step,) = [s for s in plan.steps if s.action == "remove-value"]
+    assert str(step.key) == enum
+    assert step.hazards == (Hazard.REFERENCED_REMOVAL,)          # not the enum-value-removal --allow-hazard fixes
+    assert f"({used}); finish or move that work first" in step.reason        # 3 running + 1 queued, not the completed
+    assert step.origin.startswith("rules/work_items.yaml:")
+    assert all(line.startswith("--") for line in step.sql.strip().splitlines()), step.sql        # says, never does
+    with pytest.raises(HazardsBlocked, match=used) as refused:
+        apply(live, objects, policy, allowed=set(Hazard))            # even with every hazard allowed
+    assert "hazards that can never be allowed: referenced-removal" in str(refused.value)
+    with psycopg.connect(live, autocommit=True) as conn:
+        assert scalar(conn, "SELECT count(*) FROM assignments") == 4                  # nothing changed
+        assert scalar(conn, "SELECT count(*) FROM assignment_queue") == 1
+        while conn.execute("SELECT complete_assignment(id) FROM assignments "
+                           "WHERE status::text IN ('assigned', 'in_progress', 'on_hold')").fetchall():
+            pass                                                                       # the queued item follows
+        assert scalar(conn, "SELECT count(*) FROM assignment_queue") == 0
+    # once the work is done only the enum's own removal is left: a hazard that can be allowed
+    (step,) = [s for s in build_plan(live, policy, objects, DEFAULT_TEMPLATES).steps if s.action == "remove-value"]
+    assert step.hazards == (Hazard.ENUM_VALUE_REMOVAL,)
