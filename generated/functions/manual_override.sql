@@ -86,6 +86,10 @@ BEGIN
   IF v_target.availability_status <> 'available' THEN
     PERFORM api_invalid('assignee_id', format('%s is %s', v_assignee_id, v_target.availability_status));
   END IF;
+  IF (SELECT u.retired FROM organizational_units u WHERE u.id = v_target.unit_id) THEN
+    PERFORM api_invalid('assignee_id', format('%s is in unit %L, which is retired: it takes no new work',
+                                              v_assignee_id, v_target.unit_id));
+  END IF;
   IF v_target.current_assignment_count + coalesce(v_current.capacity_weight, v_queued.capacity_weight) > v_limit
      AND NOT v_allow_exceed THEN
     PERFORM api_invalid('assignee_id', format('%s has no room under their WIP limit (%s of %s); '

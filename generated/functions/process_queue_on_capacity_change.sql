@@ -44,7 +44,7 @@ BEGIN
   LOOP
     SELECT coalesce(s.wip_limit, u.default_wip_limit) - s.current_assignment_count, s.skills INTO v_free, v_skills
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.id = p_staff_id AND s.availability_status = 'available'
+    WHERE s.id = p_staff_id AND s.availability_status = 'available' AND NOT u.retired   -- a retired unit takes no work
     FOR NO KEY UPDATE OF s;
     EXIT WHEN v_free IS NULL OR v_free <= 0;
 

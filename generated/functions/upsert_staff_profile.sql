@@ -39,6 +39,10 @@ BEGIN
   IF NOT EXISTS (SELECT 1 FROM organizational_units WHERE id = v_unit_id) THEN
     PERFORM api_invalid('unit_id', format('unknown unit %L', v_unit_id));
   END IF;
+  IF (SELECT u.retired FROM organizational_units u WHERE u.id = v_unit_id)
+     AND v_unit_id IS DISTINCT FROM (SELECT s.unit_id FROM staff_profiles s WHERE s.id = v_id) THEN
+    PERFORM api_invalid('unit_id', format('unit %L is retired: it takes no new people', v_unit_id));
+  END IF;
   IF v_role NOT IN ('staff', 'supervisor', 'unit_head', 'admin') THEN
     PERFORM api_invalid('role', format('unknown role %L; known: staff, supervisor, unit_head, admin', v_role));
   END IF;

@@ -91,6 +91,19 @@ def test_retire_a_unit_in_use_is_a_named_hazard_then_it_takes_no_new_work(live, 
                                        "target_unit_id": "unit-desk"})
         assert refused.value.diag.column_name == "target_unit_id"
         assert scalar(conn, "SELECT count(*) FROM assignments") == 4                  # history kept
+        # capacity freed in the retired unit takes nothing from the queue either
+        running = scalar(conn, "SELECT id FROM assignments WHERE status = 'assigned' ORDER BY work_item_id LIMIT 1")
+        conn.execute("SELECT complete_assignment(%s)", [running])
+        assert scalar(conn, "SELECT count(*) FROM assignment_queue WHERE work_item_id = 'w4'") == 1
+        # nor can work or people be moved into it by hand (the people already there may stay)
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="retired") as moved:
+            call(conn, "manual_override", {"work_item_id": "w4", "assignee_id": DESK, "reason": "by hand",
+                                           "allow_exceed_wip": True})
+        assert moved.value.diag.column_name == "assignee_id"
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="retired") as hired:
+            call(conn, "upsert_staff_profile", {"id": uid(2), "unit_id": "unit-desk", "full_name": "New"})
+        assert hired.value.diag.column_name == "unit_id"
+        call(conn, "upsert_staff_profile", {"id": DESK, "unit_id": "unit-desk", "full_name": "Desk, renamed"})
 
 
 def test_retired_rule_never_matches_and_retired_skill_cannot_be_required(live, policies):
