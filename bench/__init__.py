@@ -1,1 +1,1 @@
-"""rulesctl's benchmark suite (issue 7): `python -m bench --help`."""
+"""rulesctl's benchmark suite: `python -m bench --help`."""

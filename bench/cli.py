@@ -1,4 +1,4 @@
-"""`python -m bench`: the benchmark suite of issue 7.
+"""`python -m bench`: the benchmark suite.
 
 Installs the shipped policy into a fresh database, loads synthetic data per workload, drives
 the engine's SQL API with pgbench (16 clients, prepared statements, synchronous_commit on),

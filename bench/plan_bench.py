@@ -1,4 +1,4 @@
-"""How long `rulesctl plan` takes against a database holding the shipped policy (issue 5: under 1 s).
+"""How long `rulesctl plan` takes against a database holding the shipped policy (target: under 1 s).
 
     python -m bench.plan_bench [--runs N] [--keep]
 

@@ -1,4 +1,4 @@
-"""The workloads of issue 7. Each loads (or reuses) its dataset, drives the engine's SQL API,
+"""The benchmark's workloads. Each loads (or reuses) its dataset, drives the engine's SQL API,
 and returns its measured values; the harness checks the invariants after each one.
 
 Every workload records `values` (numbers, compared between commits and against targets),

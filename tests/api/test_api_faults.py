@@ -1,4 +1,4 @@
-"""The API when the database goes away and comes back (issue 15, items 15 and 16): a real
+"""The API when the database goes away and comes back: a real
 restart and a real outage of a PostgreSQL cluster of this module's own (the session cluster is
 shared by every module, so it is never stopped).
 

@@ -1,4 +1,4 @@
-"""Over-long input is bad input, never an outage (issue 15, item 9). A 20 KB work_item_id used to
+"""Over-long input is bad input, never an outage. A 20 KB work_item_id used to
 reach a btree index, fail with SQLSTATE 54000 (a program limit) and come back as 503 "retry
 later", so clients retried it forever. Now:
 

@@ -1,4 +1,4 @@
-"""The ledger says whether the applied policy was committed (issue 17.5): rulesctl.applies.git_dirty
+"""The ledger says whether the applied policy was committed: rulesctl.applies.git_dirty
 is false when the rules directory is clean in its git checkout, true when a file under it is
 modified or untracked (the recorded commit is then not what was applied), NULL outside a git
 checkout; history and show display it."""

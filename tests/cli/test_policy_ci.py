@@ -1,4 +1,4 @@
-"""The CI example (issue 17.5): .github/workflows/policy.yml and scripts/policy-ci run the same
+"""The CI example: .github/workflows/policy.yml and scripts/policy-ci run the same
 rulesctl commands (parsed from both, so they cannot drift apart); the workflow's plan step treats
 exit 2 (changes pending) as success; and scripts/policy-ci, run in a copy of the project against a
 fresh database, validates, checks generated/, plans with --out and applies the saved plan, and a

@@ -188,7 +188,7 @@ def test_hostile_text_in_every_free_text_field_renders_and_installs(database_url
     values = {}
     for index, (file, path) in enumerate(fields):
         values[file, path] = HOSTILE_TEXT[index % len(HOSTILE_TEXT)]
-    values["assignment_rules.yaml", ("rules", 0, "description")] = HOSTILE_TEXT[0]       # the `$fn$` of issue 15
+    values["assignment_rules.yaml", ("rules", 0, "description")] = HOSTILE_TEXT[0]  # `$fn$` ends a body
     for (file, path), value in values.items():
         _set(rules, file, path, value)
     with psycopg.connect(database_url, autocommit=True) as conn:

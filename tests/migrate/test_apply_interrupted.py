@@ -1,4 +1,4 @@
-"""A killed apply leaves its trace (issue 15, item 13). `rulesctl apply` runs as a real process,
+"""A killed apply leaves its trace. `rulesctl apply` runs as a real process,
 is held on a table lock in its second segment (after its enum value was committed), and gets
 SIGKILL. Its 'started' ledger row was committed before the first segment; history shows it
 interrupted at once; the next apply records it as 'interrupted' and converges."""

@@ -1,4 +1,4 @@
-"""Drift the plan must see (issue 15, item 10): an engine trigger disabled by hand, a managed
+"""Drift the plan must see: an engine trigger disabled by hand, a managed
 role given BYPASSRLS / LOGIN / SUPERUSER or another managed role's rights, and a permissive
 policy added by hand to a table rulesctl manages. Each is planned as drift, restored by apply,
 and the plan after it is empty. Real PostgreSQL, the small base policy.

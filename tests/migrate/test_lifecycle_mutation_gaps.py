@@ -28,7 +28,8 @@ def test_staff_of_a_retired_unit_get_no_new_work_through_a_subtree_rule(base_url
     with psycopg.connect(base_url, autocommit=True) as conn:
         call(conn, "upsert_staff_profile", {"id": DESK, "unit_id": "unit-desk", "full_name": "Desk"})
     units = (BASE / "units.yaml").read_text().replace("    name: Desk\n", "    name: Desk\n    retired: true\n")
-    rules = (BASE / "assignment_rules.yaml").read_text().replace("target: {unit: unit-desk}", "target: {unit: unit-ops}")
+    rules = (BASE / "assignment_rules.yaml").read_text().replace("target: {unit: unit-desk}",
+                                                                 "target: {unit: unit-ops}")
     policy, objects = policies.build("retire-desk", units=units, assignment_rules=rules)
     plan = build_plan(base_url, policy, objects, DEFAULT_TEMPLATES)
     apply(base_url, objects, policy, allowed=plan.hazards)

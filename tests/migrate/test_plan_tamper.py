@@ -1,4 +1,4 @@
-"""A saved plan runs only as it was made (issue 15, item 12): its fingerprint binds the steps
+"""A saved plan runs only as it was made: its fingerprint binds the steps
 (action, object, SQL, hazards, segment) to the live state, and apply also re-plans under its
 lock and runs the file only if its steps are exactly what rulesctl plans now. An edited
 plan.json -- hashes recomputed or not -- is refused with a clear message, exit 1, a 'refused'

@@ -1,4 +1,4 @@
-"""Running work obeys a changed SLA policy, consistently (issue 17 section 2): one definition of
+"""Running work obeys a changed SLA policy, consistently: one definition of
 an item's deadline and SLA state serves the sweep, my_assignments and the queue; a change of
 SLA targets, calendars or escalation levels recomputes deadlines and next checks of running and
 queued work (`on_change: keep` keeps started work's deadlines, and the checks follow them); an

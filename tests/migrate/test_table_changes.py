@@ -1,4 +1,4 @@
-"""Table, index and grant changes, planned from a live schema changed by hand (issue 20 (a), (b)).
+"""Table, index and grant changes, planned from a live schema changed by hand.
 
 Each case installs the base policy, changes the live database by hand, plans, and asserts the
 step's action, SQL and hazards (data-loss for a dropped table or column, lock for a rewrite or
