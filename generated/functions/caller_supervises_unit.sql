@@ -14,6 +14,7 @@ STABLE
 SET search_path = public, pg_temp
 AS $fn$
 BEGIN
-  RETURN coalesce((SELECT caller_is_trusted() OR p_unit_id = ANY (caller_visible_units())), false);
+  RETURN coalesce((SELECT caller_is_trusted() OR p_unit_id = ANY (caller_visible_units())),
+                  false);
 END
 $fn$;
