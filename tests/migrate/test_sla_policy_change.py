@@ -43,6 +43,15 @@ def next_check(conn, assignment_id):
     return scalar(conn, "SELECT next_check_at FROM assignments WHERE id = %s", assignment_id)
 
 
+def running_urgent_ticket(conn, work_item_id: str) -> str:
+    """At T0, a desk person and an urgent ticket assigned to them (2h, warning at 75%): its id."""
+    at(conn, T0)
+    call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
+    done = call(conn, "auto_assign", {"work_item_id": work_item_id, "work_item_type": "ticket", "priority": "urgent"})
+    assert done["status"] == "assigned"
+    return done["assignment_id"]
+
+
 def test_an_earlier_threshold_reschedules_running_clocks(database_url, traversable_tmp_path):
     rules = make_policy(traversable_tmp_path)
     policy, objects = build_in(traversable_tmp_path)
@@ -50,11 +59,7 @@ def test_an_earlier_threshold_reschedules_running_clocks(database_url, traversab
     assert not any(step.key.startswith("reschedule:") for step in first)       # a first install has no clocks
     apply(database_url, objects, policy)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        at(conn, T0)
-        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
-        done = call(conn, "auto_assign", {"work_item_id": "T-1", "work_item_type": "ticket", "priority": "urgent"})
-        assert done["status"] == "assigned"
-        assignment = done["assignment_id"]
+        assignment = running_urgent_ticket(conn, "T-1")
         assert next_check(conn, assignment) == T0 + timedelta(minutes=90)      # 75% of 2h
 
         set_warning_level(rules, "25%")
@@ -84,10 +89,7 @@ def test_a_paused_clock_and_unrelated_changes_are_left_alone(database_url, trave
     policy, objects = build_in(traversable_tmp_path)
     apply(database_url, objects, policy)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        at(conn, T0)
-        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
-        assignment = call(conn, "auto_assign", {"work_item_id": "T-2", "work_item_type": "ticket",
-                                                "priority": "urgent"})["assignment_id"]
+        assignment = running_urgent_ticket(conn, "T-2")
         conn.execute("UPDATE assignments SET paused_at = %s, next_check_at = NULL WHERE id = %s", [T0, assignment])
 
         skills = rules / "skills.yaml"
@@ -111,10 +113,7 @@ def test_a_closure_added_to_the_calendar_moves_running_clocks(database_url, trav
     policy, objects = build_in(traversable_tmp_path)
     apply(database_url, objects, policy)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        at(conn, T0)
-        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
-        assignment = call(conn, "auto_assign", {"work_item_id": "T-3", "work_item_type": "ticket",
-                                                "priority": "urgent"})["assignment_id"]
+        assignment = running_urgent_ticket(conn, "T-3")
         assert next_check(conn, assignment) == T0 + timedelta(minutes=90)      # 75% of 2h, Monday 10:30
 
         path = rules / "calendars.yaml"
