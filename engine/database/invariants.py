@@ -8,7 +8,12 @@ from collections.abc import Set
 
 import psycopg
 
-ACTIVE = "('assigned', 'in_progress', 'on_hold')"
+from engine.compiler.catalog import ACTIVE_STATUSES
+from engine.compiler.sqltext import literal, literal_list
+from engine.policy.model import Strategy
+
+ACTIVE = f"({literal_list(ACTIVE_STATUSES)})"         # the engine's one list, as the templates get it
+DEFAULT_STRATEGY = literal(Strategy.least_loaded)    # what a queued item without a rule is picked by
 
 
 def staff_over_wip(conn: psycopg.Connection) -> list:
@@ -56,13 +61,13 @@ def lost_work_items(conn: psycopg.Connection, requested: set[str]) -> list:
 
 def idle_while_queued(conn: psycopg.Connection) -> list:
     """Queued items that an available person with room could take right now (a lost wake-up)."""
-    return conn.execute("""
+    return conn.execute(f"""
         SELECT q.work_item_id, e.staff_id
         FROM assignment_queue q
         LEFT JOIN assignment_rules r ON r.id = q.rule_id
         CROSS JOIN LATERAL find_eligible_staff_for_assignment(
             unit_ids_for_target(q.target_unit_id, q.include_subtree), q.required_skills,
-            q.min_proficiency_rank, q.capacity_weight, coalesce(r.strategy, 'least_loaded'), 1) e""").fetchall()
+            q.min_proficiency_rank, q.capacity_weight, coalesce(r.strategy, {DEFAULT_STRATEGY}), 1) e""").fetchall()
 
 
 def all_violations(conn: psycopg.Connection, requested: Set[str] = frozenset()) -> dict[str, list]:
