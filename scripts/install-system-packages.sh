@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages rulesctl's tests and local database need (Debian/Ubuntu):
 # PostgreSQL 15 server binaries, pg_cron, plpgsql_check, pgTAP, wal2json, and python3 (the
-# system interpreter the "started by a normal user" test runs as the postgres OS user).
+# system interpreter the "started by a normal user" test runs as the postgres OS user) and
+# chromium (the headless browser the HTML report tests open pages in).
 # Does nothing when they are all present already.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ packages=(
     postgresql-15-pgtap
     postgresql-15-wal2json
     python3
+    chromium
 )
 
 missing=()
