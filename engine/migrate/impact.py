@@ -8,6 +8,7 @@ read-only transaction), the desired `Policy`, the live and desired objects. Outp
   rules that can never match (an earlier rule's conditions cover theirs) and rule targets with
   no available staff. The new rules are evaluated here, in Python, from the policy model
   against the arrivals aggregated in SQL by (type, priority, required skills, rule, target);
+- for escalation and leave changes, who would now be notified (notify_impact.py);
 - per step, the detail a reviewer wants: a replaced function's body as a unified diff of the
   live definition against the desired one, a changed seed row as `column: old -> new`.
 
@@ -30,6 +31,8 @@ from engine.compiler.objects import ObjectKey
 from engine.migrate.fetch import fetch_value
 from engine.migrate.kinds.seed import BOOKKEEPING_COLUMNS
 from engine.migrate.model import Action, LiveObject, Step
+from engine.migrate.notify_impact import LeaveAction, Notified
+from engine.migrate.notify_impact import measure as measure_notified
 from engine.policy.model import AssignmentRule, Policy
 
 DEFAULT_DAYS = 30
@@ -92,12 +95,15 @@ class Impact:
     routes: list[Route] = field(default_factory=list)
     shadowed: list[Shadowed] = field(default_factory=list)
     unstaffed: list[Unstaffed] = field(default_factory=list)
+    notified: list[Notified] = field(default_factory=list)
+    leave_actions: list[LeaveAction] = field(default_factory=list)
     details: dict[str, list[str]] = field(default_factory=dict)   # step key -> lines shown under it
     seconds: float = 0.0
 
     @property
     def empty(self) -> bool:
-        return not (self.capacity or self.over_limit or self.routing_changed)
+        return not (self.capacity or self.over_limit or self.routing_changed or self.notified
+                    or self.leave_actions)
 
     @property
     def moved(self) -> int:
@@ -112,7 +118,10 @@ class Impact:
                    [OverLimit(**o) for o in data["over_limit"]], data["routing_changed"], data["arrivals"],
                    [Route(**r) for r in data["routes"]],
                    [Shadowed(s["rule_id"], tuple(s["by"])) for s in data["shadowed"]],
-                   [Unstaffed(**u) for u in data["unstaffed"]], data.get("details", {}), data.get("seconds", 0.0))
+                   [Unstaffed(**u) for u in data["unstaffed"]],
+                   [Notified(**n) for n in data.get("notified", [])],
+                   [LeaveAction(**a) for a in data.get("leave_actions", [])],
+                   data.get("details", {}), data.get("seconds", 0.0))
 
 
 def measure(conn: psycopg.Connection[Any], policy: Policy, days: int = DEFAULT_DAYS,
@@ -127,6 +136,7 @@ def measure(conn: psycopg.Connection[Any], policy: Policy, days: int = DEFAULT_D
         impact.arrivals, impact.routes = _routing(conn, policy, days, schema)
         impact.shadowed = shadowed(policy)
         impact.unstaffed = _unstaffed(conn, policy, schema)
+    impact.notified, impact.leave_actions = measure_notified(conn, policy, schema)
     return impact
 
 

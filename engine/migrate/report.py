@@ -109,8 +109,21 @@ def impact_lines(plan: Plan) -> list[str]:
                   for o in impact.over_limit]
     if impact.routing_changed:
         lines += _routing_lines(impact)
+    lines += _notified_lines(impact)
     if deadlines:
         lines.append(f"  SLA deadlines: {deadlines}")
+    return lines
+
+
+def _notified_lines(impact: Impact) -> list[str]:
+    lines = []
+    if impact.notified:
+        lines.append("  Who would now be notified (running items, by recipient before -> after):")
+        lines += [f"    {n.change}: {n.notify_before} -> {n.notify_after}: {n.recipient_before} -> "
+                  f"{n.recipient_after}  {n.items}" for n in impact.notified]
+    if impact.leave_actions:
+        lines.append("  When an assignee goes on leave (active items of that priority today):")
+        lines += [f"    {a.priority}: {a.before} -> {a.after}  {a.items}" for a in impact.leave_actions]
     return lines
 
 
@@ -237,8 +250,25 @@ def impact_markdown(plan: Plan) -> list[str]:
         lines += [f"- ⚠️ rule `{u.rule_id}` targets `{u.unit_id}`: {_staffing(u)}" for u in impact.unstaffed]
         if impact.shadowed or impact.unstaffed:
             lines.append("")
+    lines += _notified_markdown(impact)
     if deadlines:
         lines += [f"**SLA deadlines:** {_cell(deadlines)}", ""]
+    return lines
+
+
+def _notified_markdown(impact: Impact) -> list[str]:
+    lines = []
+    if impact.notified:
+        lines += ["**Who would now be notified** (running items):", "",
+                  "| change | notify | recipient before → after | items |", "|---|---|---|---|"]
+        lines += [f"| {_cell(n.change)} | {n.notify_before} → {n.notify_after} | {_cell(n.recipient_before)} → "
+                  f"{_cell(n.recipient_after)} | {n.items} |" for n in impact.notified]
+        lines.append("")
+    if impact.leave_actions:
+        lines.append("**When an assignee goes on leave:**")
+        lines += [f"- `{a.priority}`: {a.before} → {a.after} ({a.items} active item(s) today)"
+                  for a in impact.leave_actions]
+        lines.append("")
     return lines
 
 
