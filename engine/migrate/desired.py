@@ -14,7 +14,8 @@ import psycopg
 from engine.compiler import catalog
 from engine.compiler.objects import ObjectKey, SqlObject
 from engine.compiler.render import render_policy
-from engine.migrate.fetch import fetch_row, fetch_value
+from engine.compiler.sqltext import ident
+from engine.migrate.fetch import fetch_row
 from engine.migrate.introspect import desired_snapshot
 from engine.migrate.kinds import KINDS
 from engine.migrate.kinds.base import DesiredContext
@@ -23,32 +24,53 @@ from engine.policy.model import Policy
 
 
 def cron_available(conn: psycopg.Connection[Any]) -> bool:
-    """pg_cron is here, or rulesctl can create it here (this is cron.database_name)."""
-    return bool(fetch_value(conn, """
-        SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron')
-            OR (EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron')
-                AND current_setting('cron.database_name', true) = current_database())"""))
+    """pg_cron is here and usable by this role, or this role can create it here."""
+    return cron_unavailable_reason(conn) is None
 
 
 def cron_unavailable_reason(conn: psycopg.Connection[Any]) -> str | None:
-    """Why pg_cron cannot run this database's jobs (the same words the rendered SQL uses), or None."""
-    if cron_available(conn):
-        return None
-    available, loaded_in, here = fetch_row(conn, """
-        SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron'),
-               current_setting('cron.database_name', true), current_database()""")
+    """Why pg_cron cannot run this database's jobs (the same words the rendered SQL uses), or None.
+
+    Never reads cron.database_name unless the role is a superuser: the setting is superuser-only
+    (current_setting(..., true) still raises for a database owner on Supabase or RDS), and only
+    a superuser could create pg_cron anyway. A non-superuser learns all it needs from whether
+    pg_cron is in this database and whether it may use the cron schema."""
+    here, usable, available, superuser, user = fetch_row(conn, """
+        SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'),
+               EXISTS (SELECT 1 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+                       WHERE e.extname = 'pg_cron' AND has_schema_privilege(n.oid, 'USAGE')),
+               EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron'),
+               (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), current_user""")
+    if here:
+        return None if usable else (f"pg_cron is in this database but {user} may not use its schema; jobs will "
+                                    f"not be scheduled until a superuser runs: GRANT USAGE ON SCHEMA cron TO "
+                                    f"{ident(user)};")
     if not available:
         return "pg_cron is not installed on this server (Debian: postgresql-15-cron); jobs will not be scheduled"
+    if not superuser:
+        return (f"pg_cron is not created in this database and only a superuser can create it; jobs will not be "
+                f"scheduled until a superuser runs, in the database pg_cron runs in (cron.database_name): "
+                f"CREATE EXTENSION pg_cron; GRANT USAGE ON SCHEMA cron TO {ident(user)};")
+    loaded_in, here_name = fetch_row(conn, "SELECT current_setting('cron.database_name', true), current_database()")
     if loaded_in is None:
         return "pg_cron is installed but not loaded (add it to shared_preload_libraries); jobs will not be scheduled"
-    return f"pg_cron lives in database {loaded_in} of this cluster, not {here}; jobs will not be scheduled here"
+    if loaded_in != here_name:
+        return (f"pg_cron lives in database {loaded_in} of this cluster, not {here_name}; "
+                "jobs will not be scheduled here")
+    return None
 
 
 def cron_version(conn: psycopg.Connection[Any]) -> tuple[int, ...]:
+    """The pg_cron version this database has, or would get (the server's default)."""
     row = fetch_row(conn, """
         SELECT coalesce((SELECT extversion FROM pg_extension WHERE extname = 'pg_cron'),
                         (SELECT default_version FROM pg_available_extensions WHERE name = 'pg_cron'))""")
-    digits = (row[0] or "0").split("-")[0]
+    return parse_version(row[0] or "0")
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'1.4-1' -> (1, 4); '1.6.2' -> (1, 6, 2)."""
+    digits = text.split("-")[0]
     return tuple(int(part) for part in digits.split(".") if part.isdigit())
 
 

@@ -5,6 +5,8 @@
 -- extension pg_cron
 -- pg_cron runs the jobs. It can live in one database of the cluster only (cron.database_name):
 -- create it here when this is that database; otherwise say why the jobs will not run.
+-- Only a superuser may create pg_cron or read cron.database_name: a database owner that is not
+-- one (Supabase, RDS) is told what to ask for, and never reads the setting.
 DO $do$
 BEGIN
   IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') THEN
@@ -12,6 +14,9 @@ BEGIN
   END IF;
   IF NOT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron') THEN
     RAISE NOTICE 'rulesctl: pg_cron is not installed on this server (Debian: postgresql-15-cron); jobs will not be scheduled';
+  ELSIF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+    RAISE NOTICE 'rulesctl: pg_cron is not created in this database and only a superuser can create it; jobs will not be scheduled until a superuser runs, in the database pg_cron runs in (cron.database_name): CREATE EXTENSION pg_cron; GRANT USAGE ON SCHEMA cron TO %;',
+      quote_ident(current_user);
   ELSIF current_setting('cron.database_name', true) IS NULL THEN
     RAISE NOTICE 'rulesctl: pg_cron is installed but not loaded (add it to shared_preload_libraries); jobs will not be scheduled';
   ELSIF current_setting('cron.database_name', true) <> current_database() THEN
@@ -30,8 +35,8 @@ DO $do$
 DECLARE
   v_version integer[];
 BEGIN
-  IF to_regnamespace('cron') IS NULL THEN
-    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database); run it yourself: %',
+  IF NOT coalesce(has_schema_privilege(to_regnamespace('cron'), 'USAGE'), false) THEN
+    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database, or no USAGE on its schema); run it yourself: %',
       'sla-monitoring', 'CALL public.run_batches(''SELECT public.sla_check_and_escalate(1000)'', 1000, 30)';
     RETURN;
   END IF;
@@ -56,8 +61,8 @@ DO $do$
 DECLARE
   v_version integer[];
 BEGIN
-  IF to_regnamespace('cron') IS NULL THEN
-    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database); run it yourself: %',
+  IF NOT coalesce(has_schema_privilege(to_regnamespace('cron'), 'USAGE'), false) THEN
+    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database, or no USAGE on its schema); run it yourself: %',
       'capacity-snapshot', 'SELECT public.capture_capacity_snapshot()';
     RETURN;
   END IF;
@@ -72,8 +77,8 @@ DO $do$
 DECLARE
   v_version integer[];
 BEGIN
-  IF to_regnamespace('cron') IS NULL THEN
-    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database); run it yourself: %',
+  IF NOT coalesce(has_schema_privilege(to_regnamespace('cron'), 'USAGE'), false) THEN
+    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database, or no USAGE on its schema); run it yourself: %',
       'queue-fallback-processor', 'SELECT public.process_stale_queue_items()';
     RETURN;
   END IF;
@@ -88,8 +93,8 @@ DO $do$
 DECLARE
   v_version integer[];
 BEGIN
-  IF to_regnamespace('cron') IS NULL THEN
-    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database); run it yourself: %',
+  IF NOT coalesce(has_schema_privilege(to_regnamespace('cron'), 'USAGE'), false) THEN
+    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database, or no USAGE on its schema); run it yourself: %',
       'escalation-cleanup', 'SELECT public.cleanup_escalation_events()';
     RETURN;
   END IF;
@@ -104,8 +109,8 @@ DO $do$
 DECLARE
   v_version integer[];
 BEGIN
-  IF to_regnamespace('cron') IS NULL THEN
-    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database); run it yourself: %',
+  IF NOT coalesce(has_schema_privilege(to_regnamespace('cron'), 'USAGE'), false) THEN
+    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database, or no USAGE on its schema); run it yourself: %',
       'event-relay', 'CALL public.run_batches(''SELECT public.relay_engine_events(500)'', 500, 1)';
     RETURN;
   END IF;

@@ -43,7 +43,10 @@ class CronJob(Kind):
     drop_action = Action.UNSCHEDULE
 
     def introspect(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
-        if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone():
+        # Without USAGE on the cron schema (a non-superuser owner nobody granted it) there is
+        # nothing this role could read or schedule: the plan's note names the GRANT.
+        if not conn.execute("SELECT 1 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+                            " WHERE e.extname = 'pg_cron' AND has_schema_privilege(n.oid, 'USAGE')").fetchone():
             return []
         rows = conn.execute(query_text("cron_jobs.sql"))
         return [LiveObject(self.name, name, definition) for name, definition in rows]
