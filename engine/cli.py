@@ -346,7 +346,11 @@ def local_status(base_dir: Path | None) -> None:
 @click.option("--jwt-secret", envvar=["RULESCTL_JWT_SECRET", "SUPABASE_JWT_SECRET"], metavar="SECRET",
               help="HS256 secret the bearer tokens are signed with (falls back to $RULESCTL_JWT_SECRET, "
                    "then $SUPABASE_JWT_SECRET).")
-def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None) -> None:
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+              help="A browser origin allowed to call the API, e.g. https://app.example.org (repeatable; "
+                   "default none: no CORS).")
+def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None, cors_origins: tuple[str, ...]
+          ) -> None:
     """Serve the HTTP API (/functions/v1/..., /openapi.json) until SIGINT or SIGTERM.
 
     Each request runs as the token's role with its claims set, so the database's grants and
@@ -357,7 +361,8 @@ def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None
                    err=True)
         sys.exit(1)
     from engine.api import serve as run_server
-    _run_or_exit(lambda: run_server(_database_url(database_url), jwt_secret, host=host, port=port))
+    _run_or_exit(lambda: run_server(_database_url(database_url), jwt_secret, host=host, port=port,
+                                    cors_origins=cors_origins))
 
 
 def _build_or_exit(rules_dir: Path, parse_check: bool = False) -> tuple[Policy, list[SqlObject]]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,14 +26,24 @@ from engine.api.routes import router
 
 log = logging.getLogger("rulesctl.api")
 
+# What the Supabase client libraries send with every call.
+CORS_HEADERS = ["authorization", "apikey", "content-type", "x-client-info"]
+
 DESCRIPTION = """\
 The Assignment Engine & SLA of rulesctl over HTTP: each endpoint is a thin wrapper over one
 function of the SQL API, run as the caller.
 
 **Auth** (as on Supabase): `Authorization: Bearer <JWT>`, HS256 with the project's JWT secret,
-claims `role` (`anon`, `authenticated` or `service_role`), `exp`, and `sub` (the staff id).
-Each request runs in a transaction with that role and `request.jwt.claims` set, so the
+claims `role` (`anon`, `authenticated` or `service_role`), `exp`, and `sub` (the staff id);
+with no Authorization header the `apikey` header (the project's anon or service key) is the
+caller. Each request runs in a transaction with that role and `request.jwt.claims` set, so the
 database's grants and row level security decide what the caller may do and see.
+
+**Function names** (as Supabase deploys them): every endpoint also answers at its deployed
+function name, its path with `/` turned into `-` (`/functions/v1/assignments-auto-assign`,
+`/functions/v1/capacity-check`; `x-supabase-function` on each operation). There a GET endpoint
+also takes POST, the way `functions.invoke()` calls, with its query parameters as a JSON object
+in the body.
 
 **Errors** are `{"error", "message", "field"?}`: 400 invalid input (`field` names it; ids
 and names take at most 200 characters, free text such as `reason` 2000), 401 bad or missing
@@ -44,10 +55,12 @@ completing a completed assignment) are bad input, 400.
 
 
 def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_max: int = 16,
-               pool_timeout: float = 10.0, event_queue_size: int = QUEUE_SIZE) -> FastAPI:
+               pool_timeout: float = 10.0, event_queue_size: int = QUEUE_SIZE,
+               cors_origins: Sequence[str] = ()) -> FastAPI:
     """pool_timeout: seconds a request waits while every database connection is in use before
     its 503 (an unreachable database is a 503 at once); event_queue_size: events a stream may
-    fall behind by before it is closed ("too far behind; reconnect")."""
+    fall behind by before it is closed ("too far behind; reconnect"); cors_origins: the browser
+    origins allowed to call (none by default: no CORS headers at all)."""
     if not jwt_secret:
         raise ValueError("a JWT secret is required (RULESCTL_JWT_SECRET or SUPABASE_JWT_SECRET)")
     database = Database(database_url, min_size=pool_min, max_size=pool_max, timeout=pool_timeout)
@@ -70,6 +83,9 @@ def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_ma
     app.state.jwt_secret = jwt_secret
     app.include_router(router)
     _install_error_handlers(app)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=CORS_HEADERS, max_age=600)
     app.add_middleware(RequestLog)
     return app
 

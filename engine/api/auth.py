@@ -1,5 +1,9 @@
-"""Who is calling. Input: the request's ``Authorization: Bearer <jwt>`` header and the JWT
-secret. Output: a Caller (database role + the claims to hand to PostgreSQL), or AuthError (401).
+"""Who is calling. Input: the request's ``Authorization: Bearer <jwt>`` and ``apikey`` headers
+and the JWT secret. Output: a Caller (database role + the claims to hand to PostgreSQL), or
+AuthError (401).
+
+As on Supabase, the Authorization token is the caller; a request with only an ``apikey``
+(the project's anon or service key, itself a JWT) calls as that key.
 
 Tokens are checked the way Supabase/PostgREST check them: HS256 signed with the project's
 JWT secret, not expired, a ``role`` claim naming one of Supabase's API roles. ``sub`` (the
@@ -36,9 +40,24 @@ class Caller:
         return self.claims.get("sub")
 
 
+class NoCredentials(AuthError):
+    """Neither an Authorization nor an apikey header."""
+
+
+def caller_from_headers(authorization: str | None, apikey: str | None, secret: str) -> Caller:
+    if authorization:
+        return caller_from_header(authorization, secret)
+    if apikey and apikey.strip():
+        try:
+            return caller_from_token(apikey.strip(), secret)
+        except AuthError as exc:
+            raise AuthError(f"apikey: {exc}") from None
+    raise NoCredentials("missing bearer token: send Authorization: Bearer <JWT> (or a Supabase apikey header)")
+
+
 def caller_from_header(authorization: str | None, secret: str) -> Caller:
     if not authorization:
-        raise AuthError("missing bearer token: send Authorization: Bearer <JWT>")
+        raise NoCredentials("missing bearer token: send Authorization: Bearer <JWT>")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

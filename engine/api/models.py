@@ -72,6 +72,19 @@ class AvailabilityRequest(BaseModel):
     version: int | None = Field(None, description="the staff profile version you read; 409 if it changed since")
 
 
+class StaffProfileRequest(BaseModel):
+    id: str = _id("uuid: the person's user id (re-sending updates)")
+    unit_id: str = _id("a unit id of rules/units.yaml")
+    full_name: str = _text()
+    role: str | None = _id("staff (default), supervisor, unit_head or admin", default=None)
+    email: str | None = _text(default=None)
+    skills: list[str] | dict[str, str] | None = Field(
+        None, description="skill ids (held at the lowest proficiency) or {skill id: proficiency level}")
+    wip_limit: int | None = Field(None, ge=0, description="null for the unit's default")
+    availability_status: str | None = _id("an availability_status value; on_leave applies the leave policy",
+                                          default=None)
+
+
 # ---------------------------------------------------------------------------- responses
 
 class AutoAssignResult(_Open):
@@ -146,7 +159,15 @@ class AvailabilityResult(_Open):
     previous_status: str | None = None
 
 
+class StaffProfileResult(_Open):
+    staff_id: str
+    created: bool
+    version: int
+    unit_id: str
+    assigned_from_queue: int = Field(description="queued items the person took at once")
+
+
 class Health(_Open):
     status: Literal["healthy", "degraded"]
-    checks: dict[str, Any]
+    checks: dict[str, Any] | None = Field(None, description="only for service_role, as are reasons and version")
     version: dict[str, Any] | None = None

@@ -6,20 +6,21 @@ visibility are the database's (SQL API checks, grants, row level security).
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ValidationError
 
 from engine.api import models
-from engine.api.auth import AuthError, Caller, caller_from_header
+from engine.api.auth import AuthError, Caller, NoCredentials, caller_from_headers
+from engine.api.body import MAX_BODY_BYTES, read_json  # noqa: F401 -- MAX_BODY_BYTES: re-exported
 from engine.api.calls import Database
 from engine.api.errors import ApiError, invalid, unauthorized
 from engine.api.events import EventHub
+from engine.api.functions import FunctionsRouter
 from engine.compiler import catalog
 
 if TYPE_CHECKING:   # psycopg >= 3.3's name; only in annotations of helpers, which FastAPI never reads
@@ -27,7 +28,7 @@ if TYPE_CHECKING:   # psycopg >= 3.3's name; only in annotations of helpers, whi
 
 PREFIX = "/functions/v1"
 bearer = HTTPBearer(auto_error=False, description="A Supabase-style JWT (HS256): claims role, sub, exp.")
-router = APIRouter(prefix=PREFIX)
+router = FunctionsRouter(prefix=PREFIX)   # each endpoint also under its Supabase function name
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -45,37 +46,41 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
 
 
-async def authenticate(request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Caller:
+apikey = APIKeyHeader(name="apikey", auto_error=False,
+                      description="Supabase's project key (a JWT); the caller when no Authorization is sent.")
+
+
+async def authenticate(request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+                       _apikey: str | None = Depends(apikey)) -> Caller:
     try:
-        return caller_from_header(request.headers.get("authorization"), request.app.state.jwt_secret)
+        return _caller(request)
     except AuthError as exc:
         raise unauthorized(str(exc)) from None
 
 
-MAX_BODY_BYTES = 1 << 20
+async def authenticate_if_any(request: Request, _credentials: HTTPAuthorizationCredentials | None = Depends(bearer),
+                              _apikey: str | None = Depends(apikey)) -> Caller | None:
+    """The caller, or None for a request with no credentials at all (a load balancer's probe);
+    bad credentials are still a 401."""
+    try:
+        return _caller(request)
+    except NoCredentials:
+        return None
+    except AuthError as exc:
+        raise unauthorized(str(exc)) from None
+
+
+def _caller(request: Request) -> Caller:
+    return caller_from_headers(request.headers.get("authorization"), request.headers.get("apikey"),
+                               request.app.state.jwt_secret)
 
 
 async def json_body(request: Request) -> Jsonb:
     """The request body as jsonb, exactly as sent; only "is it JSON at all" is checked here."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, "too_large", f"the body is larger than {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
+    value = await read_json(request)
+    if value is None:
         raise invalid("request", "the body must be a JSON object")
-    try:
-        value = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        raise invalid("request", "the body is not valid JSON") from None
     return Jsonb(value)
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
 
 
 _Model = TypeVar("_Model", bound=BaseModel)
@@ -219,20 +224,38 @@ async def staff_availability(request: Request, caller: Caller = Depends(authenti
     return await _call(request, caller, "SELECT set_staff_availability(%s)", [await json_body(request)])
 
 
+@router.post("/staff/profile", tags=["staff"], openapi_extra=_body_doc(models.StaffProfileRequest),
+             response_model=models.StaffProfileResult, summary="Add or update a staff profile (admins, service_role)",
+             responses=_errors(*POSTED))
+async def staff_profile(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
+    """`upsert_staff_profile(profile)`, how staff data arrives (HR sync): `id` is the person's
+    user id, so re-sending updates. A new person or a raised WIP limit takes queued work at once."""
+    return await _call(request, caller, "SELECT upsert_staff_profile(%s)", [await json_body(request)])
+
+
+# Health is asked as the trusted service role whoever calls: the bare status tells nothing
+# about the data, and a load balancer or an anon-key client has no grant on engine_health().
+HEALTH_PROBE = Caller(role="service_role", claims={"role": "service_role"})
+
+
 @router.get("/health/assignment-engine", tags=["health"], response_model=models.Health,
             summary="Engine health: 200 healthy, 503 degraded",
             responses={503: {"model": models.Health, "description": "degraded (or the database is unreachable)"},
-                       **_errors(401, 403)})
-async def health(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
-    """`engine_health()`. When the database cannot be reached at all the answer is still in
-    this shape: status degraded, checks.database.ok false."""
+                       **_errors(401)})
+async def health(request: Request, caller: Caller | None = Depends(authenticate_if_any)) -> JSONResponse:
+    """`engine_health()`: `{status}` for any caller, also with no token at all (load balancer
+    probes) and with the anon key; the details (`reasons`, `checks`, `version`) only for
+    `service_role`. When the database cannot be reached at all the answer is still in this
+    shape: status degraded, checks.database.ok false."""
     try:
-        result = await _database(request).one(caller, "SELECT engine_health()")
+        result = await _database(request).one(HEALTH_PROBE, "SELECT engine_health()")
     except ApiError as exc:
         if exc.error not in ("unavailable", "busy"):
             raise
         result = {"status": "degraded", "reasons": [exc.message], "version": None,
                   "checks": {"database": {"ok": False, "error": exc.message}}}
+    if caller is None or caller.role != "service_role":
+        result = {"status": result.get("status")}
     return JSONResponse(result, status_code=200 if result.get("status") == "healthy" else 503)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
@@ -61,10 +62,10 @@ def build_server(database_url: str, jwt_secret: str, host: str = "127.0.0.1", po
 
 
 def serve(database_url: str, jwt_secret: str, host: str = "127.0.0.1", port: int = 8000,
-          sock: socket.socket | None = None) -> None:
+          sock: socket.socket | None = None, cors_origins: Sequence[str] = ()) -> None:
     """Check the database can serve the API, then serve until SIGINT/SIGTERM (uvicorn installs
     the signal handlers). Raises DatabaseError when the check fails."""
-    server = build_server(database_url, jwt_secret, host, port)      # (this configures logging)
+    server = build_server(database_url, jwt_secret, host, port, cors_origins=cors_origins)  # (configures logging)
     for note in check_database(database_url):
         log.warning(note)
     server.run(sockets=[sock] if sock is not None else None)
