@@ -144,14 +144,14 @@ def render_policy(policy: Policy, templates_dir: Path, schema: str = catalog.SCH
               after=() if function == "engine_now" else (f"function:{s}.engine_now()",),
               file="functions/helpers.sql")
 
-    types_origin = policy.work_item_types[0].origin
+    enum_origins = {"work_item_type": policy.work_item_types[0].origin, "priority_level": policy.priorities_origin}
     enums: dict[str, tuple[str, ...]] = dict(catalog.FIXED_ENUMS)
     enums["work_item_type"] = tuple(t.id for t in policy.work_item_types)
     enums["priority_level"] = policy.priorities
     descriptions = {"work_item_type": "Work item types (rules/work_items.yaml)",
                     "priority_level": "Priorities, lowest first, so ORDER BY priority DESC puts urgent first"}
     for name, values in enums.items():
-        origin = types_origin if name in ("work_item_type", "priority_level") else None
+        origin = enum_origins.get(name)
         r.add("enum", name, "types/enum.sql.j2", {"name": name, "values": values,
                                                   "description": descriptions.get(name, "")},
               file="types/enums.sql", origin=origin)
@@ -203,7 +203,7 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict[str, tuple[str, ...
     }
     # Functions whose text carries policy data name the file it comes from.
     origins = {"match_assignment_rule": policy.rules[0].origin, "queue_effective_rank": policy.queue_aging.origin,
-               "priority_rank": policy.work_item_types[0].origin, "calendar_definition": policy.calendars[0].origin,
+               "priority_rank": policy.priorities_origin, "calendar_definition": policy.calendars[0].origin,
                "engine_health": policy.jobs[0].origin}
     foundations = [f"table:{s}.{t.name}" for t in catalog.TABLES] + [f"enum:{s}.{e}" for e in enums]
     foundations.append(f"function:{s}.engine_now()")

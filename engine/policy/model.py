@@ -224,6 +224,7 @@ class Policy:
     leave: LeavePolicy
     jobs: tuple[Job, ...]
     realtime: RealtimePolicy
+    priorities_origin: Origin | None = field(compare=False, default=None)
     # (file name, sha256 of its parsed content): what the policy hash is made of (validate.meaning_digest)
     sources: tuple[tuple[str, str], ...] = field(compare=False, default=())
 
@@ -283,9 +284,9 @@ def build_calendar(f: PolicyFile, index: int,
                     origin=_origin(f, ("calendars", index)))
 
 
-def build_work_items(f: PolicyFile) -> tuple[tuple[WorkItemType, ...], tuple[str, ...]]:
+def build_work_items(f: PolicyFile) -> tuple[tuple[WorkItemType, ...], tuple[str, ...], Origin]:
     types = tuple(WorkItemType(t["id"], t["name"], _origin(f, ("types", i))) for i, t in enumerate(f.spec["types"]))
-    return types, tuple(f.spec["priorities"])
+    return types, tuple(f.spec["priorities"]), _origin(f, ("priorities",))
 
 
 def build_sla(f: PolicyFile) -> tuple[SlaTarget, ...]:

@@ -134,7 +134,8 @@ def validate_directory(rules_dir: Path) -> model.Policy:
         units=pieces["units"], skills=pieces["skills"][0], proficiency_levels=pieces["skills"][1],
         proficiency_origin=pieces["skills"][2],
         calendars=pieces["calendars"], work_item_types=pieces["work_items"][0],
-        priorities=pieces["work_items"][1], sla_targets=pieces["sla"], rules=pieces["assignment_rules"][0],
+        priorities=pieces["work_items"][1], priorities_origin=pieces["work_items"][2], sla_targets=pieces["sla"],
+        rules=pieces["assignment_rules"][0],
         queue_aging=pieces["assignment_rules"][1], chains=pieces["escalation"], leave=pieces["leave"],
         jobs=pieces["jobs"], realtime=pieces.get("realtime", model.RealtimePolicy(True, None)),
         sources=tuple((f.path.name, meaning_digest(f.spec)) for f in files))

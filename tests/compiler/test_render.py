@@ -111,3 +111,13 @@ def test_install_order_puts_dependencies_first(repo_root):
     # a child unit's seed row comes after its parent's
     units = "seed:public.organizational_units/"
     assert position[units + "unit-gastat"] < position[units + "unit-operations"] < position[units + "unit-field-survey"]
+
+
+def test_enum_origins_name_the_line_that_declares_them(repo_root):
+    """A plan step for the priority enum points at `priorities:`, not at the first work item type."""
+    _, objects = build(repo_root / "rules")
+    origins = {str(obj.key): obj.origin for obj in objects if obj.kind == "enum"}
+    lines = (repo_root / "rules" / "work_items.yaml").read_text().splitlines()
+    priority, work_type = origins["enum:public.priority_level"], origins["enum:public.work_item_type"]
+    assert lines[priority.line - 1].lstrip().startswith("priorities:")
+    assert lines[work_type.line - 1].lstrip().startswith("- id:")
