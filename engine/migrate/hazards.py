@@ -18,11 +18,14 @@ class Hazard(Enum):
                                       "work until they are moved to a unit in service")
     REFERENCED_REMOVAL = ("referenced-removal", "removes what live data references; rulesctl will not: retire it "
                                                 "(retired: true) or move the data off it first. It cannot be allowed")
+    PRIVILEGE = ("privilege", "needs a privilege the applying role lacks (a managed PostgreSQL's owner is not a "
+                              "superuser); the step names what a superuser must run. It cannot be allowed")
 
     @property
     def allowable(self) -> bool:
-        """--allow-hazard lets it run; a removal of what live data references never runs."""
-        return self is not Hazard.REFERENCED_REMOVAL
+        """--allow-hazard lets it run; a removal of what live data references never runs, nor a
+        step PostgreSQL would refuse to the applying role."""
+        return self not in (Hazard.REFERENCED_REMOVAL, Hazard.PRIVILEGE)
 
     def __init__(self, slug: str, message: str):
         self.slug = slug

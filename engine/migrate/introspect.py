@@ -24,6 +24,7 @@ from engine.compiler.objects import ObjectKey, SqlObject
 from engine.compiler.order import install_order
 from engine.migrate.kinds import KINDS, install_rank, kind_of
 from engine.migrate.model import LiveObject
+from engine.migrate.privileges import install_checked
 
 __all__ = ["LiveObject", "desired_snapshot", "introspect", "scratch_schema_name"]
 
@@ -45,7 +46,7 @@ def desired_snapshot(conn: psycopg.Connection[Any], scratch_objects: list[SqlObj
     caller's transaction, and read them back as if they lived in `target`. The caller rolls back."""
     conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
     for obj in install_order([o for o in scratch_objects if kind_of(o.kind).in_scratch], install_rank):
-        conn.execute(obj.sql)  # type: ignore[arg-type]       # rendered SQL, its values quoted by the templates
+        install_checked(conn, obj)
     snapshot = introspect(conn, scratch)
     renamed = {}
     for found in snapshot.values():

@@ -37,6 +37,7 @@ from engine.migrate.kinds import kind_of
 from engine.migrate.kinds.policy import table_and_policy
 from engine.migrate.kinds.seed import Seed
 from engine.migrate.model import ENUM_SEGMENT, LiveObject, Step
+from engine.migrate.privileges import mark_refused, membership_notes
 from engine.migrate.rename import after_renames, find_renames, rename_steps, with_renames
 from engine.migrate.sla_moves import measure_sla_moves
 from engine.migrate.steps import StepBuilder
@@ -151,6 +152,7 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
             desired = desired_state(conn, policy, objects, templates_dir, scratch)
             sla_moves = measure_sla_moves(conn, live, desired, scratch)     # new deadlines, from the scratch install
             cron_problem = cron_unavailable_reason(conn)
+            membership = membership_notes(conn)
             timings["render"] = time.perf_counter() - clock
             clock = time.perf_counter()
             impact = measure(conn, policy, impact_days)
@@ -169,11 +171,15 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
     steps = _mark_drift(steps, desired, live, owned, hand_made)
     ordered = with_renames(order_steps(steps, objects, renamed), rename_steps(builder.context, renames))
     ordered += builder.reschedule_steps(ordered, sla_moves)
+    try:
+        ordered = mark_refused(conn, ordered)       # what this role may not run, tried and rolled back
+    except psycopg.Error as exc:
+        raise DatabaseError(f"planning failed: {str(exc).strip()}") from None
     timings["diff"] = time.perf_counter() - clock
     impact.details = step_details(ordered, live, desired)
     live_hashes: dict[str, str] = {key: object_hash(live[key])
                                    for key in sorted(managed | desired.keys()) if key in live}
-    notes = _notes(policy, cron_problem, desired)
+    notes = _notes(policy, cron_problem, desired) + membership
     return Plan(ordered, list(result.foreign), live_hashes,
                 {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings,
                 impact=impact)
