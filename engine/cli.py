@@ -21,6 +21,7 @@ if TYPE_CHECKING:   # for annotations only: the commands import these modules wh
     from engine.compiler.objects import SqlObject
     from engine.migrate.model import Step
     from engine.migrate.plan import Plan
+    from engine.operations.reports.window import Since
     from engine.policy.model import Policy
     from engine.policy.problems import Problem
 
@@ -363,6 +364,68 @@ def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None
     from engine.api import serve as run_server
     _run_or_exit(lambda: run_server(_database_url(database_url), jwt_secret, host=host, port=port,
                                     cors_origins=cors_origins))
+
+
+@cli.group()
+def report() -> None:
+    """Reports from the live database, read in one read-only transaction.
+
+    \b
+      rulesctl report sla --since 30d                          attainment and breaches
+      rulesctl report capacity --since 30d --format html --out capacity.html
+    """
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str) -> Since:
+    from engine.operations.reports import ReportError, parse_since
+    try:
+        return parse_since(value)
+    except ReportError as exc:
+        raise click.UsageError(str(exc), ctx) from None
+
+
+def _report_options(function: Callable[..., None]) -> Callable[..., None]:
+    function = click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False), default=None,
+                            help="Write the report to this file instead of standard output.")(function)
+    function = click.option("--format", "fmt", type=click.Choice(["text", "json", "csv", "html"]), default="text",
+                            show_default=True, help="html: one self-contained page with charts.")(function)
+    function = click.option("--since", default="30d", show_default=True, callback=_since, metavar="WHEN",
+                            help="Start of the report: a duration back from now (30d, 12h, 90m, 2w) or a date "
+                                 "(2026-11-01, UTC) or timestamp (2026-11-01T08:00+03:00).")(function)
+    return database_option(function)
+
+
+def _write_report(kind: str, database_url: str | None, since: Since, fmt: str, out_file: Path | None) -> None:
+    from engine.operations.reports import build_report
+    text = _run_or_exit(lambda: build_report(_database_url(database_url), kind, since, fmt))
+    if out_file is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out_file.write_text(text)
+    except OSError as exc:
+        click.echo(f"error: --out {out_file}: {exc.strerror}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {out_file}", err=True)
+
+
+@report.command("sla")
+@_report_options
+def report_sla(database_url: str | None, since: Since, fmt: str, out_file: Path | None) -> None:
+    """SLA attainment and breaches per unit, work item type and priority.
+
+    Resolution: work completed in the window (met or late, by the engine's own SLA status at
+    completion) and work still open at its end (past the deadline, at risk, on track). Response
+    too where the engine keeps the response clock. Attainment = met / (met + breached).
+    """
+    _write_report("sla", database_url, since, fmt, out_file)
+
+
+@report.command("capacity")
+@_report_options
+def report_capacity(database_url: str | None, since: Since, fmt: str, out_file: Path | None) -> None:
+    """Utilisation per unit per day, from the daily capacity snapshots."""
+    _write_report("capacity", database_url, since, fmt, out_file)
 
 
 def _build_or_exit(rules_dir: Path, parse_check: bool = False) -> tuple[Policy, list[SqlObject]]:

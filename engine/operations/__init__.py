@@ -1,0 +1,1 @@
+"""Day-to-day operations on a running engine: status, staff import, reports."""

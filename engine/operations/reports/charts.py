@@ -1,0 +1,147 @@
+"""Inline SVG charts drawn in Python, for the self-contained HTML reports (no script, no
+network). Input: labels and numbers. Output: an `<svg>` string whose first child is its
+`<title>` (what the chart shows), with a `<title>` tooltip on every bar and cell. Every text is
+escaped here; callers pass plain strings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+
+FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
+GOOD, FAIR, POOR, NEUTRAL = "#2e7d32", "#f9a825", "#c62828", "#9e9e9e"
+CHAR_WIDTH = 6.6          # px per character at 12px, to size label columns without a browser
+
+
+def attainment_colour(percent: float | None) -> str:
+    if percent is None:
+        return NEUTRAL
+    return GOOD if percent >= 95 else FAIR if percent >= 80 else POOR
+
+
+def _svg(title: str, width: float, height: float, body: list[str]) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width:.0f} {height:.0f}" '
+            f'width="{width:.0f}" height="{height:.0f}" role="img" style="{FONT};max-width:100%;height:auto">'
+            f"<title>{escape(title)}</title>{''.join(body)}</svg>")
+
+
+def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 12, fill: str = "#333",
+          weight: str = "normal") -> str:
+    return (f'<text x="{x:.1f}" y="{y:.1f}" text-anchor="{anchor}" font-size="{size}" fill="{fill}" '
+            f'font-weight="{weight}" dominant-baseline="middle">{escape(text)}</text>')
+
+
+def percent_bars(title: str, items: Sequence[tuple[str, float | None, str]], width: int = 760) -> str:
+    """Horizontal bars on a 0-100% scale, coloured good/fair/poor: (label, percent, note)."""
+    bar_h, gap, top, axis = 24, 10, 10, 28
+    label_w = min(260, max((len(label) for label, _, _ in items), default=4) * CHAR_WIDTH + 16)
+    plot_w = width - label_w - 150
+    height = top + len(items) * (bar_h + gap) + axis
+    body = []
+    for tick in range(0, 101, 25):
+        x = label_w + plot_w * tick / 100
+        body.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{height - axis + 2}" stroke="#e0e0e0"/>')
+        body.append(_text(x, height - axis + 14, f"{tick}%", "middle", 11, "#757575"))
+    for index, (label, value, note) in enumerate(items):
+        y = top + index * (bar_h + gap)
+        body.append(_text(label_w - 10, y + bar_h / 2, label, "end"))
+        shown = f"{value:.1f}%" if value is not None else "no decided items"
+        if value is not None:
+            tip = escape(f"{label}: {shown} ({note})")
+            body.append(f'<rect x="{label_w}" y="{y}" width="{plot_w * value / 100:.1f}" height="{bar_h}" rx="3" '
+                        f'fill="{attainment_colour(value)}"><title>{tip}</title></rect>')
+        bar_end = label_w + plot_w * (value or 0) / 100
+        body.append(_text(bar_end + 8, y + bar_h / 2, f"{shown}  {note}", size=12, fill="#424242"))
+    return _svg(title, width, height, body)
+
+
+def stacked_columns(title: str, groups: Sequence[tuple[str, Sequence[tuple[str, Sequence[int]]]]],
+                    series: Sequence[tuple[str, str]], width: int = 760) -> str:
+    """Columns in groups, each column a stack: groups = [(group label, [(column label, [value per
+    series])])], series = [(name, colour)] bottom up."""
+    left, top, bottom, height = 40, 36, 58, 300
+    columns = sum(len(cols) for _, cols in groups)
+    slot = (width - left - 10) / max(columns + len(groups), 1)
+    peak = max((sum(values) for _, cols in groups for _, values in cols), default=0) or 1
+    scale = (height - top - bottom) / peak
+    body = []
+    for index, (name, colour) in enumerate(series):
+        key_x = left + index * 170
+        body.append(f'<rect x="{key_x}" y="8" width="12" height="12" rx="2" fill="{colour}"/>')
+        body.append(_text(key_x + 18, 14, name, size=12))
+    base = float(height - bottom)
+    for tick in _ticks(peak):
+        y = base - tick * scale
+        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#e0e0e0"/>')
+        body.append(_text(left - 6, y, str(tick), "end", 11, "#757575"))
+    x = left + slot / 2
+    for group, cols in groups:
+        start = x
+        for label, values in cols:
+            y = base
+            for (name, colour), value in zip(series, values, strict=True):
+                if value:
+                    body.append(f'<rect x="{x + 3:.1f}" y="{y - value * scale:.1f}" width="{slot - 6:.1f}" '
+                                f'height="{value * scale:.1f}" fill="{colour}">'
+                                f"<title>{escape(f'{group} {label}: {value} {name}')}</title></rect>")
+                    y -= value * scale
+            total = sum(values)
+            body.append(_text(x + slot / 2, y - 9, str(total), "middle", 11, "#424242", "bold"))
+            body.append(_text(x + slot / 2, base + 12, label, "middle", 11, "#616161"))
+            x += slot
+        body.append(_text((start + x) / 2, base + 34, group, "middle", 12, "#212121", "bold"))
+        x += slot
+    body.append(f'<line x1="{left}" y1="{base}" x2="{width - 10}" y2="{base}" stroke="#9e9e9e"/>')
+    return _svg(title, width, height, body)
+
+
+def _ticks(peak: int) -> list[int]:
+    step = max(1, -(-peak // 4))
+    return list(range(0, peak + step, step))
+
+
+def heat_colour(percent: float | None) -> str:
+    """White through blue to a deep red above 100% (over capacity); grey when unknown."""
+    if percent is None:
+        return "#eeeeee"
+    if percent > 100:
+        return "#b71c1c"
+    shade = percent / 100
+    red, green, blue = (int(255 - shade * (255 - c)) for c in (21, 101, 192))
+    return f"#{red:02x}{green:02x}{blue:02x}"
+
+
+def heatmap(title: str, rows: Sequence[str], columns: Sequence[str],
+            values: Mapping[tuple[str, str], tuple[float | None, str]], width: int = 1000) -> str:
+    """A grid of percentages: values[(row, column)] = (percent or None, tooltip). Missing = no data."""
+    label_w = min(240, max((len(r) for r in rows), default=4) * CHAR_WIDTH + 16)
+    cell_w = max(18.0, min(56.0, (width - label_w - 10) / max(len(columns), 1)))
+    cell_h, top = 26, 40
+    width = int(label_w + cell_w * len(columns) + 10)
+    height = top + cell_h * len(rows) + 46
+    body = []
+    every = max(1, round(44 / cell_w))         # column labels that fit
+    for index, column in enumerate(columns):
+        if index % every == 0:
+            body.append(_text(label_w + (index + 0.5) * cell_w, top - 12, column, "middle", 11, "#616161"))
+    for r, row in enumerate(rows):
+        y = top + r * cell_h
+        body.append(_text(label_w - 10, y + cell_h / 2, row, "end"))
+        for c, column in enumerate(columns):
+            if (row, column) not in values:
+                continue
+            percent, tip = values[(row, column)]
+            x = label_w + c * cell_w
+            body.append(f'<rect x="{x + 1:.1f}" y="{y + 1}" width="{cell_w - 2:.1f}" height="{cell_h - 2}" rx="2" '
+                        f'fill="{heat_colour(percent)}"><title>{escape(tip)}</title></rect>')
+            if percent is not None and cell_w >= 34:
+                body.append(_text(x + cell_w / 2, y + cell_h / 2, f"{percent:.0f}", "middle", 10,
+                                  "#ffffff" if percent > 55 else "#212121"))
+    legend_y = top + cell_h * len(rows) + 18
+    for index, (percent, name) in enumerate([(0.0, "0%"), (50.0, "50%"), (100.0, "100%"), (101.0, "over 100%"),
+                                             (None, "nobody available")]):
+        x = label_w + index * 110
+        body.append(f'<rect x="{x}" y="{legend_y - 6}" width="14" height="14" rx="2" fill="{heat_colour(percent)}" '
+                    f'stroke="#bdbdbd"/>')
+        body.append(_text(x + 20, legend_y + 1, name, size=11, fill="#616161"))
+    return _svg(title, width, height, body)
