@@ -179,7 +179,7 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
     impact.details = step_details(ordered, live, desired)
     live_hashes: dict[str, str] = {key: object_hash(live[key])
                                    for key in sorted(managed | desired.keys()) if key in live}
-    notes = _notes(policy, cron_problem, desired) + membership
+    notes = _notes(policy, cron_problem, desired) + membership + _identity_note(desired)
     return Plan(ordered, list(result.foreign), live_hashes,
                 {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings,
                 impact=impact)
@@ -270,3 +270,12 @@ def _notes(policy: Policy, cron_problem: str | None, desired: Mapping[ObjectKey,
             notes.append(f"job {job.name}: '{job.schedule}' needs pg_cron 1.5+; this pg_cron runs it every minute, "
                          f"repeating within the minute ({definition['command']})")
     return notes
+
+
+def _identity_note(desired: Mapping[ObjectKey, LiveObject]) -> list[str]:
+    """Say so when current_user_id() reads Supabase's auth.uid() (its template decides at install)."""
+    identity = desired.get(ObjectKey(f"function:{catalog.SCHEMA}.current_user_id()"))
+    if identity is None or "auth.uid()" not in json.dumps(identity.definition):
+        return []
+    return ["current_user_id() delegates to auth.uid(): Supabase's auth schema is here and the owner, "
+            "authenticated and service_role may call it"]

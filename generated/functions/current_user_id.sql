@@ -3,12 +3,35 @@
 -- templates: functions/runtime/security/current_user_id.sql.j2
 
 -- function public.current_user_id()
--- The caller's identity: the JWT subject, as Supabase's auth.uid() reads it. NULL when no
--- claims are set (a trusted server-side caller such as pg_cron or a migration).
-CREATE OR REPLACE FUNCTION public.current_user_id()
-RETURNS uuid
-LANGUAGE sql
-STABLE
-AS $fn$
-  SELECT nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '')::uuid
-$fn$;
+-- The caller's identity: the JWT subject. NULL when no claims are set (a trusted server-side
+-- caller such as pg_cron or a migration). Where Supabase's auth.uid() exists and every role
+-- that calls this (the owner, authenticated, service_role) may call it, this delegates to it,
+-- so the engine and the project's own policies read one identity; elsewhere it reads the
+-- claims as auth.uid() does. Decided when installed (a plan re-decides it), not per call: the
+-- function stays a one-line SQL function PostgreSQL can inline. Both are NULL without a sub.
+DO $do$
+BEGIN
+  IF to_regprocedure('auth.uid()') IS NOT NULL
+     AND NOT EXISTS (SELECT 1 FROM pg_roles r
+                     WHERE r.rolname IN (current_user, 'authenticated', 'service_role')
+                       AND NOT (coalesce(has_schema_privilege(r.oid, to_regnamespace('auth'), 'USAGE'), false)
+                                AND coalesce(has_function_privilege(r.oid, to_regprocedure('auth.uid()'), 'EXECUTE'),
+                                             false))) THEN
+    CREATE OR REPLACE FUNCTION public.current_user_id()
+    RETURNS uuid
+    LANGUAGE sql
+    STABLE
+    AS $fn$
+      SELECT auth.uid()
+    $fn$;
+  ELSE
+    CREATE OR REPLACE FUNCTION public.current_user_id()
+    RETURNS uuid
+    LANGUAGE sql
+    STABLE
+    AS $fn$
+      SELECT nullif(nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub', '')::uuid
+    $fn$;
+  END IF;
+END
+$do$;
