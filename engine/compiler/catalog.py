@@ -217,6 +217,8 @@ RUNTIME_FUNCTIONS = (
              domain="assignment"),
     Function("auto_assign", "jsonb", domain="api"),
     Function("complete_assignment", "uuid", domain="api"),
+    Function("auto_assign_many", "jsonb[]", domain="api"),
+    Function("complete_assignments_many", "jsonb[]", domain="api"),
     Function("reassign_or_requeue", "uuid, text, uuid", domain="assignment"),
     Function("apply_leave_policy", "uuid, text, timestamp with time zone", domain="assignment"),
     Function("set_staff_availability", "jsonb", domain="api"),
@@ -335,6 +337,7 @@ PROCEDURES = ("run_batches", "run_every_seconds")
 # Functions callers may execute (everything else is revoked from PUBLIC where rulesctl grants).
 # The security-invoker ones (queue_position, queue_head, ...) need what they call granted too.
 API_FUNCTIONS = ("auto_assign", "complete_assignment", "manual_override", "set_staff_availability",
+                 "auto_assign_many", "complete_assignments_many",
                  "upsert_staff_profile", "capacity_check", "my_assignments", "queue_position", "queue_head",
                  "find_eligible_staff_for_assignment", "current_user_id", "caller_visible_units", "engine_now",
                  "queue_effective_rank", "queue_items_ahead", "priority_rank", "staff_has_skills", "api_invalid",
