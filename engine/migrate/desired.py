@@ -2,7 +2,8 @@
 (inside the plan's transaction). Output: a snapshot in the same form introspect() gives for
 the live database: schema objects normalised by PostgreSQL through a scratch schema, plus the
 kinds that live outside the schema (roles, publication, pg_cron), each decided by its kind
-(`Kind.desired`, engine/migrate/kinds/) from the policy and what pg_cron this database has."""
+(`Kind.desired`, engine/migrate/kinds/) from the policy and what pg_cron this database has
+(cron_unavailable_reason, cron_version: read without superuser-only settings)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,6 @@ from engine.migrate.kinds import KINDS
 from engine.migrate.kinds.base import DesiredContext
 from engine.migrate.model import LiveObject
 from engine.policy.model import Policy
-
-
-def cron_available(conn: psycopg.Connection[Any]) -> bool:
-    """pg_cron is here and usable by this role, or this role can create it here."""
-    return cron_unavailable_reason(conn) is None
 
 
 def cron_unavailable_reason(conn: psycopg.Connection[Any]) -> str | None:
@@ -75,10 +71,12 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 
 def desired_state(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject], templates_dir: Path,
-                  scratch: str, schema: str = catalog.SCHEMA) -> dict[ObjectKey, LiveObject]:
+                  scratch: str, pg_cron: tuple[int, ...] | None, schema: str = catalog.SCHEMA
+                  ) -> dict[ObjectKey, LiveObject]:
+    """`pg_cron`: the version that will run this database's jobs (None: none can)."""
     scratch_objects = render_policy(policy, templates_dir, schema=scratch, parse_check=False)
     state = desired_snapshot(conn, scratch_objects, scratch, schema)
-    context = DesiredContext(policy, schema, cron_version(conn) if cron_available(conn) else None)
+    context = DesiredContext(policy, schema, pg_cron)
     outside = [obj for kind in KINDS.values() if not kind.in_schema for obj in kind.desired(context)]
     state.update({obj.key: obj for obj in outside})
     # Only what this render produces is desired (a sanity check on the scratch round trip);

@@ -24,10 +24,10 @@ from engine import __version__
 from engine.compiler import catalog
 from engine.compiler.objects import ObjectKey, SqlObject
 from engine.compiler.order import topological
-from engine.compiler.render import job_commands
+from engine.compiler.render import job_commands, seconds_of
 from engine.database.connect import connect
 from engine.errors import DatabaseError
-from engine.migrate.desired import cron_unavailable_reason, desired_state
+from engine.migrate.desired import cron_unavailable_reason, cron_version, desired_state
 from engine.migrate.diff import diff
 from engine.migrate.fetch import fetch_value
 from engine.migrate.hazards import Hazard
@@ -125,21 +125,24 @@ def live_state(conn: psycopg.Connection[Any], managed_keys: Collection[str]) -> 
 
 
 def build_plan(url: str, policy: Policy, objects: list[SqlObject], templates_dir: Path,
-               conn: psycopg.Connection[Any] | None = None, impact_days: int = DEFAULT_DAYS) -> Plan:
+               conn: psycopg.Connection[Any] | None = None, impact_days: int = DEFAULT_DAYS,
+               pg_cron_version: tuple[int, ...] | None = None) -> Plan:
     """Plan on a fresh connection, or on `conn` (apply's, under its lock) when given. The impact
-    looks back over `impact_days` days of arrivals."""
+    looks back over `impact_days` days of arrivals. `pg_cron_version` plans as if the database's
+    pg_cron were that version (what a pg_cron upgrade would change; the tests' 1.5+ path), where
+    pg_cron can run this database's jobs at all."""
     if conn is not None:
-        return _plan(conn, policy, objects, templates_dir, impact_days)
+        return _plan(conn, policy, objects, templates_dir, impact_days, pg_cron_version)
     try:
         with connect(url) as own:
             own.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            return _plan(own, policy, objects, templates_dir, impact_days)
+            return _plan(own, policy, objects, templates_dir, impact_days, pg_cron_version)
     except psycopg.Error as exc:
         raise DatabaseError(f"planning failed: {str(exc).strip()}") from None
 
 
 def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject], templates_dir: Path,
-          impact_days: int = DEFAULT_DAYS) -> Plan:
+          impact_days: int = DEFAULT_DAYS, pg_cron_version: tuple[int, ...] | None = None) -> Plan:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     try:
@@ -149,9 +152,10 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
             timings["introspect"] = time.perf_counter() - clock
             clock = time.perf_counter()
             scratch = scratch_schema_name()
-            desired = desired_state(conn, policy, objects, templates_dir, scratch)
-            sla_moves = measure_sla_moves(conn, live, desired, scratch)     # new deadlines, from the scratch install
             cron_problem = cron_unavailable_reason(conn)
+            pg_cron = None if cron_problem else (pg_cron_version or cron_version(conn))
+            desired = desired_state(conn, policy, objects, templates_dir, scratch, pg_cron)
+            sla_moves = measure_sla_moves(conn, live, desired, scratch)     # new deadlines, from the scratch install
             membership = membership_notes(conn)
             timings["render"] = time.perf_counter() - clock
             clock = time.perf_counter()
@@ -179,7 +183,7 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
     impact.details = step_details(ordered, live, desired)
     live_hashes: dict[str, str] = {key: object_hash(live[key])
                                    for key in sorted(managed | desired.keys()) if key in live}
-    notes = _notes(policy, cron_problem, desired) + membership + _identity_note(desired)
+    notes = _notes(policy, cron_problem, pg_cron, desired) + membership + _identity_note(desired)
     return Plan(ordered, list(result.foreign), live_hashes,
                 {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings,
                 impact=impact)
@@ -259,16 +263,23 @@ def _drop_rank(step: Step) -> int:
     return 99 if rank is None else rank
 
 
-def _notes(policy: Policy, cron_problem: str | None, desired: Mapping[ObjectKey, LiveObject]) -> list[str]:
-    if cron_problem:
-        return [cron_problem] + [f"job {job.name} not scheduled (no pg_cron in this database); run it yourself: "
-                                 f"{job_commands(job, catalog.SCHEMA)[0]}" for job in policy.jobs]
+def _notes(policy: Policy, cron_problem: str | None, pg_cron: tuple[int, ...] | None,
+           desired: Mapping[ObjectKey, LiveObject]) -> list[str]:
+    """Where the jobs run, and for each 'N seconds' job which form pg_cron gets, and why."""
+    if cron_problem or pg_cron is None:
+        return ([cron_problem] if cron_problem else []) + [
+            f"job {job.name} not scheduled (no pg_cron in this database); run it yourself: "
+            f"{job_commands(job, catalog.SCHEMA)[0]}" for job in policy.jobs]
+    version = ".".join(map(str, pg_cron))
     notes = []
     for job in policy.jobs:
         definition = desired[ObjectKey.of("cron_job", job.name)].definition
         if definition["schedule"] != job.schedule:
-            notes.append(f"job {job.name}: '{job.schedule}' needs pg_cron 1.5+; this pg_cron runs it every minute, "
-                         f"repeating within the minute ({definition['command']})")
+            notes.append(f"job {job.name}: '{job.schedule}' needs pg_cron 1.5+; this pg_cron ({version}) runs it "
+                         f"every minute, repeating within the minute ({definition['command']})")
+        elif seconds_of(job.schedule):
+            notes.append(f"job {job.name}: scheduled as the interval '{job.schedule}' (pg_cron {version} takes "
+                         f"interval schedules; 1.4 would get a per-minute loop)")
     return notes
 
 
