@@ -1,0 +1,175 @@
+-- The replay driver, installed into a scratch database next to the engine (schema rulesctl_sim).
+-- It only moves the clock and calls the engine's own functions in virtual-time order:
+-- completions (complete_assignment), leave changes (set_staff_availability), arrivals
+-- (auto_assign), the SLA sweep and the other jobs (sla_check_and_escalate,
+-- process_stale_queue_items, capture_capacity_snapshot) and hourly samples (capacity_check).
+-- Nothing here decides who gets what.
+CREATE SCHEMA rulesctl_sim;
+
+CREATE TABLE rulesctl_sim.arrivals (
+  seq integer PRIMARY KEY,
+  at timestamptz NOT NULL,
+  request jsonb NOT NULL
+);
+
+-- How long each item takes once someone holds it (elapsed time to completion).
+CREATE TABLE rulesctl_sim.items (
+  work_item_id text PRIMARY KEY,
+  handling interval NOT NULL
+);
+
+-- Availability changes (leave periods): set_staff_availability at `at`.
+CREATE TABLE rulesctl_sim.availability (
+  seq integer PRIMARY KEY,
+  at timestamptz NOT NULL,
+  request jsonb NOT NULL
+);
+
+-- Assignments in hand and when their holder finishes; filled by a trigger on assignments, so
+-- work the engine takes from the queue on its own (a completion, a return from leave) is seen.
+CREATE TABLE rulesctl_sim.running (
+  assignment_id uuid PRIMARY KEY,
+  work_item_id text NOT NULL,
+  due_at timestamptz NOT NULL
+);
+CREATE INDEX ON rulesctl_sim.running (due_at, work_item_id);
+
+CREATE TABLE rulesctl_sim.samples (
+  at timestamptz NOT NULL,
+  unit_id text NOT NULL,
+  capacity jsonb NOT NULL,
+  PRIMARY KEY (at, unit_id)
+);
+
+-- Arrivals the engine refused (auto_assign raised): kept with the error, never silently lost.
+CREATE TABLE rulesctl_sim.rejected (
+  work_item_id text PRIMARY KEY,
+  sqlstate text NOT NULL,
+  message text NOT NULL
+);
+
+-- Where the replay stands between calls (one row).
+CREATE TABLE rulesctl_sim.state (
+  next_arrival integer NOT NULL DEFAULT 1,
+  next_availability integer NOT NULL DEFAULT 1,
+  next_sample_at timestamptz NOT NULL,
+  sample_every interval NOT NULL,
+  sweep_every_s double precision NOT NULL,
+  next_fallback_at timestamptz NOT NULL,
+  fallback_every interval NOT NULL,
+  next_snapshot_at timestamptz NOT NULL,
+  commit_every integer NOT NULL,
+  events bigint NOT NULL DEFAULT 0
+);
+
+CREATE FUNCTION rulesctl_sim.track_assignment() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO rulesctl_sim.running (assignment_id, work_item_id, due_at)
+  SELECT NEW.id, NEW.work_item_id, NEW.assigned_at + i.handling
+  FROM rulesctl_sim.items i WHERE i.work_item_id = NEW.work_item_id;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER zz_rulesctl_sim_track AFTER INSERT ON public.assignments
+  FOR EACH ROW EXECUTE FUNCTION rulesctl_sim.track_assignment();
+
+-- The first instant on the sweep's schedule at or after p_at.
+CREATE FUNCTION rulesctl_sim.on_schedule(p_at timestamptz, p_every_s double precision) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $fn$
+  SELECT to_timestamp(ceil(extract(epoch FROM p_at) / p_every_s) * p_every_s)
+$fn$;
+
+-- Replay every event up to p_until, committing every commit_every events; returns nothing,
+-- leaves its place in rulesctl_sim.state.
+CREATE PROCEDURE rulesctl_sim.replay_until(p_until timestamptz)
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  s rulesctl_sim.state;
+  v_t timestamptz;
+  v_arrival timestamptz;
+  v_done timestamptz;
+  v_sweep timestamptz;
+  v_change timestamptz;
+  v_pending integer := 0;
+  v_n integer;
+  v_request jsonb;
+  v_state text;
+  v_message text;
+BEGIN
+  SELECT * INTO s FROM rulesctl_sim.state;
+  LOOP
+    SELECT a.at INTO v_arrival FROM rulesctl_sim.arrivals a WHERE a.seq = s.next_arrival;
+    IF NOT FOUND THEN v_arrival := NULL; END IF;
+    SELECT a.at INTO v_change FROM rulesctl_sim.availability a WHERE a.seq = s.next_availability;
+    IF NOT FOUND THEN v_change := NULL; END IF;
+    SELECT min(r.due_at) INTO v_done FROM rulesctl_sim.running r;
+    SELECT rulesctl_sim.on_schedule(min(a.next_check_at), s.sweep_every_s) INTO v_sweep
+    FROM public.assignments a WHERE a.next_check_at IS NOT NULL;
+    v_t := least(v_arrival, v_change, v_done, v_sweep, s.next_sample_at, s.next_snapshot_at);
+    EXIT WHEN v_t > p_until;
+    PERFORM set_config('rulesctl.now', v_t::text, false);
+
+    -- One instant, in a fixed order: work finished frees capacity first, then people come and
+    -- go, then new work arrives, then the jobs look at the result.
+    IF v_done = v_t THEN
+      PERFORM public.complete_assignment(r.assignment_id)
+      FROM rulesctl_sim.running r JOIN public.assignments a ON a.id = r.assignment_id
+      WHERE r.due_at <= v_t AND a.status IN ('assigned', 'in_progress')
+      ORDER BY r.due_at, r.work_item_id;
+      DELETE FROM rulesctl_sim.running r WHERE r.due_at <= v_t;
+      GET DIAGNOSTICS v_n = ROW_COUNT;
+      v_pending := v_pending + v_n;
+    END IF;
+    IF v_change = v_t THEN
+      PERFORM public.set_staff_availability(a.request) FROM rulesctl_sim.availability a
+      WHERE a.seq >= s.next_availability AND a.at <= v_t ORDER BY a.seq;
+      SELECT coalesce(max(a.seq), s.next_availability - 1) + 1 INTO s.next_availability
+      FROM rulesctl_sim.availability a WHERE a.seq >= s.next_availability AND a.at <= v_t;
+      v_pending := v_pending + 1;
+    END IF;
+    IF v_arrival = v_t THEN
+      FOR v_request IN SELECT a.request FROM rulesctl_sim.arrivals a
+                       WHERE a.seq >= s.next_arrival AND a.at <= v_t ORDER BY a.seq LOOP
+        BEGIN
+          PERFORM public.auto_assign(v_request);
+        EXCEPTION WHEN OTHERS THEN
+          GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+          INSERT INTO rulesctl_sim.rejected VALUES (v_request ->> 'work_item_id', v_state, v_message);
+        END;
+      END LOOP;
+      SELECT max(a.seq) + 1 INTO s.next_arrival
+      FROM rulesctl_sim.arrivals a WHERE a.seq >= s.next_arrival AND a.at <= v_t;
+      v_pending := v_pending + 1;
+    END IF;
+    IF v_sweep = v_t THEN
+      PERFORM public.sla_check_and_escalate();
+    END IF;
+    IF v_t >= s.next_fallback_at THEN      -- every minute, at the instants the replay visits
+      PERFORM public.process_stale_queue_items();
+      s.next_fallback_at := date_trunc('minute', v_t) + s.fallback_every;
+    END IF;
+    IF s.next_snapshot_at = v_t THEN
+      PERFORM public.capture_capacity_snapshot();
+      s.next_snapshot_at := s.next_snapshot_at + interval '1 day';
+    END IF;
+    IF s.next_sample_at = v_t THEN
+      INSERT INTO rulesctl_sim.samples (at, unit_id, capacity)
+      SELECT v_t, u.id, public.capacity_check(u.id) FROM public.organizational_units u WHERE NOT u.retired;
+      s.next_sample_at := s.next_sample_at + s.sample_every;
+    END IF;
+    s.events := s.events + 1;
+    IF v_pending >= s.commit_every THEN
+      UPDATE rulesctl_sim.state SET next_arrival = s.next_arrival, next_availability = s.next_availability,
+        next_sample_at = s.next_sample_at, next_fallback_at = s.next_fallback_at,
+        next_snapshot_at = s.next_snapshot_at, events = s.events;
+      COMMIT;
+      v_pending := 0;
+    END IF;
+  END LOOP;
+  UPDATE rulesctl_sim.state SET next_arrival = s.next_arrival, next_availability = s.next_availability,
+    next_sample_at = s.next_sample_at, next_fallback_at = s.next_fallback_at,
+    next_snapshot_at = s.next_snapshot_at, events = s.events;
+END
+$fn$;
