@@ -360,12 +360,13 @@ def test_openapi_lists_every_endpoint(api):
         ("post", AUTO_ASSIGN), ("post", OVERRIDE), ("get", QUEUE), ("get", MINE),
         ("post", f"{V1}/assignments/escalate"), ("post", COMPLETE), ("get", CAPACITY), ("post", AVAILABILITY),
         ("get", f"{V1}/health/assignment-engine"), ("get", f"{V1}/assignments/events"),
+        ("post", f"{V1}/staff/profile"), ("post", f"{V1}/assignments/respond"), ("post", f"{V1}/assignments/review"),
     }
     assert {(method, path) for path, item in paths.items() for method in item} == expected
     for path, item in paths.items():
         for method, operation in item.items():
             assert "401" in operation["responses"], (method, path)
-            assert operation.get("security") == [{"HTTPBearer": []}], (method, path)
+            assert operation.get("security") == [{"HTTPBearer": []}, {"APIKeyHeader": []}], (method, path)
             if method == "post":
                 assert operation["requestBody"]["content"]["application/json"]["schema"]["properties"]
     assert set(paths[AUTO_ASSIGN]["post"]["responses"]) >= {"200", "202", "400", "401", "403"}

@@ -3,6 +3,8 @@
 A ticket follows the service-desk chain of rules/escalation.yaml (assignee, supervisor, unit
 head, parent unit head). Health is degraded where pg_cron is absent (the test databases) and
 healthy where pg_cron runs the jobs (the application database of a cluster of the test's own).
+Only service_role reads the details; any other caller, and a request with no token at all (a
+load balancer's probe), gets the bare status with the same HTTP status, database up or down.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import pytest
 from api_support import (  # noqa: F401 -- module fixtures these tests use
     add_staff,
     assert_error,
+    bearer,
     installed,
     reset_runtime_data,
     running_server,
     server,
+    token,
 )
 from engine_calls import uid
 
@@ -78,10 +82,23 @@ def test_health_is_503_degraded_without_pg_cron(api):
     assert "pg_cron is not installed in this database: the scheduled jobs do not run" in health["reasons"]
     assert health["checks"]["database"]["ok"] is True
     assert health["version"]["policy_hash"]
-    # a person may look too; anon may not; no token is a 401
-    assert api.as_("authenticated", DESK_A).get(HEALTH).status_code == 503
-    assert_error(api.as_("anon").get(HEALTH), 403, error="forbidden")
-    assert_error(api.client.get(HEALTH), 401, error="unauthorized")
+    # everyone else, a load balancer with no token included, gets the bare status
+    assert statuses_without_details(api) == (503, "degraded")
+    assert_error(api.client.get(HEALTH, headers=bearer("anon", expires_in=-60)), 401, error="unauthorized")
+
+
+def statuses_without_details(server) -> tuple[int, str]:
+    """Health as every caller but service_role sees it, by the curl path and the function name
+    alike: the same status code and `{status}` alone for all of them."""
+    answers = set()
+    for path in (HEALTH, f"{V1}/health-assignment-engine"):
+        for headers in ({}, bearer("anon"), {"apikey": token("anon")}, bearer("authenticated", DESK_A),
+                        bearer("authenticated")):
+            response = server.client.get(path, headers=headers)
+            assert list(response.json()) == ["status"], (path, headers, response.text)
+            answers.add((response.status_code, response.json()["status"]))
+    assert len(answers) == 1, answers
+    return answers.pop()
 
 
 def test_health_is_200_where_pg_cron_runs_the_jobs(shipped_objects):
@@ -101,6 +118,7 @@ def test_health_is_200_where_pg_cron_runs_the_jobs(shipped_objects):
         apply(url, objects, policy)                    # as conftest's engine_url installs it
         with running_server(url) as server:
             response = server.as_("service_role").get(HEALTH)
+            assert statuses_without_details(server) == (200, "healthy")
     finally:
         cluster.destroy()
     assert response.status_code == 200, response.text
@@ -123,6 +141,7 @@ def test_health_says_degraded_when_the_database_is_unreachable(engine_url, pg_cl
             assert response.status_code == 503, response.text
             assert response.json()["status"] == "degraded"
             assert response.json()["checks"]["database"]["ok"] is False
+            assert statuses_without_details(server) == (503, "degraded")
             other = server.as_("service_role").get(f"{V1}/capacity/check", params={"unit_id": "unit-hr"})
             assert_error(other, 503, error="unavailable")
         finally:
