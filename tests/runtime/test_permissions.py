@@ -86,6 +86,13 @@ ACTIONS = {
                     lambda o: [Jsonb({"work_item_id": "new-1", "work_item_type": "translation_request",
                                       "priority": "low"})], STAFF | {"service_role"}),
     "my_assignments": ("SELECT my_assignments()", lambda o: [], STAFF),
+    "auto_assign_many": ("SELECT auto_assign_many(%s::jsonb[])",
+                         lambda o: [[Jsonb({"work_item_id": f"new-{n}", "work_item_type": "translation_request",
+                                            "priority": "low"}) for n in (1, 2)]], STAFF | {"service_role"}),
+    # TR_A's two: whoever may complete one of them may complete both
+    "complete_assignments_many": ("SELECT complete_assignments_many(%s::jsonb[])",
+                                  lambda o: [[Jsonb({"assignment_id": o[item]}) for item in ("tr-1", "tr-2")]],
+                                  OVER_TR_A),
 }
 
 
