@@ -12,6 +12,7 @@ from decimal import Decimal
 
 import psycopg
 
+from engine.operations.reports.figures import one_decimal
 from engine.operations.reports.window import Window
 
 _SNAPSHOTS = """
@@ -65,7 +66,7 @@ class CapacityReport:
             rows = [row for row in self.rows if row.unit_id == unit_id]
             known = [row.utilisation for row in rows if row.utilisation is not None]
             summaries.append(UnitUtilisation(
-                unit_id, name, len(rows), round(sum(known) / len(known), 1) if known else None,
+                unit_id, name, len(rows), one_decimal(sum(known) / len(known)) if known else None,
                 max(known) if known else None, max(row.queue_depth for row in rows)))
         return summaries
 

@@ -23,6 +23,7 @@ import psycopg
 
 from engine.compiler.catalog import ACTIVE_STATUSES
 from engine.compiler.sqltext import literal_list
+from engine.operations.reports.figures import share
 from engine.operations.reports.window import Window
 
 ACTIVE = f"({literal_list(ACTIVE_STATUSES)})"
@@ -89,8 +90,7 @@ class SlaCounts:
     @property
     def attainment(self) -> float | None:
         """Percent of the decided items that met the deadline; None when nothing was decided."""
-        decided = self.met + self.breached
-        return round(100.0 * self.met / decided, 1) if decided else None
+        return share(self.met, self.met + self.breached)
 
     def __add__(self, other: SlaCounts) -> SlaCounts:
         return SlaCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
@@ -156,7 +156,7 @@ def sla_report(conn: psycopg.Connection, window: Window) -> SlaReport:
     if has_response_clock(conn):
         clocks[RESPONSE] = _RESPONSE_ITEMS
     priorities = [p for (p,) in conn.execute(
-        "SELECT p::text FROM unnest(enum_range(NULL::priority_level)) p ORDER BY p DESC").fetchall()]
+        "SELECT e.p::text AS priority FROM unnest(enum_range(NULL::priority_level)) AS e(p) ORDER BY e.p DESC").fetchall()]
     rows = []
     for clock, items in clocks.items():
         params: dict[str, datetime] = {"since": window.since, "until": window.until}
