@@ -146,7 +146,8 @@ BEGIN
     IF v_sweep = v_t THEN
       PERFORM public.sla_check_and_escalate();
     END IF;
-    IF v_t >= s.next_fallback_at THEN      -- every minute, at the instants the replay visits
+    -- Every minute, at the instants the replay visits; with nothing queued it has nothing to do.
+    IF v_t >= s.next_fallback_at AND EXISTS (SELECT 1 FROM public.assignment_queue) THEN
       PERFORM public.process_stale_queue_items();
       s.next_fallback_at := date_trunc('minute', v_t) + s.fallback_every;
     END IF;
