@@ -322,6 +322,8 @@ HTTP_ACTIONS = {
                     lambda o: {"work_item_id": "new-http", "work_item_type": "translation_request",
                                "priority": "low"}),
     "my_assignments": ("get", f"{V1}/assignments/my-assignments", lambda o: None),
+    "upsert_staff_profile": ("post", f"{V1}/staff-profile",
+                             lambda o: {"id": TR_A, "unit_id": "unit-translation", "full_name": "A", "role": "admin"}),
 }
 HTTP_CALLERS = {"no_sub": ("authenticated", None), "unknown_sub": ("authenticated", NOBODY),
                 "colleague": ("authenticated", TR_B), "supervisor_elsewhere": ("authenticated", IT_SUP),
