@@ -60,8 +60,23 @@ class EscalateRequest(BaseModel):
     reason: str = _text()
 
 
+class RespondRequest(BaseModel):
+    assignment_id: str = _id("uuid")
+    note: str | None = _text(default=None, description="kept in the audit row")
+
+
 class CompleteRequest(BaseModel):
     assignment_id: UUID
+
+
+class ReviewRequest(BaseModel):
+    assignment_id: str = _id("uuid of an active assignment the leave policy flagged (needs_review)")
+    action: Literal["keep", "reassign"] = Field(description="keep: clear the flag; reassign: move the item")
+    note: str = _text(description="what the review found (audited)")
+    assignee_id: str | None = _id("uuid; reassign to this person (else the best eligible one, or the queue)",
+                                  default=None)
+    allow_exceed_wip: bool = False
+    version: int | None = Field(None, description="the assignment version you read; 409 if it changed since")
 
 
 class AvailabilityRequest(BaseModel):
@@ -125,9 +140,30 @@ class QueuePage(BaseModel):
     items: list[QueueItem]
 
 
+ResponseStatus = Literal["met", "on_track", "at_risk", "breached", "none"]
+
+
+class MyAssignment(_Open):
+    assignment_id: str
+    work_item_id: str
+    work_item_type: str
+    priority: str
+    status: str
+    assigned_at: str
+    sla_deadline: str | None = None
+    seconds_left: float | None = None
+    sla_status: str = Field(description="on_track, at_risk, breached (none without an SLA target)")
+    needs_review: bool
+    response_deadline: str | None = Field(None, description="the response clock's deadline (working time from "
+                                                            "assigned_at)")
+    responded_at: str | None = Field(None, description="the first response: in_progress, or assignments/respond")
+    response_status: ResponseStatus = Field(description="met (answered by the deadline), on_track, at_risk, "
+                                                        "breached (answered late or not yet and past it)")
+
+
 class MyAssignments(_Open):
     staff_id: str
-    assignments: list[dict[str, Any]]
+    assignments: list[MyAssignment]
 
 
 class EscalateResult(_Open):
@@ -137,10 +173,40 @@ class EscalateResult(_Open):
     recipient_id: str | None = None
 
 
+class DequeuedItem(BaseModel):
+    queue_id: str
+    work_item_id: str
+    assignment_id: str
+    assignee_id: str
+
+
+class RespondResult(_Open):
+    assignment_id: str
+    work_item_id: str
+    assignee_id: str
+    responded_at: str
+    response_deadline: str | None = None
+    response_status: ResponseStatus
+    existing: bool = Field(description="true when a response was already recorded (nothing written)")
+
+
 class CompleteResult(_Open):
     assignment_id: str
     status: str
     completed_at: str | None = None
+    next: DequeuedItem | None = Field(None, description="the queued item that took the freed slot, if any")
+    dequeued: list[DequeuedItem] = Field([], description="every queued item the freed capacity took")
+
+
+class ReviewResult(_Open):
+    assignment_id: str = Field(description="the item's active assignment after the review")
+    reviewed_assignment_id: str
+    work_item_id: str
+    action: Literal["keep", "reassign"]
+    outcome: Literal["kept", "reassigned", "queued"]
+    assignee_id: str | None = None
+    previous_assignee_id: str | None = None
+    queue_id: str | None = Field(None, description="when reassigning found nobody with room: the queue entry")
 
 
 class CapacityResult(_Open):

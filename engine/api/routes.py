@@ -196,6 +196,25 @@ async def escalate(request: Request, caller: Caller = Depends(authenticate)) -> 
     return await _call(request, caller, "SELECT escalate_assignment(%s)", [await json_body(request)])
 
 
+@router.post("/assignments/review", tags=["assignments"], openapi_extra=_body_doc(models.ReviewRequest),
+             response_model=models.ReviewResult,
+             summary="Review an item flagged by the leave policy: keep it or reassign it",
+             responses=_errors(*POSTED, 409))
+async def review(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
+    """`review_assignment(request)`: supervisors and unit heads of the item's unit subtree,
+    admins, service_role. Clears `needs_review` with a note, or reassigns; audited."""
+    return await _call(request, caller, "SELECT review_assignment(%s)", [await json_body(request)])
+
+
+@router.post("/assignments/respond", tags=["assignments"], openapi_extra=_body_doc(models.RespondRequest),
+             response_model=models.RespondResult, summary="Record the first response to an assignment",
+             responses=_errors(*POSTED))
+async def respond(request: Request, caller: Caller = Depends(authenticate)) -> JSONResponse:
+    """`respond_assignment(request)`: stops the response clock; the assignee, their supervisors or a
+    trusted service. Idempotent (`existing: true`: the first response stands, nothing written)."""
+    return await _call(request, caller, "SELECT respond_assignment(%s)", [await json_body(request)])
+
+
 @router.post("/assignments/complete", tags=["assignments"], openapi_extra=_body_doc(models.CompleteRequest),
              response_model=models.CompleteResult, summary="Complete an assignment (beyond the guide)",
              responses=_errors(*POSTED))

@@ -20,7 +20,8 @@ HELPER_FUNCTIONS = ("engine_now", "increment_version_column", "update_updated_at
 FIXED_ENUMS = {
     "availability_status": ("available", "busy", "on_leave", "offline"),
     "assignment_status": ("assigned", "in_progress", "on_hold", "completed", "cancelled", "reassigned"),
-    "escalation_reason": ("sla_warning", "sla_breach", "manual", "staff_unavailable", "no_capacity"),
+    "escalation_reason": ("sla_warning", "sla_breach", "manual", "staff_unavailable", "no_capacity",
+                          "response_breach"),
 }
 ACTIVE_STATUSES = ("assigned", "in_progress", "on_hold")
 
@@ -113,11 +114,18 @@ INDEXES = (
           why="the whole-subtree items of an ancestor's queue, which staff of every unit below may take"),
     Index("idx_escalation_events_assignment_level", "escalation_events", "assignment_id, level", unique=True,
           why="one escalation event per assignment per chain level"),
+    Index("idx_escalation_events_response_breach", "escalation_events", "assignment_id", unique=True,
+          where="reason = 'response_breach'", why="one response breach per assignment, however often the sweep looks"),
+    Index("idx_escalation_events_queue", "escalation_events", "queue_id", unique=True, where="queue_id IS NOT NULL",
+          why="one no-capacity escalation per queued item, found again when the item is assigned"),
     Index("idx_staff_profiles_unit", "staff_profiles", "unit_id",
           why="a unit's staff, for decision records and reports"),
     Index("idx_staff_profiles_unit_role", "staff_profiles", "unit_id, role, id",
           where="availability_status = 'available'",
           why="escalation recipients: a unit's available supervisors and heads without reading its staff"),
+    Index("idx_staff_profiles_leave_until", "staff_profiles", "available_until",
+          where="availability_status = 'on_leave' AND available_until IS NOT NULL",
+          why="the leave-return job: people whose leave ends, without reading everyone"),
     Index("idx_staff_profiles_pick_least_loaded", "staff_profiles",
           "unit_id, current_assignment_count, last_assigned_at NULLS FIRST, id",
           where="availability_status = 'available' AND has_room",
@@ -207,6 +215,7 @@ RUNTIME_FUNCTIONS = (
     Function("queue_position", "uuid", domain="queue"),
     Function("queue_head", "text, integer", domain="queue"),
     Function("process_queue_on_capacity_change", "uuid", domain="queue"),
+    Function("escalate_no_capacity", "{schema}.assignment_queue", domain="queue"),
     Function("sync_assignment_capacity", domain="capacity"),
     Function("sync_staff_skills", domain="capacity"),
     Function("count_unit_staff", domain="capacity"),
@@ -221,7 +230,11 @@ RUNTIME_FUNCTIONS = (
     Function("complete_assignments_many", "jsonb[]", domain="api"),
     Function("reassign_or_requeue", "uuid, text, uuid", domain="assignment"),
     Function("apply_leave_policy", "uuid, text, timestamp with time zone", domain="assignment"),
+    Function("change_staff_availability", "uuid, {schema}.availability_status, timestamp with time zone, text, integer",
+             domain="capacity"),
+    Function("return_staff_from_leave", "integer", domain="capacity"),
     Function("set_staff_availability", "jsonb", domain="api"),
+    Function("review_assignment", "jsonb", domain="api"),
     Function("upsert_staff_profile", "jsonb", domain="api"),
     Function("manual_override", "jsonb", domain="api"),
     Function("capacity_check", "text", domain="api"),
@@ -239,6 +252,13 @@ RUNTIME_FUNCTIONS = (
     Function("sla_status_at", "text, timestamp with time zone, numeric, timestamp with time zone, "
              "timestamp with time zone, numeric, timestamp with time zone", domain="sla"),
     Function("sla_state", "{schema}.assignments, timestamp with time zone", domain="sla"),
+    Function("sla_response_deadline_for",
+             "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric", domain="sla"),
+    Function("sla_response_check_at", "timestamp with time zone, timestamp with time zone, timestamp with time zone",
+             domain="sla"),
+    Function("sla_response_state", "{schema}.assignments, timestamp with time zone", domain="sla"),
+    Function("sla_next_level_due_at", "{schema}.assignments", domain="sla"),
+    Function("sla_response_clock", domain="sla"),
     Function("sla_schedule_for", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, "
              "numeric, boolean, boolean, timestamp with time zone, integer, numeric", domain="sla"),
     Function("sla_level_due_at",
@@ -248,6 +268,7 @@ RUNTIME_FUNCTIONS = (
     Function("sla_reschedule_checks", domain="sla"),
     Function("sla_check_and_escalate", "integer", domain="sla"),
     Function("escalate_assignment", "jsonb", domain="api"),
+    Function("respond_assignment", "jsonb", domain="api"),
     Function("cleanup_escalation_events", domain="sla"),
     Function("capture_capacity_snapshot", domain="capacity"),
     Function("notify_assignment_change", domain="events"),
@@ -262,7 +283,7 @@ RUNTIME_FUNCTIONS = (
 SLA_SCHEDULE_SEEDS = ("sla_configs", "escalation_levels")
 SLA_SCHEDULE_FUNCTIONS = ("calendar_definition", "calendar_add_working_time", "calendar_working_minutes_between",
                           "sla_level_due_at", "sla_deadline_for", "sla_budget_minutes", "sla_share_due_at",
-                          "sla_schedule_for")
+                          "sla_schedule_for", "sla_response_deadline_for")
 
 # The most rows one queue_head call returns (its bad-limit error, and the HTTP queue endpoint's
 # choice of reading through it, both follow this).
@@ -283,6 +304,7 @@ RUNTIME_TRIGGERS = (
     ("assignment_completion_trigger", "assignments", "assignment_freed_capacity"),
     ("assignment_notify_trigger", "assignments", "notify_assignment_change"),
     ("assignment_sla_clock_trigger", "assignments", "sla_clock_on_status_change"),
+    ("assignment_sla_response_trigger", "assignments", "sla_response_clock"),
 )
 
 # Realtime: the publication Supabase Realtime reads, and the tables it must carry.
@@ -326,8 +348,10 @@ RLS_POLICIES = (
            "assignment_id IN (SELECT a.id FROM {schema}.assignments a)",
            "who changed an assignment, and why, is seen by whoever may see the assignment"),
     RlsPolicy("escalation_events_visible", "escalation_events",
-           f"recipient_id = {_ME} OR assignment_id IN (SELECT a.id FROM {{schema}}.assignments a)",
-           "an escalation is seen by its recipient and by whoever may see the assignment"),
+           f"recipient_id = {_ME} OR assignment_id IN (SELECT a.id FROM {{schema}}.assignments a)"
+           f" OR unit_id = ANY ({_VISIBLE})",
+           "an escalation is seen by its recipient, by whoever may see the assignment and, for a queued item "
+           "nobody had room for, by those who supervise its target unit"),
 )
 RLS_TABLES = tuple(dict.fromkeys(policy.table for policy in RLS_POLICIES))
 
@@ -341,4 +365,4 @@ API_FUNCTIONS = ("auto_assign", "complete_assignment", "manual_override", "set_s
                  "upsert_staff_profile", "capacity_check", "my_assignments", "queue_position", "queue_head",
                  "find_eligible_staff_for_assignment", "current_user_id", "caller_visible_units", "engine_now",
                  "queue_effective_rank", "queue_items_ahead", "priority_rank", "staff_has_skills", "api_invalid",
-                 "escalate_assignment", "engine_health")
+                 "escalate_assignment", "engine_health", "review_assignment", "respond_assignment")

@@ -5,7 +5,7 @@
 -- function public.api_text(jsonb, text, boolean)
 -- A string field of a jsonb request: NULL when absent (or required -> 22023), never a number
 -- or object passed off as text, and never longer than the API takes: 2000 characters for free
--- text (reason, full_name, email), 200 for everything else (ids, and the names of the policy:
+-- text (reason, note, full_name, email), 200 for everything else (ids, and the names of the policy:
 -- work item types, priorities, statuses, roles). The limit is checked here, before a value can
 -- reach an index: a btree entry over ~2.7 kB fails with SQLSTATE 54000, a server limit that
 -- names an index instead of the field. engine/api/models.py documents the same two limits
@@ -18,7 +18,7 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
   v_value jsonb := p_request -> p_field;
-  v_max integer := CASE WHEN p_field IN ('reason', 'full_name', 'email') THEN 2000 ELSE 200 END;
+  v_max integer := CASE WHEN p_field IN ('reason', 'note', 'full_name', 'email') THEN 2000 ELSE 200 END;
 BEGIN
   IF p_request IS NULL OR jsonb_typeof(p_request) <> 'object' THEN
     PERFORM api_invalid('request', 'expected a JSON object');

@@ -5,7 +5,8 @@
 -- function public.my_assignments()
 -- The caller's active assignments (the JWT subject) with their SLA status: on_track,
 -- at_risk (past the SLA's warning share of its working time) or breached -- sla_state's, the
--- definition the sweep's escalations follow.
+-- definition the sweep's escalations follow -- and the response clock's deadline, first
+-- response and status (sla_response_state: met, on_track, at_risk or breached).
 CREATE OR REPLACE FUNCTION public.my_assignments()
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -29,10 +30,14 @@ BEGIN
       'priority', a.priority, 'status', a.status, 'assigned_at', a.assigned_at, 'sla_deadline', a.sla_deadline,
       'needs_review', a.needs_review,
       'seconds_left', st.seconds_left,
-      'sla_status', st.status)
+      'sla_status', st.status,
+      'response_deadline', rs.response_deadline,
+      'responded_at', rs.responded_at,
+      'response_status', rs.status)
       ORDER BY a.sla_deadline NULLS LAST, a.id), '[]'::jsonb))
     FROM assignments a
     CROSS JOIN LATERAL sla_state(a, v_now) st
+    CROSS JOIN LATERAL sla_response_state(a, v_now) rs
     WHERE a.assignee_id = v_me AND a.status IN ('assigned', 'in_progress', 'on_hold'));
 END
 $fn$;

@@ -8,6 +8,9 @@
 -- crossed -- to the recipient the chain names, resolved from staff data -- notifies each,
 -- and moves next_check_at to the next level. Cost follows the newly due rows, not all
 -- active ones; running it twice in a row writes nothing new. Returns the events written.
+-- next_check_at is also the response deadline of an item not answered in time
+-- (sla_response_check_at): such an item gets one response_breach event (no level; a partial
+-- unique index holds it to one), addressed as its chain's first level says.
 --
 -- One statement for the whole batch (a backlog after an outage is thousands of rows):
 -- levels are walked per assignment only until the first one not yet due, and each
@@ -37,7 +40,8 @@ BEGIN
   PERFORM set_config('synchronous_commit', 'off', true);
   WITH RECURSIVE due AS MATERIALIZED (
     SELECT a.id, a.assignee_id, a.arrived_at, a.paused_working_minutes, a.escalation_level, a.sla_deadline,
-           c.escalation_chain_id, c.calendar_id,
+           sla_response_check_at(a.response_deadline, a.first_response_at, a.paused_at) AS response_check_at,
+           a.response_deadline, c.escalation_chain_id, c.calendar_id,
            coalesce(sla_budget_minutes(c.calendar_id, a.arrived_at, a.sla_deadline, a.paused_working_minutes),
                     c.resolution_minutes) AS budget_minutes
     FROM assignments a
@@ -112,25 +116,39 @@ BEGIN
     ON CONFLICT (assignment_id, level) DO NOTHING
     RETURNING id, assignment_id, recipient_id, level, reason
   ),
+  -- No response by the response deadline: one event, to the recipient of the chain's first level.
+  unanswered AS (
+    INSERT INTO escalation_events (assignment_id, reason, recipient_id, recipient_role, details, escalated_at)
+    SELECT d.id, 'response_breach', get_escalation_recipient(d.id, l.notify), l.notify,
+           jsonb_build_object('chain_id', d.escalation_chain_id, 'response_deadline', d.response_deadline),
+           v_now
+    FROM due d
+    JOIN escalation_levels l ON l.chain_id = d.escalation_chain_id AND l.level = 1
+    WHERE d.response_check_at <= v_now
+    ORDER BY d.id
+    ON CONFLICT (assignment_id) WHERE reason = 'response_breach' DO NOTHING
+    RETURNING id, assignment_id, recipient_id, level, reason
+  ),
   notified AS (
     INSERT INTO engine_events (channel, payload)
     SELECT 'escalation_events', jsonb_build_object('event_id', e.id, 'assignment_id', e.assignment_id,
                                                    'recipient_id', e.recipient_id, 'level', e.level,
                                                    'reason', e.reason)::text
-    FROM written e
+    FROM (SELECT * FROM written UNION ALL SELECT * FROM unanswered) e
   ),
   advanced AS (
     UPDATE assignments a
     SET escalation_level = n.reached, next_check_at = n.next_check_at
     FROM (SELECT d.id,
                  coalesce(max(w.level) FILTER (WHERE w.due_at <= v_now), d.escalation_level) AS reached,
-                 min(w.due_at) FILTER (WHERE w.due_at > v_now) AS next_check_at
+                 least(min(w.due_at) FILTER (WHERE w.due_at > v_now),
+                       CASE WHEN d.response_check_at > v_now THEN d.response_check_at END) AS next_check_at
           FROM due d
           LEFT JOIN walk w ON w.id = d.id
-          GROUP BY d.id, d.escalation_level) n
+          GROUP BY d.id, d.escalation_level, d.response_check_at) n
     WHERE a.id = n.id
   )
-  SELECT count(*) INTO v_written FROM written;
+  SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM unanswered) INTO v_written;
   RETURN v_written;
 END
 $fn$;

@@ -8,7 +8,10 @@
 -- its deadline (kept for running work whose SLA row says `on_change: keep`), the escalation
 -- level it has passed, and its next check. Without this, my_assignments would read an old
 -- deadline while the sweep fired on new thresholds. Paused clocks keep no next check;
--- resuming computes it. Returns the rows changed (assignments and queued items).
+-- resuming computes it. An assignment not yet answered takes its response deadline under the
+-- new policy too (sla_response_deadline_for; kept under `on_change: keep`), and its next check
+-- is the earlier of the next level and that deadline (sla_response_check_at).
+-- Returns the rows changed (assignments and queued items).
 -- `rulesctl apply` runs it as the plan's last step whenever the plan touches those inputs.
 CREATE OR REPLACE FUNCTION public.sla_reschedule_checks()
 RETURNS integer
@@ -20,18 +23,28 @@ DECLARE
   v_queued integer;
 BEGIN
   UPDATE assignments a
-  SET sla_deadline = n.sla_deadline, escalation_level = n.escalation_level, next_check_at = n.next_check_at
-  FROM (SELECT r.id, s.*
+  SET sla_deadline = n.sla_deadline, escalation_level = n.escalation_level, response_deadline = n.response_deadline,
+      next_check_at = n.next_check_at
+  FROM (SELECT r.id, s.sla_deadline, s.escalation_level, rd.response_deadline,
+               least(s.next_check_at, sla_response_check_at(rd.response_deadline, r.first_response_at, r.paused_at))
+                 AS next_check_at
         FROM assignments r
+        LEFT JOIN sla_configs c ON c.work_item_type = r.work_item_type AND c.priority = r.priority
         CROSS JOIN LATERAL sla_schedule_for(
           r.work_item_type, r.priority, r.arrived_at, r.paused_working_minutes, r.paused_at IS NOT NULL, true,
           r.sla_deadline, r.escalation_level,
           (SELECT max((e.details ->> 'threshold_percent')::numeric) FROM escalation_events e
            WHERE e.assignment_id = r.id)) s
+        CROSS JOIN LATERAL (
+          SELECT CASE WHEN r.first_response_at IS NOT NULL OR (c.keep_deadlines AND r.response_deadline IS NOT NULL)
+                      THEN r.response_deadline
+                      ELSE coalesce(sla_response_deadline_for(r.work_item_type, r.priority, r.assigned_at,
+                                                              r.response_paused_minutes), r.response_deadline)
+                 END AS response_deadline) rd
         WHERE r.status IN ('assigned', 'in_progress', 'on_hold')) n
   WHERE a.id = n.id
-    AND (a.sla_deadline, a.escalation_level, a.next_check_at)
-        IS DISTINCT FROM (n.sla_deadline, n.escalation_level, n.next_check_at);
+    AND (a.sla_deadline, a.escalation_level, a.response_deadline, a.next_check_at)
+        IS DISTINCT FROM (n.sla_deadline, n.escalation_level, n.response_deadline, n.next_check_at);
   GET DIAGNOSTICS v_assignments = ROW_COUNT;
   UPDATE assignment_queue q
   SET sla_deadline = n.sla_deadline

@@ -193,6 +193,9 @@ GRANT EXECUTE ON FUNCTION public.queue_head(text, integer) TO authenticated, ser
 -- grant public.process_queue_on_capacity_change(uuid).execute
 REVOKE ALL ON FUNCTION public.process_queue_on_capacity_change(uuid) FROM PUBLIC;
 
+-- grant public.escalate_no_capacity(public.assignment_queue).execute
+REVOKE ALL ON FUNCTION public.escalate_no_capacity(public.assignment_queue) FROM PUBLIC;
+
 -- grant public.sync_assignment_capacity().execute
 REVOKE ALL ON FUNCTION public.sync_assignment_capacity() FROM PUBLIC;
 
@@ -222,15 +225,33 @@ GRANT EXECUTE ON FUNCTION public.auto_assign(jsonb) TO authenticated, service_ro
 REVOKE ALL ON FUNCTION public.complete_assignment(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.complete_assignment(uuid) TO authenticated, service_role;
 
+-- grant public.auto_assign_many(jsonb[]).execute
+REVOKE ALL ON FUNCTION public.auto_assign_many(jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.auto_assign_many(jsonb[]) TO authenticated, service_role;
+
+-- grant public.complete_assignments_many(jsonb[]).execute
+REVOKE ALL ON FUNCTION public.complete_assignments_many(jsonb[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.complete_assignments_many(jsonb[]) TO authenticated, service_role;
+
 -- grant public.reassign_or_requeue(uuid, text, uuid).execute
 REVOKE ALL ON FUNCTION public.reassign_or_requeue(uuid, text, uuid) FROM PUBLIC;
 
 -- grant public.apply_leave_policy(uuid, text, timestamp with time zone).execute
 REVOKE ALL ON FUNCTION public.apply_leave_policy(uuid, text, timestamp with time zone) FROM PUBLIC;
 
+-- grant public.change_staff_availability(uuid, public.availability_status, timestamp with time zone, text, integer).execute
+REVOKE ALL ON FUNCTION public.change_staff_availability(uuid, public.availability_status, timestamp with time zone, text, integer) FROM PUBLIC;
+
+-- grant public.return_staff_from_leave(integer).execute
+REVOKE ALL ON FUNCTION public.return_staff_from_leave(integer) FROM PUBLIC;
+
 -- grant public.set_staff_availability(jsonb).execute
 REVOKE ALL ON FUNCTION public.set_staff_availability(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.set_staff_availability(jsonb) TO authenticated, service_role;
+
+-- grant public.review_assignment(jsonb).execute
+REVOKE ALL ON FUNCTION public.review_assignment(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.review_assignment(jsonb) TO authenticated, service_role;
 
 -- grant public.upsert_staff_profile(jsonb).execute
 REVOKE ALL ON FUNCTION public.upsert_staff_profile(jsonb) FROM PUBLIC;
@@ -275,6 +296,21 @@ REVOKE ALL ON FUNCTION public.sla_status_at(text, timestamp with time zone, nume
 -- grant public.sla_state(public.assignments, timestamp with time zone).execute
 REVOKE ALL ON FUNCTION public.sla_state(public.assignments, timestamp with time zone) FROM PUBLIC;
 
+-- grant public.sla_response_deadline_for(public.work_item_type, public.priority_level, timestamp with time zone, numeric).execute
+REVOKE ALL ON FUNCTION public.sla_response_deadline_for(public.work_item_type, public.priority_level, timestamp with time zone, numeric) FROM PUBLIC;
+
+-- grant public.sla_response_check_at(timestamp with time zone, timestamp with time zone, timestamp with time zone).execute
+REVOKE ALL ON FUNCTION public.sla_response_check_at(timestamp with time zone, timestamp with time zone, timestamp with time zone) FROM PUBLIC;
+
+-- grant public.sla_response_state(public.assignments, timestamp with time zone).execute
+REVOKE ALL ON FUNCTION public.sla_response_state(public.assignments, timestamp with time zone) FROM PUBLIC;
+
+-- grant public.sla_next_level_due_at(public.assignments).execute
+REVOKE ALL ON FUNCTION public.sla_next_level_due_at(public.assignments) FROM PUBLIC;
+
+-- grant public.sla_response_clock().execute
+REVOKE ALL ON FUNCTION public.sla_response_clock() FROM PUBLIC;
+
 -- grant public.sla_schedule_for(public.work_item_type, public.priority_level, timestamp with time zone, numeric, boolean, boolean, timestamp with time zone, integer, numeric).execute
 REVOKE ALL ON FUNCTION public.sla_schedule_for(public.work_item_type, public.priority_level, timestamp with time zone, numeric, boolean, boolean, timestamp with time zone, integer, numeric) FROM PUBLIC;
 
@@ -293,6 +329,10 @@ REVOKE ALL ON FUNCTION public.sla_check_and_escalate(integer) FROM PUBLIC;
 -- grant public.escalate_assignment(jsonb).execute
 REVOKE ALL ON FUNCTION public.escalate_assignment(jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.escalate_assignment(jsonb) TO authenticated, service_role;
+
+-- grant public.respond_assignment(jsonb).execute
+REVOKE ALL ON FUNCTION public.respond_assignment(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION public.respond_assignment(jsonb) TO authenticated, service_role;
 
 -- grant public.cleanup_escalation_events().execute
 REVOKE ALL ON FUNCTION public.cleanup_escalation_events() FROM PUBLIC;

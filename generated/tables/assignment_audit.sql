@@ -3,11 +3,12 @@
 -- templates: tables/assignment_audit.sql.j2
 
 -- table public.assignment_audit
--- Who changed an assignment by hand or by policy (overrides, leave reassignment): when,
--- from whom, to whom and why.
+-- Who changed an assignment by hand or by policy (overrides, leave reassignment, reviews of
+-- flagged items, the first response): when, from whom, to whom and why.
 CREATE TABLE public.assignment_audit (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-  action text NOT NULL CHECK (action IN ('manual_override', 'leave_reassign', 'leave_flag', 'leave_requeue')),
+  action text NOT NULL CHECK (action IN ('manual_override', 'leave_reassign', 'leave_flag', 'leave_requeue',
+                                        'review_keep', 'review_reassign', 'respond')),
   work_item_id text NOT NULL,
   assignment_id uuid REFERENCES public.assignments (id) ON DELETE SET NULL,
   actor_id uuid,

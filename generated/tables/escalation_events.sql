@@ -4,10 +4,17 @@
 
 -- table public.escalation_events
 -- One row per escalation: per assignment and chain level for the SLA monitor (level NULL
--- for a manual escalation), with the recipient resolved from staff data.
+-- for a manual escalation), with the recipient resolved from staff data. An item queued
+-- because nobody had room under a rule saying `when_no_capacity: escalate` has no
+-- assignment yet: its event names the queue entry, the work item and the target unit
+-- (no foreign key to the queue: its rows go when dequeued, the event stays as history),
+-- and takes the assignment once the item is assigned.
 CREATE TABLE public.escalation_events (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  assignment_id uuid NOT NULL REFERENCES public.assignments (id) ON DELETE CASCADE,
+  assignment_id uuid REFERENCES public.assignments (id) ON DELETE CASCADE,
+  queue_id uuid,
+  work_item_id text,
+  unit_id text,
   level smallint,
   reason public.escalation_reason NOT NULL,
   recipient_id uuid REFERENCES public.staff_profiles (id),
@@ -15,9 +22,18 @@ CREATE TABLE public.escalation_events (
   escalated_by uuid,
   details jsonb,
   escalated_at timestamptz NOT NULL DEFAULT now(),
-  resolved_at timestamptz
+  resolved_at timestamptz,
+  CONSTRAINT escalation_events_subject CHECK (assignment_id IS NOT NULL OR queue_id IS NOT NULL)
 );
 
 -- index public.idx_escalation_events_assignment_level
 -- one escalation event per assignment per chain level
 CREATE UNIQUE INDEX idx_escalation_events_assignment_level ON public.escalation_events (assignment_id, level);
+
+-- index public.idx_escalation_events_response_breach
+-- one response breach per assignment, however often the sweep looks
+CREATE UNIQUE INDEX idx_escalation_events_response_breach ON public.escalation_events (assignment_id) WHERE reason = 'response_breach';
+
+-- index public.idx_escalation_events_queue
+-- one no-capacity escalation per queued item, found again when the item is assigned
+CREATE UNIQUE INDEX idx_escalation_events_queue ON public.escalation_events (queue_id) WHERE queue_id IS NOT NULL;

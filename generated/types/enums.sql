@@ -26,7 +26,8 @@ CREATE TYPE public.escalation_reason AS ENUM (
   'sla_breach',
   'manual',
   'staff_unavailable',
-  'no_capacity'
+  'no_capacity',
+  'response_breach'
 );
 
 -- enum public.work_item_type

@@ -64,6 +64,8 @@ ACTIONS = {
     "complete_assignment": ("SELECT complete_assignment(%s)", lambda o: [o["tr-1"]], OVER_TR_A),
     "escalate_assignment": ("SELECT escalate_assignment(%s)",
                             lambda o: [Jsonb({"assignment_id": o["tr-1"], "reason": "stuck"})], OVER_TR_A),
+    "respond_assignment": ("SELECT respond_assignment(%s)",
+                           lambda o: [Jsonb({"assignment_id": o["tr-1"], "note": "on it"})], OVER_TR_A),
     "set_staff_availability": ("SELECT set_staff_availability(%s)",
                                lambda o: [Jsonb({"staff_id": TR_A, "status": "on_leave"})], OVER_TR_A),
     "manual_override": ("SELECT manual_override(%s)",
@@ -93,6 +95,13 @@ ACTIONS = {
     "complete_assignments_many": ("SELECT complete_assignments_many(%s::jsonb[])",
                                   lambda o: [[Jsonb({"assignment_id": o[item]}) for item in ("tr-1", "tr-2")]],
                                   OVER_TR_A),
+    "review_assignment": ("SELECT review_assignment(%s)",
+                          lambda o: [Jsonb({"assignment_id": o["tr-2"], "action": "keep", "note": "fine"})],
+                          OVER_TRANSLATION),
+    "review_assignment_reassign": ("SELECT review_assignment(%s)",
+                                   lambda o: [Jsonb({"assignment_id": o["tr-2"], "action": "reassign", "note": "move",
+                                                     "assignee_id": TR_B, "allow_exceed_wip": True})],
+                                   OVER_TRANSLATION),
 }
 
 
@@ -128,6 +137,10 @@ def organisation(pg_cluster, shipped_objects):
                                                        "priority": "normal", "target_unit_id": "unit-translation"})
                 ids[item] = result.get("assignment_id")
             assert ids["tr-1"] and ids["tr-2"] and ids["tr-3"] is None       # TR_A is full: tr-3 waits
+            # tr-2 as the leave policy leaves an item it flags (without TR_A's leave, which the
+            # other actions would feel): for review_assignment
+            conn.execute("UPDATE assignments SET needs_review = true, review_reason = 'assignee on leave: test'"
+                         " WHERE id = %s", [ids["tr-2"]])
         yield url, ids
 
 
@@ -312,6 +325,7 @@ HTTP_ACTIONS = {
     "complete_assignment": ("post", f"{V1}/assignments/complete", lambda o: {"assignment_id": o["tr-1"]}),
     "escalate_assignment": ("post", f"{V1}/assignments/escalate",
                             lambda o: {"assignment_id": o["tr-1"], "reason": "stuck"}),
+    "respond_assignment": ("post", f"{V1}/assignments/respond", lambda o: {"assignment_id": o["tr-1"]}),
     "set_staff_availability": ("post", f"{V1}/staff/availability",
                                lambda o: {"staff_id": TR_A, "status": "on_leave"}),
     "manual_override": ("post", f"{V1}/assignments/manual-override",
@@ -324,6 +338,8 @@ HTTP_ACTIONS = {
     "my_assignments": ("get", f"{V1}/assignments/my-assignments", lambda o: None),
     "upsert_staff_profile": ("post", f"{V1}/staff-profile",
                              lambda o: {"id": TR_A, "unit_id": "unit-translation", "full_name": "A", "role": "admin"}),
+    "review_assignment": ("post", f"{V1}/assignments/review",
+                          lambda o: {"assignment_id": o["tr-2"], "action": "keep", "note": "fine"}),
 }
 HTTP_CALLERS = {"no_sub": ("authenticated", None), "unknown_sub": ("authenticated", NOBODY),
                 "colleague": ("authenticated", TR_B), "supervisor_elsewhere": ("authenticated", IT_SUP),
