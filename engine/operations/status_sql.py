@@ -1,0 +1,107 @@
+"""The read-only statements of `rulesctl status`. Each reads through an index where the table
+can be large (assignments: idx_assignments_sla_partial, idx_assignments_status_sla_covering,
+idx_assignments_sla_warned; cron.job_run_details: its primary key, newest first).
+
+SLA figures are at the engine's clock (engine_now()); pg_cron's at the server's (now()).
+"""
+
+from __future__ import annotations
+
+from engine.compiler.catalog import ACTIVE_STATUSES
+
+ACTIVE = ACTIVE_STATUSES                        # holding someone's capacity
+RUNNING = ("assigned", "in_progress")           # the SLA clock runs (on_hold pauses it)
+
+HEAD = """
+SELECT now() AS checked_at, to_regprocedure('engine_now()') IS NOT NULL AS engine,
+       (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pg_cron') AS cron,
+       to_regclass('rulesctl.applies') IS NOT NULL AS ledger
+"""
+
+CLOCK = "SELECT engine_now()"
+
+# Per unit: staff and capacity as capacity_check counts them (available people's load over
+# their WIP limits), and the unit's queue.
+UNITS = """
+WITH staff AS (
+  SELECT s.unit_id, count(*) AS staff, count(*) FILTER (WHERE s.availability_status = 'available') AS available,
+         coalesce(sum(s.current_assignment_count) FILTER (WHERE s.availability_status = 'available'), 0) AS load,
+         coalesce(sum(coalesce(s.wip_limit, u.default_wip_limit)) FILTER (WHERE s.availability_status = 'available'),
+                  0) AS capacity
+  FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
+  GROUP BY s.unit_id
+), queue AS (
+  SELECT q.target_unit_id AS unit_id, count(*) AS depth, min(q.created_at) AS oldest,
+         count(*) FILTER (WHERE q.sla_deadline <= engine_now()) AS overdue
+  FROM assignment_queue q GROUP BY q.target_unit_id
+)
+SELECT u.id AS unit_id, u.name, u.retired, coalesce(s.staff, 0)::int AS staff,
+       coalesce(s.available, 0)::int AS available,
+       coalesce(s.load, 0)::int AS load, coalesce(s.capacity, 0)::int AS capacity,
+       CASE WHEN coalesce(s.capacity, 0) > 0 THEN round(100.0 * s.load / s.capacity, 1)::float8 END AS utilisation,
+       coalesce(q.depth, 0)::int AS queue_depth, q.oldest AS oldest_queued_at,
+       coalesce(q.overdue, 0)::int AS queued_overdue
+FROM organizational_units u
+LEFT JOIN staff s ON s.unit_id = u.id
+LEFT JOIN queue q ON q.unit_id = u.id
+ORDER BY u.id
+"""
+
+# breaches_24h: deadlines that fell in the last 24 h and were not met (the work is still open,
+# or was completed after it); overdue: running work past its deadline now; at_risk: running
+# work the SLA monitor has warned about (an escalation level before the deadline has passed)
+# whose deadline is still ahead.
+SLA = """
+WITH t AS MATERIALIZED (SELECT engine_now() AS now)
+SELECT
+  ((SELECT count(*) FROM assignments a, t
+    WHERE a.status = ANY (%(active)s::assignment_status[]) AND a.sla_deadline > t.now - interval '24 hours'
+      AND a.sla_deadline <= t.now)
+   + (SELECT count(*) FROM assignments a, t
+      WHERE a.status = 'completed' AND a.sla_deadline > t.now - interval '24 hours' AND a.sla_deadline <= t.now
+        AND a.completed_at > a.sla_deadline))::int AS breaches_24h,
+  (SELECT count(*) FROM assignments a, t
+   WHERE a.status = ANY (%(running)s::assignment_status[]) AND a.escalation_level > 0
+     AND a.sla_deadline > t.now)::int AS at_risk,
+  (SELECT count(*) FROM assignments a, t
+   WHERE a.status IN ('assigned', 'in_progress') AND a.sla_deadline <= t.now)::int AS overdue
+"""
+
+ESCALATIONS = """
+SELECT e.reason::text, count(*)::int FROM escalation_events e
+WHERE e.escalated_at > engine_now() - interval '24 hours'
+GROUP BY e.reason ORDER BY e.reason
+"""
+
+# How many of pg_cron's newest run records are read (newest first, by its primary key): the
+# history table grows without bound, a job every second adds 86,400 a day. A job whose last
+# run is older than these shows no last run.
+CRON_RUNS_READ = 100_000
+
+JOBS = """
+WITH recent AS MATERIALIZED (
+  SELECT d.jobid, d.status, d.start_time, d.end_time, d.return_message
+  FROM cron.job_run_details d
+  WHERE d.runid > (SELECT coalesce(max(runid), 0) FROM cron.job_run_details) - %(window)s
+)
+SELECT j.jobname AS name, j.schedule, j.active,
+       last.status AS last_status, last.start_time AS last_start,
+       extract(epoch FROM last.end_time - last.start_time)::float8 AS last_seconds,
+       (SELECT count(*) FROM recent r WHERE r.jobid = j.jobid AND r.start_time > now() - interval '24 hours')::int
+         AS runs_24h,
+       (SELECT count(*) FROM recent r WHERE r.jobid = j.jobid AND r.start_time > now() - interval '24 hours'
+                                        AND r.status = 'failed')::int AS failures_24h,
+       (SELECT r.return_message FROM recent r WHERE r.jobid = j.jobid AND r.status = 'failed'
+        ORDER BY r.start_time DESC LIMIT 1) AS last_failure
+FROM cron.job j
+LEFT JOIN LATERAL (SELECT r.status, r.start_time, r.end_time FROM recent r WHERE r.jobid = j.jobid
+                   ORDER BY r.start_time DESC NULLS LAST LIMIT 1) last ON true
+ORDER BY j.jobname
+"""
+
+LAST_APPLY = """
+SELECT a.id, a.outcome, coalesce(a.finished_at, a.started_at) AS at, a.policy_hash, a.git_commit, a.applied_by,
+       a.statement_count, a.message,
+       (SELECT max(b.id) FROM rulesctl.applies b WHERE b.outcome = 'applied') AS last_applied_id
+FROM rulesctl.applies a ORDER BY a.id DESC LIMIT 1
+"""
