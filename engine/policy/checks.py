@@ -32,9 +32,11 @@ JOB_FUNCTIONS = {
     "process_stale_queue_items": "the queue fallback sweep",
     "cleanup_escalation_events": "the escalation clean-up (needs `retention`)",
     "relay_engine_events": "the notification relay (sends what engine_events holds)",
+    "return_staff_from_leave": "the leave return (people whose leave `until` passed become available)",
 }
 # Job functions that take a row limit and return how much they did: they can run in batches.
-BATCHED_JOB_FUNCTIONS = ("sla_check_and_escalate", "process_stale_queue_items", "relay_engine_events")
+BATCHED_JOB_FUNCTIONS = ("sla_check_and_escalate", "process_stale_queue_items", "relay_engine_events",
+                         "return_staff_from_leave")
 _SECONDS_SCHEDULE = re.compile(r"([1-9]|[1-5][0-9]) seconds?")
 _CRON_CHARACTERS = re.compile(r"[0-9A-Za-z*/,\- ]+")      # croniter also reads other digits; pg_cron does not
 

@@ -34,6 +34,7 @@ DECLARE
   v_strategy text;
   v_ranking jsonb;
   v_ahead integer;
+  v_escalation_id uuid;
 BEGIN
   IF NOT caller_is_known() THEN
     RAISE EXCEPTION 'auto_assign: only staff and trusted services may file work (the token has no known sub)'
@@ -175,12 +176,10 @@ BEGIN
   INSERT INTO engine_events (channel, payload) VALUES ('queue_process_needed', jsonb_build_object(
     'event', 'queued', 'queue_id', v_item.id, 'work_item_id', v_work_item_id, 'unit_id', v_item.target_unit_id)::text);
   IF v_item.when_no_capacity = 'escalate' THEN
-    INSERT INTO engine_events (channel, payload) VALUES ('assignment_escalations', jsonb_build_object(
-      'reason', 'no_capacity', 'work_item_id', v_work_item_id, 'unit_id', v_item.target_unit_id,
-      'recipient_id', get_unit_recipient(v_item.target_unit_id, 'unit_head'))::text);
+    v_escalation_id := escalate_no_capacity(v_item);
   END IF;
   RETURN jsonb_build_object('status', 'queued', 'queue_id', v_item.id, 'position', v_ahead + 1,
                             'target_unit_id', v_item.target_unit_id, 'sla_deadline', v_item.sla_deadline,
-                            'rule_id', v_rule.rule_id, 'existing', false);
+                            'rule_id', v_rule.rule_id, 'existing', false, 'escalation_event_id', v_escalation_id);
 END
 $fn$;

@@ -5,7 +5,8 @@
 -- function public.auto_assign_decision(public.assignment_queue, boolean, text[], text, jsonb, uuid)
 -- auto_assign's decision record: the item's rule and target, the strategy, the candidates
 -- (explain_assignment_candidates, with an 'overflow' part when the parent unit was tried)
--- and who was chosen, with what separated them from the runner-up.
+-- and who was chosen, with what separated them from the runner-up. People and units are
+-- named as well as identified (full_name, unit name) so the record reads without look-ups.
 CREATE OR REPLACE FUNCTION public.auto_assign_decision(
   p_item public.assignment_queue, p_explicit_target boolean, p_units text[], p_strategy text,
   p_candidates jsonb, p_chosen uuid)
@@ -16,11 +17,21 @@ SET search_path = public, pg_temp
 AS $fn$                                 -- PL/pgSQL: its plan is cached (a SQL function with SET is planned per call)
 DECLARE
   v_ranking jsonb := coalesce(p_candidates -> 'overflow', p_candidates) -> 'ranking';
+  v_target_name text;
+  v_chosen jsonb;
 BEGIN
+  SELECT t.name, CASE WHEN s.id IS NOT NULL THEN jsonb_build_object('staff_id', s.id, 'full_name', s.full_name,
+                                                                  'unit_id', s.unit_id, 'unit_name', u.name) END
+  INTO v_target_name, v_chosen
+  FROM organizational_units t
+  LEFT JOIN staff_profiles s ON s.id = p_chosen
+  LEFT JOIN organizational_units u ON u.id = s.unit_id
+  WHERE t.id = p_item.target_unit_id;
   RETURN jsonb_build_object(
     'decided_at', p_item.created_at,
     'rule_id', p_item.rule_id,
-    'target', jsonb_build_object('unit_id', p_item.target_unit_id, 'include_subtree', p_item.include_subtree,
+    'target', jsonb_build_object('unit_id', p_item.target_unit_id, 'unit_name', v_target_name,
+                                 'include_subtree', p_item.include_subtree,
                                  'explicit', p_explicit_target, 'units', to_jsonb(p_units)),
     'strategy', p_strategy,
     'capacity_weight', p_item.capacity_weight,
@@ -28,6 +39,7 @@ BEGIN
     'min_proficiency_rank', p_item.min_proficiency_rank,
     'candidates', p_candidates,
     'chosen', p_chosen,
+    'chosen_staff', v_chosen,
     'tie_break', CASE WHEN p_chosen IS NOT NULL AND p_chosen::text IS DISTINCT FROM v_ranking -> 0 ->> 'staff_id'
                       THEN 'the better-ranked candidates were held by other transactions; picked after waiting'
                       ELSE assignment_tie_break(v_ranking, p_strategy) END);

@@ -4,7 +4,9 @@
 
 -- function public.complete_assignment(uuid)
 -- Complete an active assignment. The freed capacity goes at once to the best queued item
--- the person can take (assignment_completion_trigger).
+-- the person can take (assignment_completion_trigger); `next` says which one took the slot
+-- (null when none did), as the queue drain itself reports it (rulesctl.dequeued), and
+-- `dequeued` lists every item taken (a heavy item's completion can free room for several).
 --
 -- The unit lock (shared: this frees capacity) is what stops an arriving item from being
 -- queued unseen while the freed slot stays idle (lock_units); its usual place is before any
@@ -31,6 +33,7 @@ DECLARE
   v_defer boolean;
   v_lock_first boolean := false;
   v_row_held boolean := false;
+  v_dequeued jsonb;
 BEGIN
   IF p_assignment_id IS NULL THEN
     PERFORM api_invalid('assignment_id', 'is required');
@@ -84,10 +87,13 @@ BEGIN
         PERFORM api_invalid('assignment_id', format('assignment %s is already %s', p_assignment_id, v_status));
       END IF;
       PERFORM set_config('rulesctl.unit_lock_deferred', CASE WHEN v_defer THEN v_assignee::text ELSE '' END, true);
+      PERFORM set_config('rulesctl.dequeued', '[]', true);      -- the drain appends what it takes
       UPDATE assignments SET status = 'completed', completed_at = engine_now(), next_check_at = NULL
       WHERE id = p_assignment_id
       RETURNING completed_at INTO v_completed_at;
       PERFORM set_config('rulesctl.unit_lock_deferred', '', true);
+      v_dequeued := current_setting('rulesctl.dequeued')::jsonb;
+      PERFORM set_config('rulesctl.dequeued', '', true);
       EXIT;
     EXCEPTION WHEN SQLSTATE 'RLU01' OR lock_not_available THEN
       IF NOT v_defer AND SQLSTATE = '55P03' THEN
@@ -97,6 +103,6 @@ BEGIN
     END;
   END LOOP;
   RETURN jsonb_build_object('assignment_id', p_assignment_id, 'status', 'completed', 'completed_at', v_completed_at,
-                            'assignee_id', v_assignee);
+                            'assignee_id', v_assignee, 'next', v_dequeued -> 0, 'dequeued', v_dequeued);
 END
 $fn$;

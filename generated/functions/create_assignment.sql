@@ -6,7 +6,8 @@
 -- Hand an item (carried as an assignment_queue row, queued or not) to a person: the
 -- assignment keeps the item's arrival time and SLA deadline, so time queued counts.
 -- Callers hold the units' locks; the capacity trigger moves the person's load. The SLA
--- monitor first looks at it when the first escalation level falls due.
+-- monitor first looks at it when the first escalation level falls due. A queued item's
+-- no-capacity escalation (escalate_no_capacity) is resolved and points at the assignment.
 CREATE OR REPLACE FUNCTION public.create_assignment(p_item public.assignment_queue, p_staff_id uuid, p_decision jsonb)
 RETURNS public.assignments
 LANGUAGE plpgsql
@@ -27,6 +28,11 @@ BEGIN
          p_decision
   FROM staff_profiles s WHERE s.id = p_staff_id
   RETURNING * INTO v_assignment;
+  IF p_item.when_no_capacity = 'escalate' THEN
+    -- a queued item's no-capacity escalation is answered: it has someone now
+    UPDATE escalation_events SET assignment_id = v_assignment.id, resolved_at = engine_now()
+    WHERE queue_id = p_item.id AND resolved_at IS NULL;
+  END IF;
   RETURN v_assignment;
 END
 $fn$;

@@ -5,7 +5,8 @@
 -- function public.engine_health()
 -- Health, told truthfully: the database answers; the jobs of rules/jobs.yaml are scheduled,
 -- active and their last run succeeded; the realtime publication carries the runtime tables;
--- queue depth and oldest queued item; escalations in the last 24 h; no notification left
+-- queue depth and oldest queued item; escalations in the last 24 h, and of them the items
+-- queued because nobody had room (no_capacity: those in 24 h, those still waiting); no notification left
 -- unsent in the outbox for over a minute. status is 'degraded' with the reasons when anything
 -- is off.
 CREATE OR REPLACE FUNCTION public.engine_health()
@@ -38,7 +39,7 @@ BEGIN
                             FROM %1$I.job_run_details d WHERE d.jobid = j.jobid ORDER BY d.start_time DESC LIMIT 1))
              ORDER BY w.position), '[]'::jsonb)
       FROM unnest($1) WITH ORDINALITY AS w(name, position) LEFT JOIN %1$I.job j ON j.jobname = w.name$q$, v_cron_schema);
-    EXECUTE v_jobs_query INTO v_jobs USING '{"sla-monitoring","capacity-snapshot","queue-fallback-processor","escalation-cleanup","event-relay"}'::text[];
+    EXECUTE v_jobs_query INTO v_jobs USING '{"sla-monitoring","capacity-snapshot","queue-fallback-processor","escalation-cleanup","event-relay","leave-return"}'::text[];
     v_reasons := v_reasons || ARRAY(
       SELECT CASE WHEN NOT (j ->> 'scheduled')::boolean THEN format('job %s is not scheduled', j ->> 'name')
                   WHEN NOT (j ->> 'active')::boolean THEN format('job %s is inactive', j ->> 'name')
@@ -75,6 +76,10 @@ BEGIN
       'realtime', jsonb_build_object('publication', 'supabase_realtime', 'tables', to_jsonb(coalesce(v_realtime, '{}'))),
       'queue', (SELECT jsonb_build_object('depth', count(*), 'oldest_queued_at', min(created_at)) FROM assignment_queue),
       'notifications', jsonb_build_object('oldest_unsent_at', v_unsent_since),
-      'escalations_last_24h', (SELECT count(*) FROM escalation_events WHERE escalated_at > v_now - interval '24 hours')));
+      'escalations_last_24h', (SELECT count(*) FROM escalation_events WHERE escalated_at > v_now - interval '24 hours'),
+      'no_capacity', (SELECT jsonb_build_object(
+                        'escalations_last_24h', count(*) FILTER (WHERE e.escalated_at > v_now - interval '24 hours'),
+                        'waiting', count(*) FILTER (WHERE e.resolved_at IS NULL))
+                      FROM escalation_events e WHERE e.queue_id IS NOT NULL AND e.reason = 'no_capacity')));
 END
 $fn$;

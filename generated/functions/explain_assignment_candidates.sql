@@ -7,7 +7,7 @@
 -- target holds, how many were excluded for each reason (one aggregate pass; for targets of
 -- more than 100 people the count and breakdown are left out -- they would cost
 -- more than the decision itself), and the best eligible candidates in strategy order with
--- their scores (load, WIP limit, last assigned) -- p_ranking when the pick already ranked
+-- their names and scores (load, WIP limit, last assigned) -- p_ranking when the pick already ranked
 -- them. Stored with every assignment and queue entry to answer "why did X get this?".
 CREATE OR REPLACE FUNCTION public.explain_assignment_candidates(
   p_unit_ids text[], p_required_skills text[], p_min_rank integer, p_weight integer, p_strategy text,
@@ -24,10 +24,14 @@ DECLARE
 BEGIN
   v_ranking := p_ranking;
   IF v_ranking IS NULL THEN
-    SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', e.staff_id, 'unit_id', e.unit_id, 'load', e.current_load,
-                                                 'wip_limit', e.wip_limit, 'last_assigned_at', e.last_assigned_at)), '[]')
+    SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', e.staff_id, 'full_name', s.full_name, 'unit_id', e.unit_id,
+                                                 'unit_name', u.name, 'load', e.current_load, 'wip_limit', e.wip_limit,
+                                                 'last_assigned_at', e.last_assigned_at) ORDER BY e.position), '[]')
     INTO v_ranking
-    FROM find_eligible_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, p_limit) e;
+    FROM find_eligible_staff_for_assignment(p_unit_ids, p_required_skills, p_min_rank, p_weight, p_strategy, p_limit)
+           WITH ORDINALITY AS e(staff_id, unit_id, current_load, wip_limit, last_assigned_at, position)
+    JOIN staff_profiles s ON s.id = e.staff_id
+    JOIN organizational_units u ON u.id = e.unit_id;
   END IF;
   -- the target's size from the kept counts: counting staff rows walks index entries that
   -- every load change leaves dead

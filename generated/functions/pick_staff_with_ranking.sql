@@ -23,14 +23,16 @@ DECLARE
 BEGIN
   FOR v_round IN 1 .. 3 LOOP
     IF p_strategy = 'round_robin' THEN
-      SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', c.id, 'unit_id', c.unit_id,
+      SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', c.id, 'full_name', c.full_name,
+                                                   'unit_id', c.unit_id, 'unit_name', c.unit_name,
                                                    'load', c.current_assignment_count, 'wip_limit', c.wip_limit,
                                                    'last_assigned_at', c.last_assigned_at)
                                 ORDER BY c.last_assigned_at NULLS FIRST, c.id), '[]')
       INTO v_batch
       FROM (SELECT c.*
             FROM unnest(p_unit_ids) AS t(unit_id)
-            CROSS JOIN LATERAL (SELECT s.id, s.unit_id, s.current_assignment_count, s.last_assigned_at,
+            CROSS JOIN LATERAL (SELECT s.id, s.full_name, s.unit_id, u.name AS unit_name,
+                                       s.current_assignment_count, s.last_assigned_at,
                                        coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = t.unit_id AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
@@ -41,14 +43,16 @@ BEGIN
                                 ORDER BY s.last_assigned_at NULLS FIRST, s.id LIMIT 3) c
             ORDER BY c.last_assigned_at NULLS FIRST, c.id LIMIT 3) c;
     ELSE
-      SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', c.id, 'unit_id', c.unit_id,
+      SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', c.id, 'full_name', c.full_name,
+                                                   'unit_id', c.unit_id, 'unit_name', c.unit_name,
                                                    'load', c.current_assignment_count, 'wip_limit', c.wip_limit,
                                                    'last_assigned_at', c.last_assigned_at)
                                 ORDER BY c.current_assignment_count, c.last_assigned_at NULLS FIRST, c.id), '[]')
       INTO v_batch
       FROM (SELECT c.*
             FROM unnest(p_unit_ids) AS t(unit_id)
-            CROSS JOIN LATERAL (SELECT s.id, s.unit_id, s.current_assignment_count, s.last_assigned_at,
+            CROSS JOIN LATERAL (SELECT s.id, s.full_name, s.unit_id, u.name AS unit_name,
+                                       s.current_assignment_count, s.last_assigned_at,
                                        coalesce(s.wip_limit, u.default_wip_limit) AS wip_limit
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.unit_id = t.unit_id AND NOT u.retired AND s.availability_status = 'available' AND s.has_room

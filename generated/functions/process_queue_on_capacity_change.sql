@@ -9,6 +9,8 @@
 -- When room is left but work still waits for the unit that this person cannot take (skills,
 -- weight), it notifies queue_process_needed (through the engine_events outbox): someone else
 -- may. Not on every dequeue: nobody needs telling then.
+-- When the caller listens (complete_assignment sets rulesctl.dequeued to a JSON array first),
+-- each item taken is appended to it: what the freed slot took, as this drain decided it.
 CREATE OR REPLACE FUNCTION public.process_queue_on_capacity_change(p_staff_id uuid)
 RETURNS integer
 LANGUAGE plpgsql
@@ -27,6 +29,10 @@ DECLARE
   v_candidate uuid;
   v_passed uuid[] := '{}'::uuid[];
   v_unit_lock_deferred boolean;
+  v_report boolean := coalesce(current_setting('rulesctl.dequeued', true), '') <> '';
+  v_full_name text;
+  v_unit_name text;
+  v_new assignments;
 BEGIN
   SELECT s.unit_id INTO v_unit_id FROM staff_profiles s WHERE s.id = p_staff_id;
   IF NOT FOUND THEN
@@ -42,7 +48,8 @@ BEGIN
   -- queued work this person may take: their own unit's, and their ancestors' whole-subtree items
   v_targets := ARRAY(SELECT t.ancestor_id FROM organizational_unit_tree t WHERE t.unit_id = v_unit_id);
   LOOP
-    SELECT coalesce(s.wip_limit, u.default_wip_limit) - s.current_assignment_count, s.skills INTO v_free, v_skills
+    SELECT coalesce(s.wip_limit, u.default_wip_limit) - s.current_assignment_count, s.skills, s.full_name, u.name
+    INTO v_free, v_skills, v_full_name, v_unit_name
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
     WHERE s.id = p_staff_id AND s.availability_status = 'available' AND NOT u.retired   -- a retired unit takes no work
     FOR NO KEY UPDATE OF s;
@@ -113,7 +120,7 @@ BEGIN
     EXIT WHEN v_item.id IS NULL;
 
     DELETE FROM assignment_queue WHERE id = v_item.id;
-    PERFORM create_assignment(v_item, p_staff_id, jsonb_build_object(
+    v_new := create_assignment(v_item, p_staff_id, jsonb_build_object(
       'source', 'queue',
       'rule_id', v_item.rule_id,
       'when_queued', v_item.decision,
@@ -121,8 +128,15 @@ BEGIN
       'waited_seconds', round(extract(epoch FROM v_now - v_item.created_at)),
       'effective_rank', queue_effective_rank(v_item.priority, v_item.created_at, v_now),
       'chosen', p_staff_id,
+      'chosen_staff', jsonb_build_object('staff_id', p_staff_id, 'full_name', v_full_name, 'unit_id', v_unit_id,
+                                         'unit_name', v_unit_name),
       'why', 'capacity freed for this person; best queued item they can take'));
     v_assigned := v_assigned + 1;
+    IF v_report THEN
+      PERFORM set_config('rulesctl.dequeued', (current_setting('rulesctl.dequeued')::jsonb || jsonb_build_array(
+        jsonb_build_object('queue_id', v_item.id, 'work_item_id', v_item.work_item_id, 'assignment_id', v_new.id,
+                           'assignee_id', p_staff_id)))::text, true);
+    END IF;
   END LOOP;
   IF v_free > 0 AND EXISTS (SELECT 1 FROM unnest(v_targets) AS t(unit_id)
                             CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id LIMIT 1) w) THEN

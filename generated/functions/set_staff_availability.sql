@@ -3,11 +3,13 @@
 -- templates: functions/runtime/api/set_staff_availability.sql.j2
 
 -- function public.set_staff_availability(jsonb)
--- Change a person's availability. Going on leave applies the leave policy
--- (rules/leave.yaml): items in the reassigned priorities move to someone else (or back to
--- the queue, keeping their deadline); the others stay, flagged for review, and the
--- supervisor is told (an escalation event); saying it again (a new `until`) changes only
--- the dates. Becoming available takes queued work at once.
+-- Change a person's availability (change_staff_availability does it, once the request and
+-- the caller are checked). Going on leave applies the leave policy (rules/leave.yaml): items
+-- in the reassigned priorities move to someone else (or back to the queue, keeping their
+-- deadline); the others stay, flagged for review, and the supervisor is told (an escalation
+-- event); saying it again (a new `until`) changes only the dates. Becoming available takes
+-- queued work at once. Leave with `until` ends by itself: the leave-return job
+-- (return_staff_from_leave) makes the person available once the engine clock passes it.
 -- version (optional): the profile version the caller read; if it moved since, 55000 (409).
 -- request: {staff_id, status, until?, reason?, version?}
 CREATE OR REPLACE FUNCTION public.set_staff_availability(p_request jsonb)
@@ -23,11 +25,7 @@ DECLARE
   v_reason text := coalesce(api_text(p_request, 'reason', false), 'availability changed');
   v_until timestamptz;
   v_version integer := api_version(p_request);
-  v_current_version integer;
   v_staff staff_profiles;
-  v_previous availability_status;
-  v_leave jsonb := jsonb_build_object('reassigned', 0, 'queued', 0, 'flagged_for_review', 0);
-  v_taken integer := 0;
 BEGIN
   IF NOT v_status_text = ANY (enum_range(NULL::availability_status)::text[]) THEN
     PERFORM api_invalid('status', format('unknown availability status %L; known: %s', v_status_text,
@@ -39,6 +37,12 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
       PERFORM api_invalid('until', format('%L is not a timestamp', v_until_text));
     END;
+    IF v_status_text = 'available' THEN
+      PERFORM api_invalid('until', 'is for an absence (when the person is back); available needs none');
+    END IF;
+    IF v_until <= engine_now() THEN
+      PERFORM api_invalid('until', format('%s has already passed (engine time %s)', v_until, engine_now()));
+    END IF;
   END IF;
   SELECT * INTO v_staff FROM staff_profiles WHERE id = v_staff_id;
   IF NOT FOUND THEN
@@ -49,28 +53,6 @@ BEGIN
     RAISE EXCEPTION 'set_staff_availability: only the person, their supervisors or a trusted service may change it'
       USING ERRCODE = '42501';
   END IF;
-  IF v_status_text = 'on_leave' THEN
-    -- Reassignment may reach any unit: take every unit's lock, in key order, up front.
-    PERFORM lock_units(ARRAY(SELECT id FROM organizational_units));
-  ELSE
-    PERFORM lock_units(ARRAY[v_staff.unit_id], true);
-  END IF;
-  SELECT availability_status, version INTO v_previous, v_current_version
-  FROM staff_profiles WHERE id = v_staff_id FOR NO KEY UPDATE;
-  IF v_version IS NOT NULL AND v_version <> v_current_version THEN
-    PERFORM api_conflict('version', format('the staff profile changed since you read it (version %s, now %s); '
-                                           'read it again', v_version, v_current_version));
-  END IF;
-  UPDATE staff_profiles SET availability_status = v_status_text::availability_status, available_until = v_until
-  WHERE id = v_staff_id;
-
-  IF v_status_text = 'on_leave' AND v_previous IS DISTINCT FROM 'on_leave' THEN
-    v_leave := apply_leave_policy(v_staff_id, v_reason, v_until);
-  ELSIF v_status_text = 'available' THEN
-    v_taken := process_queue_on_capacity_change(v_staff_id);
-  END IF;
-
-  RETURN jsonb_build_object('staff_id', v_staff_id, 'status', v_status_text, 'previous_status', v_previous,
-                            'until', v_until, 'assigned_from_queue', v_taken) || v_leave;
+  RETURN change_staff_availability(v_staff_id, v_status_text::availability_status, v_until, v_reason, v_version);
 END
 $fn$;

@@ -127,3 +127,19 @@ BEGIN
   END IF;
 END
 $do$;
+
+-- cron_job leave-return
+-- leave-return: every minute (UTC)
+-- Make people whose leave has ended available again; queued work goes to them.
+DO $do$
+DECLARE
+  v_version integer[];
+BEGIN
+  IF NOT coalesce(has_schema_privilege(to_regnamespace('cron'), 'USAGE'), false) THEN
+    RAISE NOTICE 'rulesctl: job % not scheduled (no pg_cron in this database, or no USAGE on its schema); run it yourself: %',
+      'leave-return', 'CALL public.run_batches(''SELECT public.return_staff_from_leave(100)'', 100, 55)';
+    RETURN;
+  END IF;
+  PERFORM cron.schedule('leave-return', '* * * * *', 'CALL public.run_batches(''SELECT public.return_staff_from_leave(100)'', 100, 55)');
+END
+$do$;

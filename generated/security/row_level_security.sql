@@ -66,8 +66,8 @@ CREATE POLICY assignment_audit_visible ON public.assignment_audit
   USING (assignment_id IN (SELECT a.id FROM public.assignments a));
 
 -- policy public.escalation_events.escalation_events_visible
--- an escalation is seen by its recipient and by whoever may see the assignment
+-- an escalation is seen by its recipient, by whoever may see the assignment and, for a queued item nobody had room for, by those who supervise its target unit
 CREATE POLICY escalation_events_visible ON public.escalation_events
   AS PERMISSIVE FOR SELECT
   TO authenticated
-  USING (recipient_id = (SELECT public.current_user_id()) OR assignment_id IN (SELECT a.id FROM public.assignments a));
+  USING (recipient_id = (SELECT public.current_user_id()) OR assignment_id IN (SELECT a.id FROM public.assignments a) OR unit_id = ANY ((SELECT public.caller_visible_units())::text[]));

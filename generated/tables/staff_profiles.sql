@@ -39,6 +39,10 @@ CREATE INDEX idx_staff_profiles_unit ON public.staff_profiles (unit_id);
 -- escalation recipients: a unit's available supervisors and heads without reading its staff
 CREATE INDEX idx_staff_profiles_unit_role ON public.staff_profiles (unit_id, role, id) WHERE availability_status = 'available';
 
+-- index public.idx_staff_profiles_leave_until
+-- the leave-return job: people whose leave ends, without reading everyone
+CREATE INDEX idx_staff_profiles_leave_until ON public.staff_profiles (available_until) WHERE availability_status = 'on_leave' AND available_until IS NOT NULL;
+
 -- index public.idx_staff_profiles_pick_least_loaded
 -- least-loaded pick: the best candidate of a unit is the first index entry with room
 CREATE INDEX idx_staff_profiles_pick_least_loaded ON public.staff_profiles (unit_id, current_assignment_count, last_assigned_at NULLS FIRST, id) WHERE availability_status = 'available' AND has_room;
