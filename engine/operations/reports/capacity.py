@@ -60,6 +60,20 @@ class CapacityReport:
         """(unit id, name) in the rows' order (by name)."""
         return list(dict.fromkeys((row.unit_id, row.unit_name) for row in self.rows))
 
+    def idle_units(self) -> list[str]:
+        """Names of the units that had nobody available and nothing queued on every day."""
+        busy = self._busy_unit_ids()
+        return [name for unit_id, name in self.units() if unit_id not in busy]
+
+    def _busy_unit_ids(self) -> set[str]:
+        return {row.unit_id for row in self.rows if row.capacity or row.queue_depth}
+
+    def without_idle_units(self) -> CapacityReport:
+        """The same report without the idle units' rows: what the text and HTML views draw (they
+        name the idle units once instead); JSON and CSV keep every row."""
+        busy = self._busy_unit_ids()
+        return CapacityReport(self.window, tuple(row for row in self.rows if row.unit_id in busy))
+
     def by_unit(self) -> list[UnitUtilisation]:
         summaries = []
         for unit_id, name in self.units():

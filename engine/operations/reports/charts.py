@@ -10,7 +10,7 @@ from html import escape
 
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif"
 GOOD, FAIR, POOR, NEUTRAL = "#2e7d32", "#f9a825", "#c62828", "#9e9e9e"
-CHAR_WIDTH = 6.6          # px per character at 12px, to size label columns without a browser
+CHAR_WIDTH = 7.4          # px per character at 12px (generous), to size label columns without a browser
 
 
 def attainment_colour(percent: float | None) -> str:
@@ -31,7 +31,7 @@ def _text(x: float, y: float, text: str, anchor: str = "start", size: int = 12, 
             f'font-weight="{weight}" dominant-baseline="middle">{escape(text)}</text>')
 
 
-def percent_bars(title: str, items: Sequence[tuple[str, float | None, str]], width: int = 760) -> str:
+def percent_bars(title: str, items: Sequence[tuple[str, float | None, str]], width: int = 960) -> str:
     """Horizontal bars on a 0-100% scale, coloured good/fair/poor: (label, percent, note)."""
     bar_h, gap, top, axis = 24, 10, 10, 28
     label_w = min(260, max((len(label) for label, _, _ in items), default=4) * CHAR_WIDTH + 16)
@@ -45,23 +45,24 @@ def percent_bars(title: str, items: Sequence[tuple[str, float | None, str]], wid
     for index, (label, value, note) in enumerate(items):
         y = top + index * (bar_h + gap)
         body.append(_text(label_w - 10, y + bar_h / 2, label, "end"))
-        shown = f"{value:.1f}%" if value is not None else "no decided items"
+        shown = f"{value:.1f}%" if value is not None else "-"
         if value is not None:
             tip = escape(f"{label}: {shown} ({note})")
             body.append(f'<rect x="{label_w}" y="{y}" width="{plot_w * value / 100:.1f}" height="{bar_h}" rx="3" '
                         f'fill="{attainment_colour(value)}"><title>{tip}</title></rect>')
         bar_end = label_w + plot_w * (value or 0) / 100
-        body.append(_text(bar_end + 8, y + bar_h / 2, f"{shown}  {note}", size=12, fill="#424242"))
+        body.append(_text(bar_end + 8, y + bar_h / 2, f"{shown}  {note}" if value is not None else note,
+                          size=12, fill="#424242"))
     return _svg(title, width, height, body)
 
 
 def stacked_columns(title: str, groups: Sequence[tuple[str, Sequence[tuple[str, Sequence[int]]]]],
-                    series: Sequence[tuple[str, str]], width: int = 760) -> str:
+                    series: Sequence[tuple[str, str]], width: int = 960) -> str:
     """Columns in groups, each column a stack: groups = [(group label, [(column label, [value per
     series])])], series = [(name, colour)] bottom up."""
-    left, top, bottom, height = 40, 36, 58, 300
+    left, top, bottom, height = 40, 48, 58, 310
     columns = sum(len(cols) for _, cols in groups)
-    slot = (width - left - 10) / max(columns + len(groups), 1)
+    slot = min(64.0, (width - left - 10) / max(columns + len(groups), 1))
     peak = max((sum(values) for _, cols in groups for _, values in cols), default=0) or 1
     scale = (height - top - bottom) / peak
     body = []
@@ -70,9 +71,10 @@ def stacked_columns(title: str, groups: Sequence[tuple[str, Sequence[tuple[str, 
         body.append(f'<rect x="{key_x}" y="8" width="12" height="12" rx="2" fill="{colour}"/>')
         body.append(_text(key_x + 18, 14, name, size=12))
     base = float(height - bottom)
+    right = max(left + slot * (columns + len(groups)), 400.0)
     for tick in _ticks(peak):
         y = base - tick * scale
-        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#e0e0e0"/>')
+        body.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#e0e0e0"/>')
         body.append(_text(left - 6, y, str(tick), "end", 11, "#757575"))
     x = left + slot / 2
     for group, cols in groups:
@@ -91,8 +93,8 @@ def stacked_columns(title: str, groups: Sequence[tuple[str, Sequence[tuple[str, 
             x += slot
         body.append(_text((start + x) / 2, base + 34, group, "middle", 12, "#212121", "bold"))
         x += slot
-    body.append(f'<line x1="{left}" y1="{base}" x2="{width - 10}" y2="{base}" stroke="#9e9e9e"/>')
-    return _svg(title, width, height, body)
+    body.append(f'<line x1="{left}" y1="{base}" x2="{right}" y2="{base}" stroke="#9e9e9e"/>')
+    return _svg(title, min(width, right + 10), height, body)
 
 
 def _ticks(peak: int) -> list[int]:
@@ -114,13 +116,13 @@ def heat_colour(percent: float | None) -> str:
 def heatmap(title: str, rows: Sequence[str], columns: Sequence[str],
             values: Mapping[tuple[str, str], tuple[float | None, str]], width: int = 1000) -> str:
     """A grid of percentages: values[(row, column)] = (percent or None, tooltip). Missing = no data."""
-    label_w = min(240, max((len(r) for r in rows), default=4) * CHAR_WIDTH + 16)
-    cell_w = max(18.0, min(56.0, (width - label_w - 10) / max(len(columns), 1)))
+    label_w = min(260, max((len(r) for r in rows), default=4) * CHAR_WIDTH + 16)
+    cell_w = max(18.0, min(60.0, (width - label_w - 10) / max(len(columns), 1)))
     cell_h, top = 26, 40
-    width = int(label_w + cell_w * len(columns) + 10)
+    width = int(max(label_w + cell_w * len(columns) + 10, label_w + 5 * 120 + 10))
     height = top + cell_h * len(rows) + 46
     body = []
-    every = max(1, round(44 / cell_w))         # column labels that fit
+    every = max(1, -(-48 // int(cell_w)))      # column labels that fit
     for index, column in enumerate(columns):
         if index % every == 0:
             body.append(_text(label_w + (index + 0.5) * cell_w, top - 12, column, "middle", 11, "#616161"))
@@ -140,7 +142,7 @@ def heatmap(title: str, rows: Sequence[str], columns: Sequence[str],
     legend_y = top + cell_h * len(rows) + 18
     for index, (percent, name) in enumerate([(0.0, "0%"), (50.0, "50%"), (100.0, "100%"), (101.0, "over 100%"),
                                              (None, "nobody available")]):
-        x = label_w + index * 110
+        x = label_w + index * 120
         body.append(f'<rect x="{x}" y="{legend_y - 6}" width="14" height="14" rx="2" fill="{heat_colour(percent)}" '
                     f'stroke="#bdbdbd"/>')
         body.append(_text(x + 20, legend_y + 1, name, size=11, fill="#616161"))

@@ -96,12 +96,15 @@ def capacity_text(report: CapacityReport) -> str:
            f"(daily snapshots, utilisation of available staff's WIP limits)"]
     if not report.rows:
         return out[0] + "\n\n(no capacity snapshots in the window: the capacity-snapshot job writes them daily)\n"
+    shown = report.without_idle_units()
     out += ["", table(["unit", "day", "staff", "capacity", "assigned", "utilisation", "queue"],
                       [[r.unit_name, r.day.isoformat(), r.staff, r.capacity, r.assigned, percent(r.utilisation),
-                        r.queue_depth] for r in report.rows], 2)]
+                        r.queue_depth] for r in shown.rows], 2)]
     out += ["", table(["unit", "days", "mean", "peak", "peak queue"],
                       [[u.unit_name, u.days, percent(u.mean), percent(u.peak), u.peak_queue_depth]
-                       for u in report.by_unit()], 1)]
+                       for u in shown.by_unit()], 1)]
+    if idle := report.idle_units():
+        out += ["", f"nobody available and nothing queued on any day (not listed): {', '.join(idle)}"]
     return "\n".join(out) + "\n"
 
 

@@ -89,7 +89,7 @@ def sla_html(report: SlaReport) -> str:
     first = report.clocks[0]
     total = report.total(first)
     tiles = [(f"{clock} attainment", percent(report.total(clock).attainment)) for clock in report.clocks]
-    tiles += [("breached", str(total.breached)), ("still open past deadline", str(total.open_breached)),
+    tiles += [(f"{first} breached", str(total.breached)), ("still open past deadline", str(total.open_breached)),
               ("at risk now", str(total.open_at_risk))]
     sections = []
     for clock in report.clocks:
@@ -122,23 +122,27 @@ def sla_html(report: SlaReport) -> str:
 
 def capacity_html(report: CapacityReport) -> str:
     window = f"{report.window.since:%Y-%m-%d} to {report.window.until:%Y-%m-%d}, daily snapshots"
-    summaries = report.by_unit()
+    idle = report.idle_units()
+    shown = report.without_idle_units()
+    rows, summaries = shown.rows, shown.by_unit()
     busiest = max((s for s in summaries if s.peak is not None), key=lambda s: s.peak or 0.0, default=None)
-    tiles = [("units", str(len(summaries))), ("days", str(len(report.days()))),
-             ("highest utilisation", f"{percent(busiest.peak)} {busiest.unit_name}" if busiest else "-"),
+    tiles = [("units with staff or work", str(len(summaries))), ("days", str(len(report.days()))),
+             (f"highest utilisation ({busiest.unit_name})" if busiest else "highest utilisation",
+              percent(busiest.peak) if busiest else "-"),
              ("deepest queue", str(max((s.peak_queue_depth for s in summaries), default=0)))]
-    days = [day.isoformat() for day in report.days()]
-    values = {(r.unit_name, r.day.isoformat()): (
+    columns = {day: f"{day:%d %b}" for day in report.days()}
+    values = {(r.unit_name, columns[r.day]): (
         r.utilisation, f"{r.unit_name} {r.day.isoformat()}: {percent(r.utilisation)} "
                        f"({r.assigned} of {r.capacity} slots, {r.staff} available, queue {r.queue_depth})")
-        for r in report.rows}
-    chart = (heatmap("Utilisation per unit per day", [name for _, name in report.units()], days, values)
-             if report.rows else "<p>No capacity snapshots in the window: the capacity-snapshot job writes one "
-                                 "per unit per day.</p>")
+        for r in rows}
+    units = [name for _, name in shown.units()]
+    chart = (heatmap("Utilisation per unit per day", units, list(columns.values()), values) if rows
+             else "<p>No capacity snapshots in the window: the capacity-snapshot job writes one per unit per day.</p>")
+    idle_note = f"Not shown, with nobody available and nothing queued on any day: {', '.join(idle)}." if idle else ""
     sections = [
         _section("Utilisation per unit per day",
-                 "Work held by a unit's available staff as a share of their WIP limits, at the daily snapshot.",
-                 chart),
+                 "Work held by a unit's available staff as a share of their WIP limits, at the daily snapshot. "
+                 + idle_note, chart),
         _section("Per unit over the window", "Mean and peak of the daily utilisation; the deepest queue seen.",
                  _table(["unit", "days", "mean", "peak", "peak queue"],
                         [[s.unit_name, s.days, percent(s.mean), percent(s.peak), s.peak_queue_depth]
@@ -146,6 +150,6 @@ def capacity_html(report: CapacityReport) -> str:
         _section("Daily snapshots", "As captured by the capacity-snapshot job.",
                  _table(["unit", "day", "staff", "capacity", "assigned", "utilisation", "queue"],
                         [[r.unit_name, r.day.isoformat(), r.staff, r.capacity, r.assigned, percent(r.utilisation),
-                          r.queue_depth] for r in report.rows], 2)),
+                          r.queue_depth] for r in rows], 2)),
     ]
     return _page("Capacity report", window, tiles, sections)

@@ -60,6 +60,8 @@ _RESPONSE_ITEMS = f"""
     AND ((a.first_response_at >= %(since)s AND a.first_response_at < %(until)s)
          OR (a.first_response_at IS NULL AND a.status IN {ACTIVE} AND a.arrived_at < %(until)s))"""
 
+_PRIORITIES = "SELECT e.p::text AS priority FROM unnest(enum_range(NULL::priority_level)) AS e(p) ORDER BY e.p DESC"
+
 _COUNT = """
 SELECT i.unit_id, coalesce(u.name, i.unit_id) AS unit_name, i.work_item_type::text, i.priority::text,
        count(*) FILTER (WHERE i.outcome = 'met') AS met,
@@ -155,8 +157,7 @@ def sla_report(conn: psycopg.Connection, window: Window) -> SlaReport:
     clocks = {RESOLUTION: _RESOLUTION_ITEMS}
     if has_response_clock(conn):
         clocks[RESPONSE] = _RESPONSE_ITEMS
-    priorities = [p for (p,) in conn.execute(
-        "SELECT e.p::text AS priority FROM unnest(enum_range(NULL::priority_level)) AS e(p) ORDER BY e.p DESC").fetchall()]
+    priorities = [p for (p,) in conn.execute(_PRIORITIES).fetchall()]
     rows = []
     for clock, items in clocks.items():
         params: dict[str, datetime] = {"since": window.since, "until": window.until}
