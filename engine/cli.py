@@ -398,6 +398,14 @@ def local_status(base_dir: Path | None) -> None:
         sys.exit(3)
 
 
+def _cors_origins(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    from engine.api.app import check_origin
+    try:
+        return tuple(check_origin(origin) for origin in value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @cli.command()
 @database_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -405,7 +413,7 @@ def local_status(base_dir: Path | None) -> None:
 @click.option("--jwt-secret", envvar=["RULESCTL_JWT_SECRET", "SUPABASE_JWT_SECRET"], metavar="SECRET",
               help="HS256 secret the bearer tokens are signed with (falls back to $RULESCTL_JWT_SECRET, "
                    "then $SUPABASE_JWT_SECRET).")
-@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN",
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="ORIGIN", callback=_cors_origins,
               help="A browser origin allowed to call the API, e.g. https://app.example.org (repeatable; "
                    "default none: no CORS).")
 def serve(database_url: str | None, host: str, port: int, jwt_secret: str | None, cors_origins: tuple[str, ...]

@@ -6,6 +6,7 @@ of one shape (errors.py) for everything that can go wrong — a stack trace neve
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -28,6 +29,15 @@ log = logging.getLogger("rulesctl.api")
 
 # What the Supabase client libraries send with every call.
 CORS_HEADERS = ["authorization", "apikey", "content-type", "x-client-info"]
+# A browser's Origin header: scheme, host, optional port; never a path or a trailing slash.
+ORIGIN = re.compile(r"https?://[^/\s:]+(:[0-9]{1,5})?")
+
+
+def check_origin(origin: str) -> str:
+    if not ORIGIN.fullmatch(origin):
+        raise ValueError(f"CORS origin {origin!r} is not scheme://host[:port] (e.g. https://app.example.org, "
+                         "no path, no trailing slash)")
+    return origin
 
 DESCRIPTION = """\
 The Assignment Engine & SLA of rulesctl over HTTP: each endpoint is a thin wrapper over one
@@ -84,8 +94,8 @@ def create_app(database_url: str, jwt_secret: str, *, pool_min: int = 2, pool_ma
     app.include_router(router)
     _install_error_handlers(app)
     if cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
-                           allow_headers=CORS_HEADERS, max_age=600)
+        app.add_middleware(CORSMiddleware, allow_origins=[check_origin(o) for o in cors_origins],
+                           allow_methods=["GET", "POST"], allow_headers=CORS_HEADERS, max_age=600)
     app.add_middleware(RequestLog)
     return app
 

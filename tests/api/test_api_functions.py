@@ -205,5 +205,21 @@ def test_without_cors_origins_no_origin_is_allowed(api):
                                                                headers={"Origin": ORIGIN}).headers
 
 
+def test_a_cors_origin_that_is_not_an_origin_is_refused_before_serving():
+    from click.testing import CliRunner
+
+    from engine.api import create_app
+    from engine.cli import cli
+
+    for bad in ("https://app.example.org/", "app.example.org", "https://app.example.org/path", "*"):
+        with pytest.raises(ValueError, match="is not scheme://host"):
+            create_app("postgresql://unused@127.0.0.1:1/unused", "secret", cors_origins=[bad])
+        run = CliRunner().invoke(cli, ["serve", "--jwt-secret", "secret", "--cors-origin", ORIGIN,
+                                       "--cors-origin", bad])
+        assert run.exit_code == 2 and "--cors-origin" in run.output and "is not scheme://host" in run.output, run.output
+        assert "Traceback" not in run.output
+    assert "--cors-origin ORIGIN" in CliRunner().invoke(cli, ["serve", "--help"]).output
+
+
 def ticket(item: str, priority: str = "normal") -> dict:
     return {"work_item_id": item, "work_item_type": "ticket", "priority": priority}
