@@ -353,6 +353,35 @@ def staff_import(roster: Path, database_url: str | None, dry_run: bool, leavers:
     click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else as_text(result))
 
 
+@cli.command()
+@database_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--watch", type=click.FloatRange(min=1), default=None, is_flag=False, flag_value=5.0, metavar="[SECONDS]",
+              help="Refresh every SECONDS (default 5) until Ctrl-C; clears the screen on a terminal.")
+def status(database_url: str | None, fmt: str, watch: float | None) -> None:
+    """One screen for operators, read-only: pg_cron jobs (last run, duration, failures),
+    per unit staff, load / capacity, queue depth and oldest queued item, SLA breaches in the
+    last 24 h, work at risk and overdue, escalations, drift and the last apply."""
+    import time
+
+    from engine.operations.status import read_status
+    from engine.operations.status_text import as_text
+    url = _database_url(database_url)
+    while True:
+        result = _run_or_exit(lambda: read_status(url))
+        if watch and sys.stdout.isatty():
+            click.clear()
+        click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else as_text(result))
+        if not watch:
+            return
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            return
+        if not sys.stdout.isatty():
+            click.echo("")
+
+
 local_dir_option = click.option("--dir", "base_dir", type=click.Path(path_type=Path), default=None,
                                 help="The cluster's directory [default: .rulesctl/ in the project directory].")
 
