@@ -20,6 +20,7 @@ from engine.migrate.fetch import fetch_row
 from engine.migrate.introspect import desired_snapshot
 from engine.migrate.kinds import KINDS
 from engine.migrate.kinds.base import DesiredContext
+from engine.migrate.kinds.extension import CRON_USABLE
 from engine.migrate.model import LiveObject
 from engine.policy.model import Policy
 
@@ -31,10 +32,8 @@ def cron_unavailable_reason(conn: psycopg.Connection[Any]) -> str | None:
     (current_setting(..., true) still raises for a database owner on Supabase or RDS), and only
     a superuser could create pg_cron anyway. A non-superuser learns all it needs from whether
     pg_cron is in this database and whether it may use the cron schema."""
-    here, usable, available, superuser, user = fetch_row(conn, """
-        SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'),
-               EXISTS (SELECT 1 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-                       WHERE e.extname = 'pg_cron' AND has_schema_privilege(n.oid, 'USAGE')),
+    here, usable, available, superuser, user = fetch_row(conn, f"""
+        SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'), EXISTS ({CRON_USABLE}),
                EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron'),
                (SELECT rolsuper FROM pg_roles WHERE rolname = current_user), current_user""")
     if here:

@@ -12,6 +12,7 @@ from engine.compiler.render import job_commands, schedule_in_words
 from engine.database.connect import query_text
 from engine.migrate.hazards import Hazard
 from engine.migrate.kinds.base import Action, Change, Context, DesiredContext, Kind, LiveObject, Step, origin_of, where
+from engine.migrate.kinds.extension import CRON_USABLE
 from engine.policy.model import Job
 
 
@@ -45,8 +46,7 @@ class CronJob(Kind):
     def introspect(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
         # Without USAGE on the cron schema (a non-superuser owner nobody granted it) there is
         # nothing this role could read or schedule: the plan's note names the GRANT.
-        if not conn.execute("SELECT 1 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
-                            " WHERE e.extname = 'pg_cron' AND has_schema_privilege(n.oid, 'USAGE')").fetchone():
+        if not conn.execute(CRON_USABLE).fetchone():
             return []
         rows = conn.execute(query_text("cron_jobs.sql"))
         return [LiveObject(self.name, name, definition) for name, definition in rows]
