@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -244,6 +245,51 @@ def test_batches_equal_sequential_calls(twins, seed):
     assert statuses == {"assigned", "completed"}
     assert tables(bulk)["assignment_queue"], "some items should be waiting: the units are small"
     assert_same_state(bulk, sequential)
+
+
+def concurrently(url: str, when: datetime, jobs: list[tuple[str, list[dict]]]) -> tuple[dict, list[str]]:
+    """Each (function, requests) on its own connection, all let go at once; results by job index."""
+    start, errors, results = threading.Barrier(len(jobs)), [], {}
+
+    def run(n, function, requests):
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                at(conn, when)
+                start.wait()
+                results[n] = conn.execute(f"SELECT {function}(%s::jsonb[])",
+                                          [[Jsonb(r) for r in requests]]).fetchone()[0]
+        except psycopg.Error as exc:
+            errors.append(f"{function}: {exc.sqlstate} {exc}")
+
+    threads = [threading.Thread(target=run, args=(n, *job)) for n, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results, errors
+
+
+def test_concurrent_batches_in_opposite_orders_and_completions_do_not_deadlock(twins, pg_cluster):
+    """The batch takes every lock it will need first, in the engine's order: two batches filing
+    the same items in opposite orders, beside a batch of completions in the same units, each
+    wait for the other rather than deadlock (PostgreSQL would abort one with 40P01)."""
+    bulk, _ = twins
+    url = pg_cluster.url_for(bulk.info.dbname)
+    at(bulk, T0)
+    running = assign_many(bulk, [{"work_item_id": f"run-{n}", "work_item_type": TYPES[n % 4], "priority": "low"}
+                                 for n in range(12)])
+    to_complete = [{"assignment_id": r["assignment_id"]} for r in running if r["status"] == "assigned"]
+    assert to_complete
+    for round_ in range(4):
+        items = [{"work_item_id": f"r{round_}-{n}", "work_item_type": TYPES[n % 4], "priority": PRIORITIES[n % 4]}
+                 for n in range(16)]
+        jobs = [("auto_assign_many", items), ("auto_assign_many", items[::-1]),
+                ("complete_assignments_many", to_complete if round_ == 0 else [])]
+        results, errors = concurrently(url, T0 + timedelta(minutes=round_), jobs)
+        assert errors == []
+        first, second = results[0], results[1][::-1]          # one of them filed each item, the other found it
+        assert [a["existing"] != b["existing"] for a, b in zip(first, second, strict=True)] == [True] * len(items)
+    assert {k: v for k, v in all_violations(bulk).items() if v and k != "idle_while_queued"} == {}
 
 
 def test_a_duplicate_inside_the_batch_returns_the_first_ones_result(twins):
