@@ -58,6 +58,7 @@ class Simulation:
     summary: dict[str, Any]
     series: dict[str, dict[str, Any]] = field(default_factory=dict)
     violations: dict[str, dict[str, int]] = field(default_factory=dict)
+    databases: dict[str, str] = field(default_factory=dict)      # label -> URL, when kept (--keep)
 
 
 def simulate(server_url: str, policies: list[PolicyUnderTest], spec: WorkloadSpec, seed: int,
@@ -89,7 +90,8 @@ def simulate(server_url: str, policies: list[PolicyUnderTest], spec: WorkloadSpe
     if "baseline" in figures and "proposed" in figures:
         summary["delta"] = delta(figures["proposed"], figures["baseline"])
     return Simulation(summary, {label: run[2] for label, run in by_label.items()},
-                      {label: run[1] for label, run in by_label.items()})
+                      {label: run[1] for label, run in by_label.items()},
+                      {p.label: s.url for p, s in zip(policies, scratch, strict=True)} if keep else {})
 
 
 def _workload(policy: Policy, spec: WorkloadSpec, seed: int) -> Workload:
