@@ -115,29 +115,31 @@ def _line_chart(lines: dict[str, tuple[list[int], list[Any]]], colour: dict[str,
 
 
 def _bar_chart(labels: list[str], values: list[int], top: float) -> str:
-    inner_w, inner_h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD - 40
+    below = int(max([4] + [len(label) for label in labels]) * 4.6) + 10     # room for the slanted labels
+    height = HEIGHT + below - PAD
+    inner_w, inner_h = WIDTH - 2 * PAD, height - PAD - below
     step = inner_w / max(len(values), 1)
-    parts = [_frame(top, False, bottom=PAD + 40)]
+    parts = [_frame(top, False, bottom=below, height=height)]
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
         h = value / top * inner_h
         left = PAD + i * step + 1
-        base = HEIGHT - PAD - 40
+        base = height - below
         parts.append(f"<rect class=\"bar\" x=\"{left:.1f}\" y=\"{base - h:.1f}\" width=\"{max(step - 2, 1):.1f}\" "
                      f"height=\"{h:.1f}\" fill=\"#4c78a8\"><title>{escape(label)}: {value:,}</title></rect>")
         parts.append(f"<text transform=\"translate({left + step / 2:.1f},{base + 6}) rotate(45)\">"
                      f"{escape(label)}</text>")
-    return _svg(parts)
+    return _svg(parts, height)
 
 
-def _frame(top: float, share: bool, bottom: int = PAD) -> str:
+def _frame(top: float, share: bool, bottom: int = PAD, height: int = HEIGHT) -> str:
     label = f"{top * 100:.0f}%" if share else f"{top:,.0f}"
-    axis = HEIGHT - bottom
+    axis = height - bottom
     return (f"<line x1=\"{PAD}\" y1=\"{axis}\" x2=\"{WIDTH - PAD}\" y2=\"{axis}\" stroke=\"#999\"/>"
             f"<line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{HEIGHT - bottom}\" stroke=\"#999\"/>"
             f"<text x=\"{PAD - 4}\" y=\"{PAD + 4}\" text-anchor=\"end\">{label}</text>"
             f"<text x=\"{PAD - 4}\" y=\"{HEIGHT - bottom}\" text-anchor=\"end\">0</text>")
 
 
-def _svg(parts: list[str]) -> str:
-    return (f"<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" "
-            f"viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\">" + "".join(parts) + "</svg>")
+def _svg(parts: list[str], height: int = HEIGHT) -> str:
+    return (f"<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{height}\" "
+            f"viewBox=\"0 0 {WIDTH} {height}\" role=\"img\">" + "".join(parts) + "</svg>")
