@@ -10,10 +10,12 @@ virtual day at a time and reports progress between days.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from croniter import croniter
@@ -34,6 +36,18 @@ class ReplayTimings:
     load_s: float
     replay_s: float
     events: int
+    backend_cpu_s: float | None      # the replaying backend's own CPU time (None unless the server is local)
+
+
+def backend_cpu_s(pid: int) -> float | None:
+    """CPU seconds a local server process has used (/proc; None elsewhere): unlike wall time it
+    does not grow when other work shares the machine."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sweep_interval_s(policy: Policy) -> float:
@@ -59,6 +73,7 @@ def replay(url: str, policy: Policy, workload: Workload, people: list[Person],
                      [[Jsonb(p.profile()) for p in people]])
         _load(conn, workload, people, policy)
         loaded = time.perf_counter()
+        cpu_before = backend_cpu_s(conn.info.backend_pid)
         days = max(1, -(-(workload.end - workload.start) // dt.timedelta(days=1)))
         for day in range(1, days + 1):
             until = min(workload.start + dt.timedelta(days=day), workload.end)
@@ -66,8 +81,10 @@ def replay(url: str, policy: Policy, workload: Workload, people: list[Person],
             if progress:
                 progress(day, days, _state(conn, "next_arrival - 1"))
         events = _state(conn, "events")
+        cpu_after = backend_cpu_s(conn.info.backend_pid)
         conn.execute("SELECT set_config('rulesctl.now', %s, false)", [workload.end.isoformat()])
-    return ReplayTimings(round(loaded - started, 3), round(time.perf_counter() - loaded, 3), events)
+    cpu = None if cpu_before is None or cpu_after is None else round(cpu_after - cpu_before, 2)
+    return ReplayTimings(round(loaded - started, 3), round(time.perf_counter() - loaded, 3), events, cpu)
 
 
 def _state(conn: psycopg.Connection, column: str) -> int:

@@ -117,7 +117,8 @@ def _run_one(url: str, subject: PolicyUnderTest, workload: Workload, people: lis
     rate = round(len(workload.arrivals) / timings.replay_s, 1) if timings.replay_s else None
     return figures, violations, series, {"load_s": timings.load_s, "replay_s": timings.replay_s,
                                          "measure_s": round(time.perf_counter() - started, 3),
-                                         "events": timings.events, "arrivals_per_s": rate}
+                                         "events": timings.events, "arrivals_per_s": rate,
+                                         "backend_cpu_s": timings.backend_cpu_s}
 
 
 def delta(proposed: Any, baseline: Any) -> Any:
