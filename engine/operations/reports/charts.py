@@ -5,6 +5,7 @@ escaped here; callers pass plain strings."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from html import escape
 
@@ -64,7 +65,7 @@ def stacked_columns(title: str, groups: Sequence[tuple[str, Sequence[tuple[str, 
     columns = sum(len(cols) for _, cols in groups)
     slot = min(64.0, (width - left - 10) / max(columns + len(groups), 1))
     peak = max((sum(values) for _, cols in groups for _, values in cols), default=0) or 1
-    scale = (height - top - bottom) / peak
+    scale = (height - top - bottom) / _ticks(peak)[-1]
     body = []
     for index, (name, colour) in enumerate(series):
         key_x = left + index * 170
@@ -98,8 +99,11 @@ def stacked_columns(title: str, groups: Sequence[tuple[str, Sequence[tuple[str, 
 
 
 def _ticks(peak: int) -> list[int]:
-    step = max(1, -(-peak // 4))
-    return list(range(0, peak + step, step))
+    """0 up to at least peak in 3-5 round steps (1, 2 or 5 times a power of ten)."""
+    raw = max(peak / 4, 1.0)
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = int(next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw))
+    return list(range(0, peak + step, step)) if peak % step else list(range(0, peak + 1, step))
 
 
 def heat_colour(percent: float | None) -> str:

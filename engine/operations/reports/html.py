@@ -53,7 +53,8 @@ def _section(heading: str, note: str, *content: str) -> str:
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], numeric_from: int) -> str:
     def cell(tag: str, index: int, value: Any) -> str:
         numeric = ' class="n"' if index >= numeric_from else ""
-        content = value if isinstance(value, _Html) else escape(str(value))
+        shown = f"{value:,}" if isinstance(value, int) else str(value)      # 106,535: thousands apart
+        content = value if isinstance(value, _Html) else escape(shown)
         return f"<{tag}{numeric}>{content}</{tag}>"
 
     head = "".join(cell("th", i, h) for i, h in enumerate(headers))
@@ -99,7 +100,7 @@ def sla_html(report: SlaReport) -> str:
             "Share of decided items that met their deadline: done in time, versus done late or still open past "
             "the deadline. Green from 95%, amber from 80%.",
             percent_bars(f"{clock.capitalize()} SLA attainment per unit",
-                         [(name, c.attainment, f"{c.met} of {c.met + c.breached} met") for _, name, c in units])
+                         [(name, c.attainment, f"{c.met:,} of {c.met + c.breached:,} met") for _, name, c in units])
             if units else "<p>No items in the window.</p>",
             _table(["unit", *COUNT_HEADERS], [[name, *_counts_row(c)] for _, name, c in units], 1)))
         cells = report.by_type_priority(clock)
