@@ -63,8 +63,13 @@ def availability(conn, staff_id, status):
 
 
 def assign(conn, work_item_id, work_item_type="ticket", priority="urgent", **fields):
+    """auto_assign; an item assigned at once is answered at once (respond_assignment), so these
+    tests follow the resolution chain alone (the response clock: test_sla_response.py)."""
     payload = {"work_item_id": work_item_id, "work_item_type": work_item_type, "priority": priority, **fields}
-    return call(conn, "auto_assign", payload)
+    result = call(conn, "auto_assign", payload)
+    if result["status"] == "assigned":
+        call(conn, "respond_assignment", {"assignment_id": result["assignment_id"]})
+    return result
 
 
 def sweep(conn) -> int:
@@ -683,8 +688,11 @@ def test_reassigned_work_keeps_its_paused_time_for_escalation(conn):
     assert new["assignee_id"] == tr_b
     assert ts(new["sla_deadline"]) == datetime(2027, 1, 11, 16, 0, tzinfo=RIYADH)  # the deadline is kept ...
     # ... and so must be the time paused: the 75% warning is still at Monday 14:00, and nothing
-    # (certainly no sla_breach) is due at 10:00, hours before the deadline.
-    assert ts(new["next_check_at"]) == datetime(2027, 1, 11, 14, 0, tzinfo=RIYADH)
+    # (certainly no sla_breach) is due at 10:00, hours before the deadline. The new assignee's
+    # response clock starts now (1h: Monday 11:00), so the monitor looks then first.
+    assert scalar(conn, "SELECT sla_next_level_due_at(a) FROM assignments a WHERE id = %s", new["id"]) \
+        == datetime(2027, 1, 11, 14, 0, tzinfo=RIYADH)
+    assert ts(new["next_check_at"]) == ts(new["response_deadline"]) == datetime(2027, 1, 11, 11, 0, tzinfo=RIYADH)
     assert sweep(conn) == 0
     assert events(conn, new["id"]) == []
 

@@ -199,8 +199,11 @@ def test_assignment_carries_the_deadline_from_its_arrival(conn):
     a = row(conn, result["assignment_id"])
     assert ts(a["arrived_at"]) == start and ts(a["assigned_at"]) == start
     assert ts(a["sla_deadline"]) == datetime(2027, 1, 10, 14, 0, tzinfo=RIYADH)
-    # The first level of the standard chain (75% of 8h = 6h): 2h Thursday + 4h Sunday.
-    assert ts(a["next_check_at"]) == datetime(2027, 1, 10, 12, 0, tzinfo=RIYADH)
+    # The first level of the standard chain (75% of 8h = 6h): 2h Thursday + 4h Sunday. The monitor
+    # looks first at the response deadline (1h: Thursday 15:00), the earlier of the two.
+    assert scalar(conn, "SELECT sla_next_level_due_at(a) FROM assignments a WHERE id = %s",
+                  result["assignment_id"]) == datetime(2027, 1, 10, 12, 0, tzinfo=RIYADH)
+    assert ts(a["next_check_at"]) == ts(a["response_deadline"]) == datetime(2027, 1, 7, 15, 0, tzinfo=RIYADH)
     assert a["escalation_level"] == 0
 
 
@@ -298,6 +301,7 @@ def test_pause_on_the_24x7_calendar_pushes_by_elapsed_time(conn):
     at(conn, t0)
     staff(conn, DESK_A, "unit-it-support")
     aid = assign(conn, "tk-pause", "ticket", "urgent")["assignment_id"]
+    call(conn, "respond_assignment", {"assignment_id": aid})     # answered: only the resolution clock runs
     assert ts(row(conn, aid)["sla_deadline"]) == t0 + timedelta(hours=2)
     at(conn, t0 + timedelta(minutes=20))
     set_status(conn, aid, "on_hold")
