@@ -368,3 +368,26 @@ def test_the_browser_helper_sees_console_errors_requests_and_the_dom(tmp_path):
         assert page.requests == ["http://192.0.2.1/x.png"]
         assert page.count("svg") == 1 and page.texts("svg > title") == ["chart"]
     assert Path(tmp_path / "broken.png").stat().st_size > 0
+
+
+def test_an_unreachable_database_is_a_clear_error_not_a_traceback():
+    result = CliRunner().invoke(cli, ["report", "capacity", "--database-url", "postgresql://nobody@127.0.0.1:1/none"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: cannot connect to the database")
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.db
+def test_a_database_without_the_engine_says_to_apply_first(database_url):
+    result = CliRunner().invoke(cli, ["report", "sla", "--database-url", database_url])
+    assert result.exit_code == 1
+    assert "the engine is not installed in this database" in result.output and "rulesctl apply" in result.output
+
+
+@pytest.mark.db
+def test_an_unwritable_out_file_names_the_option(history, tmp_path):
+    url, _ = history
+    result = CliRunner().invoke(cli, ["report", "sla", "--out", str(tmp_path / "missing" / "r.txt"),
+                                      "--database-url", at_end(url)])
+    assert result.exit_code == 1
+    assert f"error: --out {tmp_path / 'missing' / 'r.txt'}: No such file or directory" in result.output

@@ -39,15 +39,17 @@ def read_report(conn: psycopg.Connection, kind: str, since: Since) -> SlaReport 
     conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
     try:
         with conn.transaction():
+            installed = conn.execute("SELECT to_regprocedure('engine_now()') IS NOT NULL"
+                                     " AND to_regclass('capacity_snapshots') IS NOT NULL").fetchone()
+            if not (installed and installed[0]):
+                raise DatabaseError("the engine is not installed in this database: run `rulesctl apply` first")
             until: datetime = conn.execute("SELECT engine_now()").fetchone()[0]    # type: ignore[index]
             result: SlaReport | CapacityReport = KINDS[kind](conn, since.window(until))
             return result
-    except psycopg.errors.UndefinedTable as exc:
-        raise DatabaseError(f"the engine is not installed in this database ({str(exc).strip()}): "
-                            "run `rulesctl apply` first") from None
-    except psycopg.errors.UndefinedFunction as exc:
-        raise DatabaseError(f"the engine in this database lacks what the report reads ({str(exc).strip()}): "
-                            "run `rulesctl apply` first") from None
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedColumn) as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise DatabaseError(f"the engine in this database lacks what the report reads ({first_line}): "
+                            "run `rulesctl apply` with this rulesctl first") from None
 
 
 def render_report(report: SlaReport | CapacityReport, fmt: str) -> str:
