@@ -134,9 +134,12 @@ hazard_option = click.option("--allow-hazard", "allowed", multiple=True, metavar
 @click.option("--detect-drift", is_flag=True, hidden=True, help="Old spelling of `rulesctl drift`.")
 @click.option("--impact-days", type=click.IntRange(min=1), default=30, show_default=True,
               help="Impact: re-route the arrivals of this many past days under the new rules.")
+@click.option("--simulate", "simulate_days", type=click.IntRange(1, 366), default=None, metavar="DAYS",
+              help="Impact: also replay DAYS synthetic days under the live policy and the new one "
+                   "(`rulesctl simulate`, in scratch databases) and show the figures.")
 @hazard_option
 def plan(rules_dir: Path, database_url: str | None, fmt: str, out_file: Path | None, show_sql: bool,
-         detect_drift: bool, impact_days: int, allowed: tuple[str, ...]) -> None:
+         detect_drift: bool, impact_days: int, simulate_days: int | None, allowed: tuple[str, ...]) -> None:
     """Show what apply would change in the database, and why.
 
     \b
@@ -157,7 +160,12 @@ def plan(rules_dir: Path, database_url: str | None, fmt: str, out_file: Path | N
     if out_file:
         out_file.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
         click.echo(f"plan saved to {out_file}", err=True)
-    render = {"text": lambda p: as_text(p, show_sql), "json": as_json, "markdown": as_markdown}[fmt]
+    simulated = None
+    if simulate_days:
+        from engine.simulate.live import simulate_against_live
+        simulated = _run_or_exit(lambda: simulate_against_live(url, rules_dir, policy, objects, simulate_days))
+    render = {"text": lambda p: as_text(p, show_sql, simulation=simulated), "json": lambda p: as_json(p, simulated),
+              "markdown": lambda p: as_markdown(p, simulated)}[fmt]
     click.echo(render(result))
     if result.blocked_by({Hazard.from_slug(a) for a in allowed}):
         sys.exit(3)
@@ -367,19 +375,19 @@ def status(database_url: str | None, fmt: str, watch: float | None) -> None:
     from engine.operations.status import read_status
     from engine.operations.status_text import as_text
     url = _database_url(database_url)
-    while True:
-        result = _run_or_exit(lambda: read_status(url))
-        if watch and sys.stdout.isatty():
-            click.clear()
-        click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else as_text(result))
-        if not watch:
-            return
-        try:
+    try:
+        while True:
+            result = _run_or_exit(lambda: read_status(url))
+            if watch and sys.stdout.isatty():
+                click.clear()
+            click.echo(json.dumps(result.as_dict(), indent=2) if fmt == "json" else as_text(result))
+            if not watch:
+                return
             time.sleep(watch)
-        except KeyboardInterrupt:
-            return
-        if not sys.stdout.isatty():
-            click.echo("")
+            if not sys.stdout.isatty():
+                click.echo("")
+    except KeyboardInterrupt:            # how --watch ends
+        return
 
 
 local_dir_option = click.option("--dir", "base_dir", type=click.Path(path_type=Path), default=None,
@@ -547,6 +555,8 @@ def token(role: str, sub: str | None, ttl: str, secret_env: str | None) -> None:
 @rules_option
 @click.option("--baseline", "baseline_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The policy to compare with (e.g. a checkout of the main branch's rules/).")
+@click.option("--baseline-live", is_flag=True, help="Compare with the policy --database-url runs (its ledger's "
+              "last apply, read back from that git commit).")
 @click.option("--workload", "workload_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Arrivals as CSV or JSONL: arrived_at, work_item_id, work_item_type, priority, "
                    "required_skills, target_unit_id?, handling_minutes?.")
@@ -562,9 +572,9 @@ def token(role: str, sub: str | None, ttl: str, secret_env: str | None) -> None:
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @click.option("--keep", is_flag=True, help="Keep the scratch databases (rulesctl_sim_*) to look at afterwards.")
 @database_option
-def simulate(rules_dir: Path, baseline_dir: Path | None, workload_file: Path | None, synthetic: bool,
-             days: int | None, per_day: int, staff_file: Path | None, seed: int, fmt: str, out_file: Path | None,
-             keep: bool, database_url: str | None) -> None:
+def simulate(rules_dir: Path, baseline_dir: Path | None, baseline_live: bool, workload_file: Path | None,
+             synthetic: bool, days: int | None, per_day: int, staff_file: Path | None, seed: int, fmt: str,
+             out_file: Path | None, keep: bool, database_url: str | None) -> None:
     """Replay a workload under the proposed policy (--rules) and a baseline on the real engine.
 
     Each policy is installed by `rulesctl apply` into its own scratch database
@@ -573,19 +583,29 @@ def simulate(rules_dir: Path, baseline_dir: Path | None, workload_file: Path | N
     items complete after their handling time, the SLA sweep runs on its jobs.yaml schedule,
     all in virtual time. Reports breaches, waits, queues and utilisation side by side.
     """
+    import tempfile
+
+    from engine.simulate.live import live_rules
     from engine.simulate.progress import TerminalProgress
     from engine.simulate.report import render
     from engine.simulate.run import PolicyUnderTest, WorkloadSpec
     from engine.simulate.run import simulate as run_simulation
+    if baseline_dir and baseline_live:
+        click.echo("error: give one baseline: --baseline DIR or --baseline-live", err=True)
+        sys.exit(1)
     if (workload_file is None) == (not synthetic):
         click.echo("error: give one workload: --workload FILE or --synthetic --days N", err=True)
         sys.exit(1)
     if synthetic and days is None:
         click.echo("error: --synthetic needs --days N (how many days of arrivals to generate)", err=True)
         sys.exit(1)
+    url = _database_url(database_url, rules_dir)
+    live_dir = tempfile.TemporaryDirectory(prefix="rulesctl-live-")
+    if baseline_live:
+        baseline_dir = _run_or_exit(lambda: live_rules(url, rules_dir, Path(live_dir.name)))
     subjects = [PolicyUnderTest(label, path, *_build_or_exit(path))
                 for label, path in (("baseline", baseline_dir), ("proposed", rules_dir)) if path is not None]
-    url = _database_url(database_url, rules_dir)
+    live_dir.cleanup()
     progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     result = _run_or_exit(lambda: run_simulation(url, subjects, WorkloadSpec(workload_file, days, per_day,
                                                                              staff_file=staff_file),

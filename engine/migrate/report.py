@@ -11,11 +11,14 @@ import json
 import os
 import sys
 from collections import Counter
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from engine.migrate.impact import Impact, Unstaffed
 from engine.migrate.model import Action, Step
 from engine.migrate.plan import Plan
+
+if TYPE_CHECKING:
+    from engine.simulate.run import Simulation
 
 ADD = {Action.CREATE, Action.INSERT, Action.ADD_VALUE, Action.SCHEDULE}
 DESTROY = {Action.DROP, Action.DELETE, Action.REMOVE_VALUE, Action.REVOKE, Action.UNSCHEDULE}
@@ -155,10 +158,15 @@ def _staffing(unstaffed: Unstaffed) -> str:
 
 # -- text -------------------------------------------------------------------------------------
 
-def as_text(plan: Plan, show_sql: bool = False, colour: bool | None = None) -> str:
-    """`colour` None: decide from stdout and NO_COLOR (see `use_colour`)."""
+def as_text(plan: Plan, show_sql: bool = False, colour: bool | None = None,
+            simulation: Simulation | None = None) -> str:
+    """`colour` None: decide from stdout and NO_COLOR (see `use_colour`). `simulation` (plan
+    --simulate) goes under the Impact section."""
     paint = _Paint(use_colour() if colour is None else colour)
     lines = [paint(line, "heading") if line == "Impact:" else line for line in impact_lines(plan)]
+    if simulation is not None:
+        from engine.simulate.report.text import headline_lines
+        lines += ["", paint("Simulation:", "heading"), *("  " + line for line in headline_lines(simulation))]
     if lines:
         lines.append("")
     lines.append(summary(plan))
@@ -203,8 +211,10 @@ def _detail(plan: Plan, step: Step) -> list[str]:
 
 # -- JSON -------------------------------------------------------------------------------------
 
-def as_json(plan: Plan) -> str:
+def as_json(plan: Plan, simulation: Simulation | None = None) -> str:
     data = plan.as_dict()
+    if simulation is not None:
+        data["simulation"] = simulation.summary
     data["summary"] = summary(plan)
     data["plan_line"] = plan_line(plan)
     data["hazards"] = sorted(h.slug for h in plan.hazards)
@@ -272,11 +282,14 @@ def _notified_markdown(impact: Impact) -> list[str]:
     return lines
 
 
-def as_markdown(plan: Plan) -> str:
+def as_markdown(plan: Plan, simulation: Simulation | None = None) -> str:
     lines = ["## rulesctl plan", "", f"**{summary(plan)}**", ""]
     if plan.steps:
         lines += [f"`{plan_line(plan)}`", ""]
     lines += impact_markdown(plan)
+    if simulation is not None:
+        from engine.simulate.report.markdown import as_markdown as simulation_markdown
+        lines += [simulation_markdown(simulation, heading="### Impact: simulation"), ""]
     hazards = sorted(plan.hazards, key=lambda h: h.slug)
     if hazards:
         lines += ["### ⚠️ Hazards", ""]

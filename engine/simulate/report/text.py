@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from engine.simulate.run import Simulation
 
 
-def as_text(simulation: Simulation) -> str:
+def headline_lines(simulation: Simulation) -> list[str]:
+    """What was replayed and the headline figures side by side (also under `plan --simulate`)."""
     s = simulation.summary
     policies = s["policies"]
     w = s["workload"]
@@ -19,7 +20,13 @@ def as_text(simulation: Simulation) -> str:
     header = ["", *policies] + (["change", ""] if len(policies) == 2 else [])
     table = [header] + [[label, *values] + ([change, verdict] if len(values) == 2 else [])
                         for label, values, change, verdict in rows(policies)]
-    lines += _columns(table)
+    return lines + _columns(table)
+
+
+def as_text(simulation: Simulation) -> str:
+    s = simulation.summary
+    policies = s["policies"]
+    lines = headline_lines(simulation)
     for name, m in policies.items():
         lines += ["", f"{name}: by unit", ""]
         unit_rows = [["unit", "items", "breached", "wait p50", "wait p95", "utilisation"]]
