@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -270,20 +271,29 @@ def test_capacity_csv_and_text(history):
 
 # --------------------------------------------------------------------------------------- HTML
 
+@contextmanager
+def html_report(url: str, kind: str, tmp_path: Path):
+    """`rulesctl report KIND --format html --out FILE`, opened in headless Chromium: it must load
+    without a console error and fetch nothing (self-contained)."""
+    page_file = tmp_path / f"{kind}.html"
+    result = CliRunner().invoke(cli, ["report", kind, "--format", "html", "--out", str(page_file),
+                                      "--database-url", at_end(url)])
+    assert result.exit_code == 0, result.output
+    with open_page(page_file, screenshot=tmp_path / f"{kind}.png") as page:
+        assert page.console_errors == []
+        assert page.requests == []
+        yield page
+    assert (tmp_path / f"{kind}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.db
 def test_sla_html_renders_in_a_browser_with_its_charts(history, tmp_path):
     url, _ = history
-    page_file = tmp_path / "sla.html"
-    result = CliRunner().invoke(cli, ["report", "sla", "--format", "html", "--out", str(page_file),
-                                      "--database-url", at_end(url)])
-    assert result.exit_code == 0, result.output
-    with open_page(page_file, screenshot=tmp_path / "sla.png") as page:
-        assert page.console_errors == []
-        assert page.requests == []                                   # self-contained
+    with html_report(url, "sla", tmp_path) as page:
         titles = page.texts("svg > title")
         assert "Resolution SLA attainment per unit" in titles
         assert "Resolution SLA breaches by work item type and priority" in titles
-        assert page.count("svg") == 2 * len(json.loads(report_clocks(url)))
+        assert page.count("svg") == 2 * len(report_json(url, "sla")["clocks"])     # two charts per clock
         assert page.evaluate("document.title") == "SLA report"
         # one bar per unit on the attainment chart, its tooltip naming the unit and figure
         bars = page.evaluate("Array.from(document.querySelector('svg').querySelectorAll('rect > title'),"
@@ -291,23 +301,12 @@ def test_sla_html_renders_in_a_browser_with_its_charts(history, tmp_path):
         assert sorted(bars) == ["Human Resources: 0.0% (0 of 1 met)", "IT Support: 60.0% (3 of 5 met)",
                                 "Translation: 50.0% (2 of 4 met)"]
         assert page.evaluate("document.body.scrollWidth <= window.innerWidth")     # nothing overflows sideways
-    assert (tmp_path / "sla.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def report_clocks(url: str) -> str:
-    return json.dumps(report_json(url, "sla")["clocks"])
 
 
 @pytest.mark.db
 def test_capacity_html_renders_in_a_browser_with_its_heatmap(history, tmp_path):
     url, _ = history
-    page_file = tmp_path / "capacity.html"
-    result = CliRunner().invoke(cli, ["report", "capacity", "--format", "html", "--out", str(page_file),
-                                      "--database-url", at_end(url)])
-    assert result.exit_code == 0, result.output
-    with open_page(page_file, screenshot=tmp_path / "capacity.png") as page:
-        assert page.console_errors == []
-        assert page.requests == []
+    with html_report(url, "capacity", tmp_path) as page:
         assert page.texts("svg > title") == ["Utilisation per unit per day"]
         cells = page.texts("svg rect > title")
         assert "IT Support 2027-01-10: 40.0% (8 of 20 slots, 2 available, queue 0)" in cells
