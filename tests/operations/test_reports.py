@@ -40,52 +40,59 @@ BEFORE = datetime(2026, 12, 1, 9, 0, tzinfo=RIYADH)        # before the 30-day w
 MINUTE = timedelta(minutes=1)
 IT, TR, HR = "unit-it-support", "unit-translation", "unit-hr"
 
-# (work item, type, priority, arrives, outcome): "met"/"late" complete 10 minutes before/after
-# the deadline; "open" is never completed. HR has no staff: its ticket waits in the queue.
+# (work item, type, priority, arrives, resolution, response). Resolution "met"/"late": completed
+# 10 minutes before/after the deadline auto_assign returned; "open": never completed. Response
+# "met"/"late": respond_assignment 1 minute before/after the row's response_deadline; None: no
+# response. HR has no staff: its ticket waits in the queue (no assignment, so no response clock).
 ITEMS = [
-    ("OLD-1", "ticket", "urgent", BEFORE, "late"),         # completed before the window: not counted
-    ("IT-1", "ticket", "urgent", T0, "met"),
-    ("IT-2", "ticket", "urgent", T0 + 1 * MINUTE, "met"),
-    ("IT-3", "ticket", "urgent", T0 + 2 * MINUTE, "late"),
-    ("IT-4", "ticket", "normal", T0 + 3 * MINUTE, "met"),
-    ("IT-5", "ticket", "normal", T0 + 4 * MINUTE, "open"),       # 24h: long past at END
-    ("TR-1", "translation_request", "urgent", T0 + 5 * MINUTE, "met"),
-    ("TR-2", "translation_request", "urgent", T0 + 6 * MINUTE, "late"),
-    ("TR-3", "translation_request", "normal", T0 + 7 * MINUTE, "met"),
-    ("TR-4", "translation_request", "normal", T0 + 8 * MINUTE, "late"),
-    ("HR-1", "ticket", "normal", T0 + 9 * MINUTE, "open"),       # queued for HR, past 24h at END
-    ("IT-6", "ticket", "high", END - timedelta(hours=7), "open"),    # 7h of 8h: past 75%, at risk
-    ("IT-7", "ticket", "low", END - timedelta(hours=2), "open"),     # 2h of 72h: on track
-    ("TR-5", "translation_request", "normal", END - timedelta(hours=1), "open"),   # 1 working hour of 40
+    ("OLD-1", "ticket", "urgent", BEFORE, "late", "met"),     # both before the window: not counted
+    ("IT-1", "ticket", "urgent", T0, "met", "met"),
+    ("IT-2", "ticket", "urgent", T0 + 1 * MINUTE, "met", "late"),
+    ("IT-3", "ticket", "urgent", T0 + 2 * MINUTE, "late", None),      # completed unanswered: no response outcome
+    ("IT-4", "ticket", "normal", T0 + 3 * MINUTE, "met", "met"),
+    ("IT-5", "ticket", "normal", T0 + 4 * MINUTE, "open", "late"),    # 24h: long past at END
+    ("TR-1", "translation_request", "urgent", T0 + 5 * MINUTE, "met", "met"),
+    ("TR-2", "translation_request", "urgent", T0 + 6 * MINUTE, "late", "late"),
+    ("TR-3", "translation_request", "normal", T0 + 7 * MINUTE, "met", "met"),
+    ("TR-4", "translation_request", "normal", T0 + 8 * MINUTE, "late", None),
+    ("HR-1", "ticket", "normal", T0 + 9 * MINUTE, "open", None),      # queued for HR, past 24h at END
+    ("IT-6", "ticket", "high", END - timedelta(hours=7), "open", None),   # 7h of 8h: at risk; response 30m: past
+    ("IT-7", "ticket", "low", END - timedelta(hours=2), "open", None),    # 2h of 72h / of 8h: on track
+    ("TR-5", "translation_request", "normal", END - timedelta(hours=1), "open", None),  # 1 working hour of 40 / 4
 ]
 # Snapshots (capture_capacity_snapshot) at these engine times; the first is outside the window.
 CAPTURES = [BEFORE + timedelta(hours=5), T0 - timedelta(hours=20), T0 + timedelta(hours=1),
             datetime(2027, 1, 11, 12, 0, tzinfo=RIYADH), END]
+ARRIVE, RESPOND, COMPLETE, CAPTURE = range(4)      # what happens at one engine time, in this order
 
 
 def make_history(conn) -> dict:
     for n, unit in ((1, IT), (2, IT), (3, TR), (4, TR)):
         call(conn, "upsert_staff_profile", {"id": uid(n), "unit_id": unit, "full_name": f"Staff {n}",
                                             "wip_limit": 10})
-    # (engine time, what: 0 arrive, 1 complete, 2 capture, item), taken in time order
-    events = [(item[3], 0, item) for item in ITEMS] + [(when, 2, None) for when in CAPTURES]
+    events = [(item[3], ARRIVE, item) for item in ITEMS] + [(when, CAPTURE, None) for when in CAPTURES]
     results: dict = {}
     while events:
         events.sort(key=lambda e: (e[0], e[1]))
         when, kind, item = events.pop(0)
         at(conn, when)
-        if kind == 2:
+        if kind == CAPTURE:
             conn.execute("SELECT capture_capacity_snapshot()")
             continue
-        work_item_id, work_item_type, priority, _, outcome = item
-        if kind == 0:
-            result = call(conn, "auto_assign", {"work_item_id": work_item_id, "work_item_type": work_item_type,
-                                                "priority": priority, **({"target_unit_id": HR}
-                                                                         if work_item_id.startswith("HR") else {})})
-            results[work_item_id] = result
-            if outcome in ("met", "late"):
+        work_item_id, work_item_type, priority, _, resolution, response = item
+        if kind == ARRIVE:
+            target = {"target_unit_id": HR} if work_item_id.startswith("HR") else {}
+            result = results[work_item_id] = call(conn, "auto_assign", {
+                "work_item_id": work_item_id, "work_item_type": work_item_type, "priority": priority, **target})
+            if resolution != "open":
                 deadline = datetime.fromisoformat(result["sla_deadline"])
-                events.append((deadline + (-10 if outcome == "met" else 10) * MINUTE, 1, item))
+                events.append((deadline + (-10 if resolution == "met" else 10) * MINUTE, COMPLETE, item))
+            if response is not None:
+                deadline = scalar(conn, "SELECT response_deadline FROM assignments WHERE id = %s",
+                                  result["assignment_id"])
+                events.append((deadline + (-1 if response == "met" else 1) * MINUTE, RESPOND, item))
+        elif kind == RESPOND:
+            call(conn, "respond_assignment", {"assignment_id": results[work_item_id]["assignment_id"]})
         else:
             conn.execute("SELECT complete_assignment(%s)", [results[work_item_id]["assignment_id"]])
     return results
@@ -134,6 +141,10 @@ def test_the_history_is_what_the_counts_assume(history):
         done = dict(conn.execute("SELECT work_item_id, completed_at > sla_deadline FROM assignments"
                                  " WHERE status = 'completed'").fetchall())
     assert done == {item[0]: item[4] == "late" for item in ITEMS if item[4] != "open"}
+    with psycopg.connect(url) as conn:
+        answered = dict(conn.execute("SELECT work_item_id, first_response_at > response_deadline FROM assignments"
+                                     " WHERE first_response_at IS NOT NULL").fetchall())
+    assert answered == {item[0]: item[5] == "late" for item in ITEMS if item[5] is not None}
 
 
 # ---------------------------------------------------------------------------------------- SLA
@@ -169,6 +180,30 @@ def test_sla_json_equals_the_hand_counts(history):
                        ("translation_request", "normal", 1, 50.0)]
     total = pick(report["totals"], clock="resolution")
     assert counts(total) == (5, 3, 2, 1, 2, 5, 50.0)
+
+
+@pytest.mark.db
+def test_sla_json_response_clock_equals_the_hand_counts(history):
+    # Each assignment's first response against its response deadline (ticket urgent 15m, high 30m,
+    # normal 2h, low 8h; translation urgent 1h, normal 4h working time): answered in the window,
+    # or unanswered and still active. IT-3 and TR-4 were completed unanswered; HR-1 was never
+    # assigned; OLD-1 answered before the window: none of them counts.
+    url, _ = history
+    report = report_json(url, "sla")
+    assert report["clocks"] == ["resolution", "response"]
+    rows = [row for row in report["rows"] if row["clock"] == "response"]
+    #                         met late open-past at-risk on-track breached attainment
+    assert {(r["unit_id"], r["work_item_type"], r["priority"]): counts(r) for r in rows} == {
+        (IT, "ticket", "urgent"): (1, 1, 0, 0, 0, 1, 50.0),
+        (IT, "ticket", "high"): (0, 0, 1, 0, 0, 1, 0.0),            # IT-6: 7h unanswered
+        (IT, "ticket", "normal"): (1, 1, 0, 0, 0, 1, 50.0),         # IT-5 answered late, still open
+        (IT, "ticket", "low"): (0, 0, 0, 0, 1, 0, None),
+        (TR, "translation_request", "urgent"): (1, 1, 0, 0, 0, 1, 50.0),
+        (TR, "translation_request", "normal"): (1, 0, 0, 0, 1, 0, 100.0),
+    }
+    assert counts(pick(report["totals"], clock="response")) == (4, 3, 1, 0, 2, 4, 50.0)
+    by_unit = {r["unit_id"]: r["attainment_percent"] for r in report["by_unit"] if r["clock"] == "response"}
+    assert by_unit == {IT: 40.0, TR: 66.7}
 
 
 @pytest.mark.db
@@ -290,10 +325,10 @@ def html_report(url: str, kind: str, tmp_path: Path):
 def test_sla_html_renders_in_a_browser_with_its_charts(history, tmp_path):
     url, _ = history
     with html_report(url, "sla", tmp_path) as page:
-        titles = page.texts("svg > title")
-        assert "Resolution SLA attainment per unit" in titles
-        assert "Resolution SLA breaches by work item type and priority" in titles
-        assert page.count("svg") == 2 * len(report_json(url, "sla")["clocks"])     # two charts per clock
+        assert page.count("svg") == 4                                   # two charts per clock
+        assert page.texts("svg > title") == [
+            "Resolution SLA attainment per unit", "Resolution SLA breaches by work item type and priority",
+            "Response SLA attainment per unit", "Response SLA breaches by work item type and priority"]
         assert page.evaluate("document.title") == "SLA report"
         # one bar per unit on the attainment chart, its tooltip naming the unit and figure
         bars = page.evaluate("Array.from(document.querySelector('svg').querySelectorAll('rect > title'),"
