@@ -78,8 +78,18 @@ class PostAsGet:
                 params.append((key, json.dumps(value) if isinstance(value, bool) else str(value)))
         query = urlencode(params).encode("latin-1")
         get = {**scope, "method": "GET", "query_string": query, "path_params": {}}
-        await self.target.handle(get, _no_body, send)
+        await self.target.handle(get, _body_read(receive), send)
 
 
-async def _no_body() -> Message:
-    return {"type": "http.request", "body": b"", "more_body": False}
+def _body_read(receive: Receive) -> Receive:
+    """The request's receive once its body has been read: an empty body first, then what the
+    server sends next (the client's disconnect, which a stream waits for)."""
+    sent = False
+
+    async def receive_after_body() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        return await receive()
+    return receive_after_body
