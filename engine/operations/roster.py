@@ -45,9 +45,9 @@ class RosterError(RulesctlError):
         super().__init__(f"{path}: {len(problems)} problem(s); nothing was written")
 
 
-def _problem_order(problem: RowProblem) -> tuple[int, int, str]:
-    position = COLUMNS.index(problem.field) if problem.field in COLUMNS else -1
-    return problem.line, position, problem.message
+def _problem_order(problem: RowProblem) -> tuple[int, int]:
+    """By line, then by column; the order found within a field (a stable sort)."""
+    return problem.line, COLUMNS.index(problem.field) if problem.field in COLUMNS else -1
 
 
 @dataclass(frozen=True)

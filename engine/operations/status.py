@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from engine.compiler import catalog
 from engine.database.connect import connect
 from engine.errors import DatabaseError
-from engine.migrate.introspect import introspect
+from engine.migrate.kinds import KINDS
 from engine.migrate.plan import object_hash, read_owned
 from engine.operations import status_sql as q
 
@@ -71,6 +72,7 @@ class Status:
     managed: int = 0
     last_apply: dict[str, Any] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    read_only: bool = True                       # as the server says the transaction was
 
     def totals(self) -> dict[str, int]:
         return {name: sum(getattr(unit, name) for unit in self.units)
@@ -100,13 +102,13 @@ def _read(conn: psycopg.Connection[Any]) -> Status:
     head_row = conn.cursor(row_factory=dict_row).execute(q.HEAD).fetchone()
     if not head_row or not head_row["engine"]:
         raise DatabaseError("no engine in this database (engine_now() is missing): install it with `rulesctl apply`")
+    engine_now = conn.execute(q.CLOCK).fetchone()[0]                     # type: ignore[index]
+    at = {"now": engine_now, "since": engine_now - timedelta(hours=24), "active": list(q.ACTIVE)}
     with conn.pipeline():
-        clock_now = conn.execute(q.CLOCK)
-        units = conn.cursor(row_factory=dict_row).execute(q.UNITS)
-        sla = conn.cursor(row_factory=dict_row).execute(q.SLA, {"active": list(q.ACTIVE), "running": list(q.RUNNING)})
-        escalations = conn.execute(q.ESCALATIONS)
-        engine_now, unit_rows, sla_row = clock_now.fetchone()[0], units.fetchall(), sla.fetchone()  # type: ignore[index]
-        escalation_rows = escalations.fetchall()
+        units = conn.cursor(row_factory=dict_row).execute(q.UNITS, at)
+        sla = conn.cursor(row_factory=dict_row).execute(q.SLA, at)
+        escalations = conn.execute(q.ESCALATIONS, at)
+        unit_rows, sla_row, escalation_rows = units.fetchall(), sla.fetchone(), escalations.fetchall()
     assert sla_row is not None
     timings["figures"] = time.perf_counter() - clock
     clock = time.perf_counter()
@@ -122,7 +124,7 @@ def _read(conn: psycopg.Connection[Any]) -> Status:
     timings["drift"] = time.perf_counter() - clock
     return Status(head_row["checked_at"], engine_now, [UnitStatus(**row) for row in unit_rows],
                   dict(sla_row), {reason: count for reason, count in escalation_rows}, jobs, cron_note, drift, drifted,
-                  managed, last_apply, timings)
+                  managed, last_apply, timings, head_row["read_only"])
 
 
 def _jobs(conn: psycopg.Connection[Any]) -> list[JobStatus]:
@@ -135,7 +137,8 @@ def _drift(conn: psycopg.Connection[Any]) -> tuple[bool | None, list[str], int]:
     owned = read_owned(conn)
     if not owned:
         return None, [], 0
-    live = introspect(conn)                    # sets search_path = pg_catalog for the transaction: last
+    conn.execute("SET LOCAL search_path = pg_catalog")         # as introspect(): every name qualified; last
+    live = {obj.key: obj for kind in KINDS.values() for obj in kind.definitions(conn, catalog.SCHEMA)}
     drifted = sorted(str(key) for key, digest in owned.items() if key not in live or object_hash(live[key]) != digest)
     return bool(drifted), drifted, len(owned)
 

@@ -1,6 +1,9 @@
 """The read-only statements of `rulesctl status`. Each reads through an index where the table
-can be large (assignments: idx_assignments_sla_partial, idx_assignments_status_sla_covering,
-idx_assignments_sla_warned; cron.job_run_details: its primary key, newest first).
+can be large, most of them index-only (assignments: idx_assignments_sla_partial,
+idx_assignments_status_sla_covering, idx_assignments_sla_warned; escalation_events:
+idx_escalation_events_escalated_at; cron.job_run_details: its primary key, newest first).
+"Running" is assigned or in_progress, the statuses whose SLA clock runs (on_hold pauses it),
+as idx_assignments_sla_partial holds them.
 
 SLA figures are at the engine's clock (engine_now()); pg_cron's at the server's (now()).
 """
@@ -10,15 +13,15 @@ from __future__ import annotations
 from engine.compiler.catalog import ACTIVE_STATUSES
 
 ACTIVE = ACTIVE_STATUSES                        # holding someone's capacity
-RUNNING = ("assigned", "in_progress")           # the SLA clock runs (on_hold pauses it)
 
 HEAD = """
 SELECT now() AS checked_at, to_regprocedure('engine_now()') IS NOT NULL AS engine,
        (SELECT e.extversion FROM pg_extension e WHERE e.extname = 'pg_cron') AS cron,
-       to_regclass('rulesctl.applies') IS NOT NULL AS ledger
+       to_regclass('rulesctl.applies') IS NOT NULL AS ledger,
+       current_setting('transaction_read_only') = 'on' AS read_only
 """
 
-CLOCK = "SELECT engine_now()"
+CLOCK = "SELECT engine_now()"        # read once and bound: an index bound, not a call per row
 
 # Per unit: staff and capacity as capacity_check counts them (available people's load over
 # their WIP limits), and the unit's queue.
@@ -32,7 +35,7 @@ WITH staff AS (
   GROUP BY s.unit_id
 ), queue AS (
   SELECT q.target_unit_id AS unit_id, count(*) AS depth, min(q.created_at) AS oldest,
-         count(*) FILTER (WHERE q.sla_deadline <= engine_now()) AS overdue
+         count(*) FILTER (WHERE q.sla_deadline <= %(now)s) AS overdue
   FROM assignment_queue q GROUP BY q.target_unit_id
 )
 SELECT u.id AS unit_id, u.name, u.retired, coalesce(s.staff, 0)::int AS staff,
@@ -52,24 +55,22 @@ ORDER BY u.id
 # work the SLA monitor has warned about (an escalation level before the deadline has passed)
 # whose deadline is still ahead.
 SLA = """
-WITH t AS MATERIALIZED (SELECT engine_now() AS now)
 SELECT
-  ((SELECT count(*) FROM assignments a, t
-    WHERE a.status = ANY (%(active)s::assignment_status[]) AND a.sla_deadline > t.now - interval '24 hours'
-      AND a.sla_deadline <= t.now)
-   + (SELECT count(*) FROM assignments a, t
-      WHERE a.status = 'completed' AND a.sla_deadline > t.now - interval '24 hours' AND a.sla_deadline <= t.now
+  ((SELECT count(*) FROM assignments a
+    WHERE a.status = ANY (%(active)s::assignment_status[]) AND a.sla_deadline > %(since)s
+      AND a.sla_deadline <= %(now)s)
+   + (SELECT count(*) FROM assignments a
+      WHERE a.status = 'completed' AND a.sla_deadline > %(since)s AND a.sla_deadline <= %(now)s
         AND a.completed_at > a.sla_deadline))::int AS breaches_24h,
-  (SELECT count(*) FROM assignments a, t
-   WHERE a.status = ANY (%(running)s::assignment_status[]) AND a.escalation_level > 0
-     AND a.sla_deadline > t.now)::int AS at_risk,
-  (SELECT count(*) FROM assignments a, t
-   WHERE a.status IN ('assigned', 'in_progress') AND a.sla_deadline <= t.now)::int AS overdue
+  (SELECT count(*) FROM assignments a
+   WHERE a.status IN ('assigned', 'in_progress') AND a.escalation_level > 0 AND a.sla_deadline > %(now)s)::int
+    AS at_risk,
+  (SELECT count(*) FROM assignments a
+   WHERE a.status IN ('assigned', 'in_progress') AND a.sla_deadline <= %(now)s)::int AS overdue
 """
 
 ESCALATIONS = """
-SELECT e.reason::text, count(*)::int FROM escalation_events e
-WHERE e.escalated_at > engine_now() - interval '24 hours'
+SELECT e.reason::text, count(*)::int FROM escalation_events e WHERE e.escalated_at > %(since)s
 GROUP BY e.reason ORDER BY e.reason
 """
 

@@ -63,6 +63,10 @@ CREATE UNIQUE INDEX idx_assignments_active_work_item ON public.assignments (work
 -- the SLA monitor reads only assignments whose next escalation level has fallen due
 CREATE INDEX idx_assignments_next_check ON public.assignments (next_check_at) WHERE next_check_at IS NOT NULL;
 
+-- index public.idx_assignments_sla_warned
+-- work at risk (`rulesctl status`): running work past a warning level, counted from the index alone
+CREATE INDEX idx_assignments_sla_warned ON public.assignments (sla_deadline) WHERE escalation_level > 0 AND status IN ('assigned', 'in_progress');
+
 -- trigger public.trg_assignments_version
 CREATE TRIGGER trg_assignments_version
   BEFORE UPDATE ON public.assignments

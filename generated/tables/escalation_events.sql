@@ -30,6 +30,10 @@ CREATE TABLE public.escalation_events (
 -- one escalation event per assignment per chain level
 CREATE UNIQUE INDEX idx_escalation_events_assignment_level ON public.escalation_events (assignment_id, level);
 
+-- index public.idx_escalation_events_escalated_at
+-- escalations of the last 24 h by reason (`rulesctl status`) without reading every event
+CREATE INDEX idx_escalation_events_escalated_at ON public.escalation_events (escalated_at) INCLUDE (reason);
+
 -- index public.idx_escalation_events_response_breach
 -- one response breach per assignment, however often the sweep looks
 CREATE UNIQUE INDEX idx_escalation_events_response_breach ON public.escalation_events (assignment_id) WHERE reason = 'response_breach';

@@ -27,6 +27,9 @@ class Enum(Kind):
         return [LiveObject(obj.kind, obj.name, obj.definition, enum_usage(conn, schema, obj.key.name))
                 for obj in super().introspect(conn, schema)]
 
+    def definitions(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
+        return super().introspect(conn, schema)
+
     def change(self, ctx: Context, change: Change, obj: SqlObject) -> list[Step]:
         desired, live = change.wanted, change.found
         origin = origin_of(obj)

@@ -33,6 +33,12 @@ class Seed(Kind):
     drop_hazards = (Hazard.SEED_ROW_DELETED,)
 
     def introspect(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
+        return self._rows(conn, schema, with_usage=True)
+
+    def definitions(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
+        return self._rows(conn, schema, with_usage=False)
+
+    def _rows(self, conn: psycopg.Connection[Any], schema: str, with_usage: bool) -> list[LiveObject]:
         rows = []
         for table in catalog.TABLES:
             if not table.seeded:
@@ -40,7 +46,7 @@ class Seed(Kind):
             if fetch_value(conn, "SELECT to_regclass(%s)", (f"{schema}.{table.name}",)) is None:
                 continue
             query = sql.SQL(query_text("seed_rows.sql")).format(table=sql.Identifier(schema, table.name))
-            usage = row_usage(conn, schema, table.name)
+            usage = row_usage(conn, schema, table.name) if with_usage else {}
             for (row,) in conn.execute(query):
                 key = ",".join(str(row[column]) for column in table.pk)
                 values = {column: value for column, value in row.items() if column not in BOOKKEEPING_COLUMNS}

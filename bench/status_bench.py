@@ -1,0 +1,134 @@
+"""How long `rulesctl status` takes on a database with 1,000,000 active assignments (target:
+under 200 ms).
+
+    python -m bench.status_bench [--runs N] [--active N] [--keep]
+
+A throwaway local cluster is started in a temp directory, the shipped policy installed and the
+benchmark's data loaded (bench/data.py: 50,000 staff, N active assignments with their SLA
+deadlines and escalation levels as the engine would have them now, 5,000 queued items), plus
+one escalation event per level each assignment has passed (arrival-spread over the last three
+days). Then VACUUM ANALYZE, as autovacuum leaves a settled table: without it an index-only
+scan still visits the heap. With DATABASE_URL set, that database is read as it is (no loading).
+
+Each run is one `read_status` on a fresh connection, timed as a whole and by part (figures =
+the pipelined batch, jobs_and_ledger, drift). One warm-up run is not counted. Prints median,
+p95, min and max and the conditions. A benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+from bench.plan_bench import percentile
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PARTS = ("figures", "jobs_and_ledger", "drift")
+
+# One event per passed level, escalated when the level fell due (spread over the arrival span).
+EVENTS_SQL = """
+INSERT INTO escalation_events (assignment_id, level, reason, recipient_id, recipient_role, escalated_at)
+SELECT a.id, l.level, l.reason, a.assignee_id, 'assignee',
+       a.arrived_at + (a.sla_deadline - a.arrived_at) * l.level / (a.escalation_level + 1)
+FROM assignments a
+CROSS JOIN LATERAL (SELECT g AS level, CASE WHEN g = 1 THEN 'sla_warning' ELSE 'sla_breach' END::escalation_reason
+                    AS reason FROM generate_series(1, a.escalation_level) g) l
+WHERE a.escalation_level > 0
+"""
+
+
+def load(url: str, active: int, log=print) -> None:
+    from bench.data import Dataset, Loader
+    from bench.database import install
+    install(url, REPO_ROOT, log=log)
+    Loader(url, log=log).load(Dataset(staff=50_000, wip=max(5, -(-active // 45_000)), active=active, queued=5_000))
+    with psycopg.connect(url, autocommit=True) as conn:
+        clock = time.perf_counter()
+        events = conn.execute(EVENTS_SQL).rowcount
+        log(f"  {events:,} escalation events in {time.perf_counter() - clock:.1f} s")
+        conn.execute("VACUUM ANALYZE")
+
+
+def conditions(url: str) -> list[str]:
+    from engine import __version__
+    with psycopg.connect(url) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]
+        shared = conn.execute("SHOW shared_buffers").fetchone()[0]
+        active, total, queued, events, staff = conn.execute(
+            "SELECT (SELECT count(*) FROM assignments WHERE status IN ('assigned', 'in_progress', 'on_hold')), "
+            "(SELECT count(*) FROM assignments), (SELECT count(*) FROM assignment_queue), "
+            "(SELECT count(*) FROM escalation_events), (SELECT count(*) FROM staff_profiles)").fetchone()
+    return [f"rulesctl {__version__}, PostgreSQL {server} (shared_buffers {shared}), the status connection new "
+            f"each run",
+            f"data: {active:,} active of {total:,} assignments, {staff:,} staff, {queued:,} queued, "
+            f"{events:,} escalation events",
+            f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
+            f"load average {os.getloadavg()[0]:.2f} (other work on the host slows every part)"]
+
+
+def run(url: str, runs: int) -> int:
+    from engine.operations.status import read_status
+    status = read_status(url)                                   # warm-up, not counted
+    totals: list[float] = []
+    parts: dict[str, list[float]] = {part: [] for part in PARTS}
+    for _ in range(runs):
+        clock = time.perf_counter()
+        status = read_status(url)
+        totals.append(time.perf_counter() - clock)
+        for part in PARTS:
+            parts[part].append(status.timings.get(part, float("nan")))
+    print(f"rulesctl status, {runs} runs (after one warm-up)")
+    for line in conditions(url):
+        print(f"  {line}")
+    print(f"  figures read: {status.sla}, escalations 24 h {sum(status.escalations_24h.values()):,}, "
+          f"queued {status.totals()['queue_depth']:,}, drift {status.drift}")
+    print(f"  {'':<16} {'median':>9} {'p95':>9} {'min':>9} {'max':>9}")
+    for name, values in [("total", totals)] + [(part, parts[part]) for part in PARTS]:
+        print(f"  {name:<16} " + " ".join(f"{v * 1000:>7.1f}ms" for v in
+                                           (statistics.median(values), percentile(values, 0.95),
+                                            min(values), max(values))))
+    median = statistics.median(totals)
+    print(f"goal (status under 200 ms): {'met' if median < 0.2 else 'NOT met'} — median {median * 1000:.0f} ms")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.status_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=20, help="timed runs (default 20)")
+    parser.add_argument("--active", type=int, default=1_000_000, help="active assignments to load (default 1M)")
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway cluster (prints its URL)")
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(REPO_ROOT))
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return run(url, args.runs)
+
+    from engine.database.local import LocalCluster
+    base = Path(tempfile.mkdtemp(prefix="rulesctl-status-bench-"))
+    os.chmod(base, 0o755)                     # the server's OS user must reach it
+    cluster = LocalCluster(base)
+    try:
+        url = cluster.start()
+        clock = time.perf_counter()
+        load(url, args.active, log=lambda message: print(message, file=sys.stderr, flush=True))
+        print(f"loaded in {time.perf_counter() - clock:.0f} s", file=sys.stderr)
+        return run(url, args.runs)
+    finally:
+        if args.keep:
+            print(f"cluster kept: {url} (data in {base})")
+        else:
+            cluster.destroy()
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
