@@ -499,8 +499,16 @@ def _report_options(function: Callable[..., None]) -> Callable[..., None]:
 
 
 def _write_report(kind: str, database_url: str | None, since: Since, fmt: str, out_file: Path | None) -> None:
+    import time
+
     from engine.operations.reports import build_report
-    text = _run_or_exit(lambda: build_report(_database_url(database_url), kind, since, fmt))
+    url = _database_url(database_url)
+    started = time.monotonic()
+    if sys.stderr.isatty():      # a month of a busy engine takes seconds: say what is going on
+        click.echo(f"reading the {kind} report (one read-only snapshot) ...", err=True)
+    text = _run_or_exit(lambda: build_report(url, kind, since, fmt))
+    if sys.stderr.isatty():
+        click.echo(f"read in {time.monotonic() - started:.1f} s", err=True)
     if out_file is None:
         click.echo(text, nl=False)
         return
@@ -561,6 +569,8 @@ def token(role: str, sub: str | None, ttl: str, secret_env: str | None) -> None:
               help="Arrivals as CSV or JSONL: arrived_at, work_item_id, work_item_type, priority, "
                    "required_skills, target_unit_id?, handling_minutes?.")
 @click.option("--synthetic", is_flag=True, help="Arrivals generated from the policy (needs --days).")
+@click.option("--from-history", "history", metavar="DAYS", help="The last DAYS days (e.g. 30d) of arrivals, "
+              "handling times and staff of --database-url (read-only).")
 @click.option("--days", type=click.IntRange(1, 366), help="Synthetic: how many days of arrivals.")
 @click.option("--per-day", type=click.IntRange(1), default=3300, show_default=True,
               help="Synthetic: arrivals per day for the whole organisation.")
@@ -573,8 +583,8 @@ def token(role: str, sub: str | None, ttl: str, secret_env: str | None) -> None:
 @click.option("--keep", is_flag=True, help="Keep the scratch databases (rulesctl_sim_*) to look at afterwards.")
 @database_option
 def simulate(rules_dir: Path, baseline_dir: Path | None, baseline_live: bool, workload_file: Path | None,
-             synthetic: bool, days: int | None, per_day: int, staff_file: Path | None, seed: int, fmt: str,
-             out_file: Path | None, keep: bool, database_url: str | None) -> None:
+             synthetic: bool, history: str | None, days: int | None, per_day: int, staff_file: Path | None,
+             seed: int, fmt: str, out_file: Path | None, keep: bool, database_url: str | None) -> None:
     """Replay a workload under the proposed policy (--rules) and a baseline on the real engine.
 
     Each policy is installed by `rulesctl apply` into its own scratch database
@@ -593,8 +603,12 @@ def simulate(rules_dir: Path, baseline_dir: Path | None, baseline_live: bool, wo
     if baseline_dir and baseline_live:
         click.echo("error: give one baseline: --baseline DIR or --baseline-live", err=True)
         sys.exit(1)
-    if (workload_file is None) == (not synthetic):
-        click.echo("error: give one workload: --workload FILE or --synthetic --days N", err=True)
+    if [workload_file is not None, synthetic, history is not None].count(True) != 1:
+        click.echo("error: give one workload: --workload FILE, --synthetic --days N or --from-history DAYS", err=True)
+        sys.exit(1)
+    history_days = int(history.removesuffix("d")) if history and history.removesuffix("d").isdigit() else None
+    if history is not None and not history_days:
+        click.echo(f"error: --from-history: a number of days such as 30d, not {history!r}", err=True)
         sys.exit(1)
     if synthetic and days is None:
         click.echo("error: --synthetic needs --days N (how many days of arrivals to generate)", err=True)
@@ -607,9 +621,9 @@ def simulate(rules_dir: Path, baseline_dir: Path | None, baseline_live: bool, wo
                 for label, path in (("baseline", baseline_dir), ("proposed", rules_dir)) if path is not None]
     live_dir.cleanup()
     progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
-    result = _run_or_exit(lambda: run_simulation(url, subjects, WorkloadSpec(workload_file, days, per_day,
-                                                                             staff_file=staff_file),
-                                                 seed, keep=keep, progress=progress))
+    spec = WorkloadSpec(workload_file, days, per_day, staff_file=staff_file,
+                        history_url=url if history_days else None, history_days=history_days)
+    result = _run_or_exit(lambda: run_simulation(url, subjects, spec, seed, keep=keep, progress=progress))
     if progress:
         progress.done()
     report = render(result, fmt)
