@@ -51,6 +51,8 @@ class WorkloadSpec:
     per_day: int = workload_source.DEFAULT_PER_DAY
     start: dt.datetime = DEFAULT_START
     staff_file: Path | None = None
+    history_url: str | None = None    # --from-history: this database's recent arrivals and staff (read-only)
+    history_days: int | None = None
 
 
 @dataclass
@@ -97,6 +99,9 @@ def simulate(server_url: str, policies: list[PolicyUnderTest], spec: WorkloadSpe
 def _workload(policy: Policy, spec: WorkloadSpec, seed: int) -> Workload:
     if spec.file is not None:
         return workload_source.from_file(spec.file)
+    if spec.history_url is not None and spec.history_days:
+        with _read_only(spec.history_url) as conn:
+            return workload_source.from_history(conn, spec.history_days)
     return workload_source.synthetic(policy, spec.days or 7, seed, spec.start.astimezone(dt.UTC), spec.per_day)
 
 
@@ -104,7 +109,15 @@ def _people(policy: Policy, workload: Workload, spec: WorkloadSpec, routing: psy
             seed: int) -> list[Person]:
     if spec.staff_file is not None:
         return staff_source.from_file(spec.staff_file)
+    if spec.history_url is not None:
+        with _read_only(spec.history_url) as conn:
+            return staff_source.from_database(conn)
     return staff_source.synthetic(policy, workload, routing, seed)
+
+
+def _read_only(url: str) -> psycopg.Connection:
+    """A connection that cannot write: the live database is only ever read."""
+    return connect(url, options="-c default_transaction_read_only=on")
 
 
 def _run_one(url: str, subject: PolicyUnderTest, workload: Workload, people: list[Person],

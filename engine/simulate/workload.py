@@ -1,5 +1,5 @@
 """The arrivals a simulation replays. Input: a CSV or JSONL file, the policy (synthetic, seeded), or
-a live database's recent history (read-only). Output: a `Workload` — arrivals sorted by time, each
+a live database's recent history (read-only, `from_history`). Output: a `Workload` — arrivals sorted by time, each
 with its request for `auto_assign` and how long its holder takes to finish it.
 
 Synthetic arrivals (`synthetic`): for each work item type a Poisson stream whose rate follows the
@@ -22,6 +22,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+import psycopg
 
 from engine.errors import RulesctlError
 from engine.policy.model import Calendar, Policy
@@ -203,3 +205,29 @@ def write_csv(workload: Workload, path: Path) -> None:
         for a in workload.arrivals:
             writer.writerow([a.arrived_at.isoformat(), a.work_item_id, a.work_item_type, a.priority,
                              " ".join(a.required_skills), a.target_unit_id or "", a.handling_minutes])
+
+
+def from_history(conn: psycopg.Connection, days: int, now: dt.datetime | None = None) -> Workload:
+    """The last `days` days of arrivals of a live database (read-only): each work item once, as it
+    first arrived, with the elapsed time from its latest assignment to completion as its handling
+    time (items not completed yet get their type's synthetic mean)."""
+    end = now or conn.execute("SELECT engine_now()").fetchone()[0]  # type: ignore[index]
+    start = end - dt.timedelta(days=days)
+    rows = conn.execute("""
+        WITH arrived AS (
+          SELECT work_item_id, work_item_type::text AS work_item_type, priority::text AS priority,
+                 required_skills, arrived_at, assigned_at, completed_at, status::text AS status
+          FROM assignments WHERE arrived_at >= %(start)s AND arrived_at < %(end)s
+          UNION ALL
+          SELECT work_item_id, work_item_type::text, priority::text, required_skills, arrived_at, NULL, NULL, 'queued'
+          FROM assignment_queue WHERE arrived_at >= %(start)s AND arrived_at < %(end)s)
+        SELECT DISTINCT ON (work_item_id) work_item_id, work_item_type, priority, required_skills, arrived_at,
+               CASE WHEN status = 'completed' THEN extract(epoch FROM completed_at - assigned_at) / 60 END
+        FROM arrived ORDER BY work_item_id, arrived_at, assigned_at DESC NULLS LAST""", {"start": start, "end": end})
+    arrivals = sorted((Arrival(r[4].astimezone(dt.UTC), r[0], r[1], r[2], tuple(sorted(r[3] or ())), None,
+                               max(0.05, round(float(r[5]), 3)) if r[5] is not None
+                               else HANDLING_MINUTES.get(r[1], DEFAULT_HANDLING_MINUTES))
+                       for r in rows.fetchall()), key=lambda a: (a.arrived_at, a.work_item_id))
+    if not arrivals:
+        raise WorkloadError(f"no arrivals in the database's last {days} days")
+    return Workload(tuple(arrivals), "history", start.astimezone(dt.UTC), end.astimezone(dt.UTC))
