@@ -30,6 +30,15 @@ def token(role: str = "authenticated", sub: str | None = None, *, expires_in: fl
     return jwt.encode(payload, secret, algorithm="HS256")
 
 
+def supabase_token(role: str = "authenticated", sub: str | None = None, *, expires_in: float = 3600) -> str:
+    """A token as Supabase issues it: a user's from Supabase Auth (aud authenticated), or a
+    project key (anon, service_role): role, sub, iss, aud, iat, exp."""
+    claims = {"iss": "supabase", "iat": int(time.time())}
+    if role == "authenticated":
+        claims["aud"] = "authenticated"
+    return token(role, sub, expires_in=expires_in, **claims)
+
+
 def bearer(role: str = "authenticated", sub: str | None = None, **kwargs) -> dict:
     return {"Authorization": f"Bearer {token(role, sub, **kwargs)}"}
 

@@ -11,10 +11,9 @@ person takes it from the queue, a refused call is a FunctionsHttpError with stat
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from api_support import installed, reset_runtime_data, server, token  # noqa: F401 -- module fixtures
+from api_support import installed, reset_runtime_data, server, supabase_token  # noqa: F401 -- module fixtures
 from engine_calls import uid
 from supabase import Client, ClientOptions, create_client
 from supabase_functions.errors import FunctionsHttpError
@@ -29,16 +28,8 @@ ADMIN = uid(3199)
 UNIT = "unit-it-support"
 
 
-def supabase_jwt(role: str, sub: str | None = None, expires_in: float = 3600) -> str:
-    """A token as Supabase's auth issues it (a user) or as its project keys are (anon, service_role)."""
-    claims = {"iss": "supabase", "iat": int(time.time())}
-    if role == "authenticated":
-        claims["aud"] = "authenticated"
-    return token(role, sub, expires_in=expires_in, **claims)
-
-
-ANON_KEY = supabase_jwt("anon")
-SERVICE_KEY = supabase_jwt("service_role")
+ANON_KEY = supabase_token("anon")
+SERVICE_KEY = supabase_token("service_role")
 
 
 def client(server, key: str = ANON_KEY, user_jwt: str | None = None) -> Client:
@@ -49,7 +40,7 @@ def client(server, key: str = ANON_KEY, user_jwt: str | None = None) -> Client:
 
 
 def as_user(server, sub: str) -> Client:
-    return client(server, user_jwt=supabase_jwt("authenticated", sub))
+    return client(server, user_jwt=supabase_token("authenticated", sub))
 
 
 def invoke(supabase: Client, name: str, body: dict | None = None, **options) -> dict:
@@ -132,7 +123,7 @@ def test_the_event_stream_by_its_deployed_name(api):
     """assignments-events read to its end: the token expires after a few seconds (exp is whole
     seconds, so 4 to 5) and the server closes the stream; an item assigned meanwhile is in it."""
     desk_a = as_user(api, DESK_A)
-    desk_a.functions.set_auth(supabase_jwt("authenticated", DESK_A, expires_in=5))
+    desk_a.functions.set_auth(supabase_token("authenticated", DESK_A, expires_in=5))
     assigner = threading.Timer(1.0, lambda: invoke(client(api, SERVICE_KEY), "assignments-auto-assign",
                                                    ticket("EV-1")))
     assigner.start()
@@ -160,7 +151,7 @@ def test_refusals_are_functions_http_errors(api):
     error = refused(plain, "assignments-manual-override", {"assignment_id": held["assignment_id"],
                                                           "assignee_id": IT_SUPERVISOR, "reason": "yours"})
     assert (error.status, error.message) == (403, "forbidden")
-    forged = client(api, user_jwt=supabase_jwt("authenticated", DESK_A, expires_in=-60))
+    forged = client(api, user_jwt=supabase_token("authenticated", DESK_A, expires_in=-60))
     assert refused(forged, "assignments-my-assignments").status == 401
     bad = refused(as_user(api, ADMIN), "staff-profile", {"id": DESK_B, "unit_id": UNIT, "full_name": "B",
                                                          "role": "boss"})

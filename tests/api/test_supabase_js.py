@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from api_support import add_staff, installed, reset_runtime_data, server, token  # noqa: F401 -- module fixtures
+from api_support import add_staff, installed, reset_runtime_data, server, supabase_token  # noqa: F401 -- module fixtures
 from engine_calls import uid
 
 pytestmark = pytest.mark.db
@@ -42,24 +42,19 @@ def supabase_js(tmp_path_factory) -> Path:
 
 
 def invoke_all(folder: Path, server, calls: list[dict]) -> list[dict]:
-    request = {"url": server.base_url, "anonKey": supabase_jwt("anon"), "calls": calls}
+    request = {"url": server.base_url, "anonKey": supabase_token("anon"), "calls": calls}
     run = subprocess.run(["node", CLIENT.name], cwd=folder, input=json.dumps(request), capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
 
-def supabase_jwt(role: str, sub: str | None = None) -> str:
-    claims = {"iss": "supabase", "aud": "authenticated"} if role == "authenticated" else {"iss": "supabase"}
-    return token(role, sub, **claims)
-
-
 def test_supabase_js_invokes_the_functions_by_name(installed, server, supabase_js):
     reset_runtime_data(installed)
     add_staff(installed, DESK_A, UNIT, wip_limit=1)
     add_staff(installed, IT_SUPERVISOR, UNIT, role="supervisor", wip_limit=0)
-    desk, supervisor, service = (supabase_jwt("authenticated", DESK_A), supabase_jwt("authenticated", IT_SUPERVISOR),
-                                 supabase_jwt("service_role"))
+    desk, supervisor = supabase_token("authenticated", DESK_A), supabase_token("authenticated", IT_SUPERVISOR)
+    service = supabase_token("service_role")
     ticket = {"work_item_type": "ticket", "priority": "normal"}
     results = invoke_all(supabase_js, server, [
         {"name": "assignments-auto-assign", "jwt": service, "body": {"work_item_id": "JS-1", **ticket}},
