@@ -2,12 +2,13 @@
 bulk entry points (auto_assign_many, complete_assignments_many) in batches of 1, 10, 100, 1000.
 
 One client, as a simulation or a bulk import drives the engine: each call (or batch) is its own
-transaction, synchronous_commit on. Every mode starts from the same state: the shipped policy,
-N staff (`--staff`, the benchmark's realistic mix) with 30% of their capacity preloaded, and
-the same arrivals (bench.item, the standard mix). Then each arrival's assignment is completed
-in the same mode, which frees capacity and drains what queued. Reported per mode: items/s by
-the wall clock and by the backend's own CPU time (/proc; steadier on a shared machine), and
-the invariants after each phase. Results go to bench/results/<commit>/bulk.json.
+transaction, synchronous_commit on (`--synchronous-commit off`: no WAL flush per call, as on a
+simulation's scratch database). Every mode starts from the same state: the shipped policy, N
+staff (`--staff`, the benchmark's realistic mix) with 30% of their capacity preloaded, and the
+same arrivals (bench.item, the standard mix). Then each arrival's assignment is completed in
+the same mode, which frees capacity and drains what queued. Reported per mode: items/s by the
+wall clock and by the backend's own CPU time (/proc; steadier on a shared machine), and the
+invariants after each phase. Results go to bench/results/<commit>/bulk.json.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=3000, help="arrivals per mode (default 3000)")
     parser.add_argument("--batches", default="1,10,100,1000",
                         help="batch sizes of the bulk calls, comma-separated (default 1,10,100,1000)")
+    parser.add_argument("--synchronous-commit", choices=("on", "off"), default="on",
+                        help="for the benchmark's sessions (default on; a simulation's scratch database may use off)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the median is reported (default 1)")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"),
                         help="an empty database (or one this benchmark made); default: a local cluster under "
@@ -90,9 +93,10 @@ def timed(conn: psycopg.Connection, requests: list, batch: int, single: str, man
                      "backend_cpu_ms_per_item": round(1000 * cpu_seconds / len(requests), 3) if requests else None}
 
 
-def run_mode(url: str, loader: Loader, staff: int, items: int, batch: int) -> dict:
+def run_mode(url: str, loader: Loader, staff: int, items: int, batch: int, synchronous_commit: str) -> dict:
     loader.ensure(Dataset(staff=staff, load=0.3), fresh=True)
     with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT set_config('synchronous_commit', %s, false)", [synchronous_commit])
         requests = arrivals(conn, items)
         made, arriving = timed(conn, [Jsonb(r) for r in requests] if batch == PER_CALL else requests, batch,
                                "auto_assign", "auto_assign_many")
@@ -144,12 +148,14 @@ def main(argv: list[str] | None = None) -> int:
         conditions = server_conditions(conn)
     modes = []
     for batch in [PER_CALL, *args.batches]:
-        runs = [run_mode(target.url, loader, args.staff, args.items, batch) for _ in range(args.repeat)]
+        runs = [run_mode(target.url, loader, args.staff, args.items, batch, args.synchronous_commit)
+                for _ in range(args.repeat)]
         mode = median_run(runs)
         modes.append(mode)
         print(describe(mode), flush=True)
     git = git_state()
     report = {"benchmark": "bulk", "staff": args.staff, "items": args.items, "clients": 1, "repeat": args.repeat,
+              "synchronous_commit": args.synchronous_commit,
               "database": target.description, "server": conditions, "git": git, "modes": modes}
     out = args.out or REPO_ROOT / "bench" / "results" / (git["commit"] or "unknown")[:7] / "bulk.json"
     out.parent.mkdir(parents=True, exist_ok=True)
