@@ -117,7 +117,7 @@ def _line_chart(lines: dict[str, tuple[list[int], list[Any]]], colour: dict[str,
 def _bar_chart(labels: list[str], values: list[int], top: float) -> str:
     below = int(max([4] + [len(label) for label in labels]) * 4.6) + 10     # room for the slanted labels
     height = HEIGHT + below - PAD
-    inner_w, inner_h = WIDTH - 2 * PAD, height - PAD - below
+    inner_w, inner_h = WIDTH - PAD - max(PAD, int(below * 0.7)), height - PAD - below   # slanted labels reach right
     step = inner_w / max(len(values), 1)
     parts = [_frame(top, False, bottom=below, height=height)]
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
@@ -135,9 +135,9 @@ def _frame(top: float, share: bool, bottom: int = PAD, height: int = HEIGHT) -> 
     label = f"{top * 100:.0f}%" if share else f"{top:,.0f}"
     axis = height - bottom
     return (f"<line x1=\"{PAD}\" y1=\"{axis}\" x2=\"{WIDTH - PAD}\" y2=\"{axis}\" stroke=\"#999\"/>"
-            f"<line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{HEIGHT - bottom}\" stroke=\"#999\"/>"
+            f"<line x1=\"{PAD}\" y1=\"{PAD}\" x2=\"{PAD}\" y2=\"{axis}\" stroke=\"#999\"/>"
             f"<text x=\"{PAD - 4}\" y=\"{PAD + 4}\" text-anchor=\"end\">{label}</text>"
-            f"<text x=\"{PAD - 4}\" y=\"{HEIGHT - bottom}\" text-anchor=\"end\">0</text>")
+            f"<text x=\"{PAD - 4}\" y=\"{axis}\" text-anchor=\"end\">0</text>")
 
 
 def _svg(parts: list[str], height: int = HEIGHT) -> str:
