@@ -22,6 +22,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,9 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+# argv: the two descriptors, then the browser's command line
+_LAUNCHER = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+             "os.execv(sys.argv[3], sys.argv[3:])")
 TIMEOUT_SECONDS = 30.0
 
 
@@ -142,23 +146,19 @@ def open_page(html_file: Path, *, screenshot: Path | None = None, width: int = 1
     profile = Path(tempfile.mkdtemp(prefix="rulesctl-chromium-"))
     to_browser_r, to_browser_w = os.pipe()
     from_browser_r, from_browser_w = os.pipe()
-    # The browser reads commands from its fd 3 and writes replies to its fd 4. Above 10 first, so
-    # that placing one cannot overwrite the other; dup2's copies are inheritable, and close_fds
-    # stays off because it would close them again after preexec_fn (the parent's other
-    # descriptors are non-inheritable, PEP 446).
+    # The browser reads commands from its fd 3 and writes replies to its fd 4. A small Python
+    # launcher places them there and execs the browser (no preexec_fn: unsafe while other threads
+    # run, as test servers do; dash's redirections take single-digit descriptors only). The ends
+    # are first moved above 10 so that placing one cannot overwrite the other.
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10) for fd in (to_browser_r, from_browser_w)]
-
-    def wire_pipes() -> None:
-        os.dup2(high[0], 3)
-        os.dup2(high[1], 4)
-
     log = (profile / "chromium.log").open("wb")
     process = subprocess.Popen(
-        [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        [sys.executable, "-c", _LAUNCHER, str(high[0]), str(high[1]),
+         chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
          "--remote-debugging-pipe", f"--user-data-dir={profile}", "--no-first-run", "--no-default-browser-check",
          "--disable-extensions", "--disable-background-networking", "--disable-sync", "--hide-scrollbars",
          "--mute-audio", "about:blank"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, close_fds=False, preexec_fn=wire_pipes,
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, pass_fds=high,
     )
     log.close()
     for fd in (to_browser_r, from_browser_w, *high):
