@@ -27,17 +27,23 @@ COPY = "COPY staff_import_rows (line, id, unit, full_name, role, skills, wip_lim
 # none = the lowest level). proficiency is NULL when the level is unknown.
 SKILLS = """
 CREATE TEMP TABLE staff_import_skills ON COMMIT DROP AS
-SELECT r.line, p.skill_id, p.level_text,
+WITH spelling AS (                 -- each level by its name and by its rank
+  SELECT l.id AS spelling, l.id FROM proficiency_levels l
+  UNION ALL SELECT l.rank::text, l.id FROM proficiency_levels l WHERE NOT EXISTS (
+    SELECT 1 FROM proficiency_levels n WHERE n.id = l.rank::text)
+), items AS (
+  SELECT r.line, i.item, strpos(i.item, ':') AS colon
+  FROM staff_import_rows r CROSS JOIN LATERAL unnest(string_to_array(r.skills, ';')) AS i(item)
+  WHERE r.skills <> '' AND trim(i.item) <> ''
+), parsed AS (
+  SELECT line, trim(CASE WHEN colon > 0 THEN left(item, colon - 1) ELSE item END) AS skill_id,
+         nullif(trim(CASE WHEN colon > 0 THEN substr(item, colon + 1) END), '') AS level_text
+  FROM items
+)
+SELECT p.line, p.skill_id, p.level_text,
        CASE WHEN p.level_text IS NULL THEN (SELECT l.id FROM proficiency_levels l ORDER BY l.rank LIMIT 1)
-            ELSE (SELECT l.id FROM proficiency_levels l WHERE l.id = p.level_text OR l.rank::text = p.level_text
-                  ORDER BY l.id = p.level_text DESC LIMIT 1) END AS proficiency
-FROM staff_import_rows r
-CROSS JOIN LATERAL unnest(string_to_array(r.skills, ';')) AS i(item)
-CROSS JOIN LATERAL (SELECT trim(CASE WHEN strpos(i.item, ':') > 0 THEN left(i.item, strpos(i.item, ':') - 1)
-                                     ELSE i.item END) AS skill_id,
-                           nullif(trim(CASE WHEN strpos(i.item, ':') > 0 THEN substr(i.item, strpos(i.item, ':') + 1)
-                                       END), '') AS level_text) p
-WHERE trim(i.item) <> '';
+            ELSE s.id END AS proficiency
+FROM parsed p LEFT JOIN spelling s ON s.spelling = p.level_text;
 ANALYZE staff_import_rows;
 ANALYZE staff_import_skills;
 """
