@@ -37,7 +37,7 @@ RESPONSE_COLUMNS = {"response_deadline", "first_response_at"}
 _RESOLUTION_ITEMS = f"""
   SELECT i.unit_id, i.work_item_type, i.priority,
          CASE WHEN NOT i.done THEN s.status WHEN s.status = 'breached' THEN 'late'
-              WHEN s.status = 'none' THEN 'none' ELSE 'met' END AS outcome    -- none: its SLA is gone
+              WHEN s.status = 'none' THEN 'no_sla' ELSE 'met' END AS outcome    -- its SLA is gone: not counted
   FROM (
     SELECT coalesce(a.unit_id, a.target_unit_id) AS unit_id, a.work_item_type, a.priority, a.arrived_at,
            a.paused_working_minutes, a.paused_at, a.sla_deadline, a.status = 'completed' AS done,
