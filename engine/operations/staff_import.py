@@ -194,7 +194,7 @@ def as_text(result: ImportResult, limit: int = 20) -> str:
     by_person: dict[tuple[int, str], list[Change]] = {}
     for change in result.changes:
         by_person.setdefault((change.line, change.staff_id), []).append(change)
-    lines += _section(f"Change ({result.changed:,} people)", [
+    lines += _section(f"Change ({result.changed:,} {'person' if result.changed == 1 else 'people'})", [
         f"line {line}: {id_} " + "; ".join(f"{c.field}: {_value(c.field, c.old)} → {_value(c.field, c.new)}"
                                           for c in changes)
         for (line, id_), changes in by_person.items()], limit)
