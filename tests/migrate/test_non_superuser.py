@@ -143,19 +143,26 @@ def test_without_usage_on_cron_the_plan_names_the_grant_and_touches_no_job(clust
 
 
 def test_missing_privileges_are_named_in_the_plan_with_what_to_run(cluster, shipped_objects):
-    """A second owner of a database without pg_cron, not a member of anon, while service_role has
-    lost BYPASSRLS (which on PostgreSQL 15 only a superuser may give back)."""
+    """A second owner of a database without pg_cron, not a member of anon, whose realtime
+    publication a superuser made, while service_role has lost BYPASSRLS (which on PostgreSQL 15
+    only a superuser may give back)."""
     policy, objects = shipped_objects
     with psycopg.connect(cluster.url, autocommit=True) as admin:
         admin.execute("CREATE ROLE lesser LOGIN NOSUPERUSER CREATEROLE")
         admin.execute("GRANT authenticated, service_role TO lesser")
         admin.execute("CREATE DATABASE lesser_app OWNER lesser")
         admin.execute("ALTER ROLE service_role NOBYPASSRLS")
+    with psycopg.connect(cluster.url_for("lesser_app"), autocommit=True) as admin:
+        admin.execute("CREATE PUBLICATION supabase_realtime")
     url = as_user(cluster.url_for("lesser_app"), "lesser")
     try:
         plan = build_plan(url, policy, objects, DEFAULT_TEMPLATES)
         refused = [step for step in plan.steps if Hazard.PRIVILEGE in step.hazards]
-        assert [str(step.key) for step in refused] == ["role:service_role"]
+        assert [str(step.key) for step in refused] == ["role:service_role"] + [
+            f"publication_table:supabase_realtime/public.{table}"
+            for table in ("assignments", "assignment_queue", "escalation_events")]
+        assert all("lesser may not (must be owner of publication supabase_realtime): a superuser must run this "
+                   "step's SQL (DO $do$ BEGIN IF NOT EXISTS" in step.reason for step in refused[1:])
         assert refused[0].sql == "ALTER ROLE service_role BYPASSRLS;\n"
         assert refused[0].reason == (
             "restore role service_role: it lacks BYPASSRLS; lesser may not (must be superuser to change bypassrls "
@@ -173,8 +180,9 @@ def test_missing_privileges_are_named_in_the_plan_with_what_to_run(cluster, ship
             assert scalar(conn, "SELECT to_regclass('public.assignments')") is None
 
         # Once a superuser has run what the plan named, the same owner converges.
-        with psycopg.connect(cluster.url, autocommit=True) as admin:
+        with psycopg.connect(cluster.url_for("lesser_app"), autocommit=True) as admin:
             admin.execute("ALTER ROLE service_role BYPASSRLS")
+            admin.execute("ALTER PUBLICATION supabase_realtime OWNER TO lesser")
         assert apply(url, objects, policy).outcome == "applied"
         assert build_plan(url, policy, objects, DEFAULT_TEMPLATES).steps == []
     finally:
