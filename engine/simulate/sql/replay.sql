@@ -122,27 +122,29 @@ BEGIN
       GET DIAGNOSTICS v_n = ROW_COUNT;
       v_pending := v_pending + v_n;
     END IF;
-    IF v_change = v_t THEN
+    -- Arrivals and availability changes are walked one row at a time by key (seq follows time):
+    -- a range on seq filtered by time would read every later row at each instant.
+    WHILE v_change = v_t LOOP
       PERFORM public.set_staff_availability(a.request) FROM rulesctl_sim.availability a
-      WHERE a.seq >= s.next_availability AND a.at <= v_t ORDER BY a.seq;
-      SELECT coalesce(max(a.seq), s.next_availability - 1) + 1 INTO s.next_availability
-      FROM rulesctl_sim.availability a WHERE a.seq >= s.next_availability AND a.at <= v_t;
+      WHERE a.seq = s.next_availability;
+      s.next_availability := s.next_availability + 1;
       v_pending := v_pending + 1;
-    END IF;
-    IF v_arrival = v_t THEN
-      FOR v_request IN SELECT a.request FROM rulesctl_sim.arrivals a
-                       WHERE a.seq >= s.next_arrival AND a.at <= v_t ORDER BY a.seq LOOP
-        BEGIN
-          PERFORM public.auto_assign(v_request);
-        EXCEPTION WHEN OTHERS THEN
-          GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-          INSERT INTO rulesctl_sim.rejected VALUES (v_request ->> 'work_item_id', v_state, v_message);
-        END;
-      END LOOP;
-      SELECT max(a.seq) + 1 INTO s.next_arrival
-      FROM rulesctl_sim.arrivals a WHERE a.seq >= s.next_arrival AND a.at <= v_t;
+      SELECT a.at INTO v_change FROM rulesctl_sim.availability a WHERE a.seq = s.next_availability;
+      IF NOT FOUND THEN v_change := NULL; END IF;
+    END LOOP;
+    WHILE v_arrival = v_t LOOP
+      SELECT a.request INTO v_request FROM rulesctl_sim.arrivals a WHERE a.seq = s.next_arrival;
+      BEGIN
+        PERFORM public.auto_assign(v_request);
+      EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+        INSERT INTO rulesctl_sim.rejected VALUES (v_request ->> 'work_item_id', v_state, v_message);
+      END;
+      s.next_arrival := s.next_arrival + 1;
       v_pending := v_pending + 1;
-    END IF;
+      SELECT a.at INTO v_arrival FROM rulesctl_sim.arrivals a WHERE a.seq = s.next_arrival;
+      IF NOT FOUND THEN v_arrival := NULL; END IF;
+    END LOOP;
     IF v_sweep = v_t THEN
       PERFORM public.sla_check_and_escalate();
     END IF;
