@@ -259,6 +259,7 @@ HEALTH_PROBE = Caller(role="service_role", claims={"role": "service_role"})
 
 @router.get("/health/assignment-engine", tags=["health"], response_model=models.Health,
             summary="Engine health: 200 healthy, 503 degraded",
+            openapi_extra={"security": [{}]},      # (added to the two schemes: no credentials at all will do)
             responses={503: {"model": models.Health, "description": "degraded (or the database is unreachable)"},
                        **_errors(401)})
 async def health(request: Request, caller: Caller | None = Depends(authenticate_if_any)) -> JSONResponse:
