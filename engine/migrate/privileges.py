@@ -51,6 +51,9 @@ def install_checked(conn: psycopg.Connection[Any], obj: SqlObject) -> None:
 def mark_refused(conn: psycopg.Connection[Any], steps: Iterable[Step]) -> list[Step]:
     """The steps, those of PROBED_KINDS that PostgreSQL refuses to this role marked `privilege`.
     Each runs in a savepoint in plan order, and all of it is rolled back."""
+    steps = list(steps)
+    if not any(step.kind in PROBED_KINDS for step in steps):
+        return steps                            # the usual re-plan: nothing to try, no round trip
     user = str(fetch_value(conn, "SELECT current_user"))
     marked = []
     with conn.transaction(force_rollback=True):
