@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -94,26 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(REPO_ROOT))
     from engine.migrate.apply import apply
     from engine.project import build
-    base = Path(tempfile.mkdtemp(prefix="rulesctl-import-bench-"))
-    os.chmod(base, 0o755)                     # the server's OS user must reach it
     url = os.environ.get("DATABASE_URL")
-    cluster = None
-    try:
-        if not url:
-            from engine.database.local import LocalCluster
-            cluster = LocalCluster(base / "cluster")
-            url = cluster.start()
-            os.chdir(REPO_ROOT)
-            policy, objects = build(Path("rules"))
-            apply(url, objects, policy)
-        return run(url, args.rows, base)
-    finally:
-        if cluster is not None and args.keep:
-            print(f"cluster kept: {url} (data in {base})")
-        elif cluster is not None:
-            cluster.destroy()
-        if not args.keep:
-            shutil.rmtree(base, ignore_errors=True)
+    if url:
+        with tempfile.TemporaryDirectory(prefix="rulesctl-import-bench-") as scratch:
+            return run(url, args.rows, Path(scratch))
+    from bench.throwaway import throwaway_cluster
+    with throwaway_cluster("rulesctl-import-bench-", args.keep) as (url, scratch):
+        os.chdir(REPO_ROOT)                   # origins are shown relative to the project
+        policy, objects = build(Path("rules"))
+        apply(url, objects, policy)
+        return run(url, args.rows, scratch)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ A throwaway local cluster is started in a temp directory, the shipped policy ins
 benchmark's data loaded (bench/data.py: 50,000 staff, N active assignments with their SLA
 deadlines and escalation levels as the engine would have them now, 5,000 queued items), plus
 one escalation event per level each assignment has passed (arrival-spread over the last three
-days). Then VACUUM ANALYZE, as autovacuum leaves a settled table: without it an index-only
+days). The cluster's application database is used, where pg_cron lives: the shipped jobs run
+meanwhile, as on a live system, and status reads their runs. Then VACUUM ANALYZE, as autovacuum leaves a settled table: without it an index-only
 scan still visits the heap. With DATABASE_URL set, that database is read as it is (no loading).
 
 Each run is one `read_status` on a fresh connection, timed as a whole and by part (figures =
@@ -20,10 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +33,8 @@ from bench.plan_bench import percentile
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("figures", "jobs_and_ledger", "drift")
 
-# One event per passed level, escalated when the level fell due (spread over the arrival span).
+# One event per passed level, escalated when the level fell due (spread over the arrival span);
+# the sla-monitoring job, running meanwhile in this database, may have written some already.
 EVENTS_SQL = """
 INSERT INTO escalation_events (assignment_id, level, reason, recipient_id, recipient_role, escalated_at)
 SELECT a.id, l.level, l.reason, a.assignee_id, 'assignee',
@@ -43,6 +43,7 @@ FROM assignments a
 CROSS JOIN LATERAL (SELECT g AS level, CASE WHEN g = 1 THEN 'sla_warning' ELSE 'sla_breach' END::escalation_reason
                     AS reason FROM generate_series(1, a.escalation_level) g) l
 WHERE a.escalation_level > 0
+ON CONFLICT DO NOTHING
 """
 
 
@@ -112,22 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     if url:
         return run(url, args.runs)
 
-    from engine.database.local import LocalCluster
-    base = Path(tempfile.mkdtemp(prefix="rulesctl-status-bench-"))
-    os.chmod(base, 0o755)                     # the server's OS user must reach it
-    cluster = LocalCluster(base)
-    try:
-        url = cluster.start()
+    from bench.throwaway import throwaway_cluster
+    with throwaway_cluster("rulesctl-status-bench-", args.keep) as (url, _):
         clock = time.perf_counter()
         load(url, args.active, log=lambda message: print(message, file=sys.stderr, flush=True))
         print(f"loaded in {time.perf_counter() - clock:.0f} s", file=sys.stderr)
         return run(url, args.runs)
-    finally:
-        if args.keep:
-            print(f"cluster kept: {url} (data in {base})")
-        else:
-            cluster.destroy()
-            shutil.rmtree(base, ignore_errors=True)
 
 
 if __name__ == "__main__":
