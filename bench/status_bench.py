@@ -8,8 +8,9 @@ benchmark's data loaded (bench/data.py: 50,000 staff, N active assignments with 
 deadlines and escalation levels as the engine would have them now, 5,000 queued items), plus
 one escalation event per level each assignment has passed (arrival-spread over the last three
 days). The cluster's application database is used, where pg_cron lives: the shipped jobs run
-meanwhile, as on a live system, and status reads their runs. Then VACUUM ANALYZE, as autovacuum leaves a settled table: without it an index-only
-scan still visits the heap. With DATABASE_URL set, that database is read as it is (no loading).
+meanwhile, as on a live system, and status reads their runs. Then VACUUM ANALYZE, as
+autovacuum leaves a settled table: without it an index-only scan still visits the heap.
+With DATABASE_URL set, that database is read as it is (no loading).
 
 Each run is one `read_status` on a fresh connection, timed as a whole and by part (figures =
 the pipelined batch, jobs_and_ledger, drift). One warm-up run is not counted. Prints median,
