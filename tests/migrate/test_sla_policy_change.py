@@ -44,11 +44,13 @@ def next_check(conn, assignment_id):
 
 
 def running_urgent_ticket(conn, work_item_id: str) -> str:
-    """At T0, a desk person and an urgent ticket assigned to them (2h, warning at 75%): its id."""
+    """At T0, a desk person and an urgent ticket assigned to them (2h, warning at 75%) and
+    answered at once, so only its resolution clock runs: its id."""
     at(conn, T0)
     call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
     done = call(conn, "auto_assign", {"work_item_id": work_item_id, "work_item_type": "ticket", "priority": "urgent"})
     assert done["status"] == "assigned"
+    call(conn, "respond_assignment", {"assignment_id": done["assignment_id"]})
     return done["assignment_id"]
 
 

@@ -57,8 +57,14 @@ def installed(database_url: str, workdir: Path) -> Path:
 
 
 def arrive(conn, when: datetime, work_item_id: str, priority: str = "urgent") -> dict:
+    """auto_assign at `when`; an item assigned is answered at once (respond_assignment): these
+    tests follow the resolution clock (the response clock's: tests/runtime/test_sla_response.py)."""
     at(conn, when)
-    return call(conn, "auto_assign", {"work_item_id": work_item_id, "work_item_type": "ticket", "priority": priority})
+    result = call(conn, "auto_assign", {"work_item_id": work_item_id, "work_item_type": "ticket",
+                                        "priority": priority})
+    if result["status"] == "assigned":
+        call(conn, "respond_assignment", {"assignment_id": result["assignment_id"]})
+    return result
 
 
 def clock(conn, assignment_id) -> tuple[datetime, datetime | None, int]:

@@ -27,14 +27,17 @@ DESK, IT_HEAD, IT_SUP = uid(2011), uid(2017), uid(2018)
 
 def urgent_ticket(conn) -> str:
     """An urgent ticket (2 h, always-on calendar, the service-desk chain: 50% to the assignee,
-    75% to the supervisor, ...) assigned at T0 to the only desk worker of IT Support."""
+    75% to the supervisor, ...) assigned at T0 to the only desk worker of IT Support, who answers
+    at once (the response clock is not what these races are about)."""
     at(conn, T0 - timedelta(hours=1))
     for staff_id, role, wip in ((DESK, "staff", 4), (IT_HEAD, "unit_head", 0), (IT_SUP, "supervisor", 0)):
         call(conn, "upsert_staff_profile", {"id": staff_id, "unit_id": "unit-it-support", "full_name": role,
                                             "role": role, "wip_limit": wip})
     at(conn, T0)
-    return call(conn, "auto_assign", {"work_item_id": "tk-race", "work_item_type": "ticket",
-                                      "priority": "urgent"})["assignment_id"]
+    assignment_id = call(conn, "auto_assign", {"work_item_id": "tk-race", "work_item_type": "ticket",
+                                               "priority": "urgent"})["assignment_id"]
+    call(conn, "respond_assignment", {"assignment_id": assignment_id})
+    return assignment_id
 
 
 def levels(conn, assignment_id) -> list[tuple]:

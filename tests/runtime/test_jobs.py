@@ -32,10 +32,13 @@ JOBS = {
     "event-relay": ("* * * * *",
                     "CALL public.run_every_seconds('SELECT public.relay_engine_events(500)', 1, 500)",
                     "every second"),
+    "leave-return": ("* * * * *", "CALL public.run_batches('SELECT public.return_staff_from_leave(100)', 100, 55)",
+                     "every minute (UTC)"),
 }
 FUNCTIONS = {"sla-monitoring": "sla_check_and_escalate", "capacity-snapshot": "capture_capacity_snapshot",
              "queue-fallback-processor": "process_stale_queue_items",
-             "escalation-cleanup": "cleanup_escalation_events", "event-relay": "relay_engine_events"}
+             "escalation-cleanup": "cleanup_escalation_events", "event-relay": "relay_engine_events",
+             "leave-return": "return_staff_from_leave"}
 NO_CRON_REASON = "pg_cron is not installed in this database: the scheduled jobs do not run"
 REALTIME = ["assignment_queue", "assignments", "escalation_events"]
 RIYADH = timezone(timedelta(hours=3))
@@ -123,7 +126,8 @@ def test_pg_cron_runs_the_jobs_and_health_is_healthy(cron_database_url, shipped_
     with psycopg.connect(cron_database_url, autocommit=True) as conn:
         started = scalar(conn, "SELECT now()")
         # An urgent ticket that arrived three hours ago (this session's clock only): every level of
-        # its chain is due, and the sla-monitoring job, on the real clock, must find it.
+        # its chain is due, and its response deadline (15 min) long past; the sla-monitoring job, on
+        # the real clock, must find it: four levels and one response breach.
         desk = str(uuid.uuid4())
         call(conn, "upsert_staff_profile", {"id": desk, "unit_id": "unit-it-support", "full_name": "Cron Desk",
                                             "wip_limit": 50})
@@ -146,7 +150,7 @@ def test_pg_cron_runs_the_jobs_and_health_is_healthy(cron_database_url, shipped_
         while time.monotonic() < deadline and not (fallback_ok and escalated and monitor_ok and relayed):
             fallback_ok = any(status == "succeeded" for status, _ in runs("queue-fallback-processor"))
             escalated = scalar(conn, "SELECT count(*) FROM escalation_events WHERE assignment_id = %s",
-                               ticket["assignment_id"]) == 4
+                               ticket["assignment_id"]) == 5
             monitor_ok = any(status == "succeeded" for status, _ in runs("sla-monitoring"))
             # the event-relay job (every second, inside one per-minute run) empties the outbox
             relayed = escalated and scalar(conn, "SELECT count(*) FROM engine_events") == 0
@@ -258,12 +262,12 @@ def test_health_fields(engine_url, shipped_objects):
         conn.execute("SELECT set_config('rulesctl.now', %s, false)", [t0.isoformat()])
         call(conn, "auto_assign", {"work_item_id": "tk-1", "work_item_type": "ticket", "priority": "urgent"})
         conn.execute("SELECT set_config('rulesctl.now', %s, false)", [(t0 + timedelta(hours=3)).isoformat()])
-        assert scalar(conn, "SELECT sla_check_and_escalate()") == 4
+        assert scalar(conn, "SELECT sla_check_and_escalate()") == 5      # four levels and the response breach
 
         health = scalar(conn, "SELECT engine_health()")
         assert health["checks"]["queue"]["depth"] == 2
         assert datetime.fromisoformat(health["checks"]["queue"]["oldest_queued_at"]) == t0 + timedelta(minutes=5)
-        assert health["checks"]["escalations_last_24h"] == 4
+        assert health["checks"]["escalations_last_24h"] == 5
         conn.execute("SELECT set_config('rulesctl.now', %s, false)", [(t0 + timedelta(hours=28)).isoformat()])
         assert scalar(conn, "SELECT engine_health()")["checks"]["escalations_last_24h"] == 0
 
