@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -221,3 +222,22 @@ def test_the_cli_from_another_directory(engine_url, tmp_path):
     assert '"added": 1' in done.stdout
     with psycopg.connect(engine_url) as conn:
         assert conn.execute("SELECT full_name, skills FROM staff_profiles").fetchall() == [("Al", ["skill-arabic"])]
+
+
+def test_a_role_that_does_not_own_the_staff_tables_imports_with_the_row_triggers(staffed, engine_url, tmp_path):
+    from psycopg.conninfo import make_conninfo
+    role = f"importer_{uuid.uuid4().hex[:8]}"
+    staffed.execute(f"CREATE ROLE {role} LOGIN BYPASSRLS; GRANT USAGE ON SCHEMA public TO {role}; "
+                    f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}; "
+                    f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {role}")
+    try:
+        result = import_staff(make_conninfo(engine_url, user=role), roster(tmp_path, CHANGED_ROSTER))
+        assert not result.set_based
+        assert (len(result.added), result.changed, result.unchanged) == (2, 1, 1)
+    finally:
+        staffed.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
+    assert unit_counts_off(staffed) == []
+    assert staffed.execute("SELECT count(*) FROM staff_profiles s WHERE skills <> ARRAY(SELECT k.skill_id "
+                           "FROM staff_skills k WHERE k.staff_id = s.id ORDER BY k.skill_id)").fetchone()[0] == 0
+    assert staffed.execute("SELECT skills FROM staff_profiles WHERE id = %s", [uid(1)]).fetchone()[0] == [
+        "skill-network", "skill-sql"]
