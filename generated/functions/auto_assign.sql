@@ -180,6 +180,8 @@ BEGIN
   END IF;
   RETURN jsonb_build_object('status', 'queued', 'queue_id', v_item.id, 'position', v_ahead + 1,
                             'target_unit_id', v_item.target_unit_id, 'sla_deadline', v_item.sla_deadline,
-                            'rule_id', v_rule.rule_id, 'existing', false, 'escalation_event_id', v_escalation_id);
+                            'rule_id', v_rule.rule_id, 'existing', false)
+         || CASE WHEN v_escalation_id IS NOT NULL THEN jsonb_build_object('escalation_event_id', v_escalation_id)
+                 ELSE '{}' END;
 END
 $fn$;

@@ -37,7 +37,7 @@ def test_shipped_policy_is_valid_and_complete(repo_root):
     jobs = {j.name: j.schedule for j in policy.jobs}
     assert jobs == {"sla-monitoring": "30 seconds", "capacity-snapshot": "0 0 * * *",
                     "queue-fallback-processor": "* * * * *", "escalation-cleanup": "0 2 * * *",
-                    "event-relay": "1 seconds"}
+                    "event-relay": "1 seconds", "leave-return": "* * * * *"}
     assert any(level.reason == "sla_breach" for c in policy.chains for level in c.levels)
     assert policy.leave.reassign == ("urgent", "high")
 

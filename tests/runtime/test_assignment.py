@@ -206,12 +206,15 @@ def test_freed_capacity_serves_urgent_then_high_then_normal(conn):
 
     at(conn, T0 + timedelta(minutes=10))
     done = complete(conn, busy["assignment_id"])
-    assert done == {"assignment_id": busy["assignment_id"], "status": "completed", "assignee_id": DESK_A,
-                    "completed_at": done["completed_at"]}
     assert ts(done["completed_at"]) == T0 + timedelta(minutes=10)
     assert scalar(conn, "SELECT status::text FROM assignments WHERE id = %s", busy["assignment_id"]) == "completed"
     assert active_items(conn, DESK_A) == ["tk-urgent"]
     taken = active_assignment(conn, "tk-urgent")
+    # the answer names what the freed slot took, as the queue drain reported it
+    assert done == {"assignment_id": busy["assignment_id"], "status": "completed", "assignee_id": DESK_A,
+                    "completed_at": done["completed_at"], "next": done["dequeued"][0],
+                    "dequeued": [{"queue_id": done["next"]["queue_id"], "work_item_id": "tk-urgent",
+                                  "assignment_id": taken["id"], "assignee_id": DESK_A}]}
     assert taken["decision"]["source"] == "queue"
     assert ts(taken["arrived_at"]) == T0 + timedelta(minutes=3)               # the SLA clock kept running
     assert ts(taken["sla_deadline"]) == T0 + timedelta(minutes=3, hours=2)    # ticket/urgent: 2h
@@ -651,8 +654,8 @@ def test_explicit_target_unit_wins_over_rule_unit(conn):
     assert result["rule_id"] == "rule-tickets"            # the rule still supplies strategy and weight
     row = active_assignment(conn, "tk-hr")
     assert row["target_unit_id"] == "unit-hr"
-    assert row["decision"]["target"] == {"unit_id": "unit-hr", "include_subtree": False, "explicit": True,
-                                         "units": ["unit-hr"]}
+    assert row["decision"]["target"] == {"unit_id": "unit-hr", "unit_name": "Human Resources", "include_subtree": False,
+                                         "explicit": True, "units": ["unit-hr"]}
     assert row["decision"]["strategy"] == "round_robin"
 
     # With nobody in the explicit unit the item waits there, even though IT has room.
@@ -671,7 +674,8 @@ def test_survey_task_goes_anywhere_in_operations_subtree(conn):
     assert first["status"] == "assigned" and first["rule_id"] == "rule-survey-tasks"
     assert first["assignee_id"] == uid(51) and first["unit_id"] == "unit-field-survey"
     decision = active_assignment(conn, "sv-1")["decision"]
-    assert decision["target"] == {"unit_id": "unit-operations", "include_subtree": True, "explicit": False,
+    assert decision["target"] == {"unit_id": "unit-operations", "unit_name": "Statistical Operations",
+                                  "include_subtree": True, "explicit": False,
                                   "units": ["unit-data-processing", "unit-field-survey", "unit-methodology",
                                             "unit-operations"]}
     assert decision["candidates"]["considered"] == 2
@@ -953,8 +957,8 @@ def test_decision_record_explains_assignment(conn):
     assert decision["capacity_weight"] == 2
     assert decision["min_proficiency_rank"] == 3                  # expert
     assert decision["required_skills"] == ["skill-legal-translation"]
-    assert decision["target"] == {"unit_id": "unit-translation", "include_subtree": False, "explicit": False,
-                                  "units": ["unit-translation"]}
+    assert decision["target"] == {"unit_id": "unit-translation", "unit_name": "Translation", "include_subtree": False,
+                                  "explicit": False, "units": ["unit-translation"]}
     assert ts(decision["decided_at"]) == T0 + timedelta(minutes=15)
     candidates = decision["candidates"]
     assert candidates["considered"] == 6
