@@ -571,7 +571,8 @@ def token(role: str, sub: str | None, ttl: str, secret_env: str | None) -> None:
 @click.option("--synthetic", is_flag=True, help="Arrivals generated from the policy (needs --days).")
 @click.option("--from-history", "history", metavar="DAYS", help="The last DAYS days (e.g. 30d) of arrivals, "
               "handling times and staff of --database-url (read-only).")
-@click.option("--days", type=click.IntRange(1, 366), help="Synthetic: how many days of arrivals.")
+@click.option("--days", type=click.IntRange(1, 366), help="Synthetic: how many days of arrivals; with --workload: "
+              "how long to replay (default: until the last arrival's handling time has passed).")
 @click.option("--per-day", type=click.IntRange(1), default=3300, show_default=True,
               help="Synthetic: arrivals per day for the whole organisation.")
 @click.option("--staff", "staff_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),

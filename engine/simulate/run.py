@@ -98,7 +98,7 @@ def simulate(server_url: str, policies: list[PolicyUnderTest], spec: WorkloadSpe
 
 def _workload(policy: Policy, spec: WorkloadSpec, seed: int) -> Workload:
     if spec.file is not None:
-        return workload_source.from_file(spec.file)
+        return workload_source.from_file(spec.file, spec.days)
     if spec.history_url is not None and spec.history_days:
         with _read_only(spec.history_url) as conn:
             return workload_source.from_history(conn, spec.history_days)

@@ -150,8 +150,9 @@ def _hour_weight(calendar: Calendar, local: dt.datetime, working_minutes_per_wee
     return OFF_HOURS_SHARE * 60 / off_minutes if off_minutes > 0 else 0.0
 
 
-def from_file(path: Path, end: dt.datetime | None = None) -> Workload:
-    """Arrivals from CSV (a header naming the fields) or JSONL (one object a line)."""
+def from_file(path: Path, days: int | None = None) -> Workload:
+    """Arrivals from CSV (a header naming the fields) or JSONL (one object a line), replayed for
+    `days` from the first arrival, or until the last one's handling time has passed."""
     try:
         text = path.read_text()
     except OSError as exc:
@@ -169,8 +170,10 @@ def from_file(path: Path, end: dt.datetime | None = None) -> Workload:
     arrivals = sorted((_arrival(path, n, row) for n, row in rows), key=lambda a: (a.arrived_at, a.work_item_id))
     if not arrivals:
         raise WorkloadError(f"{path}: no arrivals")
-    last = max(a.arrived_at + dt.timedelta(minutes=a.handling_minutes) for a in arrivals)
-    return Workload(tuple(arrivals), "file", arrivals[0].arrived_at, end or last)
+    first = arrivals[0].arrived_at
+    end = first + dt.timedelta(days=days) if days else \
+        max(a.arrived_at + dt.timedelta(minutes=a.handling_minutes) for a in arrivals)
+    return Workload(tuple(arrivals), "file", first, end)
 
 
 def _arrival(path: Path, line: int, row: dict) -> Arrival:
