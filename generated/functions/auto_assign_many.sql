@@ -38,9 +38,9 @@ BEGIN
   IF p_requests IS NULL THEN
     PERFORM api_invalid('requests', 'is required (an array of requests, possibly empty)');
   END IF;
-  IF cardinality(p_requests) > 10000 THEN
+  IF cardinality(p_requests) > 1000 THEN
     PERFORM api_invalid('requests', format('at most %s requests per auto_assign_many call (this one has %s)',
-                                           10000, cardinality(p_requests)));
+                                           1000, cardinality(p_requests)));
   END IF;
 
   -- auto_assign's own lock per work item (7402, hashtext(work_item_id)), all of them first.

@@ -32,9 +32,9 @@ BEGIN
   IF p_requests IS NULL THEN
     PERFORM api_invalid('requests', 'is required (an array of requests, possibly empty)');
   END IF;
-  IF cardinality(p_requests) > 10000 THEN
+  IF cardinality(p_requests) > 1000 THEN
     PERFORM api_invalid('requests', format('at most %s requests per complete_assignments_many call (this one has %s)',
-                                           10000, cardinality(p_requests)));
+                                           1000, cardinality(p_requests)));
   END IF;
   SELECT coalesce(array_agg(DISTINCT s.unit_id), '{}') INTO v_units
   FROM assignments a JOIN staff_profiles s ON s.id = a.assignee_id
