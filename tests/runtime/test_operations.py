@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
+from api_support import event_stream, running_server
 from engine_calls import at, call, scalar, uid
 
 from engine.compiler.render import job_commands
@@ -99,7 +100,7 @@ def translation_team(conn):
 # ------------------------------------------------------------------------- no capacity: escalate
 
 @pytest.fixture
-def escalating_conn(database_url, tmp_path, repo_root):
+def escalating_url(database_url, tmp_path, repo_root):
     """The shipped policy with rule-translation saying `when_no_capacity: escalate`."""
     rules = tmp_path / "rules"
     shutil.copytree(repo_root / "rules", rules)
@@ -110,7 +111,12 @@ def escalating_conn(database_url, tmp_path, repo_root):
     path.write_text(text.replace(anchor, anchor + "    when_no_capacity: escalate\n"))
     policy, objects = build(rules)
     assert apply(database_url, objects, policy).outcome == "applied"
-    with psycopg.connect(database_url, autocommit=True) as connection:
+    return database_url
+
+
+@pytest.fixture
+def escalating_conn(escalating_url):
+    with psycopg.connect(escalating_url, autocommit=True) as connection:
         yield connection
 
 
@@ -169,6 +175,23 @@ def test_no_capacity_stores_one_event_for_the_nearest_available_head_and_shows_i
                                                                               "waiting": 0}
     at(conn, T0 + timedelta(hours=25))
     assert scalar(conn, "SELECT engine_health()")["checks"]["no_capacity"]["escalations_last_24h"] == 0
+
+
+def test_the_event_stream_shows_the_no_capacity_escalation_to_the_head_above(escalating_url, escalating_conn):
+    """Over HTTP, as a client of `rulesctl serve` sees it: Dissemination's head, subscribed to
+    /assignments/events, receives the escalation of an item queued in Translation."""
+    conn = escalating_conn
+    at(conn, T0)
+    staff(conn, TR_A, "unit-translation", "Amal Haddad", wip_limit=0)
+    staff(conn, DISS_HEAD, "unit-dissemination", "Dana Khalil", "unit_head", 0)
+    with running_server(escalating_url) as server, event_stream(server, "authenticated", DISS_HEAD) as stream:
+        queued = server.as_("service_role").post("/functions/v1/assignments-auto-assign", json={
+            "work_item_id": "tr-http", "work_item_type": "translation_request", "priority": "normal"})
+        assert queued.status_code == 202, queued.text
+        seen = stream.until(lambda event, data: event == "escalation_events")
+    event, data = seen[-1]
+    assert (data["event_id"], data["reason"], data["recipient_id"], data["unit_id"]) == \
+        (queued.json()["escalation_event_id"], "no_capacity", DISS_HEAD, "unit-translation")
 
 
 # ------------------------------------------------------------------------------- leave with until
@@ -264,6 +287,22 @@ def test_review_reassign_to_a_named_person_or_to_the_best_eligible(conn):
     assert picked["outcome"] == "queued" and picked["queue_id"] is not None
     assert scalar(conn, "SELECT work_item_id FROM assignment_queue WHERE id = %s", picked["queue_id"]) == "tr-p"
     assert audit(conn, "tr-p")[-1][0] == "review_reassign"
+
+
+def test_review_over_http_under_its_function_name(engine_url, conn):
+    ids = flagged_team(conn)
+    with running_server(engine_url) as server:
+        kept = server.as_("authenticated", TR_SUP).post("/functions/v1/assignments-review", json={
+            "assignment_id": ids["tr-k"], "action": "keep", "note": "fine as it is"})
+        assert kept.status_code == 200, kept.text
+        assert (kept.json()["outcome"], kept.json()["assignee_id"]) == ("kept", TR_A)
+        refused = server.as_("authenticated", TR_B).post("/functions/v1/assignments/review", json={
+            "assignment_id": ids["tr-r"], "action": "keep", "note": "mine now"})
+        assert refused.status_code == 403, refused.text
+        bad = server.as_("authenticated", TR_SUP).post("/functions/v1/assignments/review", json={
+            "assignment_id": ids["tr-r"], "action": "maybe", "note": "x"})
+        assert (bad.status_code, bad.json()["field"]) == (400, "action")
+    assert active(conn, "tr-k")["needs_review"] is False and active(conn, "tr-r")["needs_review"] is True
 
 
 def test_review_is_refused_for_a_colleague_and_elsewhere_and_bad_input_names_the_field(conn):
