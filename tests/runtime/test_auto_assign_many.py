@@ -234,6 +234,7 @@ class Workload:
 def test_batches_equal_sequential_calls(twins, seed):
     bulk, sequential = twins
     work = Workload(seed, bulk)
+    queued: set[str] = set()
     for step in range(12):
         for conn in twins:
             at(conn, T0 + timedelta(minutes=7 * step))
@@ -241,6 +242,7 @@ def test_batches_equal_sequential_calls(twins, seed):
         batch = assign_many(bulk, requests)
         one_by_one = [call(sequential, "auto_assign", r) for r in requests]
         assert normal(batch) == normal(one_by_one), f"step {step}: {requests}"
+        queued |= {r["work_item_id"] for r, result in zip(requests, batch, strict=True) if result["status"] == "queued"}
         if step % 2:
             done = work.completions(bulk, 0.5)
             batch = complete_many(bulk, [{"assignment_id": a} for a in active_ids(bulk, done)])
@@ -249,6 +251,8 @@ def test_batches_equal_sequential_calls(twins, seed):
     statuses = {r["status"] for r in normal(tables(bulk)["assignments"])}
     assert statuses == {"assigned", "completed"}
     assert tables(bulk)["assignment_queue"], "some items should be waiting: the units are small"
+    drained = bulk.execute("SELECT count(*) FROM assignments WHERE work_item_id = ANY (%s)", [sorted(queued)])
+    assert drained.fetchone()[0] > 0, "completions should have handed queued items to the people they freed"
     assert_same_state(bulk, sequential, set(work.filed))
 
 
