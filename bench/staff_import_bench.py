@@ -30,6 +30,8 @@ from pathlib import Path
 
 import psycopg
 
+from engine.operations.staff_import import ImportResult, import_staff
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LEVELS = ("basic", "proficient", "expert", "1", "2", "3")
 
@@ -52,8 +54,7 @@ def write_roster(path: Path, rows: int, units: list[str], skills: list[str], var
             out.write(f"{uuid.UUID(int=n + 1)},{unit},Person {n},{role},{held},{wip},\n")
 
 
-def timed(url: str, path: Path, **options) -> tuple[float, object]:
-    from engine.operations.staff_import import import_staff
+def timed(url: str, path: Path, **options) -> tuple[float, ImportResult]:
     clock = time.perf_counter()
     result = import_staff(url, path, **options)
     return time.perf_counter() - clock, result
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="rulesctl-import-bench-") as scratch:
             return run(url, args.rows, Path(scratch))
     from bench.throwaway import throwaway_cluster
-    with throwaway_cluster("rulesctl-import-bench-", args.keep) as (url, scratch):
+    with throwaway_cluster("rulesctl-import-bench-", args.keep) as (url, scratch, _):
         os.chdir(REPO_ROOT)                   # origins are shown relative to the project
         policy, objects = build(Path("rules"))
         apply(url, objects, policy)

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.database.local import LocalCluster
+
 
 @contextmanager
-def throwaway_cluster(prefix: str, keep: bool = False) -> Iterator[tuple[str, Path]]:
-    """(URL of its application database, a scratch directory beside it)."""
-    from engine.database.local import LocalCluster
+def throwaway_cluster(prefix: str, keep: bool = False) -> Iterator[tuple[str, Path, LocalCluster]]:
+    """(URL of its application database, a scratch directory beside it, the cluster)."""
     base = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(base, 0o755)                     # the server's OS user must reach it
     cluster = LocalCluster(base / "cluster")
@@ -22,7 +23,7 @@ def throwaway_cluster(prefix: str, keep: bool = False) -> Iterator[tuple[str, Pa
     scratch.mkdir()
     url = cluster.start()
     try:
-        yield url, scratch
+        yield url, scratch, cluster
     finally:
         if keep:
             print(f"cluster kept: {url} (data in {base})")

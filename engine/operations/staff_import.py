@@ -125,26 +125,20 @@ def _run(conn: psycopg.Connection[Any], roster: Roster, name: str, dry_run: bool
         raise RosterError(name, roster.problems + problems)
     report("checked", rows)
     if not dry_run:
-        goes_on_leave = _lock(conn)
+        _lock(conn)
     has = {column: column in roster.columns for column in ("role", "skills", "wip_limit")}
     conn.execute(q.PLAN, {"has_role": has["role"], "has_skills": has["skills"], "has_wip": has["wip_limit"]})
     result = _compare(conn, name, rows, dry_run, leavers)
     report("compared", rows)
     if not dry_run:
-        _merge(conn, result, leavers, goes_on_leave)
+        _merge(conn, result, leavers)
         report("merged", rows)
     return result
 
 
-def _lock(conn: psycopg.Connection[Any]) -> bool:
-    """Every unit's lock (exclusive when someone goes on leave: the leave policy may reach any
-    unit), then the staff tables against other writers. Whether someone goes on leave."""
-    goes_on_leave = bool(conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM staff_import_rows r JOIN staff_profiles s ON s.id = r.id::uuid "
-        "WHERE r.availability = 'on_leave' AND s.availability_status <> 'on_leave')").fetchone()[0])  # type: ignore[index]
-    conn.execute(q.LOCK_UNITS, {"shared": not goes_on_leave})
+def _lock(conn: psycopg.Connection[Any]) -> None:
+    conn.execute(q.LOCK_UNITS)
     conn.execute(q.LOCK_TABLES)
-    return goes_on_leave
 
 
 def _compare(conn: psycopg.Connection[Any], name: str, rows: int, dry_run: bool, leavers: str) -> ImportResult:
@@ -157,7 +151,7 @@ def _compare(conn: psycopg.Connection[Any], name: str, rows: int, dry_run: bool,
     return result
 
 
-def _merge(conn: psycopg.Connection[Any], result: ImportResult, leavers: str, goes_on_leave: bool) -> None:
+def _merge(conn: psycopg.Connection[Any], result: ImportResult, leavers: str) -> None:
     owner = bool(conn.execute(q.OWNS_STAFF_TABLES).fetchone()[0])           # type: ignore[index]
     result.set_based = owner
     if owner:
@@ -168,8 +162,8 @@ def _merge(conn: psycopg.Connection[Any], result: ImportResult, leavers: str, go
     conn.execute(q.UNIT_COUNTS)
     if owner:
         _row_triggers(conn, "ENABLE")
-    if goes_on_leave:
-        reassigned, queued, flagged = conn.execute(q.LEAVE).fetchone()     # type: ignore[misc]
+    reassigned, queued, flagged = conn.execute(q.LEAVE).fetchone()         # type: ignore[misc]
+    if reassigned or queued or flagged:
         result.leave_policy = {"reassigned": reassigned, "queued": queued, "flagged_for_review": flagged}
     result.assigned_from_queue = int(conn.execute(q.QUEUE).fetchone()[0])  # type: ignore[index]
 

@@ -163,10 +163,12 @@ ORDER BY i.line
 
 # --- the merge -----------------------------------------------------------------------------
 
-# Every unit's lock (queue wake-ups, as upsert_staff_profile takes them), then the staff
-# tables against concurrent writers; readers go on.
-LOCK_UNITS = "SELECT lock_units(ARRAY(SELECT id FROM organizational_units), %(shared)s)"
-LOCK_TABLES = "LOCK TABLE staff_profiles, staff_skills IN SHARE ROW EXCLUSIVE MODE"
+# As the leave policy takes them: every unit's lock exclusively (in-flight completions and
+# arrivals finish first; new ones wait), then the staff tables EXCLUSIVE: plain reads go on,
+# but nobody takes a staff row until the commit -- a row lock taken meanwhile and upgraded to
+# a write would wait for this transaction while it waits for that row.
+LOCK_UNITS = "SELECT lock_units(ARRAY(SELECT id FROM organizational_units))"
+LOCK_TABLES = "LOCK TABLE staff_profiles, staff_skills IN EXCLUSIVE MODE"
 OWNS_STAFF_TABLES = """
 SELECT bool_and(pg_has_role(current_user, c.relowner, 'USAGE')) FROM pg_class c
 WHERE c.oid IN ('staff_profiles'::regclass, 'staff_skills'::regclass)
@@ -212,10 +214,6 @@ FROM (SELECT apply_leave_policy(i.id, 'on leave (staff import)', NULL) AS o
       FROM staff_import i
       WHERE i.changed AND i.availability_status = 'on_leave' AND i.old_availability_status <> 'on_leave'
       ORDER BY i.line) l
-"""
-GOES_ON_LEAVE = """
-SELECT EXISTS (SELECT 1 FROM staff_import i WHERE NOT i.is_new AND i.availability_status = 'on_leave'
-               AND i.old_availability_status <> 'on_leave')
 """
 QUEUE = """
 SELECT coalesce(sum(process_queue_on_capacity_change(i.id)), 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -241,3 +242,44 @@ def test_a_role_that_does_not_own_the_staff_tables_imports_with_the_row_triggers
                            "FROM staff_skills k WHERE k.staff_id = s.id ORDER BY k.skill_id)").fetchone()[0] == 0
     assert staffed.execute("SELECT skills FROM staff_profiles WHERE id = %s", [uid(1)]).fetchone()[0] == [
         "skill-network", "skill-sql"]
+
+
+def test_imports_while_work_is_assigned_and_completed_keep_every_invariant(conn, engine_url, tmp_path):
+    from engine.database.invariants import counters_off, duplicate_active_assignments, queued_and_assigned
+    people = 300
+    units = ("unit-it-support", "unit-hr")
+    first = "".join(f"{uid(n)},unit-it-support,P{n},,skill-network,3,\n" for n in range(1, people + 1))
+    moved = "".join(f"{uid(n)},{units[n % 2]},P{n},,skill-network:{1 + n % 3},{2 + n % 3},\n"
+                    for n in range(1, people + 1))
+    import_staff(engine_url, roster(tmp_path, first, name="first.csv"))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(worker_id: int) -> None:
+        try:
+            with psycopg.connect(engine_url, autocommit=True) as worker:
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    done = call(worker, "auto_assign", {"work_item_id": f"c-{worker_id}-{n}",
+                                                        "work_item_type": "ticket", "priority": "normal"})
+                    if done["status"] == "assigned" and n % 2:
+                        worker.execute("SELECT complete_assignment(%s)", [done["assignment_id"]])
+        except BaseException as exc:            # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for path in (roster(tmp_path, moved, name="moved.csv"), roster(tmp_path, first, name="back.csv")) * 2:
+            import_staff(engine_url, path)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert errors == []
+    assert unit_counts_off(conn) == []
+    assert counters_off(conn) == []
+    assert duplicate_active_assignments(conn) == [] and queued_and_assigned(conn) == []
+    assert conn.execute("SELECT count(*) FROM assignments").fetchone()[0] > 0
