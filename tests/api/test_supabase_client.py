@@ -117,6 +117,8 @@ def test_every_endpoint_by_its_deployed_name(api):
     # health: no pg_cron in this test database, so degraded (503) for every caller
     assert refused(client(api), "health-assignment-engine", method="GET").status == 503
     assert refused(service, "health-assignment-engine").status == 503
+    # the guide's path is what Supabase routes to a function `health` (sub-path assignment-engine)
+    assert refused(client(api), "health/assignment-engine", method="GET").status == 503
 
 
 def test_the_event_stream_by_its_deployed_name(api):
