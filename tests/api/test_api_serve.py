@@ -135,12 +135,17 @@ def test_32_clients_auto_assign_over_http_and_the_invariants_hold(loaded_engine,
               f"({assigned} assigned, the rest queued)")
 
 
-def test_sigint_ends_open_streams_and_exits_0(engine_url):
+def test_sigint_ends_open_streams_and_exits_0_and_cors_origin_is_served(engine_url):
     add_staff(engine_url, STAFF[0], "unit-it-support")
     with psycopg.connect(engine_url, autocommit=True) as conn:    # as with notify_assignment_changes: false
         conn.execute("DROP TRIGGER assignment_notify_trigger ON assignments")
-    server = Serve(engine_url)
+    server = Serve(engine_url, "--cors-origin", "https://app.example.org")
     try:
+        # the option reaches the app: a preflight from that origin is answered, by function name
+        preflight = httpx.options(f"{server.base_url}/functions/v1/assignments-events", headers={
+            "Origin": "https://app.example.org", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, apikey"})
+        assert preflight.headers.get("access-control-allow-origin") == "https://app.example.org", preflight.text
         with httpx.Client(base_url=server.base_url, headers=bearer("authenticated", STAFF[0]),
                           timeout=httpx.Timeout(10.0)) as client:
             with client.stream("GET", "/functions/v1/assignments/events") as response:
