@@ -67,7 +67,9 @@ def simulate(server_url: str, policies: list[PolicyUnderTest], spec: WorkloadSpe
              keep: bool = False, progress: Report | None = None,
              workload: Workload | None = None, people: list[Person] | None = None) -> Simulation:
     clock = time.perf_counter()
-    with ExitStack() as stack, ThreadPoolExecutor(max_workers=len(policies)) as pool:
+    # The scratch databases are dropped (WITH FORCE, ending their backends) before the pool waits
+    # for its threads: an interrupted run stops at once instead of replaying to the end.
+    with ThreadPoolExecutor(max_workers=len(policies)) as pool, ExitStack() as stack:
         scratch = [stack.enter_context(ScratchDatabase(server_url, p.label, keep)) for p in policies]
         list(pool.map(lambda pair: pair[0].install(pair[1].policy, pair[1].objects, pair[1].rules_dir),
                       zip(scratch, policies, strict=True)))

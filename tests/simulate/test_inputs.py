@@ -115,3 +115,17 @@ def test_the_command_refuses_contradictory_options_plainly(args, message):
     assert result.exit_code == 1
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_progress_rewrites_one_line_with_each_policys_day_and_the_rate():
+    import io
+
+    from engine.simulate.progress import TerminalProgress
+    out = io.StringIO()
+    progress = TerminalProgress(out)
+    progress("proposed", 1, 30, 3000)
+    progress("baseline", 2, 30, 6000)
+    progress.done()
+    lines = out.getvalue().split("\r")
+    assert lines[-1].startswith("simulating  baseline: day 2/30  proposed: day 1/30  ")
+    assert "items/s" in lines[-1] and lines[-1].endswith("\n") and "\n" not in lines[-2]
