@@ -25,7 +25,6 @@ DECLARE
   v_reason text := coalesce(api_text(p_request, 'reason', false), 'availability changed');
   v_until timestamptz;
   v_version integer := api_version(p_request);
-  v_staff staff_profiles;
 BEGIN
   IF NOT v_status_text = ANY (enum_range(NULL::availability_status)::text[]) THEN
     PERFORM api_invalid('status', format('unknown availability status %L; known: %s', v_status_text,
@@ -44,7 +43,7 @@ BEGIN
       PERFORM api_invalid('until', format('%s has already passed (engine time %s)', v_until, engine_now()));
     END IF;
   END IF;
-  SELECT * INTO v_staff FROM staff_profiles WHERE id = v_staff_id;
+  PERFORM 1 FROM staff_profiles WHERE id = v_staff_id;
   IF NOT FOUND THEN
     PERFORM api_invalid('staff_id', format('unknown staff %s', v_staff_id));
   END IF;
