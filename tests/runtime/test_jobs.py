@@ -163,8 +163,9 @@ def test_pg_cron_runs_the_jobs_and_health_is_healthy(cron_database_url, shipped_
         levels = conn.execute("SELECT level, reason::text, recipient_id::text FROM escalation_events"
                               " WHERE assignment_id = %s ORDER BY level", [ticket["assignment_id"]]).fetchall()
         assert [(lv, reason) for lv, reason, _ in levels] == [(1, "sla_warning"), (2, "sla_warning"),
-                                                              (3, "sla_breach"), (4, "sla_breach")]
-        assert levels[0][2] == desk
+                                                              (3, "sla_breach"), (4, "sla_breach"),
+                                                              (None, "response_breach")]
+        assert levels[0][2] == levels[4][2] == desk          # the response breach goes where level 1 does
 
         health = scalar(conn, "SELECT engine_health()")
         assert health["status"] == "healthy", health["reasons"]
