@@ -41,3 +41,13 @@ def variant(tmp_path: Path, label: str, edits: dict[str, list[tuple[str, str]]],
         (rules / name).write_text((rules / name).read_text() + text)
     policy, objects = build(rules)
     return PolicyUnderTest(label, rules, policy, objects)
+
+
+def assert_sound(result) -> None:
+    """The runtime's invariants at the end of every replay: nobody over WIP, counters equal to the
+    real load, nothing lost, nobody idle while work they could take waits."""
+    for label, found in result.violations.items():
+        assert found == {name: 0 for name in found}, f"{label}: {found}"
+        assert result.summary["policies"][label]["over_wip"] == 0
+        m = result.summary["policies"][label]
+        assert m["assigned"] + m["queued_at_end"] + m["rejected"] >= m["items"], f"{label}: items lost"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import variant
+from conftest import assert_sound, variant
 
 from engine.simulate.report import as_json
 from engine.simulate.run import WorkloadSpec, simulate
@@ -13,16 +13,6 @@ from engine.simulate.run import WorkloadSpec, simulate
 pytestmark = pytest.mark.db
 
 SHORT = WorkloadSpec(days=2, per_day=200)        # about 400 arrivals: seconds, not minutes
-
-
-def assert_sound(result) -> None:
-    """The runtime's invariants at the end of every replay: nobody over WIP, counters equal to the
-    real load, nothing lost, nobody idle while work they could take waits."""
-    for label, found in result.violations.items():
-        assert found == {name: 0 for name in found}, f"{label}: {found}"
-        assert result.summary["policies"][label]["over_wip"] == 0
-        m = result.summary["policies"][label]
-        assert m["assigned"] + m["queued_at_end"] + m["rejected"] >= m["items"], f"{label}: items lost"
 
 
 def test_the_same_seed_gives_the_same_json_and_another_seed_does_not(server_url, shipped):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from conftest import assert_sound
 
 from engine.simulate.run import WorkloadSpec, simulate
 
@@ -33,7 +34,7 @@ def test_going_on_leave_hands_urgent_work_back_and_it_finishes_later(server_url,
     at_work = run(server_url, shipped, tmp_path / "at-work", "")
     on_leave = run(server_url, shipped, tmp_path / "on-leave", away)
     for result in (at_work, on_leave):
-        assert result.violations["baseline"] == {name: 0 for name in result.violations["baseline"]}
+        assert_sound(result)
     normal, leave = at_work.summary["policies"]["baseline"], on_leave.summary["policies"]["baseline"]
     assert normal["completed"] == 4       # urgent tickets weigh 2 (rule-critical-tickets): two rounds of 5 h
     assert normal["resolution_minutes"]["p95"] < 11 * 60
