@@ -596,6 +596,7 @@ def simulate(rules_dir: Path, baseline_dir: Path | None, baseline_live: bool, wo
     """
     import tempfile
 
+    from engine.database.connect import redact
     from engine.simulate.live import live_rules
     from engine.simulate.progress import TerminalProgress
     from engine.simulate.report import render
@@ -627,6 +628,8 @@ def simulate(rules_dir: Path, baseline_dir: Path | None, baseline_live: bool, wo
     result = _run_or_exit(lambda: run_simulation(url, subjects, spec, seed, keep=keep, progress=progress))
     if progress:
         progress.done()
+    for label, kept in result.databases.items():
+        click.echo(f"kept the {label} scratch database: {redact(kept)}", err=True)
     report = render(result, fmt)
     if out_file:
         out_file.write_text(report)
