@@ -6,12 +6,12 @@ under 200 ms).
 A throwaway local cluster is started in a temp directory, the shipped policy installed and the
 benchmark's data loaded (bench/data.py: 50,000 staff, 1,000,000 assignments arrived over the
 last three days with their SLA deadlines and escalation levels as the engine would have them
-now, 5,000 queued items), one escalation event per level each has passed, and then all but
---active of them completed (at 60-130% of their deadline: some late), as history. The cluster's
-application database is used, where pg_cron lives: the shipped jobs run meanwhile, as on a live
-system, and status reads their runs. Then VACUUM ANALYZE, as autovacuum leaves a settled table:
-without it an index-only scan still visits the heap. With DATABASE_URL set, that database is
-read as it is (no loading).
+now, 5,000 queued items); all but --active of them then completed (at 60-130% of their
+deadline: some late) and moved back 0-89 days, as three months of history; one escalation event
+per level each has passed. The cluster's application database is used, where pg_cron lives: the
+shipped jobs run meanwhile, as on a live system, and status reads their runs. Then VACUUM
+ANALYZE, as autovacuum leaves a settled table: without it an index-only scan still visits the
+heap. With DATABASE_URL set, that database is read as it is (no loading).
 
 Each run is one `read_status` on a fresh connection, timed as a whole and by part (figures =
 the pipelined batch, jobs_and_ledger, drift). One warm-up run is not counted. Prints median,
@@ -50,11 +50,19 @@ ON CONFLICT DO NOTHING
 
 
 # Everything but `active` of the loaded work completed, as history: at a hashed share of its
-# deadline (60%-130%: some late), triggers off (superuser; staff counters recomputed after).
+# deadline (60%-130%: some late), and moved back 0-89 days (a hashed whole number of days), so
+# the history spans three months as a live system's would. Triggers off (superuser); staff
+# counters are recomputed after.
+HISTORY_DAYS = 90
 COMPLETE_SQL = """
 UPDATE assignments a SET status = 'completed', next_check_at = NULL,
+       arrived_at = a.arrived_at - x.back, assigned_at = a.assigned_at - x.back,
+       sla_deadline = a.sla_deadline - x.back, created_at = a.created_at - x.back,
+       updated_at = a.updated_at - x.back,
        completed_at = least(now(), a.arrived_at + (a.sla_deadline - a.arrived_at) * (0.6 + bench.h(x.n, 60) / 1430.0))
-FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM assignments) x
+                      - x.back
+FROM (SELECT id, n, make_interval(days => bench.h(n, 61) %% %(days)s) AS back
+      FROM (SELECT id, row_number() OVER (ORDER BY id) AS n FROM assignments) numbered) x
 WHERE x.id = a.id AND x.n > %(active)s
 """
 
@@ -65,12 +73,9 @@ def load(url: str, total: int, active: int, log=print) -> None:
     install(url, REPO_ROOT, log=log)
     Loader(url, log=log).load(Dataset(staff=50_000, wip=max(5, -(-total // 45_000)), active=total, queued=5_000))
     with psycopg.connect(url, autocommit=True) as conn:
-        clock = time.perf_counter()
-        events = conn.execute(EVENTS_SQL).rowcount
-        log(f"  {events:,} escalation events in {time.perf_counter() - clock:.1f} s")
         if active < total:
             conn.execute("SET session_replication_role = replica")
-            done = conn.execute(COMPLETE_SQL, {"active": active}).rowcount
+            done = conn.execute(COMPLETE_SQL, {"active": active, "days": HISTORY_DAYS}).rowcount
             conn.execute("RESET session_replication_role")
             conn.execute("""UPDATE staff_profiles s SET current_assignment_count = coalesce(c.load, 0)
                             FROM staff_profiles t LEFT JOIN (
@@ -78,7 +83,10 @@ def load(url: str, total: int, active: int, log=print) -> None:
                               WHERE status IN ('assigned', 'in_progress', 'on_hold') GROUP BY assignee_id) c
                               ON c.assignee_id = t.id
                             WHERE s.id = t.id AND s.current_assignment_count <> coalesce(c.load, 0)""")
-            log(f"  {done:,} assignments completed (history), {active:,} left active")
+            log(f"  {done:,} assignments completed (history over {HISTORY_DAYS} days), {active:,} left active")
+        clock = time.perf_counter()
+        events = conn.execute(EVENTS_SQL).rowcount
+        log(f"  {events:,} escalation events in {time.perf_counter() - clock:.1f} s")
         conn.execute("VACUUM ANALYZE")
 
 
