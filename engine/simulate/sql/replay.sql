@@ -93,7 +93,7 @@ DECLARE
   v_sweep timestamptz;
   v_change timestamptz;
   v_pending integer := 0;
-  v_n integer;
+  v_id uuid;
   v_request jsonb;
   v_state text;
   v_message text;
@@ -113,14 +113,17 @@ BEGIN
 
     -- One instant, in a fixed order: work finished frees capacity first, then people come and
     -- go, then new work arrives, then the jobs look at the result.
+    -- Each due assignment by key (a join to the active assignments, planned generically, read
+    -- all of them at every completion); one moved away meanwhile (leave) is no longer active.
     IF v_done = v_t THEN
-      PERFORM public.complete_assignment(r.assignment_id)
-      FROM rulesctl_sim.running r JOIN public.assignments a ON a.id = r.assignment_id
-      WHERE r.due_at <= v_t AND a.status IN ('assigned', 'in_progress')
-      ORDER BY r.due_at, r.work_item_id;
-      DELETE FROM rulesctl_sim.running r WHERE r.due_at <= v_t;
-      GET DIAGNOSTICS v_n = ROW_COUNT;
-      v_pending := v_pending + v_n;
+      FOR v_id IN SELECT r.assignment_id FROM rulesctl_sim.running r
+                  WHERE r.due_at <= v_t ORDER BY r.due_at, r.work_item_id LOOP
+        IF EXISTS (SELECT 1 FROM public.assignments a WHERE a.id = v_id AND a.status IN ('assigned', 'in_progress')) THEN
+          PERFORM public.complete_assignment(v_id);
+        END IF;
+        DELETE FROM rulesctl_sim.running r WHERE r.assignment_id = v_id;
+        v_pending := v_pending + 1;
+      END LOOP;
     END IF;
     -- Arrivals and availability changes are walked one row at a time by key (seq follows time):
     -- a range on seq filtered by time would read every later row at each instant.
