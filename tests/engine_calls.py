@@ -3,8 +3,12 @@ engine clock, read one value."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
+import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 
@@ -21,6 +25,14 @@ def call(conn, function: str, payload):
 def at(conn, when: datetime) -> None:
     """Move the engine clock (engine_now()) for this session."""
     conn.execute("SELECT set_config('rulesctl.now', %s, false)", [when.isoformat()])
+
+
+@contextmanager
+def invalid(field: str) -> Iterator[pytest.ExceptionInfo[psycopg.errors.InvalidParameterValue]]:
+    """Expect the API's bad-input error: SQLSTATE 22023 naming this field (diag.column_name)."""
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
+        yield caught
+    assert caught.value.diag.column_name == field, caught.value
 
 
 def scalar(conn, query, *params):

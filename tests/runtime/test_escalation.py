@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from engine_calls import at, call, scalar, uid
+from engine_calls import at, call, invalid, scalar, uid
 
 pytestmark = pytest.mark.db
 
@@ -121,12 +121,6 @@ def notifications(listener, expected: int) -> list[dict]:
     got += [json.loads(n.payload) for n in listener.notifies(timeout=0.3) if n.channel == "escalation_events"]
     return got
 
-
-@contextmanager
-def invalid(field: str):
-    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
-        yield caught
-    assert caught.value.diag.column_name == field, caught.value
 
 
 def service_desk(conn, supervisor_on_leave=True):

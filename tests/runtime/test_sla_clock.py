@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import holidays
 import psycopg
 import pytest
-from engine_calls import at, call, scalar, uid
+from engine_calls import at, call, invalid, scalar, uid
 
 pytestmark = pytest.mark.db
 
@@ -61,13 +61,6 @@ def ts(value) -> datetime:
 def set_status(conn, assignment_id, status) -> None:
     conn.execute("UPDATE assignments SET status = %s WHERE id = %s", [status, assignment_id])
 
-
-@contextmanager
-def invalid(field: str):
-    """Expect SQLSTATE 22023 naming this field (diag.column_name)."""
-    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
-        yield caught
-    assert caught.value.diag.column_name == field, caught.value
 
 
 def counts(conn) -> dict:

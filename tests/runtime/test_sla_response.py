@@ -18,7 +18,7 @@ import psycopg
 import pytest
 import yaml
 from api_support import bearer, running_server
-from engine_calls import at, call, scalar, uid
+from engine_calls import at, call, invalid, scalar, uid
 from policy_cases import make_policy
 
 from engine.migrate.apply import apply
@@ -90,12 +90,6 @@ def mine(conn, staff_id) -> dict[str, dict]:
 def set_status(conn, assignment_id, status) -> None:
     conn.execute("UPDATE assignments SET status = %s WHERE id = %s", [status, assignment_id])
 
-
-@contextmanager
-def invalid(field: str):
-    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
-        yield caught
-    assert caught.value.diag.column_name == field, caught.value
 
 
 def counts(conn) -> dict:
