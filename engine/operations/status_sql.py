@@ -24,30 +24,32 @@ SELECT now() AS checked_at, to_regprocedure('engine_now()') IS NOT NULL AS engin
 CLOCK = "SELECT engine_now()"        # read once and bound: an index bound, not a call per row
 
 # Per unit: staff and capacity as capacity_check counts them (available people's load over
-# their WIP limits), and the unit's queue.
+# their WIP limits: their own, else the unit's default -- counted apart and multiplied out, so
+# the staff table is read without a join).
 UNITS = """
 WITH staff AS (
   SELECT s.unit_id, count(*) AS staff, count(*) FILTER (WHERE s.availability_status = 'available') AS available,
          coalesce(sum(s.current_assignment_count) FILTER (WHERE s.availability_status = 'available'), 0) AS load,
-         coalesce(sum(coalesce(s.wip_limit, u.default_wip_limit)) FILTER (WHERE s.availability_status = 'available'),
-                  0) AS capacity
-  FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-  GROUP BY s.unit_id
+         coalesce(sum(s.wip_limit) FILTER (WHERE s.availability_status = 'available'), 0) AS own_limits,
+         count(*) FILTER (WHERE s.availability_status = 'available' AND s.wip_limit IS NULL) AS on_default
+  FROM staff_profiles s GROUP BY s.unit_id
 ), queue AS (
   SELECT q.target_unit_id AS unit_id, count(*) AS depth, min(q.created_at) AS oldest,
          count(*) FILTER (WHERE q.sla_deadline <= %(now)s) AS overdue
   FROM assignment_queue q GROUP BY q.target_unit_id
+), units AS (
+  SELECT u.id, u.name, u.retired, coalesce(s.staff, 0)::int AS staff, coalesce(s.available, 0)::int AS available,
+         coalesce(s.load, 0)::int AS load,
+         coalesce(s.own_limits + s.on_default * u.default_wip_limit, 0)::int AS capacity,
+         coalesce(q.depth, 0)::int AS queue_depth, q.oldest, coalesce(q.overdue, 0)::int AS queued_overdue
+  FROM organizational_units u
+  LEFT JOIN staff s ON s.unit_id = u.id
+  LEFT JOIN queue q ON q.unit_id = u.id
 )
-SELECT u.id AS unit_id, u.name, u.retired, coalesce(s.staff, 0)::int AS staff,
-       coalesce(s.available, 0)::int AS available,
-       coalesce(s.load, 0)::int AS load, coalesce(s.capacity, 0)::int AS capacity,
-       CASE WHEN coalesce(s.capacity, 0) > 0 THEN round(100.0 * s.load / s.capacity, 1)::float8 END AS utilisation,
-       coalesce(q.depth, 0)::int AS queue_depth, q.oldest AS oldest_queued_at,
-       coalesce(q.overdue, 0)::int AS queued_overdue
-FROM organizational_units u
-LEFT JOIN staff s ON s.unit_id = u.id
-LEFT JOIN queue q ON q.unit_id = u.id
-ORDER BY u.id
+SELECT id AS unit_id, name, retired, staff, available, load, capacity,
+       CASE WHEN capacity > 0 THEN round(100.0 * load / capacity, 1)::float8 END AS utilisation,
+       queue_depth, oldest AS oldest_queued_at, queued_overdue
+FROM units ORDER BY id
 """
 
 # breaches_24h: deadlines that fell in the last 24 h and were not met (the work is still open,
