@@ -14,7 +14,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from engine.compiler.catalog import ACTIVE_STATUSES
 from engine.compiler.objects import SqlObject
+from engine.compiler.sqltext import literal_list
 from engine.database.connect import connect
 from engine.errors import DatabaseError
 from engine.migrate.apply import apply
@@ -24,7 +26,9 @@ PREFIX = "rulesctl_sim_"
 
 
 def replay_sql() -> str:
-    return resources.files("engine.simulate").joinpath("sql", "replay.sql").read_text()
+    """The driver, with the engine's active statuses quoted in."""
+    text = resources.files("engine.simulate").joinpath("sql", "replay.sql").read_text()
+    return text.replace("{active_statuses}", literal_list(ACTIVE_STATUSES))
 
 
 class ScratchDatabase:

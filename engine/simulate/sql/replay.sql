@@ -3,7 +3,8 @@
 -- completions (complete_assignment), leave changes (set_staff_availability), arrivals
 -- (auto_assign), the SLA sweep and the other jobs (sla_check_and_escalate,
 -- process_stale_queue_items, capture_capacity_snapshot) and hourly samples (capacity_check).
--- Nothing here decides who gets what.
+-- Nothing here decides who gets what. The active statuses below are the engine's list
+-- (catalog.ACTIVE_STATUSES), quoted in by scratch.replay_sql().
 CREATE SCHEMA rulesctl_sim;
 
 CREATE TABLE rulesctl_sim.arrivals (
@@ -113,12 +114,13 @@ BEGIN
 
     -- One instant, in a fixed order: work finished frees capacity first, then people come and
     -- go, then new work arrives, then the jobs look at the result.
-    -- Each due assignment by key (a join to the active assignments, planned generically, read
-    -- all of them at every completion); one moved away meanwhile (leave) is no longer active.
+    -- Due assignments one at a time, by key (a join to the active assignments is planned
+    -- generically and reads them all at every completion); one moved on meanwhile (leave) is
+    -- no longer active and is skipped.
     IF v_done = v_t THEN
       FOR v_id IN SELECT r.assignment_id FROM rulesctl_sim.running r
                   WHERE r.due_at <= v_t ORDER BY r.due_at, r.work_item_id LOOP
-        IF EXISTS (SELECT 1 FROM public.assignments a WHERE a.id = v_id AND a.status IN ('assigned', 'in_progress')) THEN
+        IF EXISTS (SELECT 1 FROM public.assignments a WHERE a.id = v_id AND a.status IN ({active_statuses})) THEN
           PERFORM public.complete_assignment(v_id);
         END IF;
         DELETE FROM rulesctl_sim.running r WHERE r.assignment_id = v_id;
