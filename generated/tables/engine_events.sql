@@ -8,7 +8,7 @@
 -- every transaction that notifies, disk flush included, which capped a saturated queue at
 -- about half its throughput. relay_engine_events() sends them -- many per notifying
 -- transaction -- on their channels (assignment_changes, escalation_events,
--- queue_process_needed, assignment_escalations) and deletes them; the event-relay job and
+-- queue_process_needed) and deletes them; the event-relay job and
 -- `rulesctl serve` run it. Nobody else reads this table.
 CREATE TABLE public.engine_events (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
