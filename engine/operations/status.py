@@ -88,12 +88,17 @@ class Status:
 def read_status(url: str) -> Status:
     try:
         with connect(url) as conn:
-            conn.read_only = True
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            with conn.transaction(force_rollback=True):
-                return _read(conn)
+            return read_status_on(conn)
     except psycopg.Error as exc:
         raise DatabaseError(f"status failed: {str(exc).strip()}") from None
+
+
+def read_status_on(conn: psycopg.Connection[Any]) -> Status:
+    """On an open connection that is in no transaction (--watch's, the benchmark's)."""
+    conn.read_only = True
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    with conn.transaction(force_rollback=True):
+        return _read(conn)
 
 
 def _read(conn: psycopg.Connection[Any]) -> Status:
