@@ -30,7 +30,7 @@ from pathlib import Path
 
 import psycopg
 
-from engine.operations.staff_import import ImportResult, import_staff
+from engine.operations.staff_import import ImportResult, import_staff_on
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LEVELS = ("basic", "proficient", "expert", "1", "2", "3")
@@ -54,10 +54,18 @@ def write_roster(path: Path, rows: int, units: list[str], skills: list[str], var
             out.write(f"{uuid.UUID(int=n + 1)},{unit},Person {n},{role},{held},{wip},\n")
 
 
-def timed(url: str, path: Path, **options) -> tuple[float, ImportResult]:
-    clock = time.perf_counter()
-    result = import_staff(url, path, **options)
-    return time.perf_counter() - clock, result
+def timed(url: str, path: Path, **options) -> tuple[float, float, ImportResult]:
+    """Wall seconds, and CPU seconds of this process and of the import's server backend
+    together (what the host's load does not inflate), and the result."""
+    from bench.status_bench import backend_cpu_seconds
+    with psycopg.connect(url) as conn:
+        pid = conn.info.backend_pid
+        server, client, clock = backend_cpu_seconds(pid), time.process_time(), time.perf_counter()
+        result = import_staff_on(conn, path, **options)
+        wall = time.perf_counter() - clock
+        after = backend_cpu_seconds(pid)
+    cpu = time.process_time() - client + ((after - server) if server is not None and after is not None else 0.0)
+    return wall, cpu, result
 
 
 def run(url: str, rows: int, workdir: Path) -> int:
@@ -75,12 +83,14 @@ def run(url: str, rows: int, workdir: Path) -> int:
     print(f"rulesctl staff import, {rows:,}-row roster ({first.stat().st_size / 1e6:.1f} MB)")
     print(f"  rulesctl {__version__}, PostgreSQL {server}, {len(units)} units, {len(skills)} skills; "
           f"python {platform.python_version()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
-    print(f"  {'':<14} {'seconds':>8} {'rows/s':>9}  result")
-    for name, seconds, result in figures:
-        print(f"  {name:<14} {seconds:>8.2f} {result.rows / seconds:>9,.0f}  {len(result.added):,} added, "
+    print(f"  {'':<14} {'seconds':>8} {'CPU s':>6} {'rows/s':>9}  result")
+    for name, seconds, cpu, result in figures:
+        print(f"  {name:<14} {seconds:>8.2f} {cpu:>6.2f} {result.rows / seconds:>9,.0f}  {len(result.added):,} added, "
               f"{result.changed:,} changed, {result.unchanged:,} unchanged, {len(result.leavers):,} leavers"
               + ("" if result.set_based else " (row triggers: not the tables' owner)"))
-    worst = max(seconds for name, seconds, _ in figures if name != "dry run")
+    worst = max(seconds for name, seconds, _, _ in figures if name != "dry run")
+    print("  CPU s: this process and the import's server backend together, from /proc: the work itself, which "
+          "the host's load does not inflate")
     print(f"goal (50,000 rows in 10 s or less): {'met' if worst <= 10 else 'NOT met'} — slowest import "
           f"{worst:.2f} s")
     return 0

@@ -81,6 +81,14 @@ class ImportResult:
 def import_staff(url: str, path: Path, *, dry_run: bool = False, leavers: str = "keep",
                  progress: Progress | None = None, shown_path: str | None = None) -> ImportResult:
     """Check the whole roster, then (unless dry_run) merge it in one transaction."""
+    with connect(url) as conn:
+        return import_staff_on(conn, path, dry_run=dry_run, leavers=leavers, progress=progress,
+                               shown_path=shown_path)
+
+
+def import_staff_on(conn: psycopg.Connection[Any], path: Path, *, dry_run: bool = False, leavers: str = "keep",
+                    progress: Progress | None = None, shown_path: str | None = None) -> ImportResult:
+    """import_staff on an open connection that is in no transaction (the benchmark's)."""
     if leavers not in LEAVERS:
         raise RulesctlError(f"--leavers: unknown choice {leavers!r}; known: {', '.join(LEAVERS)}")
     name = shown_path or str(path)
@@ -90,14 +98,16 @@ def import_staff(url: str, path: Path, *, dry_run: bool = False, leavers: str = 
         if progress:
             progress(stage, rows, time.perf_counter() - clock)
 
-    roster = Roster(path)
     try:
-        with connect(url) as conn:
-            result = _run(conn, roster, name, dry_run, leavers, report)
-            if dry_run:
-                conn.rollback()
-            else:
-                conn.commit()
+        try:
+            result = _run(conn, Roster(path), name, dry_run, leavers, report)
+        except BaseException:
+            conn.rollback()
+            raise
+        if dry_run:
+            conn.rollback()
+        else:
+            conn.commit()
     except psycopg.Error as exc:
         raise DatabaseError(f"staff import failed, nothing was written: {str(exc).strip()}") from None
     result.seconds = time.perf_counter() - clock
