@@ -6,8 +6,9 @@
 -- Review an item the leave policy flagged (needs_review): keep it with its assignee, clearing
 -- the flag with a note, or reassign it -- to a named person through manual_override (its
 -- checks: both units in the caller's scope, room under the WIP limit unless
--- allow_exceed_wip), or without a name to the best other eligible person, or back to the
--- queue, through reassign_or_requeue as the leave policy does. The flag's escalation
+-- allow_exceed_wip), or without a name to the best other eligible person in the item's
+-- target (which the caller must supervise too), or back to the queue, through
+-- reassign_or_requeue as the leave policy does. The flag's escalation
 -- (staff_unavailable) is resolved. Supervisors and unit heads of the item's unit subtree,
 -- admins and trusted services may review; every review is audited (review_keep,
 -- review_reassign) beside what the move itself audits.
@@ -54,6 +55,14 @@ BEGIN
 
   -- One change to a work item at a time (auto_assign and manual_override take this lock too).
   PERFORM pg_advisory_xact_lock(7402, hashtext(v_row.work_item_id));
+  IF v_action = 'reassign' AND v_assignee_id IS NULL
+     AND NOT caller_supervises_unit(coalesce(v_row.target_unit_id, v_row.unit_id)) THEN
+    -- the pick may place it anywhere in the item's target (a whole subtree, say): all of it must be theirs
+    RAISE EXCEPTION 'review_assignment: without an assignee_id the item may go anywhere in its target unit % '
+                    '(and below), which % does not supervise; name the assignee',
+                    coalesce(v_row.target_unit_id, v_row.unit_id), coalesce(current_user_id()::text, 'the caller')
+      USING ERRCODE = '42501';
+  END IF;
   IF v_action = 'reassign' AND v_assignee_id IS NULL THEN
     -- reassign_or_requeue may place the item in any unit of its target: every unit's lock, as the leave policy
     PERFORM lock_units(ARRAY(SELECT id FROM organizational_units));

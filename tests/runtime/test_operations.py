@@ -328,6 +328,27 @@ def test_review_is_refused_for_a_colleague_and_elsewhere_and_bad_input_names_the
     assert after == before
 
 
+def test_unnamed_reassign_needs_the_whole_target_in_the_callers_scope(conn):
+    """A survey task targets all of Statistical Operations: Field Survey's supervisor may hand
+    it to someone of Field Survey by name, but not let the pick move it anywhere in the subtree."""
+    at(conn, T0)
+    worker, colleague, supervisor = uid(2101), uid(2102), uid(2103)
+    staff(conn, worker, "unit-field-survey", "Fahd Ali")
+    staff(conn, colleague, "unit-field-survey", "Huda Ali", wip_limit=0)
+    staff(conn, supervisor, "unit-field-survey", "Maha Said", "supervisor", 0)
+    task = call(conn, "auto_assign", {"work_item_id": "sv-1", "work_item_type": "survey_task", "priority": "normal"})
+    assert task["assignee_id"] == worker
+    availability(conn, worker, "on_leave", reason="training")
+    staff(conn, colleague, "unit-field-survey", "Huda Ali", wip_limit=1)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="name the assignee"):
+        with as_staff(conn, supervisor):
+            review(conn, {"assignment_id": task["assignment_id"], "action": "reassign", "note": "cover"})
+    with as_staff(conn, supervisor):
+        moved = review(conn, {"assignment_id": task["assignment_id"], "action": "reassign", "note": "cover",
+                              "assignee_id": colleague})
+    assert moved["assignee_id"] == colleague
+
+
 # ------------------------------------------------------------- complete: next; decisions: names
 
 def test_complete_says_null_when_nothing_waits(conn):
