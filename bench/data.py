@@ -330,7 +330,8 @@ class Loader:
 # Preloaded active work of the people in load_plan seq lo..hi: the work their unit does
 # (weight-1 rules only, so the counter is the row count), arrival within ARRIVAL_SPAN, SLA
 # deadline and escalation state as the engine would have them now: levels already passed are
-# recorded in escalation_level and next_check_at is the next level still ahead.
+# recorded in escalation_level and next_check_at is the next level still ahead. Each was answered
+# when it was assigned (first_response_at), so the response clock adds no check to the steady state.
 PRELOAD_SQL = """
 WITH rules AS MATERIALIZED (
   SELECT t.t::text AS work_item_type, p.p::text AS priority, m.*
@@ -350,16 +351,17 @@ WITH rules AS MATERIALIZED (
   WHERE lp.seq BETWEEN %(lo)s AND %(hi)s
 ), timed AS MATERIALIZED (
   SELECT r.*, bench.bucket(r.arrived) AS bucket, r.arrived - bench.bucket(r.arrived) AS jitter,
-         %(now)s - (r.arrived - bench.bucket(r.arrived)) AS horizon      -- a level is passed when due <= horizon
+         %(now)s - (r.arrived - bench.bucket(r.arrived)) AS horizon,     -- a level is passed when due <= horizon
+         least(r.arrived + (bench.h(r.x, 33) %% 20) * interval '1 minute', %(now)s) AS assigned
   FROM rows r
 )
 INSERT INTO assignments (work_item_id, work_item_type, priority, assignee_id, unit_id, rule_id, target_unit_id,
-                         include_subtree, status, arrived_at, assigned_at, sla_deadline, next_check_at,
-                         escalation_level, decision, created_at, updated_at)
+                         include_subtree, status, arrived_at, assigned_at, first_response_at, sla_deadline,
+                         next_check_at, escalation_level, decision, created_at, updated_at)
 SELECT 'load-' || t.x, t.load_type::work_item_type, t.priority::priority_level, t.staff_id, t.unit_id,
        m.rule_id, coalesce(t.load_target, m.target_unit_id), m.include_subtree AND t.load_target IS NULL,
        CASE WHEN bench.h(t.x, 32) < 700 THEN 'assigned' ELSE 'in_progress' END::assignment_status,
-       t.arrived, least(t.arrived + (bench.h(t.x, 33) %% 20) * interval '1 minute', %(now)s),
+       t.arrived, t.assigned, t.assigned,
        d.deadline + t.jitter, @NEXT_CHECK@ + t.jitter, @LEVEL@,
        jsonb_build_object('source', 'bench-load', 'rule_id', m.rule_id), t.arrived, t.arrived
 FROM timed t
