@@ -5,10 +5,10 @@
 -- function public.sla_response_clock()
 -- Trigger function (BEFORE INSERT, BEFORE UPDATE OF status or first_response_at): the response
 -- clock. A new assignment gets its response deadline (sla_response_deadline_for, from its
--- start). Moving to in_progress is the first response, as respond_assignment is. A pause
--- before the first response pushes the response deadline back by the working time it lasted,
--- keeping the clock's budget as the resolution clock does -- counted when the clock runs
--- again: on resuming, or on a response given while paused. Runs after
+-- start). Being or moving to in_progress is the first response, as respond_assignment is.
+-- A pause before the first response pushes the response deadline back by the working time it
+-- lasted, keeping the clock's budget as the resolution clock does -- counted when the clock
+-- runs again: on resuming, or on a response given while paused. Runs after
 -- assignment_sla_clock_trigger (same event, name order), so it sees the pause that trigger
 -- has just closed, and keeps next_check_at the earlier of the next level and
 -- sla_response_check_at.
@@ -21,14 +21,14 @@ DECLARE
   v_answered boolean := false;
   v_calendar_id text;
 BEGIN
+  IF NEW.status = 'in_progress' AND NEW.first_response_at IS NULL THEN
+    NEW.first_response_at := engine_now();
+  END IF;
   IF TG_OP = 'INSERT' THEN
     NEW.response_deadline := coalesce(NEW.response_deadline,
                                       sla_response_deadline_for(NEW.work_item_type, NEW.priority, NEW.assigned_at,
                                                                 NEW.response_paused_minutes));
   ELSE
-    IF NEW.status = 'in_progress' AND NEW.first_response_at IS NULL THEN
-      NEW.first_response_at := engine_now();
-    END IF;
     v_answered := OLD.first_response_at IS NULL AND NEW.first_response_at IS NOT NULL;
     IF OLD.first_response_at IS NULL AND OLD.paused_at IS NOT NULL AND (NEW.paused_at IS NULL OR v_answered) THEN
       SELECT c.calendar_id INTO v_calendar_id
