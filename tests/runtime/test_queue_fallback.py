@@ -34,6 +34,25 @@ def test_stale_queue_items_are_swept(engine_url):
                             (PERSON,)).fetchone() == (2,)
 
 
+def test_the_sweep_tries_only_items_someone_has_room_for(engine_url):
+    """Its limit is spent on items someone eligible has room for: the best-ranked items here
+    need a skill nobody free holds, and the one the idle person can take is still found with
+    a limit of one."""
+    with psycopg.connect(engine_url, autocommit=True) as conn:
+        call(conn, "upsert_staff_profile", {"id": PERSON, "unit_id": "unit-hr", "full_name": "Idle", "wip_limit": 1})
+        for item, priority, skills in (("french-1", "urgent", ["skill-french"]), ("french-2", "high", ["skill-french"]),
+                                       ("plain", "low", [])):
+            conn.execute("""INSERT INTO assignment_queue
+                              (work_item_id, work_item_type, priority, target_unit_id, required_skills, sla_deadline)
+                            VALUES (%s, 'ticket', %s, 'unit-hr', %s, now() + interval '1 day')""",
+                         (item, priority, skills))
+        assert conn.execute("SELECT process_stale_queue_items(1)").fetchone() == (1,)
+        assert conn.execute("SELECT work_item_id, assignee_id::text FROM assignments").fetchall() == [("plain", PERSON)]
+        assert conn.execute("SELECT work_item_id FROM assignment_queue ORDER BY 1").fetchall() == [
+            ("french-1",), ("french-2",)]
+        assert conn.execute("SELECT process_stale_queue_items()").fetchone() == (0,)
+
+
 def test_queue_process_needed_is_notified(engine_url):
     """Notified when an item is queued, and when freed room is left with work still waiting
     that this person cannot take (here: it needs a skill they lack)."""
