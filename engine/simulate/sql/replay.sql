@@ -76,9 +76,10 @@ $fn$;
 CREATE TRIGGER zz_rulesctl_sim_track AFTER INSERT ON public.assignments
   FOR EACH ROW EXECUTE FUNCTION rulesctl_sim.track_assignment();
 
--- The first instant on the sweep's schedule at or after p_at.
+-- The first instant on the sweep's schedule at or after p_at. STABLE as its body is (epoch of a
+-- timestamptz): declared IMMUTABLE it was never inlined, a function call per event.
 CREATE FUNCTION rulesctl_sim.on_schedule(p_at timestamptz, p_every_s double precision) RETURNS timestamptz
-LANGUAGE sql IMMUTABLE AS $fn$
+LANGUAGE sql STABLE AS $fn$
   SELECT to_timestamp(ceil(extract(epoch FROM p_at) / p_every_s) * p_every_s)
 $fn$;
 
@@ -90,65 +91,65 @@ DECLARE
   s rulesctl_sim.state;
   v_t timestamptz;
   v_arrival timestamptz;
+  v_arrival_request jsonb;
+  v_change_request jsonb;
   v_done timestamptz;
   v_sweep timestamptz;
   v_change timestamptz;
   v_pending integer := 0;
   v_id uuid;
-  v_request jsonb;
   v_state text;
   v_message text;
 BEGIN
   SELECT * INTO s FROM rulesctl_sim.state;
+  -- The next arrival and availability change, with their requests: read again only once used.
+  SELECT a.at, a.request INTO v_arrival, v_arrival_request FROM rulesctl_sim.arrivals a WHERE a.seq = s.next_arrival;
+  SELECT a.at, a.request INTO v_change, v_change_request FROM rulesctl_sim.availability a
+  WHERE a.seq = s.next_availability;
   LOOP
-    SELECT a.at INTO v_arrival FROM rulesctl_sim.arrivals a WHERE a.seq = s.next_arrival;
-    IF NOT FOUND THEN v_arrival := NULL; END IF;
-    SELECT a.at INTO v_change FROM rulesctl_sim.availability a WHERE a.seq = s.next_availability;
-    IF NOT FOUND THEN v_change := NULL; END IF;
-    SELECT min(r.due_at) INTO v_done FROM rulesctl_sim.running r;
-    SELECT rulesctl_sim.on_schedule(min(a.next_check_at), s.sweep_every_s) INTO v_sweep
-    FROM public.assignments a WHERE a.next_check_at IS NOT NULL;
+    -- Any call may start or move work, so these two are read at every instant (index ends).
+    SELECT (SELECT min(r.due_at) FROM rulesctl_sim.running r),
+           rulesctl_sim.on_schedule((SELECT min(a.next_check_at) FROM public.assignments a), s.sweep_every_s)
+    INTO v_done, v_sweep;
     v_t := least(v_arrival, v_change, v_done, v_sweep, s.next_sample_at, s.next_snapshot_at);
     EXIT WHEN v_t > p_until;
     PERFORM set_config('rulesctl.now', v_t::text, false);
 
     -- One instant, in a fixed order: work finished frees capacity first, then people come and
     -- go, then new work arrives, then the jobs look at the result.
-    -- Due assignments one at a time, by key (a join to the active assignments is planned
-    -- generically and reads them all at every completion); one moved on meanwhile (leave) is
-    -- no longer active and is skipped.
+    -- Due assignments taken off the running list in one statement, then completed one at a
+    -- time, by key (a join to the active assignments is planned generically and reads them all
+    -- at every completion); one moved on meanwhile (leave) is no longer active and is skipped.
     IF v_done = v_t THEN
-      FOR v_id IN SELECT r.assignment_id FROM rulesctl_sim.running r
-                  WHERE r.due_at <= v_t ORDER BY r.due_at, r.work_item_id LOOP
+      FOR v_id IN WITH done AS (DELETE FROM rulesctl_sim.running r WHERE r.due_at <= v_t
+                                RETURNING r.assignment_id, r.due_at, r.work_item_id)
+                  SELECT d.assignment_id FROM done d ORDER BY d.due_at, d.work_item_id LOOP
         IF EXISTS (SELECT 1 FROM public.assignments a WHERE a.id = v_id AND a.status IN ({active_statuses})) THEN
           PERFORM public.complete_assignment(v_id);
         END IF;
-        DELETE FROM rulesctl_sim.running r WHERE r.assignment_id = v_id;
         v_pending := v_pending + 1;
       END LOOP;
     END IF;
     -- Arrivals and availability changes are walked one row at a time by key (seq follows time):
     -- a range on seq filtered by time would read every later row at each instant.
     WHILE v_change = v_t LOOP
-      PERFORM public.set_staff_availability(a.request) FROM rulesctl_sim.availability a
-      WHERE a.seq = s.next_availability;
+      PERFORM public.set_staff_availability(v_change_request);
       s.next_availability := s.next_availability + 1;
       v_pending := v_pending + 1;
-      SELECT a.at INTO v_change FROM rulesctl_sim.availability a WHERE a.seq = s.next_availability;
-      IF NOT FOUND THEN v_change := NULL; END IF;
+      SELECT a.at, a.request INTO v_change, v_change_request FROM rulesctl_sim.availability a
+      WHERE a.seq = s.next_availability;
     END LOOP;
     WHILE v_arrival = v_t LOOP
-      SELECT a.request INTO v_request FROM rulesctl_sim.arrivals a WHERE a.seq = s.next_arrival;
       BEGIN
-        PERFORM public.auto_assign(v_request);
+        PERFORM public.auto_assign(v_arrival_request);
       EXCEPTION WHEN OTHERS THEN
         GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-        INSERT INTO rulesctl_sim.rejected VALUES (v_request ->> 'work_item_id', v_state, v_message);
+        INSERT INTO rulesctl_sim.rejected VALUES (v_arrival_request ->> 'work_item_id', v_state, v_message);
       END;
       s.next_arrival := s.next_arrival + 1;
       v_pending := v_pending + 1;
-      SELECT a.at INTO v_arrival FROM rulesctl_sim.arrivals a WHERE a.seq = s.next_arrival;
-      IF NOT FOUND THEN v_arrival := NULL; END IF;
+      SELECT a.at, a.request INTO v_arrival, v_arrival_request FROM rulesctl_sim.arrivals a
+      WHERE a.seq = s.next_arrival;
     END LOOP;
     IF v_sweep = v_t THEN
       PERFORM public.sla_check_and_escalate();
