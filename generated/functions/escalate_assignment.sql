@@ -52,10 +52,12 @@ BEGIN
   RETURNING id INTO v_event_id;
   -- The next level falls due at its share of the item's budget, as the sweep measures it
   -- (sla_share_due_at), so a deadline kept across a policy change keeps its checks here too;
-  -- the share recorded above tells a later reschedule this level was passed.
+  -- the share recorded above tells a later reschedule this level was passed. A response
+  -- deadline still unanswered keeps its check (sla_response_check_at).
   UPDATE assignments a
   SET escalation_level = v_level.level,
-      next_check_at = CASE WHEN a.paused_at IS NULL THEN (
+      next_check_at = least(sla_response_check_at(a.response_deadline, a.first_response_at, a.paused_at),
+                            CASE WHEN a.paused_at IS NULL THEN (
         SELECT sla_share_due_at(c.calendar_id, a.arrived_at,
                                 coalesce(sla_budget_minutes(c.calendar_id, a.arrived_at, a.sla_deadline,
                                                             a.paused_working_minutes), c.resolution_minutes),
@@ -65,7 +67,7 @@ BEGIN
         WHERE c.work_item_type = a.work_item_type AND c.priority = a.priority
         ORDER BY l.level
         LIMIT 1)
-      END
+      END)
   WHERE a.id = v_row.id;
   INSERT INTO engine_events (channel, payload) VALUES ('escalation_events', jsonb_build_object(
     'event_id', v_event_id, 'assignment_id', v_row.id, 'recipient_id', v_recipient,

@@ -196,6 +196,17 @@ def test_the_sweep_records_one_response_breach_for_unanswered_work_only(conn):
     assert scalar(conn, "SELECT count(*) FROM escalation_events WHERE reason = 'sla_warning'") == 2
 
 
+def test_a_manual_escalation_keeps_the_pending_response_check(conn):
+    aid = desk_ticket(conn)
+    at(conn, T0 + timedelta(minutes=5))
+    assert call(conn, "escalate_assignment", {"assignment_id": aid, "reason": "customer called"})["level"] == 1
+    assert ts(row(conn, aid)["next_check_at"]) == T0 + timedelta(minutes=15)     # not the next level (90 min)
+    at(conn, T0 + timedelta(minutes=16))
+    assert sweep(conn) == 1
+    assert [r[0] for r in response_breaches(conn)] == [aid]
+    assert ts(row(conn, aid)["next_check_at"]) == T0 + timedelta(minutes=90)     # 75% of 2h
+
+
 def test_a_late_answer_is_breached_and_still_recorded_once(conn):
     aid = desk_ticket(conn)
     at(conn, T0 + timedelta(minutes=20))                           # past the deadline, before any sweep
