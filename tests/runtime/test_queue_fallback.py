@@ -53,6 +53,20 @@ def test_the_sweep_tries_only_items_someone_has_room_for(engine_url):
         assert conn.execute("SELECT process_stale_queue_items()").fetchone() == (0,)
 
 
+def test_a_run_with_nothing_to_take_leaves_the_units_locks_alone(engine_url):
+    """Every unit's exclusive lock would stall the units' completions: a run that finds nobody
+    with room for any queued item returns without taking it (here a completion holds it)."""
+    with psycopg.connect(engine_url, autocommit=True) as conn, psycopg.connect(engine_url) as completion:
+        conn.execute("""INSERT INTO assignment_queue
+                          (work_item_id, work_item_type, priority, target_unit_id, sla_deadline)
+                        VALUES ('nobody-there', 'ticket', 'normal', 'unit-hr', now() + interval '1 day')""")
+        completion.execute("SELECT lock_units(ARRAY['unit-hr'], true)")
+        conn.execute("SET lock_timeout = '2s'")
+        assert conn.execute("SELECT process_stale_queue_items()").fetchone() == (0,)
+        completion.rollback()
+        assert conn.execute("SELECT work_item_id FROM assignment_queue").fetchall() == [("nobody-there",)]
+
+
 def test_queue_process_needed_is_notified(engine_url):
     """Notified when an item is queued, and when freed room is left with work still waiting
     that this person cannot take (here: it needs a skill they lack)."""
