@@ -10,10 +10,10 @@
 -- items nobody can take: so it tries only the items someone eligible has room for now, found
 -- in one statement per run over the queue's distinct kinds of item (target, skills, weight),
 -- with the pick's own eligibility -- not one pick per item (0.3 ms each, every minute).
--- That look comes first, without locks: only when it finds such an item are every unit's locks
--- taken (blocking the units' completions meanwhile) and the items tried. What it cannot see yet
--- (a completion or an arrival in flight) needs no fallback: a completion dequeues for itself and
--- an arrival picks again under its units' lock before queueing; the next run looks again.
+-- That look comes first, without locks: only once it has found such an item are every unit's
+-- locks taken (they block the units' completions meanwhile) and the items tried. What it
+-- cannot see yet (a completion or an arrival in flight) needs no fallback: a completion
+-- dequeues for itself and an arrival picks again under its units' lock before queueing.
 CREATE OR REPLACE FUNCTION public.process_stale_queue_items(p_limit integer DEFAULT 500)
 RETURNS integer
 LANGUAGE plpgsql
@@ -28,33 +28,11 @@ DECLARE
   v_strategy text;
   v_now timestamptz := engine_now();
   v_assigned integer := 0;
+  v_locked boolean := false;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM assignment_queue) THEN
     RETURN 0;
   END IF;
-  IF NOT EXISTS (WITH kind AS MATERIALIZED (
-      SELECT k.*, unit_ids_for_target(k.target_unit_id, k.include_subtree)
-                  || CASE WHEN k.when_no_capacity = 'overflow_to_parent'
-                          THEN ARRAY(SELECT u.parent_id FROM organizational_units u
-                                     WHERE u.id = k.target_unit_id AND u.parent_id IS NOT NULL)
-                          ELSE '{}'::text[] END AS unit_ids
-      FROM (SELECT DISTINCT q.target_unit_id, q.include_subtree, q.when_no_capacity, q.required_skills,
-                            q.min_proficiency_rank, q.capacity_weight
-            FROM assignment_queue q) k
-    ),
-    open AS MATERIALIZED (
-      SELECT k.* FROM kind k
-      WHERE EXISTS (SELECT 1
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (k.unit_ids) AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
-      AND s.current_assignment_count + k.capacity_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND arraycontains(s.skills, k.required_skills)
-      AND (k.min_proficiency_rank <= 1 OR staff_has_skills(s.id, k.required_skills, k.min_proficiency_rank)))
-    )
-    SELECT 1 FROM open) THEN
-    RETURN 0;
-  END IF;
-  PERFORM lock_units(ARRAY(SELECT id FROM organizational_units));
   FOR v_id, v_units IN
     WITH kind AS MATERIALIZED (
       SELECT k.*, unit_ids_for_target(k.target_unit_id, k.include_subtree)
@@ -83,6 +61,10 @@ BEGIN
     ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.id
     LIMIT p_limit
   LOOP
+    IF NOT v_locked THEN                -- the query above ran without them; what follows reads anew
+      PERFORM lock_units(ARRAY(SELECT id FROM organizational_units));
+      v_locked := true;
+    END IF;
     SELECT q.* INTO v_item FROM assignment_queue q WHERE q.id = v_id FOR UPDATE SKIP LOCKED;
     CONTINUE WHEN NOT FOUND;
     v_strategy := (SELECT r.strategy FROM assignment_rules r WHERE r.id = v_item.rule_id);
