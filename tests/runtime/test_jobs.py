@@ -46,20 +46,6 @@ RIYADH = timezone(timedelta(hours=3))
 _cron_install: dict = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def jobs_stop_after_this_module(pg_cluster):
-    """The jobs installed here keep running in the session's cluster (on pg_cron 1.4 the event
-    relay is one call lasting most of every minute); once this module is done, stop them: with
-    them running, the other tests' DROP DATABASE calls were seen waiting up to a minute on a
-    ProcSignalBarrier."""
-    yield
-    with psycopg.connect(pg_cluster.url, autocommit=True) as conn:     # cron_database_url's database
-        if conn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]:
-            conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
-            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                         " WHERE query LIKE 'CALL public.run_every_seconds%' AND pid <> pg_backend_pid()")
-
-
 def install(url, policy, objects, rules_dir: Path = Path("rules")):
     """`rulesctl apply` from Python."""
     from engine.migrate.apply import apply
