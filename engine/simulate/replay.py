@@ -4,7 +4,7 @@ how long it took.
 
 Virtual time: the driver (sql/replay.sql) sets `rulesctl.now` to each event's instant and calls
 the engine there, committing every `commit_every` events. Python loads the inputs, calls it one
-virtual day at a time and reports progress between days.
+simulated hour at a time (vacuuming between, see VACUUM_EVERY) and reports progress between days.
 """
 
 from __future__ import annotations
