@@ -21,11 +21,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from cluster_support import REPO_ROOT, drop_database, make_traversable_tempdir
 from psycopg import sql
 
 from engine.database.local import LocalCluster
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Hypothesis profiles, for every module's property tests (a test's own @settings still wins for
 # what it sets). "ci": the same examples on every run (derandomized, no example database), so a
@@ -44,13 +43,6 @@ if hypothesis_settings is not None:
                                          suppress_health_check=[HealthCheck.too_slow])
     hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
                                      or ("ci" if os.environ.get("CI") else "default"))
-
-
-def make_traversable_tempdir(prefix: str = "rulesctl-test-") -> Path:
-    """A fresh temp dir the server's OS user can traverse (pytest's own tmp dirs are 0700)."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
-    os.chmod(path, 0o755)
-    return path
 
 
 @pytest.fixture
@@ -99,7 +91,7 @@ def database_url(pg_cluster: LocalCluster):
     try:
         yield pg_cluster.url_for(name)
     finally:
-        _drop_database(pg_cluster, name)
+        drop_database(pg_cluster, name)
 
 
 @pytest.fixture
@@ -119,24 +111,6 @@ def stop_cron_jobs(url: str) -> None:
             conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pg_cron'"
                          " AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
-
-
-def _drop_database(cluster: LocalCluster, name: str) -> None:
-    with psycopg.connect(cluster.url_for("postgres"), autocommit=True) as conn:
-        # A logical replication slot (wal2json tests) pins its database: end its walsender
-        # and drop the slot, or DROP DATABASE fails even WITH (FORCE).
-        conn.execute(
-            "SELECT pg_terminate_backend(active_pid, 5000) FROM pg_replication_slots"
-            " WHERE database = %s AND active_pid IS NOT NULL",
-            (name,),
-        )
-        conn.execute(
-            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-            " WHERE database = %s",
-            (name,),
-        )
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        conn.execute(drop.format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="session")

@@ -104,7 +104,7 @@ def statuses_without_details(server) -> tuple[int, str]:
 def test_health_is_200_where_pg_cron_runs_the_jobs(shipped_objects):
     """A cluster of its own: pg_cron lives in the cluster's application database, and the shared
     one belongs to tests/test_jobs.py (which checks what the first install there reports)."""
-    from conftest import make_traversable_tempdir
+    from cluster_support import make_traversable_tempdir
 
     from engine.database.local import LocalCluster
     from engine.migrate.apply import apply

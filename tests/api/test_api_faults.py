@@ -28,7 +28,7 @@ from api_support import (
     running_server,
     trusted_call,
 )
-from conftest import make_traversable_tempdir
+from cluster_support import make_traversable_tempdir
 from engine_calls import uid
 from psycopg import sql
 from psycopg.types.json import Jsonb

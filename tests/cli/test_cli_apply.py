@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from apply_support import SKILLS_WITHOUT_NETWORK, SLA_TIGHTER, ledger, rows
-from conftest import make_traversable_tempdir
+from cluster_support import make_traversable_tempdir
 from policy_cases import make_policy
 
 from engine.database.local import LocalCluster

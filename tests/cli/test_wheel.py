@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT
+from cluster_support import REPO_ROOT
 
 pytestmark = pytest.mark.db
 

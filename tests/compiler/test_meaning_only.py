@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
+from cluster_support import REPO_ROOT
 
 from engine.compiler.generate import generated_files
 from engine.project import build

@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
-from conftest import _drop_database
+from cluster_support import drop_database
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from policy_cases import BASE
@@ -160,7 +160,7 @@ def fresh_database(pg_cluster):
 
     yield make
     for name in made:
-        _drop_database(pg_cluster, name)
+        drop_database(pg_cluster, name)
 
 
 FREE_TEXT_FIELDS = [f for f in FIELDS if f[1][-1] in ("name", "description", "reason")]

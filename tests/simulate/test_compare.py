@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import assert_sound, variant
+from simulate_support import assert_sound, variant
 
 from engine.simulate.report import as_json
 from engine.simulate.run import WorkloadSpec, simulate

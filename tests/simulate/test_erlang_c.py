@@ -23,8 +23,8 @@ import statistics
 
 import psycopg
 import pytest
-from conftest import assert_sound
 from psycopg import sql
+from simulate_support import assert_sound
 
 from engine.simulate.run import WorkloadSpec, simulate
 

@@ -6,8 +6,8 @@ import datetime as dt
 
 import psycopg
 import pytest
-from conftest import assert_sound
 from engine_calls import at, call, uid
+from simulate_support import assert_sound
 
 from engine.simulate.run import WorkloadSpec, simulate
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from browser_support import open_page
-from conftest import variant
+from simulate_support import variant
 
 from engine.simulate.report import render
 from engine.simulate.run import WorkloadSpec, simulate

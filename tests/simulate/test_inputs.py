@@ -8,7 +8,7 @@ import datetime as dt
 
 import pytest
 from click.testing import CliRunner
-from conftest import REPO_RULES
+from simulate_support import REPO_RULES
 
 from engine.cli import cli
 from engine.policy.validate import validate_directory

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from conftest import assert_sound
+from simulate_support import assert_sound
 
 from engine.simulate.run import WorkloadSpec, simulate
 

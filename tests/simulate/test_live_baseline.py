@@ -9,7 +9,7 @@ import subprocess
 
 import psycopg
 import pytest
-from conftest import REPO_RULES
+from simulate_support import REPO_RULES
 
 from engine.migrate.apply import apply
 from engine.migrate.plan import build_plan
