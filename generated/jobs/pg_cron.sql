@@ -48,8 +48,8 @@ BEGIN
     -- pg_cron before 1.5 cannot schedule in seconds: a per-minute job repeats the command
     -- every 30 s within the minute, committing each run.
     PERFORM cron.schedule('sla-monitoring', '* * * * *', 'CALL public.run_every_seconds(''SELECT public.sla_check_and_escalate(1000)'', 30, 1000)');
-    RAISE NOTICE 'rulesctl: job % runs every minute, calling % every % s within it (pg_cron % cannot schedule in seconds)',
-      'sla-monitoring', 'CALL public.run_batches(''SELECT public.sla_check_and_escalate(1000)'', 1000, 30)', 30, array_to_string(v_version, '.');
+    RAISE NOTICE 'rulesctl: job % runs every minute as % (repeating every % s within the minute; pg_cron % cannot schedule in seconds)',
+      'sla-monitoring', 'CALL public.run_every_seconds(''SELECT public.sla_check_and_escalate(1000)'', 30, 1000)', 30, array_to_string(v_version, '.');
   END IF;
 END
 $do$;
@@ -122,8 +122,8 @@ BEGIN
     -- pg_cron before 1.5 cannot schedule in seconds: a per-minute job repeats the command
     -- every 1 s within the minute, committing each run.
     PERFORM cron.schedule('event-relay', '* * * * *', 'CALL public.run_every_seconds(''SELECT public.relay_engine_events(500)'', 1, 500)');
-    RAISE NOTICE 'rulesctl: job % runs every minute, calling % every % s within it (pg_cron % cannot schedule in seconds)',
-      'event-relay', 'CALL public.run_batches(''SELECT public.relay_engine_events(500)'', 500, 1)', 1, array_to_string(v_version, '.');
+    RAISE NOTICE 'rulesctl: job % runs every minute as % (repeating every % s within the minute; pg_cron % cannot schedule in seconds)',
+      'event-relay', 'CALL public.run_every_seconds(''SELECT public.relay_engine_events(500)'', 1, 500)', 1, array_to_string(v_version, '.');
   END IF;
 END
 $do$;
