@@ -523,12 +523,16 @@ def backlog(ctx: Context) -> Outcome:
         outcome.client_errors += 1
         outcome.error_notes.append(f"the sweep failed: {sweep_result.get('error')}")
         return outcome
-    # The same sweep with nothing beside it: the clock jumps on until as many rows are due again.
+    # The same sweep with nothing beside it: the clock jumps on until as many rows are due again,
+    # or all that remain when the mix completed so many that fewer are left (small scales).
     alone = None
     with ctx.connect() as conn:
-        row = conn.execute("""SELECT next_check_at FROM assignments WHERE next_check_at > %s
-                              ORDER BY next_check_at OFFSET %s LIMIT 1""", (sweep_at, ctx.scale.backlog - 1)).fetchone()
-    if row is not None:
+        row = conn.execute("""SELECT coalesce(
+                                (SELECT next_check_at FROM assignments WHERE next_check_at > %(at)s
+                                 ORDER BY next_check_at OFFSET %(offset)s LIMIT 1),
+                                (SELECT max(next_check_at) FROM assignments WHERE next_check_at > %(at)s))""",
+                           {"at": sweep_at, "offset": ctx.scale.backlog - 1}).fetchone()
+    if row[0] is not None:
         alone = _run_monitor(ctx, monitor_command, row[0])
     seconds = sweep_result["ended"] - sweep_result["started"]
     window = (sweep_result["started"], sweep_result["ended"])
