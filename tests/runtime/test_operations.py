@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 from api_support import event_stream, running_server
-from engine_calls import at, call, scalar, uid
+from engine_calls import at, call, invalid, scalar, uid
 
 from engine.compiler.render import job_commands
 from engine.migrate.apply import apply
@@ -63,13 +63,6 @@ def as_staff(conn, staff_id):
         conn.execute("SELECT set_config('request.jwt.claims', %s, true)",
                      [json.dumps({"role": "authenticated", "sub": staff_id})])
         yield
-
-
-@contextmanager
-def invalid(field: str):
-    with pytest.raises(psycopg.errors.InvalidParameterValue) as caught:
-        yield caught
-    assert caught.value.diag.column_name == field, caught.value
 
 
 def rows(conn, query, *params) -> list[dict]:
