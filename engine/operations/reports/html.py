@@ -1,4 +1,4 @@
-"""A report as one self-contained HTML page: inline CSS, inline SVG charts (charts.py), no
+"""A report as one self-contained HTML page: inline CSS, inline SVG charts (engine/charts.py), no
 script and nothing fetched, so it can be mailed or archived as it is. Input: an `SlaReport` or
 a `CapacityReport`. Output: the page as a string. Every database string is escaped."""
 
@@ -9,8 +9,8 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from engine.charts import attainment_colour, heatmap, percent_bars, stacked_columns
 from engine.operations.reports.capacity import CapacityReport
-from engine.operations.reports.charts import attainment_colour, heatmap, percent_bars, stacked_columns
 from engine.operations.reports.formats import percent
 from engine.operations.reports.sla import SlaCounts, SlaReport
 
