@@ -6,13 +6,13 @@
 -- When the SLA monitor must look at an assignment for its response clock: at the response
 -- deadline, while the clock runs (not paused) and no response came in time -- none yet, or
 -- one after the deadline that the monitor may not have seen. NULL otherwise. An assignment's
--- next_check_at is the earlier of this and its next escalation level.
+-- next_check_at is the earlier of this and its next escalation level. No SET clause: it names
+-- nothing but its parameters, and without one the planner inlines it.
 CREATE OR REPLACE FUNCTION public.sla_response_check_at(
   p_response_deadline timestamptz, p_first_response_at timestamptz, p_paused_at timestamptz)
 RETURNS timestamptz
 LANGUAGE sql
 IMMUTABLE
-SET search_path = public, pg_temp
 AS $fn$
   SELECT CASE WHEN p_paused_at IS NULL AND (p_first_response_at IS NULL OR p_first_response_at > p_response_deadline)
               THEN p_response_deadline END

@@ -8,15 +8,25 @@
 -- resolution clock uses) from the moment the assignment started, pushed back by the working
 -- time its response clock spent paused. The insert, resumption and the reschedule after a
 -- policy change all take it from here. NULL when the matrix has no target.
+-- PL/pgSQL for its cached plan (see sla_deadline_for).
 CREATE OR REPLACE FUNCTION public.sla_response_deadline_for(
   p_work_item_type public.work_item_type, p_priority public.priority_level,
   p_started_at timestamptz, p_paused_minutes numeric)
 RETURNS timestamptz
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
-  SELECT calendar_add_working_time(c.calendar_id, p_started_at, c.response_minutes + coalesce(p_paused_minutes, 0))
+DECLARE
+  v_calendar text;
+  v_minutes numeric;
+BEGIN
+  SELECT c.calendar_id, c.response_minutes INTO v_calendar, v_minutes
   FROM sla_configs c
-  WHERE c.work_item_type = p_work_item_type AND c.priority = p_priority
+  WHERE c.work_item_type = p_work_item_type AND c.priority = p_priority;
+  IF NOT FOUND THEN
+    RETURN NULL;
+  END IF;
+  RETURN calendar_add_working_time(v_calendar, p_started_at, v_minutes + coalesce(p_paused_minutes, 0));
+END
 $fn$;
