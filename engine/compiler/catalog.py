@@ -185,6 +185,7 @@ RUNTIME_FUNCTIONS = (
     Function("api_uuid", "jsonb, text, boolean", after=("api_text",), domain="api"),
     Function("api_conflict", "text, text", domain="api"),
     Function("api_version", "jsonb", domain="api"),
+    Function("api_assignment", "uuid, text, text", domain="api"),
     Function("priority_rank", "{schema}.priority_level", domain="queue"),
     Function("queue_effective_rank", "{schema}.priority_level, timestamp with time zone, timestamp with time zone",
              after=("priority_rank",), domain="queue"),

@@ -24,14 +24,7 @@ BEGIN
   IF v_reason IS NULL THEN
     PERFORM api_invalid('reason', 'is required: say why the assignment is escalated');
   END IF;
-  SELECT * INTO v_row FROM assignments WHERE id = v_assignment_id FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    PERFORM api_invalid('assignment_id', format('unknown assignment %s', v_assignment_id));
-  END IF;
-  IF NOT (caller_may_act_for(v_row.assignee_id) OR caller_supervises_unit(v_row.unit_id)) THEN
-    RAISE EXCEPTION 'escalate_assignment: only the assignee, their supervisors or a trusted service may escalate it'
-      USING ERRCODE = '42501';
-  END IF;
+  v_row := api_assignment(v_assignment_id, 'escalate_assignment', 'escalate it');
   IF v_row.status NOT IN ('assigned', 'in_progress', 'on_hold') THEN
     PERFORM api_invalid('assignment_id', format('assignment %s is %s; only active work can be escalated',
                                                 v_assignment_id, v_row.status));

@@ -22,14 +22,7 @@ DECLARE
   v_existing boolean;
   v_state record;
 BEGIN
-  SELECT * INTO v_row FROM assignments WHERE id = v_assignment_id FOR NO KEY UPDATE;
-  IF NOT FOUND THEN
-    PERFORM api_invalid('assignment_id', format('unknown assignment %s', v_assignment_id));
-  END IF;
-  IF NOT (caller_may_act_for(v_row.assignee_id) OR caller_supervises_unit(v_row.unit_id)) THEN
-    RAISE EXCEPTION 'respond_assignment: only the assignee, their supervisors or a trusted service may respond to it'
-      USING ERRCODE = '42501';
-  END IF;
+  v_row := api_assignment(v_assignment_id, 'respond_assignment', 'respond to it');
   v_existing := v_row.first_response_at IS NOT NULL;
   IF NOT v_existing THEN
     IF v_row.status NOT IN ('assigned', 'in_progress', 'on_hold') THEN

@@ -95,6 +95,9 @@ REVOKE ALL ON FUNCTION public.api_conflict(text, text) FROM PUBLIC;
 -- grant public.api_version(jsonb).execute
 REVOKE ALL ON FUNCTION public.api_version(jsonb) FROM PUBLIC;
 
+-- grant public.api_assignment(uuid, text, text).execute
+REVOKE ALL ON FUNCTION public.api_assignment(uuid, text, text) FROM PUBLIC;
+
 -- grant public.priority_rank(public.priority_level).execute
 REVOKE ALL ON FUNCTION public.priority_rank(public.priority_level) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.priority_rank(public.priority_level) TO authenticated, service_role;

@@ -182,6 +182,32 @@ def test_each_caller_kind_is_refused_or_allowed_as_the_model_says(conn, organisa
     assert snapshot(conn) == before
 
 
+@pytest.mark.parametrize(("function", "payload", "refusal"), [
+    ("respond_assignment", {"note": "on it"},
+     "respond_assignment: only the assignee, their supervisors or a trusted service may respond to it"),
+    ("escalate_assignment", {"reason": "stuck"},
+     "escalate_assignment: only the assignee, their supervisors or a trusted service may escalate it"),
+])
+def test_acting_on_one_assignment_refuses_and_rejects_in_the_functions_own_words(conn, organisation, function,
+                                                                                 payload, refusal):
+    """respond and escalate find and check the assignment through one internal function
+    (api_assignment); each still refuses in its own name and words and rejects an unknown id as
+    bad input naming assignment_id, writing nothing."""
+    ids = organisation[1]
+    before = snapshot(conn)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege) as refused:
+        with as_caller(conn, "colleague"):
+            conn.execute(f"SELECT {function}(%s)", [Jsonb({"assignment_id": ids["tr-1"], **payload})])
+    assert refused.value.diag.message_primary == refusal
+    unknown = uid(4242)
+    with pytest.raises(psycopg.errors.InvalidParameterValue) as rejected:
+        with as_caller(conn, "service_role"):
+            conn.execute(f"SELECT {function}(%s)", [Jsonb({"assignment_id": unknown, **payload})])
+    assert rejected.value.diag.message_primary == f"assignment_id: unknown assignment {unknown}"
+    assert rejected.value.diag.column_name == "assignment_id"
+    assert snapshot(conn) == before
+
+
 def test_my_assignments_lists_only_the_callers_own_work(conn, organisation):
     ids = organisation[1]
     for kind, own in (("self", {ids["tr-1"], ids["tr-2"]}), ("colleague", set()), ("supervisor", set())):
@@ -259,7 +285,7 @@ def test_internal_functions_are_not_callable_by_the_api_roles(conn):
     assert sorted(name for name, _, auth in rows if auth) == sorted(catalog.API_FUNCTIONS)
     for statement in ("SELECT sla_check_and_escalate(10)", "SELECT lock_units(ARRAY['unit-hr'], true)",
                       f"SELECT process_queue_on_capacity_change({TR_A!r}::uuid)",
-                      "SELECT caller_is_trusted()"):
+                      "SELECT caller_is_trusted()", f"SELECT api_assignment({TR_A!r}::uuid, 'f', 'act')"):
         for kind in ("anon", "self"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 with as_caller(conn, kind):
