@@ -9,6 +9,8 @@ read-only transaction), the desired `Policy`, the live and desired objects. Outp
   no available staff. The new rules are evaluated here, in Python, from the policy model
   against the arrivals aggregated in SQL by (type, priority, required skills, rule, target);
 - for escalation and leave changes, who would now be notified (notify_impact.py);
+- for SLA changes, the deadlines of running and queued work that move, on the resolution and
+  the response clock (sla_moves.py, counted in the scratch install; set by the plan);
 - per step, the detail a reviewer wants: a replaced function's body as a unified diff of the
   live definition against the desired one, a changed seed row as `column: old -> new`.
 
@@ -33,6 +35,7 @@ from engine.migrate.kinds.seed import BOOKKEEPING_COLUMNS
 from engine.migrate.model import Action, LiveObject, Step
 from engine.migrate.notify_impact import LeaveAction, Notified
 from engine.migrate.notify_impact import measure as measure_notified
+from engine.migrate.sla_moves import SlaMoves
 from engine.policy.model import AssignmentRule, Policy
 
 DEFAULT_DAYS = 30
@@ -99,6 +102,7 @@ class Impact:
     leave_actions: list[LeaveAction] = field(default_factory=list)
     details: dict[str, list[str]] = field(default_factory=dict)   # step key -> lines shown under it
     seconds: float = 0.0
+    sla_moves: SlaMoves | None = None     # None when the plan changes nothing deadlines are computed from
 
     @property
     def empty(self) -> bool:
@@ -121,7 +125,8 @@ class Impact:
                    [Unstaffed(**u) for u in data["unstaffed"]],
                    [Notified(**n) for n in data.get("notified", [])],
                    [LeaveAction(**a) for a in data.get("leave_actions", [])],
-                   data.get("details", {}), data.get("seconds", 0.0))
+                   data.get("details", {}), data.get("seconds", 0.0),
+                   SlaMoves.from_dict(data["sla_moves"]) if data.get("sla_moves") else None)
 
 
 def measure(conn: psycopg.Connection[Any], policy: Policy, days: int = DEFAULT_DAYS,

@@ -181,6 +181,7 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
         raise DatabaseError(f"planning failed: {str(exc).strip()}") from None
     timings["diff"] = time.perf_counter() - clock
     impact.details = step_details(ordered, live, desired)
+    impact.sla_moves = sla_moves if any(step.kind == "reschedule" for step in ordered) else None
     live_hashes: dict[str, str] = {key: object_hash(live[key])
                                    for key in sorted(managed | desired.keys()) if key in live}
     notes = _notes(policy, cron_problem, pg_cron, desired) + membership + _identity_note(desired)

@@ -1,16 +1,17 @@
 """What an SLA policy change does to work in progress. Input: the plan's connection, inside its
 read-only transaction, after the desired objects are installed into the scratch schema. Output:
-`SlaMoves` -- how many running and queued items change deadline, the largest move, and how many
-become at risk or breached at the engine's now -- for the reason of the reschedule step.
+`SlaMoves` -- per clock (resolution; response, issue 17), how many running and queued items
+change deadline, the largest move, and how many become at risk or breached at the engine's now
+-- for the reason of the reschedule step and the plan's Impact.
 
 The new schedule is the one sla_reschedule_checks() will write: each live item goes through the
 scratch schema's sla_schedule_for() (the new policy's function, reading the new SLA matrix,
-chains and calendars), and both statuses through its sla_status_at(), so the plan counts with
-the code apply runs, not a second model of it."""
+chains and calendars), an assignment not yet answered through its sla_response_deadline_for()
+(unless `on_change: keep` keeps it, as sla_reschedule_checks decides), and every status through
+its sla_status_at(), so the plan counts with the code apply runs, not a second model of it."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,58 +35,100 @@ def schedules_clocks(key: ObjectKey, schema: str = catalog.SCHEMA) -> bool:
 
 
 @dataclass(frozen=True)
+class ClockMoves:
+    """What one clock's deadlines do under the new policy."""
+    running: int = 0                # assignments whose deadline changes (response: those not yet answered)
+    queued: int = 0                 # queued items whose deadline changes (a response clock starts at assignment)
+    largest_minutes: int = 0        # the largest move, either way
+    at_risk: int = 0                # on track before, at risk after (at the engine's now)
+    breached: int = 0               # not breached before, breached after
+
+    @property
+    def moves(self) -> bool:
+        return bool(self.running or self.queued or self.at_risk or self.breached)
+
+
+@dataclass(frozen=True)
 class SlaMoves:
-    running: int = 0                        # assignments whose deadline changes
-    queued: int = 0                         # queued items whose deadline changes
-    largest: dt.timedelta = dt.timedelta()  # the largest move, either way
-    at_risk: int = 0                        # on track before, at risk after (at the engine's now)
-    breached: int = 0                       # not breached before, breached after
+    resolution: ClockMoves = ClockMoves()
+    response: ClockMoves = ClockMoves()
 
     def summary(self) -> str:
-        if not (self.running or self.queued or self.at_risk or self.breached):
-            return "no deadline moves"
-        return (f"{self.running} running and {self.queued} queued items change deadline, "
-                f"the largest by {_duration(self.largest)}; {self.at_risk} become at risk, "
-                f"{self.breached} become breached")
+        parts = []
+        if self.resolution.moves:
+            r = self.resolution
+            parts.append(f"{r.running} running and {r.queued} queued items change deadline, the largest by "
+                         f"{_duration(r.largest_minutes)}; {r.at_risk} become at risk, {r.breached} become breached")
+        if self.response.moves:
+            r = self.response
+            parts.append(f"{r.running} unanswered items change response deadline, the largest by "
+                         f"{_duration(r.largest_minutes)}; {r.at_risk} become at risk, {r.breached} become breached "
+                         f"on the response clock")
+        return "; ".join(parts) or "no deadline moves"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SlaMoves:
+        return cls(ClockMoves(**data["resolution"]), ClockMoves(**data["response"]))
 
 
-def _duration(delta: dt.timedelta) -> str:
-    minutes = round(abs(delta).total_seconds() / 60)
+def _duration(minutes: int) -> str:
     days, rest = divmod(minutes, 24 * 60)
     hours, minutes = divmod(rest, 60)
     parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
     return " ".join(part for part in parts if part) or "0m"
 
 
+# Items: running and queued work with what both clocks are computed from. The response clock
+# runs for assignments not yet answered (a queued item's starts at assignment); its new deadline
+# is the one sla_reschedule_checks() writes: kept once answered or under `on_change: keep`.
 _QUERY = """
 WITH items AS (
   SELECT 'running' AS what, a.work_item_type::text AS type, a.priority::text AS priority, a.arrived_at,
          a.paused_working_minutes AS paused, a.paused_at, a.sla_deadline, a.escalation_level, true AS started,
          (SELECT max((e.details ->> 'threshold_percent')::numeric) FROM {live}.escalation_events e
-          WHERE e.assignment_id = a.id) AS passed
+          WHERE e.assignment_id = a.id) AS passed,
+         a.first_response_at IS NULL AS unanswered, a.assigned_at, a.response_paused_minutes AS response_paused,
+         a.response_deadline
   FROM {live}.assignments a WHERE a.status::text IN ({active})
   UNION ALL
   SELECT 'queued', q.work_item_type::text, q.priority::text, q.arrived_at, q.paused_working_minutes, NULL,
-         q.sla_deadline, 0, false, NULL
+         q.sla_deadline, 0, false, NULL, false, NULL, NULL, NULL
   FROM {live}.assignment_queue q
 ),
 moved AS (
-  SELECT i.what, i.sla_deadline AS before, n.sla_deadline AS after,
+  SELECT i.what, i.unanswered, i.sla_deadline AS before, n.sla_deadline AS after,
          {new}.sla_status_at(c.calendar_id, i.arrived_at, i.paused, i.paused_at, i.sla_deadline,
                              c.warning_percent, {new}.engine_now()) AS status_before,
          {new}.sla_status_at(c.calendar_id, i.arrived_at, i.paused, i.paused_at, n.sla_deadline,
-                             c.warning_percent, {new}.engine_now()) AS status_after
+                             c.warning_percent, {new}.engine_now()) AS status_after,
+         i.response_deadline AS response_before, r.response_deadline AS response_after,
+         CASE WHEN i.unanswered THEN {new}.sla_status_at(c.calendar_id, i.assigned_at, i.response_paused,
+           i.paused_at, i.response_deadline, c.warning_percent, {new}.engine_now()) END AS response_status_before,
+         CASE WHEN i.unanswered THEN {new}.sla_status_at(c.calendar_id, i.assigned_at, i.response_paused,
+           i.paused_at, r.response_deadline, c.warning_percent, {new}.engine_now()) END AS response_status_after
   FROM items i
   JOIN {new}.sla_configs c ON c.work_item_type::text = i.type AND c.priority::text = i.priority
   CROSS JOIN LATERAL {new}.sla_schedule_for(c.work_item_type, c.priority, i.arrived_at, i.paused,
                                            i.paused_at IS NOT NULL, i.started, i.sla_deadline,
                                            i.escalation_level, i.passed) n
+  CROSS JOIN LATERAL (
+    SELECT CASE WHEN NOT i.unanswered OR (c.keep_deadlines AND i.response_deadline IS NOT NULL)
+                THEN i.response_deadline
+                ELSE coalesce({new}.sla_response_deadline_for(c.work_item_type, c.priority, i.assigned_at,
+                                                             i.response_paused), i.response_deadline)
+           END AS response_deadline) r
 )
 SELECT count(*) FILTER (WHERE what = 'running' AND after IS DISTINCT FROM before),
        count(*) FILTER (WHERE what = 'queued' AND after IS DISTINCT FROM before),
        coalesce(max(abs(extract(epoch FROM after - before))), 0),
        count(*) FILTER (WHERE status_before = 'on_track' AND status_after = 'at_risk'),
-       count(*) FILTER (WHERE status_before <> 'breached' AND status_after = 'breached')
+       count(*) FILTER (WHERE status_before <> 'breached' AND status_after = 'breached'),
+       count(*) FILTER (WHERE unanswered AND response_after IS DISTINCT FROM response_before),
+       coalesce(max(abs(extract(epoch FROM response_after - response_before))) FILTER (WHERE unanswered), 0),
+       count(*) FILTER (WHERE unanswered AND response_status_before = 'on_track'
+                              AND response_status_after = 'at_risk'),
+       count(*) FILTER (WHERE unanswered AND response_status_before <> 'breached'
+                              AND response_status_after = 'breached')
 FROM moved
 """
 
@@ -104,5 +147,10 @@ def measure_sla_moves(conn: psycopg.Connection[Any], live: Mapping[ObjectKey, Li
     query = sql.SQL(_QUERY).format(live=sql.Identifier(schema), new=sql.Identifier(scratch), active=active)
     row = conn.execute(query).fetchone()
     assert row is not None
-    running, queued, seconds, at_risk, breached = row
-    return SlaMoves(running, queued, dt.timedelta(seconds=float(seconds)), at_risk, breached)
+    running, queued, seconds, at_risk, breached, responding, response_seconds, response_at_risk, response_breached = row
+    return SlaMoves(ClockMoves(running, queued, _minutes(seconds), at_risk, breached),
+                    ClockMoves(responding, 0, _minutes(response_seconds), response_at_risk, response_breached))
+
+
+def _minutes(seconds: Any) -> int:
+    return round(float(seconds) / 60)

@@ -23,7 +23,8 @@ from engine_calls import at, call, scalar, uid
 from policy_cases import make_policy
 
 from engine.migrate.apply import apply
-from engine.migrate.plan import build_plan
+from engine.migrate.plan import Plan, build_plan
+from engine.migrate.report import as_json, as_markdown, as_text
 from engine.project import DEFAULT_TEMPLATES, build
 
 pytestmark = pytest.mark.db
@@ -243,6 +244,56 @@ def test_the_plan_counts_what_moves(database_url, traversable_tmp_path):
     assert last.key == "reschedule:public.sla_next_checks"
     assert last.reason.endswith("; 3 running and 1 queued items change deadline, the largest by 5d 18h; "
                                 "1 become at risk, 1 become breached")
+
+
+def set_response(rules: Path, priority: str, response: str) -> None:
+    edit(rules, "sla.yaml", lambda doc: doc["matrix"]["ticket"][priority].update(response=response))
+
+
+def test_the_plan_counts_response_deadline_moves(database_url, traversable_tmp_path):
+    """Hand count, response urgent 15m -> 30m and low 1h -> 20m (resolution targets unchanged),
+    the plan read at Monday 09:18, every item assigned and not yet answered unless said:
+    - U1 urgent from 09:00: 09:15 -> 09:30 (15m), breached -> on track
+    - U2 urgent from 09:05: 09:20 -> 09:35 (15m), at risk (13 of 15m) -> on track
+    - L1 low from 09:00: 10:00 -> 09:20 (40m), on track (18 of 60m) -> at risk (18 of 20m)
+    - L2 low from 08:40: 09:40 -> 09:00 (40m), on track (38 of 60m) -> breached
+    - A1 urgent from 09:00, answered at once: its response deadline stays; not counted
+    4 unanswered items change response deadline, the largest by 40m; 1 becomes at risk, 1
+    breached. No resolution deadline moves, so the text says only the response clock's; the
+    JSON carries both clocks' counts, the text and Markdown Impact say them."""
+    rules = installed(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, MONDAY - timedelta(minutes=20))
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff",
+                                            "wip_limit": 5})
+        for minutes, item, priority in ((-20, "L2", "low"), (0, "U1", "urgent"), (0, "L1", "low"),
+                                        (0, "A1", "urgent"), (5, "U2", "urgent")):
+            at(conn, MONDAY + timedelta(minutes=minutes))
+            result = call(conn, "auto_assign", {"work_item_id": item, "work_item_type": "ticket",
+                                                "priority": priority})
+            assert result["status"] == "assigned"
+        answered = scalar(conn, "SELECT id::text FROM assignments WHERE work_item_id = 'A1'")
+        call(conn, "respond_assignment", {"assignment_id": answered})
+
+    set_response(rules, "urgent", "30m")
+    set_response(rules, "low", "20m")
+    policy, objects = build(traversable_tmp_path / "rules")
+    plan_now = (MONDAY + timedelta(minutes=18)).isoformat()
+    url = f"{database_url}{'&' if '?' in database_url else '?'}options={quote(f'-c rulesctl.now={plan_now}')}"
+    plan = build_plan(url, policy, objects, DEFAULT_TEMPLATES)
+    moves = ("4 unanswered items change response deadline, the largest by 40m; 1 become at risk, "
+             "1 become breached on the response clock")
+    last = plan.steps[-1]
+    assert last.key == "reschedule:public.sla_next_checks"
+    assert last.reason.endswith(f"); {moves}") and "queued items change deadline" not in last.reason
+    assert f"  SLA deadlines: {last.reason}" in as_text(plan, colour=False).splitlines()
+    assert f"**SLA deadlines:** {last.reason}" in as_markdown(plan).splitlines()
+    impact = json.loads(as_json(plan))["impact"]
+    assert impact["sla_deadlines"] == last.reason
+    assert impact["sla_moves"] == {
+        "resolution": {"running": 0, "queued": 0, "largest_minutes": 0, "at_risk": 0, "breached": 0},
+        "response": {"running": 4, "queued": 0, "largest_minutes": 40, "at_risk": 1, "breached": 1}}
+    assert Plan.from_dict(json.loads(as_json(plan))).impact.sla_moves == plan.impact.sla_moves
 
 
 def test_a_manual_escalation_follows_a_kept_deadline_and_counts_as_passed(database_url, traversable_tmp_path):
