@@ -250,18 +250,11 @@ def set_response(rules: Path, priority: str, response: str) -> None:
     edit(rules, "sla.yaml", lambda doc: doc["matrix"]["ticket"][priority].update(response=response))
 
 
-def test_the_plan_counts_response_deadline_moves(database_url, traversable_tmp_path):
-    """Hand count, response urgent 15m -> 30m and low 1h -> 20m (resolution targets unchanged),
-    the plan read at Monday 09:18, every item assigned and not yet answered unless said:
-    - U1 urgent from 09:00: 09:15 -> 09:30 (15m), breached -> on track
-    - U2 urgent from 09:05: 09:20 -> 09:35 (15m), at risk (13 of 15m) -> on track
-    - L1 low from 09:00: 10:00 -> 09:20 (40m), on track (18 of 60m) -> at risk (18 of 20m)
-    - L2 low from 08:40: 09:40 -> 09:00 (40m), on track (38 of 60m) -> breached
-    - A1 urgent from 09:00, answered at once: its response deadline stays; not counted
-    4 unanswered items change response deadline, the largest by 40m; 1 becomes at risk, 1
-    breached. No resolution deadline moves, so the text says only the response clock's; the
-    JSON carries both clocks' counts, the text and Markdown Impact say them."""
-    rules = installed(database_url, traversable_tmp_path)
+def response_targets_changed(database_url: str, workdir: Path, keep: bool = False) -> Plan:
+    """The plan, read at Monday 09:18, of response urgent 15m -> 30m and low 1h -> 20m over five
+    assignments: L2 low from 08:40; U1 urgent, L1 low, A1 urgent from 09:00; U2 urgent from 09:05;
+    A1 answered at once, the others not."""
+    rules = installed(database_url, workdir)
     with psycopg.connect(database_url, autocommit=True) as conn:
         at(conn, MONDAY - timedelta(minutes=20))
         call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff",
@@ -274,13 +267,28 @@ def test_the_plan_counts_response_deadline_moves(database_url, traversable_tmp_p
             assert result["status"] == "assigned"
         answered = scalar(conn, "SELECT id::text FROM assignments WHERE work_item_id = 'A1'")
         call(conn, "respond_assignment", {"assignment_id": answered})
-
+    if keep:
+        edit(rules, "sla.yaml", lambda doc: doc["defaults"].update(on_change="keep"))
     set_response(rules, "urgent", "30m")
     set_response(rules, "low", "20m")
-    policy, objects = build(traversable_tmp_path / "rules")
+    policy, objects = build(workdir / "rules")
     plan_now = (MONDAY + timedelta(minutes=18)).isoformat()
     url = f"{database_url}{'&' if '?' in database_url else '?'}options={quote(f'-c rulesctl.now={plan_now}')}"
-    plan = build_plan(url, policy, objects, DEFAULT_TEMPLATES)
+    return build_plan(url, policy, objects, DEFAULT_TEMPLATES)
+
+
+def test_the_plan_counts_response_deadline_moves(database_url, traversable_tmp_path):
+    """Hand count, response urgent 15m -> 30m and low 1h -> 20m (resolution targets unchanged),
+    the plan read at Monday 09:18, every item assigned and not yet answered unless said:
+    - U1 urgent from 09:00: 09:15 -> 09:30 (15m), breached -> on track
+    - U2 urgent from 09:05: 09:20 -> 09:35 (15m), at risk (13 of 15m) -> on track
+    - L1 low from 09:00: 10:00 -> 09:20 (40m), on track (18 of 60m) -> at risk (18 of 20m)
+    - L2 low from 08:40: 09:40 -> 09:00 (40m), on track (38 of 60m) -> breached
+    - A1 urgent from 09:00, answered at once: its response deadline stays; not counted
+    4 unanswered items change response deadline, the largest by 40m; 1 becomes at risk, 1
+    breached. No resolution deadline moves, so the text says only the response clock's; the
+    JSON carries both clocks' counts, the text and Markdown Impact say them."""
+    plan = response_targets_changed(database_url, traversable_tmp_path)
     moves = ("4 unanswered items change response deadline, the largest by 40m; 1 become at risk, "
              "1 become breached on the response clock")
     last = plan.steps[-1]
@@ -294,6 +302,20 @@ def test_the_plan_counts_response_deadline_moves(database_url, traversable_tmp_p
         "resolution": {"running": 0, "queued": 0, "largest_minutes": 0, "at_risk": 0, "breached": 0},
         "response": {"running": 4, "queued": 0, "largest_minutes": 40, "at_risk": 1, "breached": 1}}
     assert Plan.from_dict(json.loads(as_json(plan))).impact.sla_moves == plan.impact.sla_moves
+    # and apply moves exactly those: the plan counted with what sla_reschedule_checks() writes
+    apply_rules(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        deadlines = dict(conn.execute("SELECT work_item_id, response_deadline FROM assignments").fetchall())
+    assert deadlines == {"U1": MONDAY + timedelta(minutes=30), "U2": MONDAY + timedelta(minutes=35),
+                         "L1": MONDAY + timedelta(minutes=20), "L2": MONDAY, "A1": MONDAY + timedelta(minutes=15)}
+
+
+def test_kept_response_deadlines_are_not_counted_as_moving(database_url, traversable_tmp_path):
+    """The same change under `on_change: keep`: sla_reschedule_checks keeps every started
+    response deadline, so the plan counts none moving (yet still reschedules the checks)."""
+    plan = response_targets_changed(database_url, traversable_tmp_path, keep=True)
+    assert plan.steps[-1].reason.endswith("; no deadline moves")
+    assert plan.impact.sla_moves is not None and not plan.impact.sla_moves.response.moves
 
 
 def test_a_manual_escalation_follows_a_kept_deadline_and_counts_as_passed(database_url, traversable_tmp_path):
