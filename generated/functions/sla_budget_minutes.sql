@@ -6,13 +6,16 @@
 -- An item's SLA budget: the working minutes from its arrival to its deadline, less the working
 -- minutes its clock spent paused -- the resolution time it was given. Every share of the SLA
 -- (sla_share_due_at) is measured against it.
+-- PL/pgSQL for its cached plan (see sla_deadline_for).
 CREATE OR REPLACE FUNCTION public.sla_budget_minutes(
   p_calendar_id text, p_arrived_at timestamptz, p_deadline timestamptz, p_paused_minutes numeric)
 RETURNS numeric
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
-  SELECT greatest(calendar_working_minutes_between(p_calendar_id, p_arrived_at, p_deadline)
-                  - coalesce(p_paused_minutes, 0), 0)
+BEGIN
+  RETURN greatest(calendar_working_minutes_between(p_calendar_id, p_arrived_at, p_deadline)
+                  - coalesce(p_paused_minutes, 0), 0);
+END
 $fn$;

@@ -8,13 +8,16 @@
 -- arrival, pushed back by the paused time. 100% is the deadline itself. Every share -- an
 -- escalation level, the warning -- is measured against the item's deadline this way, so a
 -- deadline kept across a policy change (`on_change: keep`) carries its checks with it.
+-- PL/pgSQL for its cached plan (see sla_deadline_for).
 CREATE OR REPLACE FUNCTION public.sla_share_due_at(
   p_calendar_id text, p_arrived_at timestamptz, p_budget_minutes numeric, p_paused_minutes numeric, p_percent numeric)
 RETURNS timestamptz
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
-  SELECT calendar_add_working_time(p_calendar_id, p_arrived_at,
-                                   p_budget_minutes * p_percent / 100.0 + coalesce(p_paused_minutes, 0))
+BEGIN
+  RETURN calendar_add_working_time(p_calendar_id, p_arrived_at,
+                                   p_budget_minutes * p_percent / 100.0 + coalesce(p_paused_minutes, 0));
+END
 $fn$;

@@ -4,15 +4,19 @@
 
 -- function public.staff_has_skills(uuid, text[], integer)
 -- Does this person hold every required skill at the required proficiency rank or above?
+-- PL/pgSQL: a SQL function is planned again in every statement that calls it; this keeps
+-- its plan for the session (it runs per candidate in the picks and the decision's counts).
 CREATE OR REPLACE FUNCTION public.staff_has_skills(p_staff_id uuid, p_required_skills text[], p_min_rank integer)
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 -- No SET clause and qualified names: the planner inlines it into eligibility scans.
 AS $fn$
-  SELECT NOT EXISTS (
+BEGIN
+  RETURN NOT EXISTS (
     SELECT 1 FROM unnest(p_required_skills) AS r(skill_id)
     WHERE NOT EXISTS (
       SELECT 1 FROM public.staff_skills k JOIN public.proficiency_levels l ON l.id = k.proficiency
-      WHERE k.staff_id = p_staff_id AND k.skill_id = r.skill_id AND l.rank >= p_min_rank))
+      WHERE k.staff_id = p_staff_id AND k.skill_id = r.skill_id AND l.rank >= p_min_rank));
+END
 $fn$;
