@@ -131,6 +131,7 @@ class QueueItem(_Open):
     position: int
     sla_deadline: str | None = None
     created_at: str
+    seq: int = Field(description="arrival order: items queued at the same created_at are served in this order")
 
 
 class QueuePage(BaseModel):

@@ -144,9 +144,9 @@ SELECT jsonb_build_object(
             WHERE %(unit_id)s::text IS NULL OR q.target_unit_id = %(unit_id)s::text),
   'limit', %(limit)s::integer,
   'offset', %(offset)s::integer,
-  'items', coalesce((SELECT jsonb_agg(to_jsonb(page) ORDER BY page.effective_rank DESC, page.created_at, page.id)
+  'items', coalesce((SELECT jsonb_agg(to_jsonb(page) ORDER BY page.effective_rank DESC, page.created_at, page.seq)
                      FROM (SELECT * FROM queue_head(%(unit_id)s::text, %(limit)s::integer + %(offset)s::integer) h
-                           ORDER BY h.effective_rank DESC, h.created_at, h.id
+                           ORDER BY h.effective_rank DESC, h.created_at, h.seq
                            OFFSET %(offset)s::integer) page), '[]'::jsonb))
 """
 QUEUE_SQL = """
@@ -158,8 +158,8 @@ SELECT jsonb_build_object(
   'total', (SELECT count(*) FROM visible),
   'limit', %(limit)s::integer,
   'offset', %(offset)s::integer,
-  'items', coalesce((SELECT jsonb_agg(to_jsonb(page) ORDER BY page.effective_rank DESC, page.created_at, page.id)
-                     FROM (SELECT * FROM visible ORDER BY effective_rank DESC, created_at, id
+  'items', coalesce((SELECT jsonb_agg(to_jsonb(page) ORDER BY page.effective_rank DESC, page.created_at, page.seq)
+                     FROM (SELECT * FROM visible ORDER BY effective_rank DESC, created_at, seq
                            LIMIT %(limit)s::integer OFFSET %(offset)s::integer) page), '[]'::jsonb))
 """
 

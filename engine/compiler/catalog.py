@@ -37,6 +37,9 @@ class Table:
     seed_refs: tuple[tuple[str, str], ...] = ()
     seeded: bool = False                 # its rows are policy (rendered from rules/, diffed by key)
     readable: bool = True                # the API roles may SELECT it (through row level security)
+    # an identity column added to it later numbers the rows already there in this order (an
+    # ORDER BY list; empty: by primary key)
+    numbered_by: str = ""
 
 
 TABLES = (
@@ -68,7 +71,7 @@ TABLES = (
     Table("assignments", after=("staff_profiles", "organizational_units", "assignment_rules", "work_item_type",
                                 "priority_level", "assignment_status"), versioned=True, updated_at=True),
     Table("assignment_queue", after=("organizational_units", "assignment_rules", "work_item_type", "priority_level"),
-          updated_at=True),
+          updated_at=True, numbered_by="created_at, id"),     # seq: the order the queue served them in
     Table("escalation_events", after=("assignments", "staff_profiles", "escalation_reason")),
     Table("assignment_audit", after=("assignments",)),
     Table("capacity_snapshots", pk=("unit_id", "snapshot_date"), after=("organizational_units",)),
@@ -104,15 +107,15 @@ INDEXES = (
     Index("idx_assignments_sla_warned", "assignments", "sla_deadline",
           where="escalation_level > 0 AND status IN ('assigned', 'in_progress')",
           why="work at risk (`rulesctl status`): running work past a warning level, counted from the index alone"),
-    Index("idx_assignment_queue_target_priority", "assignment_queue", "target_unit_id, priority DESC, created_at, id",
+    Index("idx_assignment_queue_target_priority", "assignment_queue", "target_unit_id, priority DESC, created_at, seq",
           why="the head of each (unit, priority) queue: aging keeps a priority's items in arrival order"),
-    Index("idx_assignment_queue_priority_head", "assignment_queue", "priority DESC, created_at, id",
+    Index("idx_assignment_queue_priority_head", "assignment_queue", "priority DESC, created_at, seq",
           why="the head of each priority across the whole queue (queue_head without a unit)"),
     Index("idx_assignment_queue_skill_head", "assignment_queue",
-          "target_unit_id, priority DESC, (coalesce(required_skills[1], '')), created_at, id",
+          "target_unit_id, priority DESC, (coalesce(required_skills[1], '')), created_at, seq",
           why="the head of each (unit, priority, first required skill) queue: a person freeing capacity probes "
               "only the items whose first skill they hold, never walking past work they cannot take"),
-    Index("idx_assignment_queue_subtree_head", "assignment_queue", "target_unit_id, priority DESC, created_at, id",
+    Index("idx_assignment_queue_subtree_head", "assignment_queue", "target_unit_id, priority DESC, created_at, seq",
           where="include_subtree",
           why="the whole-subtree items of an ancestor's queue, which staff of every unit below may take"),
     Index("idx_escalation_events_assignment_level", "escalation_events", "assignment_id, level", unique=True,

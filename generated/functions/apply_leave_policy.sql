@@ -26,7 +26,7 @@ BEGIN
     SELECT a.id, a.work_item_id, a.priority, p.on_leave, p.notify
     FROM assignments a JOIN leave_policy p ON p.priority = a.priority
     WHERE a.assignee_id = p_staff_id AND a.status IN ('assigned', 'in_progress', 'on_hold')
-    ORDER BY a.priority DESC, a.sla_deadline, a.id
+    ORDER BY a.priority DESC, a.sla_deadline, a.assigned_at, a.work_item_id   -- not a.id: a random uuid
   LOOP
     IF v_item.on_leave = 'reassign' THEN
       v_outcome := reassign_or_requeue(v_item.id, format('assignee on leave: %s', p_reason), current_user_id());

@@ -47,6 +47,23 @@ BEGIN
   END IF;
   -- queued work this person may take: their own unit's, and their ancestors' whole-subtree items
   v_targets := ARRAY(SELECT t.ancestor_id FROM organizational_unit_tree t WHERE t.unit_id = v_unit_id);
+  -- Most of the time nothing waits where this person could take it: one probe per target
+  -- answers that, without the person's row lock and the head probes below (most completions).
+  -- A deferred unit lock is tried first, as below: an arrival may be queueing right now, unseen.
+  IF NOT EXISTS (SELECT 1 FROM unnest(v_targets) AS t(unit_id)
+                 CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id LIMIT 1) w) THEN
+    IF NOT v_unit_lock_deferred THEN
+      RETURN 0;
+    END IF;
+    IF NOT try_lock_unit_shared(v_unit_id) THEN
+      RAISE EXCEPTION 'unit lock held' USING ERRCODE = 'RLU01';    -- complete_assignment retries
+    END IF;
+    v_unit_lock_deferred := false;
+    IF NOT EXISTS (SELECT 1 FROM unnest(v_targets) AS t(unit_id)
+                   CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id LIMIT 1) w) THEN
+      RETURN 0;
+    END IF;
+  END IF;
   LOOP
     SELECT coalesce(s.wip_limit, u.default_wip_limit) - s.current_assignment_count, s.skills, s.full_name, u.name
     INTO v_free, v_skills, v_full_name, v_unit_name
@@ -69,27 +86,27 @@ BEGIN
       SELECT h.id INTO v_candidate
       FROM (SELECT own.* FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
             CROSS JOIN unnest('{""}'::text[] || v_skills) AS k(skill)
-            CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at
+            CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at, q.seq
       FROM assignment_queue q
       WHERE q.target_unit_id = v_unit_id AND q.priority = p.priority AND coalesce(q.required_skills[1], '') = k.skill
         AND q.capacity_weight <= v_free
         AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
         AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
                                   AND q.id <> ALL (v_passed)
-                                ORDER BY q.created_at, q.id LIMIT 1) own
+                                ORDER BY q.created_at, q.seq LIMIT 1) own
             UNION ALL
             SELECT above.* FROM unnest(v_targets) AS t(unit_id)
             CROSS JOIN unnest(enum_range(NULL::priority_level)) AS p(priority)
-            CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at
+            CROSS JOIN LATERAL (SELECT q.id, q.priority, q.created_at, q.seq
       FROM assignment_queue q
       WHERE q.target_unit_id = t.unit_id AND q.priority = p.priority AND q.include_subtree
         AND q.capacity_weight <= v_free
         AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
         AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
                                   AND q.id <> ALL (v_passed)
-                                ORDER BY q.created_at, q.id LIMIT 1) above
+                                ORDER BY q.created_at, q.seq LIMIT 1) above
             WHERE t.unit_id <> v_unit_id) h
-      ORDER BY queue_effective_rank(h.priority, h.created_at, v_now) DESC, h.created_at, h.id
+      ORDER BY queue_effective_rank(h.priority, h.created_at, v_now) DESC, h.created_at, h.seq
       LIMIT 1;
       EXIT WHEN v_candidate IS NULL;
       SELECT q.* INTO v_item FROM assignment_queue q WHERE q.id = v_candidate FOR UPDATE SKIP LOCKED;
@@ -104,7 +121,7 @@ BEGIN
         AND q.capacity_weight <= v_free
         AND arraycontains(v_skills, q.required_skills)  -- not @>: see _staff_eligibility.j2
         AND (q.min_proficiency_rank <= 1 OR staff_has_skills(p_staff_id, q.required_skills, q.min_proficiency_rank))
-      ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.id
+      ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.seq
       LIMIT 1
       FOR UPDATE OF q SKIP LOCKED;
     END IF;

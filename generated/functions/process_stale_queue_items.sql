@@ -58,7 +58,7 @@ BEGIN
     JOIN open o ON o.target_unit_id = q.target_unit_id AND o.include_subtree = q.include_subtree
                AND o.when_no_capacity = q.when_no_capacity AND o.required_skills = q.required_skills
                AND o.min_proficiency_rank = q.min_proficiency_rank AND o.capacity_weight = q.capacity_weight
-    ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.id
+    ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.seq
     LIMIT p_limit
   LOOP
     IF NOT v_locked THEN                -- the query above ran without them; what follows reads anew

@@ -4,10 +4,10 @@
 
 -- function public.queue_head(text, integer)
 -- The first p_limit items waiting for a unit, in the order they will be served (aged
--- priority, then arrival), with their positions: the rows of assignment_queue_ordered for
--- that unit with position <= p_limit. Aging keeps each priority's items in arrival order,
--- so the head is among each priority's first p_limit (an index probe each) -- no sort of
--- the whole queue. With p_unit_id NULL: the first p_limit of the whole queue in the same
+-- priority, then arrival: created_at, then seq), with their positions: the rows of
+-- assignment_queue_ordered for that unit with position <= p_limit. Aging keeps each
+-- priority's items in arrival order, so the head is among each priority's first p_limit (an
+-- index probe each) -- no sort of the whole queue. With p_unit_id NULL: the first p_limit of the whole queue in the same
 -- order, each with its position in its own unit's queue (a unit's order is the whole
 -- queue's order restricted to it, so whatever is ahead of an item in its unit is in this
 -- head too). Security invoker: row level security decides what the caller sees. Under row
@@ -18,7 +18,7 @@ CREATE OR REPLACE FUNCTION public.queue_head(p_unit_id text, p_limit integer DEF
 RETURNS TABLE (id uuid, work_item_id text, work_item_type public.work_item_type,
                priority public.priority_level, target_unit_id text, include_subtree boolean,
                required_skills text[], capacity_weight integer, sla_deadline timestamptz, arrived_at timestamptz,
-               created_at timestamptz, effective_rank integer, "position" bigint)
+               created_at timestamptz, seq bigint, effective_rank integer, "position" bigint)
 LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
@@ -34,57 +34,57 @@ BEGIN
   IF row_security_active('assignment_queue') THEN
     IF p_unit_id IS NULL THEN
       RETURN QUERY
-    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.id)
+    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.seq)
     FROM (SELECT h.*
           FROM (SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree,
-                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at,
+                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at, q.seq,
                        queue_effective_rank(q.priority, q.created_at, v_now) AS effective_rank
                 FROM assignment_queue q) h
-          ORDER BY h.effective_rank DESC, h.created_at, h.id
+          ORDER BY h.effective_rank DESC, h.created_at, h.seq
           LIMIT p_limit) t
-    ORDER BY t.effective_rank DESC, t.created_at, t.id;
+    ORDER BY t.effective_rank DESC, t.created_at, t.seq;
     ELSE
       RETURN QUERY
-    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.id)
+    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.seq)
     FROM (SELECT h.*
           FROM (SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree,
-                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at,
+                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at, q.seq,
                        queue_effective_rank(q.priority, q.created_at, v_now) AS effective_rank
                 FROM assignment_queue q WHERE q.target_unit_id = p_unit_id) h
-          ORDER BY h.effective_rank DESC, h.created_at, h.id
+          ORDER BY h.effective_rank DESC, h.created_at, h.seq
           LIMIT p_limit) t
-    ORDER BY t.effective_rank DESC, t.created_at, t.id;
+    ORDER BY t.effective_rank DESC, t.created_at, t.seq;
     END IF;
   ELSIF p_unit_id IS NULL THEN
     RETURN QUERY
-    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.id)
+    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.seq)
     FROM (SELECT h.*
           FROM (SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree,
-                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at,
+                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at, q.seq,
                        queue_effective_rank(q.priority, q.created_at, v_now) AS effective_rank
                 FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
                 CROSS JOIN LATERAL (SELECT q.* FROM assignment_queue q
                                     WHERE q.priority = p.priority
-                                    ORDER BY q.created_at, q.id
+                                    ORDER BY q.created_at, q.seq
                                     LIMIT p_limit) q) h
-          ORDER BY h.effective_rank DESC, h.created_at, h.id
+          ORDER BY h.effective_rank DESC, h.created_at, h.seq
           LIMIT p_limit) t
-    ORDER BY t.effective_rank DESC, t.created_at, t.id;
+    ORDER BY t.effective_rank DESC, t.created_at, t.seq;
   ELSE
     RETURN QUERY
-    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.id)
+    SELECT t.*, row_number() OVER (PARTITION BY t.target_unit_id ORDER BY t.effective_rank DESC, t.created_at, t.seq)
     FROM (SELECT h.*
           FROM (SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree,
-                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at,
+                       q.required_skills, q.capacity_weight, q.sla_deadline, q.arrived_at, q.created_at, q.seq,
                        queue_effective_rank(q.priority, q.created_at, v_now) AS effective_rank
                 FROM unnest(enum_range(NULL::priority_level)) AS p(priority)
                 CROSS JOIN LATERAL (SELECT q.* FROM assignment_queue q
                                     WHERE q.target_unit_id = p_unit_id AND q.priority = p.priority
-                                    ORDER BY q.created_at, q.id
+                                    ORDER BY q.created_at, q.seq
                                     LIMIT p_limit) q) h
-          ORDER BY h.effective_rank DESC, h.created_at, h.id
+          ORDER BY h.effective_rank DESC, h.created_at, h.seq
           LIMIT p_limit) t
-    ORDER BY t.effective_rank DESC, t.created_at, t.id;
+    ORDER BY t.effective_rank DESC, t.created_at, t.seq;
   END IF;
 END
 $fn$;

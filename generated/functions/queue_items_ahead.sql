@@ -4,8 +4,9 @@
 
 -- function public.queue_items_ahead(text, public.priority_level, timestamp with time zone, uuid)
 -- How many items waiting for p_target_unit_id are served before an item of p_priority that
--- was queued at p_queued_at with id p_id (aged priority, then arrival, then id) -- whether
--- or not that item is in the queue yet, so an arrival can learn its place before queueing.
+-- was queued at p_queued_at with id p_id (aged priority, then arrival: created_at, then
+-- seq) -- whether or not that item is in the queue yet, so an arrival can learn its place
+-- before queueing (an item not queued yet will be filed after every queued one).
 -- Aging (rules/assignment_rules.yaml) makes an item's rank a step function of its arrival time, so per
 -- priority the items ranked above p_rank are those queued before one cut-off time, and those
 -- ranked equal before another: a count over a range of the queue index for each priority,
@@ -20,6 +21,8 @@ AS $fn$
 DECLARE
   v_now timestamptz := engine_now();
   v_rank integer := queue_effective_rank(p_priority, p_queued_at, v_now);
+  -- its arrival order; an item not queued yet is filed after every queued one
+  v_seq bigint := coalesce((SELECT q.seq FROM assignment_queue q WHERE q.id = p_id), 9223372036854775807);
   v_ahead integer;
 BEGIN
   -- Per priority, two counts: the items queued at or before rank_above (a bare index range:
@@ -48,7 +51,7 @@ BEGIN
     FROM assignment_queue o
     WHERE o.target_unit_id = p_target_unit_id AND o.priority = p.priority
       AND o.created_at > cut.rank_above AND o.created_at <= least(cut.rank_equal, p_queued_at)
-      AND (o.created_at, o.id) < (p_queued_at, p_id)) tied;
+      AND (o.created_at, o.seq) < (p_queued_at, v_seq)) tied;
   RETURN v_ahead;
 END
 $fn$;

@@ -59,7 +59,7 @@ BEGIN
     VALUES ('leave_reassign', v_old.work_item_id, v_new.id, p_actor, v_old.assignee_id, v_staff_id, p_reason);
     RETURN 'reassigned';
   END IF;
-  INSERT INTO assignment_queue SELECT (v_item).*;
+  INSERT INTO assignment_queue OVERRIDING USER VALUE SELECT (v_item).*;    -- seq: the next in arrival order
   INSERT INTO assignment_audit (action, work_item_id, assignment_id, actor_id, from_assignee, to_assignee, reason)
   VALUES ('leave_requeue', v_old.work_item_id, v_old.id, p_actor, v_old.assignee_id, NULL, p_reason);
   RETURN 'queued';

@@ -7,6 +7,9 @@
 -- re-queued from someone on leave keeps its SLA: deadline and working time spent paused).
 CREATE TABLE public.assignment_queue (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  -- Arrival order: items queued at one instant (one transaction's clock, one batch, one
+  -- simulated tick) are served in the order they were filed, never by the random id.
+  seq bigint GENERATED ALWAYS AS IDENTITY,
   work_item_id text NOT NULL UNIQUE,
   work_item_type public.work_item_type NOT NULL,
   priority public.priority_level NOT NULL,
@@ -27,19 +30,19 @@ CREATE TABLE public.assignment_queue (
 
 -- index public.idx_assignment_queue_target_priority
 -- the head of each (unit, priority) queue: aging keeps a priority's items in arrival order
-CREATE INDEX idx_assignment_queue_target_priority ON public.assignment_queue (target_unit_id, priority DESC, created_at, id);
+CREATE INDEX idx_assignment_queue_target_priority ON public.assignment_queue (target_unit_id, priority DESC, created_at, seq);
 
 -- index public.idx_assignment_queue_priority_head
 -- the head of each priority across the whole queue (queue_head without a unit)
-CREATE INDEX idx_assignment_queue_priority_head ON public.assignment_queue (priority DESC, created_at, id);
+CREATE INDEX idx_assignment_queue_priority_head ON public.assignment_queue (priority DESC, created_at, seq);
 
 -- index public.idx_assignment_queue_skill_head
 -- the head of each (unit, priority, first required skill) queue: a person freeing capacity probes only the items whose first skill they hold, never walking past work they cannot take
-CREATE INDEX idx_assignment_queue_skill_head ON public.assignment_queue (target_unit_id, priority DESC, (coalesce(required_skills[1], '')), created_at, id);
+CREATE INDEX idx_assignment_queue_skill_head ON public.assignment_queue (target_unit_id, priority DESC, (coalesce(required_skills[1], '')), created_at, seq);
 
 -- index public.idx_assignment_queue_subtree_head
 -- the whole-subtree items of an ancestor's queue, which staff of every unit below may take
-CREATE INDEX idx_assignment_queue_subtree_head ON public.assignment_queue (target_unit_id, priority DESC, created_at, id) WHERE include_subtree;
+CREATE INDEX idx_assignment_queue_subtree_head ON public.assignment_queue (target_unit_id, priority DESC, created_at, seq) WHERE include_subtree;
 
 -- trigger public.trg_assignment_queue_updated_at
 CREATE TRIGGER trg_assignment_queue_updated_at

@@ -4,7 +4,8 @@
 
 -- view public.assignment_queue_ordered
 -- The queue as callers see it: each waiting item with its aged priority rank and its
--- position among the items waiting for the same target unit (1 = served next).
+-- position among the items waiting for the same target unit (1 = served next); seq is the
+-- arrival order among items queued at the same instant.
 CREATE OR REPLACE VIEW public.assignment_queue_ordered
 WITH (security_invoker = true) AS
 SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.include_subtree, q.required_skills,
@@ -12,5 +13,6 @@ SELECT q.id, q.work_item_id, q.work_item_type, q.priority, q.target_unit_id, q.i
        public.queue_effective_rank(q.priority, q.created_at, public.engine_now()) AS effective_rank,
        row_number() OVER (PARTITION BY q.target_unit_id
                           ORDER BY public.queue_effective_rank(q.priority, q.created_at, public.engine_now()) DESC,
-                                   q.created_at, q.id) AS position
+                                   q.created_at, q.seq) AS position,
+       q.seq
 FROM public.assignment_queue q;

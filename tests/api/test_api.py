@@ -254,7 +254,7 @@ def test_queue_pages_without_a_priority_filter_are_the_views_rows(api, installed
                 """SELECT to_jsonb(q) FROM assignment_queue_ordered q
                    WHERE (%(unit)s::text IS NULL OR q.target_unit_id = %(unit)s)
                      AND q.target_unit_id = ANY (%(visible)s)
-                   ORDER BY q.effective_rank DESC, q.created_at, q.id LIMIT %(limit)s OFFSET %(offset)s""",
+                   ORDER BY q.effective_rank DESC, q.created_at, q.seq LIMIT %(limit)s OFFSET %(offset)s""",
                 {"unit": unit_id, "visible": visible_units, "limit": limit, "offset": offset}).fetchall()
             total = conn.execute("SELECT count(*) FROM assignment_queue WHERE (%(unit)s::text IS NULL OR "
                                  "target_unit_id = %(unit)s) AND target_unit_id = ANY (%(visible)s)",

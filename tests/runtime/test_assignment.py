@@ -567,7 +567,7 @@ def test_queue_head_and_dequeues_follow_the_views_aged_order(conn):
             "SELECT work_item_id, effective_rank, position FROM queue_head(NULL, %s)", [limit])]
         assert whole == [tuple(r) for r in conn.execute(
             "SELECT work_item_id, effective_rank, position FROM assignment_queue_ordered"
-            " ORDER BY effective_rank DESC, created_at, id LIMIT %s", [limit])]
+            " ORDER BY effective_rank DESC, created_at, seq LIMIT %s", [limit])]
     assert {unit for (unit,) in conn.execute("SELECT target_unit_id FROM queue_head(NULL, 30)")} == {
         "unit-translation", "unit-hr"}
 
@@ -1023,7 +1023,7 @@ def test_queue_places_match_the_served_order_under_aging(conn):
             queue_ticket(conn, work_item_id, priority, created)
     served = [row[0] for row in conn.execute(
         "SELECT id FROM assignment_queue_ordered WHERE target_unit_id = 'unit-it-support' "
-        "ORDER BY effective_rank DESC, created_at, id")]
+        "ORDER BY effective_rank DESC, created_at, seq")]
     places = dict(conn.execute("SELECT id, queue_position(id) FROM assignment_queue").fetchall())
     assert [places[queue_id] for queue_id in served] == list(range(1, len(served) + 1))
     for priority in priorities:       # an arrival now: behind everything ranked at least as high
@@ -1045,5 +1045,5 @@ def test_an_aged_items_place_counts_the_items_of_its_rank_aged_above_it(conn):
         created = now - timedelta(hours=hours_ago)
         queue_ticket(conn, work_item_id, priority, created)
     places = conn.execute("SELECT work_item_id, effective_rank, queue_position(id) FROM assignment_queue_ordered"
-                          " ORDER BY effective_rank DESC, created_at, id").fetchall()
+                          " ORDER BY effective_rank DESC, created_at, seq").fetchall()
     assert places == [("aged-normal", 3, 1), ("aged-low", 2, 2), ("fresh-normal", 2, 3)]

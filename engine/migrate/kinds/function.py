@@ -30,8 +30,16 @@ class Function(Kind):
         origin = origin_of(obj)
         if change.wanted["returns"] != change.found["returns"]:
             drop = self.drop_sql(ctx, change.key, None)
-            return [Step(Action.REPLACE, change.key, drop + obj.sql,
+            return [Step(Action.REPLACE, change.key, drop + obj.sql + self._regrant(ctx, change),
                          f"drop and create {self.label(change.key)}: its result type changes{where(origin)}", (),
                          origin)]
         return [Step(Action.REPLACE, change.key, obj.sql,
                      f"replace {self.label(change.key)}: definition changed{where(origin)}", (), origin)]
+
+    def _regrant(self, ctx: Context, change: Change) -> str:
+        """The EXECUTE privilege the live routine held, given back after it is dropped and created
+        (a changed grant is then the grant kind's own step, as for any routine)."""
+        held = ctx.live.get(ObjectKey(f"grant:{ctx.schema}.{change.key.name}.execute"))
+        if held is None:
+            return ""
+        return ctx.render("function/regrant.sql.j2", roles=held.definition, **self.drop_values(change.key, None))

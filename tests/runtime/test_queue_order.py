@@ -1,0 +1,129 @@
+"""Arrival order in the queue: items queued at one instant (one transaction's clock, one
+auto_assign_many batch, arrivals a simulation replays at one virtual time) are served, listed
+and numbered in the order they were filed -- the queue's `seq` -- never by their random ids.
+And the leave policy moves equal work in a fixed order (assigned_at, work_item_id).
+
+Each case files enough items that their random ids would come out in filing order only by
+chance (1 in 8! for eight items)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from engine_calls import at, call, scalar
+from psycopg.types.json import Jsonb
+
+pytestmark = pytest.mark.db
+
+T0 = datetime(2027, 1, 4, 10, 0, tzinfo=ZoneInfo("Asia/Riyadh"))     # a Monday, in office hours
+DESK = str(uuid.UUID(int=0xD1))
+COLLEAGUE = str(uuid.UUID(int=0xD2))
+FILED = [f"tk-{name}" for name in ("kilo", "alpha", "zulu", "echo", "mike", "bravo", "yankee", "delta")]
+
+
+def staff(conn, staff_id: str, wip_limit: int) -> None:
+    call(conn, "upsert_staff_profile", {"id": staff_id, "unit_id": "unit-it-support", "full_name": staff_id[-4:],
+                                        "wip_limit": wip_limit})
+
+
+def ticket(work_item_id: str, priority: str = "normal") -> dict:
+    return {"work_item_id": work_item_id, "work_item_type": "ticket", "priority": priority}
+
+
+def full_desk(conn) -> str:
+    """One person at unit-it-support, busy with one ticket: what arrives next is queued."""
+    at(conn, T0 - timedelta(minutes=5))
+    staff(conn, DESK, 1)
+    busy = call(conn, "auto_assign", ticket("tk-busy"))
+    assert busy["status"] == "assigned"
+    return busy["assignment_id"]
+
+
+def queued_order(conn) -> dict[str, list[str]]:
+    """The queue as every reader sees it: by seq, by the view's positions, by queue_head's
+    positions and by queue_position."""
+    return {
+        "seq": [r[0] for r in conn.execute("SELECT work_item_id FROM assignment_queue ORDER BY seq")],
+        "view": [r[0] for r in conn.execute("SELECT work_item_id FROM assignment_queue_ordered ORDER BY position")],
+        "head": [r[0] for r in conn.execute(
+            "SELECT work_item_id FROM queue_head('unit-it-support', 50) ORDER BY position")],
+        "queue_position": [r[0] for r in conn.execute(
+            "SELECT work_item_id FROM assignment_queue ORDER BY queue_position(id)")],
+    }
+
+
+def drain(conn, assignment_id: str, count: int) -> list[str]:
+    """Complete the desk's current work `count` times: what each freed slot took from the queue."""
+    taken = []
+    for _ in range(count):
+        conn.execute("SELECT complete_assignment(%s)", [assignment_id])
+        work_item_id, assignment_id = conn.execute(
+            "SELECT work_item_id, id FROM assignments WHERE assignee_id = %s AND status = 'assigned'",
+            [DESK]).fetchone()
+        taken.append(work_item_id)
+    return taken
+
+
+def test_a_batch_filed_at_one_instant_is_queued_and_served_in_filing_order(conn):
+    busy = full_desk(conn)
+    at(conn, T0)
+    results = conn.execute("SELECT auto_assign_many(%s::jsonb[])", [[Jsonb(ticket(w)) for w in FILED]]).fetchone()[0]
+    assert [r["status"] for r in results] == ["queued"] * len(FILED)
+    assert [r["position"] for r in results] == list(range(1, len(FILED) + 1))
+    assert scalar(conn, "SELECT count(DISTINCT created_at) FROM assignment_queue") == 1     # one instant
+    assert queued_order(conn) == dict.fromkeys(("seq", "view", "head", "queue_position"), FILED)
+    assert drain(conn, busy, len(FILED)) == FILED
+
+
+def test_consecutive_calls_at_one_engine_time_are_served_in_filing_order(conn):
+    """Separate transactions, one `rulesctl.now`: created_at ties, seq does not. An item filed
+    between them at a higher priority still goes first, and the rest keep their order."""
+    busy = full_desk(conn)
+    at(conn, T0)
+    filed = FILED[:4] + ["tk-urgent"] + FILED[4:]
+    positions = [call(conn, "auto_assign", ticket(w, "low" if w != "tk-urgent" else "normal"))["position"]
+                 for w in filed]
+    assert positions == [1, 2, 3, 4, 1, 6, 7, 8, 9]       # each learns its place before it is filed
+    served = ["tk-urgent"] + FILED
+    assert queued_order(conn)["view"] == served
+    assert queued_order(conn)["head"] == served
+    assert queued_order(conn)["queue_position"] == served
+    assert drain(conn, busy, len(served)) == served
+
+
+def test_the_fallback_sweep_serves_ties_in_filing_order(conn):
+    """process_stale_queue_items: a person with room, and items put in the queue at one
+    instant behind the engine's back (a wake-up that never came)."""
+    at(conn, T0)
+    staff(conn, DESK, 3)
+    with conn.transaction():
+        for work_item_id in FILED:
+            conn.execute("INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id,"
+                         " created_at, arrived_at) VALUES (%s, 'ticket', 'normal', 'unit-it-support', %s, %s)",
+                         [work_item_id, T0, T0])
+    assert scalar(conn, "SELECT process_stale_queue_items(3)") == 3
+    taken = conn.execute("SELECT work_item_id FROM assignments ORDER BY assigned_at, work_item_id").fetchall()
+    assert sorted(w for (w,) in taken) == sorted(FILED[:3])
+    assert queued_order(conn)["view"] == FILED[3:]
+
+
+def test_leave_moves_equal_work_in_work_item_order(conn):
+    """Five high tickets of one person, assigned at one instant with one deadline: going on
+    leave, the colleague with room for one gets the first by work_item_id, the others are
+    queued again in that order."""
+    at(conn, T0)
+    staff(conn, DESK, 10)
+    for work_item_id in FILED[:5]:
+        assert call(conn, "auto_assign", ticket(work_item_id, "high"))["assignee_id"] == DESK
+    assert scalar(conn, "SELECT count(DISTINCT (assigned_at, sla_deadline)) FROM assignments") == 1
+    staff(conn, COLLEAGUE, 2)                                       # room for one high ticket (weight 2)
+    at(conn, T0 + timedelta(minutes=10))
+    result = call(conn, "set_staff_availability", {"staff_id": DESK, "status": "on_leave", "reason": "sick"})
+    assert (result["reassigned"], result["queued"]) == (1, 4)
+    in_order = sorted(FILED[:5])
+    assert scalar(conn, "SELECT work_item_id FROM assignments WHERE assignee_id = %s AND status = 'assigned'",
+                  COLLEAGUE) == in_order[0]
+    assert queued_order(conn)["seq"] == in_order[1:]
