@@ -117,6 +117,11 @@ def render(rules_dir: Path, out_dir: Path, check: bool) -> None:
                f"{len(changed)} changed" + (": " + ", ".join(changed) if 0 < len(changed) <= 10 else ""))
 
 
+scratch_option = click.option("--scratch-url", metavar="URL", default=None,
+                              help="Create the simulation's scratch databases on this server (the role needs "
+                                   "CREATEDB) instead of a private throwaway PostgreSQL cluster in a temp "
+                                   "directory; for machines without PostgreSQL's server binaries.")
+
 hazard_option = click.option("--allow-hazard", "allowed", multiple=True, metavar="NAME",
                              type=click.Choice([h.slug for h in Hazard]),
                              help="Let steps with this hazard run (repeatable): "
@@ -137,9 +142,11 @@ hazard_option = click.option("--allow-hazard", "allowed", multiple=True, metavar
 @click.option("--simulate", "simulate_days", type=click.IntRange(1, 366), default=None, metavar="DAYS",
               help="Impact: also replay DAYS synthetic days under the live policy and the new one "
                    "(`rulesctl simulate`, in scratch databases) and show the figures.")
+@scratch_option
 @hazard_option
 def plan(rules_dir: Path, database_url: str | None, fmt: str, out_file: Path | None, show_sql: bool,
-         detect_drift: bool, impact_days: int, simulate_days: int | None, allowed: tuple[str, ...]) -> None:
+         detect_drift: bool, impact_days: int, simulate_days: int | None, scratch_url: str | None,
+         allowed: tuple[str, ...]) -> None:
     """Show what apply would change in the database, and why.
 
     \b
@@ -163,7 +170,9 @@ def plan(rules_dir: Path, database_url: str | None, fmt: str, out_file: Path | N
     simulated = None
     if simulate_days:
         from engine.simulate.live import simulate_against_live
-        simulated = _run_or_exit(lambda: simulate_against_live(url, rules_dir, policy, objects, simulate_days))
+        server = _scratch_server(scratch_url, lambda: url)
+        simulated = _run_or_exit(lambda: simulate_against_live(url, rules_dir, policy, objects, simulate_days,
+                                                               scratch_url=server))
     render = {"text": lambda p: as_text(p, show_sql, simulation=simulated), "json": lambda p: as_json(p, simulated),
               "markdown": lambda p: as_markdown(p, simulated)}[fmt]
     click.echo(render(result))
@@ -581,19 +590,25 @@ def token(role: str, sub: str | None, ttl: str, secret_env: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown", "html"]), default="text",
               show_default=True, help="markdown suits a pull-request comment; html is one self-contained page.")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
-@click.option("--keep", is_flag=True, help="Keep the scratch databases (rulesctl_sim_*) to look at afterwards.")
+@click.option("--keep", is_flag=True, help="Keep the scratch databases (rulesctl_sim_*) to look at afterwards; "
+              "with the private cluster, keep it running and print its URL and how to stop it.")
+@scratch_option
 @database_option
 def simulate(rules_dir: Path, baseline_dir: Path | None, baseline_live: bool, workload_file: Path | None,
              synthetic: bool, history: str | None, days: int | None, per_day: int, staff_file: Path | None,
-             seed: int, fmt: str, out_file: Path | None, keep: bool, database_url: str | None) -> None:
+             seed: int, fmt: str, out_file: Path | None, keep: bool, scratch_url: str | None,
+             database_url: str | None) -> None:
     """Replay a workload under the proposed policy (--rules) and a baseline on the real engine.
 
     Each policy is installed by `rulesctl apply` into its own scratch database
-    (rulesctl_sim_*, dropped afterwards) on the server of --database-url (or the local
-    cluster); the given database itself is never written to. Arrivals call auto_assign,
-    items complete after their handling time, the SLA sweep runs on its jobs.yaml schedule,
-    all in virtual time. Reports breaches, waits, queues and utilisation side by side.
+    (rulesctl_sim_*) in a private throwaway PostgreSQL cluster, started in a temp directory
+    and removed at the end (--scratch-url URL puts them on that server instead). The
+    database of --database-url is only read (--from-history, --baseline-live). Arrivals
+    call auto_assign, items complete after their handling time, the SLA sweep runs on its
+    jobs.yaml schedule, all in virtual time. Reports breaches, waits, queues and
+    utilisation side by side.
     """
+    import functools
     import tempfile
 
     from engine.database.connect import redact
@@ -615,27 +630,49 @@ def simulate(rules_dir: Path, baseline_dir: Path | None, baseline_live: bool, wo
     if synthetic and days is None:
         click.echo("error: --synthetic needs --days N (how many days of arrivals to generate)", err=True)
         sys.exit(1)
-    url = _database_url(database_url, rules_dir)
+    # Only read, and only resolved when needed: a synthetic run starts no project cluster.
+    url = functools.cache(lambda: _database_url(database_url, rules_dir))
     live_dir = tempfile.TemporaryDirectory(prefix="rulesctl-live-")
     if baseline_live:
-        baseline_dir = _run_or_exit(lambda: live_rules(url, rules_dir, Path(live_dir.name)))
+        baseline_dir = _run_or_exit(lambda: live_rules(url(), rules_dir, Path(live_dir.name)))
     subjects = [PolicyUnderTest(label, path, *_build_or_exit(path))
                 for label, path in (("baseline", baseline_dir), ("proposed", rules_dir)) if path is not None]
     live_dir.cleanup()
     progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     spec = WorkloadSpec(workload_file, days, per_day, staff_file=staff_file,
-                        history_url=url if history_days else None, history_days=history_days)
-    result = _run_or_exit(lambda: run_simulation(url, subjects, spec, seed, keep=keep, progress=progress))
+                        history_url=url() if history_days else None, history_days=history_days)
+    server = _scratch_server(scratch_url, url)
+    if progress:
+        click.echo("scratch databases: " + (f"on {redact(server)}" if server else "a throwaway PostgreSQL cluster "
+                   "in a temp directory, removed at the end"), err=True)
+    result = _run_or_exit(lambda: run_simulation(server, subjects, spec, seed, keep=keep, progress=progress))
     if progress:
         progress.done()
-    for label, kept in result.databases.items():
-        click.echo(f"kept the {label} scratch database: {redact(kept)}", err=True)
+    if result.cluster:
+        click.echo(f"kept the scratch cluster: {result.cluster.url} (data directory {result.cluster.data_dir}); "
+                   f"stop it with `rulesctl local stop --dir {result.cluster.base_dir}`, then delete that "
+                   "directory", err=True)
+    for label, kept in result.databases.items():     # the private cluster's URLs have no password
+        click.echo(f"kept the {label} scratch database: {kept if result.cluster else redact(kept)}", err=True)
     report = render(result, fmt)
     if out_file:
         out_file.write_text(report)
         click.echo(f"report written to {out_file}", err=True)
     else:
         click.echo(report, nl=False)
+
+
+def _scratch_server(scratch_url: str | None, database_url: Callable[[], str]) -> str | None:
+    """Where simulate's scratch databases go: --scratch-url's server; else None (a private
+    throwaway cluster) when this machine has PostgreSQL's server binaries; else, with a note, the
+    server of the database rulesctl reads (the behaviour before the private cluster)."""
+    from engine.simulate.scratch import NO_SERVER_BINARIES, private_cluster_possible
+    if scratch_url:
+        return scratch_url
+    if private_cluster_possible():
+        return None
+    click.echo(f"note: {NO_SERVER_BINARIES}", err=True)
+    return database_url()
 
 
 def _build_or_exit(rules_dir: Path, parse_check: bool = False) -> tuple[Policy, list[SqlObject]]:

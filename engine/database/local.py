@@ -22,6 +22,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from engine.errors import LocalClusterError
 
@@ -76,10 +77,17 @@ class ClusterStatus:
 class LocalCluster:
     """A cluster under base_dir; every method may be called in any state (idempotent)."""
 
-    def __init__(self, base_dir: Path, dbname: str = "rulesctl", bindir: Path | None = None):
+    def __init__(self, base_dir: Path, dbname: str = "rulesctl", bindir: Path | None = None,
+                 settings: dict[str, str] | None = None, pg_cron: bool = True, durable: bool = True):
+        """settings: extra server settings, written after (and winning over) ours; pg_cron=False
+        leaves pg_cron out even where it is installed (a cluster that schedules nothing);
+        durable=False for data nobody keeps: initdb skips flushing its files to disk."""
         # Absolute: the server chdirs into PGDATA, so relative paths would break.
         self.base_dir = Path(base_dir).absolute()
         self.dbname = dbname
+        self.settings = dict(settings or {})
+        self.pg_cron = pg_cron
+        self.durable = durable
         self.data_dir = self.base_dir / "data"
         self.socket_dir = self.base_dir / "run"
         self.log_file = self.base_dir / "server.log"
@@ -112,12 +120,13 @@ class LocalCluster:
         self._create_app_database()
         return self.url
 
-    def stop(self) -> None:
-        """Fast shutdown (disconnects clients); nothing to do when it is not running."""
+    def stop(self, mode: Literal["fast", "immediate"] = "fast") -> None:
+        """Fast shutdown (disconnects clients), or "immediate" for data about to be deleted (no
+        shutdown checkpoint); nothing to do when it is not running."""
         if self._pid() is None:
             return
         self._run(
-            [self._bin("pg_ctl"), "stop", "-D", self.data_dir, "-m", "fast",
+            [self._bin("pg_ctl"), "stop", "-D", self.data_dir, "-m", mode,
              "-w", "-t", str(START_TIMEOUT)],
             "could not stop the local PostgreSQL server", as_server=True,
         )
@@ -153,7 +162,7 @@ class LocalCluster:
             _make_traversable(self.base_dir)
         self._run(
             [self._bin("initdb"), "-D", self.data_dir, "-U", SUPERUSER, "--auth=trust",
-             "--encoding=UTF8", "--locale=C.UTF-8"],
+             "--encoding=UTF8", "--locale=C.UTF-8", *([] if self.durable else ["--no-sync"])],
             "initdb failed", as_server=True,
         )
         with open(self.data_dir / "postgresql.conf", "a") as conf:
@@ -172,13 +181,14 @@ class LocalCluster:
             "max_replication_slots": "10",
             "max_wal_senders": "10",
         }
-        if self._has_library("pg_cron"):
+        if self.pg_cron and self._has_library("pg_cron"):
             settings["shared_preload_libraries"] = "'pg_cron'"
             settings["cron.database_name"] = f"'{self.dbname}'"
             settings["cron.host"] = "'127.0.0.1'"  # job connections: "localhost" may try ::1 first
         if self._has_library("wal2json") and self._knows_setting("output_plugin_libraries"):
             # 15.19+ (CVE-2026-6471) only lets listed plugins decode, superusers included.
             settings["output_plugin_libraries"] = "'pgoutput, test_decoding, wal2json'"
+        settings.update(self.settings)
         text = "# written by rulesctl (engine/database/local.py) on every start; edits are lost\n"
         text += "".join(f"{key} = {value}\n" for key, value in settings.items())
         path = self.data_dir / CONFIG_NAME

@@ -65,11 +65,13 @@ def _git(where: Path, *args: str) -> bytes:
 
 def simulate_against_live(url: str, rules_dir: Path, policy: Policy, objects: list[SqlObject], days: int,
                           seed: int = 11, progress: Report | None = None,
-                          per_day: int = DEFAULT_PER_DAY) -> Simulation:
+                          per_day: int = DEFAULT_PER_DAY, scratch_url: str | None = None) -> Simulation:
     """`plan --simulate`: the live policy (baseline) against rules_dir (proposed), on a synthetic
-    stretch of `days`, in scratch databases on url's server."""
+    stretch of `days`, in scratch databases on scratch_url's server (None: a private throwaway
+    cluster). url is only read."""
     with tempfile.TemporaryDirectory(prefix="rulesctl-live-") as tmp:
         live = live_rules(url, rules_dir, Path(tmp))
         baseline = PolicyUnderTest("baseline", live, *build(live))
         proposed = PolicyUnderTest("proposed", rules_dir, policy, objects)
-        return simulate(url, [baseline, proposed], WorkloadSpec(days=days, per_day=per_day), seed, progress=progress)
+        return simulate(scratch_url, [baseline, proposed], WorkloadSpec(days=days, per_day=per_day), seed,
+                        progress=progress)

@@ -1,6 +1,7 @@
 """`rulesctl simulate` in one call. Input: the proposed policy (and a baseline), where the workload
-and the staff come from, a seed and a database server. Output: a `Simulation` — the JSON contract
-of issue 19 (`summary`), each policy's chart series and invariant violations.
+and the staff come from, a seed, and the server for the scratch databases (None: a private
+throwaway cluster). Output: a `Simulation` — the JSON contract of issue 19 (`summary`), each
+policy's chart series and invariant violations.
 
 Each policy gets its own scratch database (scratch.py); the two are installed and replayed in two
 threads at once (the work runs in the two PostgreSQL backends, so the machine's cores share it).
@@ -27,7 +28,7 @@ from engine.simulate import staff as staff_source
 from engine.simulate import workload as workload_source
 from engine.simulate.metrics import measure
 from engine.simulate.replay import replay
-from engine.simulate.scratch import ScratchDatabase
+from engine.simulate.scratch import KeptCluster, ScratchCluster, ScratchDatabase
 from engine.simulate.staff import Person
 from engine.simulate.workload import Workload
 
@@ -61,16 +62,28 @@ class Simulation:
     series: dict[str, dict[str, Any]] = field(default_factory=dict)
     violations: dict[str, dict[str, int]] = field(default_factory=dict)
     databases: dict[str, str] = field(default_factory=dict)      # label -> URL, when kept (--keep)
+    cluster: KeptCluster | None = None                            # the private cluster, when kept
 
 
-def simulate(server_url: str, policies: list[PolicyUnderTest], spec: WorkloadSpec, seed: int,
+def simulate(server_url: str | None, policies: list[PolicyUnderTest], spec: WorkloadSpec, seed: int,
              keep: bool = False, progress: Report | None = None,
              workload: Workload | None = None, people: list[Person] | None = None) -> Simulation:
+    """server_url: the server the scratch databases go on; None starts a private throwaway
+    cluster for them (scratch.ScratchCluster)."""
     clock = time.perf_counter()
-    # The scratch databases are dropped (WITH FORCE, ending their backends) before the pool waits
-    # for its threads: an interrupted run stops at once instead of replaying to the end.
+    # The scratch databases are dropped (WITH FORCE, ending their backends), or their private
+    # cluster stopped, before the pool waits for its threads: an interrupted run stops at once
+    # instead of replaying to the end.
     with ThreadPoolExecutor(max_workers=len(policies)) as pool, ExitStack() as stack:
-        scratch = [stack.enter_context(ScratchDatabase(server_url, p.label, keep)) for p in policies]
+        private: ScratchCluster | None = None
+        if server_url is None:
+            private = stack.enter_context(ScratchCluster(keep))
+            server = private.url
+        else:
+            server = server_url
+        # In a private cluster the databases go with the cluster: no DROP one by one.
+        scratch = [stack.enter_context(ScratchDatabase(server, p.label, keep or private is not None))
+                   for p in policies]
         # The first install alone: on a fresh server both would create the cluster-wide roles
         # (anon, authenticated, ...) at once, and one fails on the duplicate name.
         pairs = list(zip(scratch, policies, strict=True))
@@ -98,7 +111,9 @@ def simulate(server_url: str, policies: list[PolicyUnderTest], spec: WorkloadSpe
         summary["delta"] = delta(figures["proposed"], figures["baseline"])
     return Simulation(summary, {label: run[2] for label, run in by_label.items()},
                       {label: run[1] for label, run in by_label.items()},
-                      {p.label: s.url for p, s in zip(policies, scratch, strict=True)} if keep else {})
+                      {p.label: private.cluster.url_for(s.name) if private else s.url
+                       for p, s in zip(policies, scratch, strict=True)} if keep else {},
+                      private.kept() if private else None)
 
 
 def _workload(policy: Policy, spec: WorkloadSpec, seed: int) -> Workload:
@@ -136,7 +151,7 @@ def _run_one(url: str, subject: PolicyUnderTest, workload: Workload, people: lis
     return figures, violations, series, {"load_s": timings.load_s, "replay_s": timings.replay_s,
                                          "measure_s": round(time.perf_counter() - started, 3),
                                          "events": timings.events, "arrivals_per_s": rate,
-                                         "backend_cpu_s": timings.backend_cpu_s}
+                                         "backend_cpu_s": timings.backend_cpu_s, "vacuum_s": timings.vacuum_s}
 
 
 def delta(proposed: Any, baseline: Any) -> Any:

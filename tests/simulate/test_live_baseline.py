@@ -31,7 +31,7 @@ def counts(url):
                             " (SELECT count(*) FROM assignments)").fetchone()
 
 
-def test_plan_simulate_compares_the_applied_commit_with_the_edited_rules(database_url, tmp_path):
+def test_plan_simulate_compares_the_applied_commit_with_the_edited_rules(database_url, server_url, tmp_path):
     project = tmp_path / "project"
     rules = project / "rules"
     shutil.copytree(REPO_RULES, rules)
@@ -45,7 +45,8 @@ def test_plan_simulate_compares_the_applied_commit_with_the_edited_rules(databas
     edited, edited_objects = build(rules)
     before = counts(database_url)
 
-    simulation = simulate_against_live(database_url, rules, edited, edited_objects, days=1, per_day=150)
+    simulation = simulate_against_live(database_url, rules, edited, edited_objects, days=1, per_day=150,
+                                       scratch_url=server_url)     # the session cluster: no initdb per test
 
     assert counts(database_url) == before                     # the given database was not written to
     base, new = simulation.summary["policies"]["baseline"], simulation.summary["policies"]["proposed"]
