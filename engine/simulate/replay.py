@@ -44,6 +44,7 @@ class ReplayTimings:
     replay_s: float
     events: int
     backend_cpu_s: float | None      # the replaying backend's own CPU time (None unless the server is local)
+    vacuum_s: float = 0.0            # of replay_s, the hourly vacuums
 
 
 def backend_cpu_s(pid: int) -> float | None:
@@ -81,6 +82,7 @@ def replay(url: str, policy: Policy, workload: Workload, people: list[Person],
         _load(conn, workload, people, policy)
         loaded = time.perf_counter()
         cpu_before = backend_cpu_s(conn.info.backend_pid)
+        vacuumed = 0.0
         days = max(1, -(-(workload.end - workload.start) // dt.timedelta(days=1)))
         for day in range(1, days + 1):
             until = min(workload.start + dt.timedelta(days=day), workload.end)
@@ -88,14 +90,17 @@ def replay(url: str, policy: Policy, workload: Workload, people: list[Person],
             while step < until:
                 step = min(step + VACUUM_EVERY, until)
                 conn.execute("CALL rulesctl_sim.replay_until(%s)", [step])
+                vacuum_started = time.perf_counter()
                 conn.execute(f"VACUUM {VACUUMED}")
+                vacuumed += time.perf_counter() - vacuum_started
             if progress:
                 progress(day, days, _state(conn, "next_arrival - 1"))
         events = _state(conn, "events")
         cpu_after = backend_cpu_s(conn.info.backend_pid)
         conn.execute("SELECT set_config('rulesctl.now', %s, false)", [workload.end.isoformat()])
     cpu = None if cpu_before is None or cpu_after is None else round(cpu_after - cpu_before, 2)
-    return ReplayTimings(round(loaded - started, 3), round(time.perf_counter() - loaded, 3), events, cpu)
+    return ReplayTimings(round(loaded - started, 3), round(time.perf_counter() - loaded, 3), events, cpu,
+                         round(vacuumed, 3))
 
 
 def _state(conn: psycopg.Connection, column: str) -> int:
