@@ -5,6 +5,7 @@ proves the harness runs end to end and that every invariant holds after each wor
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -63,3 +64,20 @@ def test_repeated_runs_report_the_median_and_each_runs_figure():
     assert combined.details["spread"] == {"rate": [1161.0, 661.0, 635.0], "p99_ms": [35.0, 62.0, 68.0]}
     assert spread_lines({"assign": combined}) == [
         "  assign: rate 1,161.0 / 661.0 / 635.0 (spread 80%); p99_ms 35.0 / 62.0 / 68.0 (spread 53%)"]
+
+
+@pytest.mark.db
+def test_simulate_bench_smoke_replays_both_policies_in_a_private_cluster(repo_root):
+    """bench.simulate_bench on a tiny synthetic day, in the private scratch cluster simulate starts
+    (no DATABASE_URL): both policies' rows, a rate and the report table; nothing left running."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = subprocess.run([sys.executable, "-m", "bench.simulate_bench", "--days", "1", "--per-day", "150"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {line.split()[0]: line.split() for line in done.stdout.splitlines()
+            if line.startswith(("baseline ", "proposed "))}
+    assert set(rows) == {"baseline", "proposed"}, done.stdout
+    for row in rows.values():
+        assert int(row[1].replace(",", "")) > 100 and float(row[5].replace(",", "")) > 0, row
+    assert "target for a month: 60 s" in done.stdout and "| figure | baseline | proposed |" in done.stdout
+    assert "scratch cluster kept" not in done.stdout
