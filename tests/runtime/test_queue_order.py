@@ -9,6 +9,7 @@ chance (1 in 8! for eight items)."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -154,3 +155,48 @@ def test_a_replay_of_arrivals_at_one_instant_gives_the_same_figures_twice(pg_clu
         runs.append(summary)
     assert runs[0]["policies"]["proposed"]["wait_minutes"]["max"] > 60       # the order mattered
     assert runs[0] == runs[1]
+
+
+def plans_of(conn, statement: str, *params) -> list[str]:
+    """The plans of every statement `statement` runs, functions' inner statements included
+    (auto_explain, sent back as notices), with actual row counts."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    conn.execute("LOAD 'auto_explain'")
+    for setting in ("log_min_duration = 0", "log_nested_statements = on", "log_level = notice",
+                    "log_analyze = on", "log_timing = off"):
+        conn.execute(f"SET auto_explain.{setting}")
+    with conn.transaction(force_rollback=True):
+        conn.execute(statement, params)
+    conn.execute("SET auto_explain.log_min_duration = -1")
+    return [n for n in notices if "Query Text:" in n]
+
+
+def scans_of_queue(plan: str) -> list[tuple[str, int]]:
+    """(how, rows per loop) of each read of assignment_queue in a plan."""
+    return [(m.group(1), int(m.group(2))) for m in re.finditer(
+        r"(Seq Scan|Index Scan using \w+|Index Only Scan using \w+|Bitmap Heap Scan) on assignment_queue \w*"
+        r"[^\n]*?actual rows=(\d+)", plan)]
+
+
+def test_the_head_probes_stay_index_probes_of_the_new_order(conn):
+    """5,000 queued items of one instant, 4 priorities, half needing a skill: queue_head and a
+    freed slot read a few rows off the seq-ordered indexes per probe -- never the whole queue."""
+    at(conn, T0)
+    staff(conn, DESK, 1)
+    conn.execute("INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id,"
+                 " required_skills, created_at, arrived_at)"
+                 " SELECT 'q-' || g, 'ticket', (enum_range(NULL::priority_level))[1 + g %% 4], 'unit-it-support',"
+                 " CASE WHEN g %% 2 = 0 THEN ARRAY['skill-sql'] ELSE '{}' END, %s, %s"
+                 " FROM generate_series(1, 5000) g", [T0, T0])
+    conn.execute("ANALYZE assignment_queue")
+    (head,) = [p for p in plans_of(conn, "SELECT * FROM queue_head('unit-it-support', 50)") if "row_number()" in p]
+    assert scans_of_queue(head) == [("Index Scan using idx_assignment_queue_target_priority", 50)]
+    (everyone,) = [p for p in plans_of(conn, "SELECT * FROM queue_head(NULL, 50)") if "row_number()" in p]
+    assert scans_of_queue(everyone) == [("Index Scan using idx_assignment_queue_priority_head", 50)]
+
+    (probe,) = [p for p in plans_of(conn, "SELECT process_queue_on_capacity_change(%s)", DESK)
+                if "Query Text: SELECT h.id" in p]
+    assert {how for how, _ in scans_of_queue(probe)} == {"Index Scan using idx_assignment_queue_skill_head",
+                                                         "Index Scan using idx_assignment_queue_subtree_head"}
+    assert max(rows for _, rows in scans_of_queue(probe)) <= 1
