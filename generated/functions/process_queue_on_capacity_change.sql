@@ -51,7 +51,8 @@ BEGIN
   -- answers that, without the person's row lock and the head probes below (most completions).
   -- A deferred unit lock is tried first, as below: an arrival may be queueing right now, unseen.
   IF NOT EXISTS (SELECT 1 FROM unnest(v_targets) AS t(unit_id)
-                 CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id LIMIT 1) w) THEN
+               CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id
+                                   ORDER BY q.priority DESC, q.created_at, q.seq LIMIT 1) w) THEN
     IF NOT v_unit_lock_deferred THEN
       RETURN 0;
     END IF;
@@ -60,7 +61,8 @@ BEGIN
     END IF;
     v_unit_lock_deferred := false;
     IF NOT EXISTS (SELECT 1 FROM unnest(v_targets) AS t(unit_id)
-                   CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id LIMIT 1) w) THEN
+               CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id
+                                   ORDER BY q.priority DESC, q.created_at, q.seq LIMIT 1) w) THEN
       RETURN 0;
     END IF;
   END IF;
@@ -156,7 +158,8 @@ BEGIN
     END IF;
   END LOOP;
   IF v_free > 0 AND EXISTS (SELECT 1 FROM unnest(v_targets) AS t(unit_id)
-                            CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id LIMIT 1) w) THEN
+               CROSS JOIN LATERAL (SELECT 1 FROM assignment_queue q WHERE q.target_unit_id = t.unit_id
+                                   ORDER BY q.priority DESC, q.created_at, q.seq LIMIT 1) w) THEN
     INSERT INTO engine_events (channel, payload) VALUES ('queue_process_needed', jsonb_build_object(
       'event', 'capacity_freed', 'staff_id', p_staff_id, 'unit_id', v_unit_id, 'assigned', v_assigned)::text);
   END IF;

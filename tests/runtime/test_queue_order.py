@@ -200,3 +200,21 @@ def test_the_head_probes_stay_index_probes_of_the_new_order(conn):
     assert {how for how, _ in scans_of_queue(probe)} == {"Index Scan using idx_assignment_queue_skill_head",
                                                          "Index Scan using idx_assignment_queue_subtree_head"}
     assert max(rows for _, rows in scans_of_queue(probe)) <= 1
+
+
+def test_a_freed_slot_with_nothing_queued_for_it_reads_no_queue_rows(conn):
+    """5,000 items queued for another unit: a completion in IT Support asks whether anything waits
+    for this person's units with an index probe that finds nothing at once -- with LIMIT 1 alone
+    the planner chose a scan of the whole queue, every row of it read on every completion."""
+    at(conn, T0)
+    staff(conn, DESK, 1)
+    conn.execute("INSERT INTO assignment_queue (work_item_id, work_item_type, priority, target_unit_id,"
+                 " required_skills, created_at, arrived_at)"
+                 " SELECT 'q-' || g, 'ticket', (enum_range(NULL::priority_level))[1 + g %% 4], 'unit-translation',"
+                 " '{}', %s, %s FROM generate_series(1, 5000) g", [T0, T0])
+    conn.execute("ANALYZE assignment_queue")
+    plans = plans_of(conn, "SELECT process_queue_on_capacity_change(%s)", DESK)
+    reads = [scan for p in plans for scan in scans_of_queue(p)]
+    assert reads and all(how.endswith("Scan using idx_assignment_queue_target_priority") and rows == 0
+                         for how, rows in reads), plans
+    assert not any("Query Text: SELECT h.id" in p for p in plans)       # no head probes: nothing to take
