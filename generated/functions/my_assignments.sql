@@ -6,7 +6,8 @@
 -- The caller's active assignments (the JWT subject) with their SLA status: on_track,
 -- at_risk (past the SLA's warning share of its working time) or breached -- sla_state's, the
 -- definition the sweep's escalations follow -- and the response clock's deadline, first
--- response and status (sla_response_state: met, on_track, at_risk or breached).
+-- response and status (sla_response_state: met, on_track, at_risk or breached). Soonest
+-- deadline first; equal deadlines in the order they were assigned (not by the random id).
 CREATE OR REPLACE FUNCTION public.my_assignments()
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -34,7 +35,7 @@ BEGIN
       'response_deadline', rs.response_deadline,
       'responded_at', rs.responded_at,
       'response_status', rs.status)
-      ORDER BY a.sla_deadline NULLS LAST, a.id), '[]'::jsonb))
+      ORDER BY a.sla_deadline NULLS LAST, a.assigned_at, a.work_item_id), '[]'::jsonb))
     FROM assignments a
     CROSS JOIN LATERAL sla_state(a, v_now) st
     CROSS JOIN LATERAL sla_response_state(a, v_now) rs

@@ -901,6 +901,19 @@ def test_capacity_check_reports_unit_figures(conn):
     assert_capacity_invariant(conn)
 
 
+def test_my_assignments_lists_equal_deadlines_in_the_order_they_were_assigned(conn):
+    """Same deadline, assigned a minute apart: listed by assignment time, not by the random id."""
+    staff(conn, DESK_A, "unit-it-support", wip_limit=10)
+    filed = ["tk-m", "tk-z", "tk-a", "tk-q", "tk-c", "tk-x"]
+    for minute, item in enumerate(filed):
+        at(conn, T0 + timedelta(minutes=minute))
+        assert assign(conn, item)["assignee_id"] == DESK_A
+    conn.execute("UPDATE assignments SET sla_deadline = %s WHERE assignee_id = %s", [T0 + timedelta(days=1), DESK_A])
+    with claims(conn, sub=DESK_A, role="authenticated"):
+        listed = scalar(conn, "SELECT my_assignments()")["assignments"]
+    assert [a["work_item_id"] for a in listed] == filed
+
+
 def test_my_assignments_sla_status_moves_with_the_clock(conn):
     at(conn, T0)
     staff(conn, DESK_A, "unit-it-support")
