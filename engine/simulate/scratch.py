@@ -138,7 +138,11 @@ class ScratchCluster:
                                     durable=False)
         try:
             self.cluster.start()
-        except BaseException:           # initdb or start failed, or Ctrl-C meanwhile
+        except LocalClusterError as exc:
+            self.remove()
+            raise LocalClusterError(f"cannot start a private cluster for the scratch databases: {exc}\n"
+                                    "(--scratch-url URL puts them on a server instead)") from None
+        except BaseException:           # Ctrl-C meanwhile
             self.remove()
             raise
         return self

@@ -143,3 +143,15 @@ def test_without_server_binaries_the_database_url_server_takes_them_with_a_note(
     assert json.loads(run.stdout)["policies"]["proposed"]["items"] > 50
     assert databases(server_url) == before                  # dropped at the end
     assert list(temp_root.iterdir()) == []
+
+
+def test_a_cluster_that_cannot_start_says_so_names_the_option_and_leaves_nothing(temp_root, shipped, monkeypatch):
+    def broken(self):
+        (self.data_dir / "PG_VERSION").parent.mkdir(parents=True)       # half-made, as a failed initdb leaves it
+        raise LocalClusterError("initdb failed (exit 1): could not create directory")
+
+    monkeypatch.setattr(LocalCluster, "start", broken)
+    with pytest.raises(LocalClusterError, match=r"(?s)cannot start a private cluster for the scratch databases: "
+                                                r"initdb failed.*--scratch-url URL puts them on a server instead"):
+        simulate(None, [shipped], TINY, seed=3)
+    assert list(temp_root.iterdir()) == []
