@@ -2,7 +2,7 @@
 policies (the shipped one and the same with every WIP limit one lower), in parallel, on the real
 engine. Target (issue 19): a month, about 100,000 arrivals, under two policies in 60 s or less.
 
-    python -m bench.simulate_bench [--days 30] [--per-day 3300] [--seed 11] [--keep]
+    python -m bench.simulate_bench [--days 30] [--per-day 3300] [--seed 11] [--keep] [--json FILE]
 
 With DATABASE_URL set, its server takes the two scratch databases (the database itself is not
 written to). Without it, they go where `rulesctl simulate` puts them by default: a private
@@ -39,7 +39,8 @@ def policies(workdir: Path):
     return [PolicyUnderTest("baseline", shipped, *build(shipped)), PolicyUnderTest("proposed", lower, *build(lower))]
 
 
-def run(url: str | None, days: int, per_day: int, seed: int, workdir: Path, keep: bool = False) -> int:
+def run(url: str | None, days: int, per_day: int, seed: int, workdir: Path, keep: bool = False,
+        json_out: Path | None = None) -> int:
     from engine.simulate.report import render
     from engine.simulate.run import WorkloadSpec, simulate
     subjects = policies(workdir)
@@ -65,6 +66,8 @@ def run(url: str | None, days: int, per_day: int, seed: int, workdir: Path, keep
         print(f"scratch cluster kept: {result.cluster.url} (data in {result.cluster.base_dir})")
     print()
     print(render(result, "markdown"))
+    if json_out is not None:
+        json_out.write_text(render(result, "json"))       # what `rulesctl simulate --format json` prints
     return 0
 
 
@@ -74,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-day", type=int, default=3300)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--keep", action="store_true", help="keep the throwaway cluster")
+    parser.add_argument("--json", type=Path, help="also write the simulation's JSON here (two runs: compare them)")
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="rulesctl-simbench-"))
     os.chmod(workdir, 0o755)
     try:
-        return run(os.environ.get("DATABASE_URL"), args.days, args.per_day, args.seed, workdir, args.keep)
+        return run(os.environ.get("DATABASE_URL"), args.days, args.per_day, args.seed, workdir, args.keep, args.json)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
