@@ -81,14 +81,18 @@ def _duration(minutes: int) -> str:
 # Items: running and queued work with what both clocks are computed from. The response clock
 # runs for assignments not yet answered (a queued item's starts at assignment); its new deadline
 # is the one sla_reschedule_checks() writes: kept once answered or under `on_change: keep`.
+_RESPONSE_CLOCK = ("a.first_response_at IS NULL AS unanswered, a.assigned_at,"
+                   " a.response_paused_minutes AS response_paused, a.response_deadline")
+# A database installed before the response clock has none of its columns: nothing of it moves.
+_NO_RESPONSE_CLOCK = ("false AS unanswered, a.assigned_at, NULL::numeric AS response_paused,"
+                      " NULL::timestamptz AS response_deadline")
 _QUERY = """
 WITH items AS (
   SELECT 'running' AS what, a.work_item_type::text AS type, a.priority::text AS priority, a.arrived_at,
          a.paused_working_minutes AS paused, a.paused_at, a.sla_deadline, a.escalation_level, true AS started,
          (SELECT max((e.details ->> 'threshold_percent')::numeric) FROM {live}.escalation_events e
           WHERE e.assignment_id = a.id) AS passed,
-         a.first_response_at IS NULL AS unanswered, a.assigned_at, a.response_paused_minutes AS response_paused,
-         a.response_deadline
+         {response_clock}
   FROM {live}.assignments a WHERE a.status::text IN ({active})
   UNION ALL
   SELECT 'queued', q.work_item_type::text, q.priority::text, q.arrived_at, q.paused_working_minutes, NULL,
@@ -144,7 +148,13 @@ def measure_sla_moves(conn: psycopg.Connection[Any], live: Mapping[ObjectKey, Li
     if all(live.get(key) == desired.get(key) for key in keys):
         return None
     active = sql.SQL(", ").join(sql.Literal(status) for status in catalog.ACTIVE_STATUSES)
-    query = sql.SQL(_QUERY).format(live=sql.Identifier(schema), new=sql.Identifier(scratch), active=active)
+    has_response_clock = conn.execute(
+        "SELECT count(*) = 3 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND NOT attisdropped"
+        " AND attname IN ('first_response_at', 'response_paused_minutes', 'response_deadline')",
+        [f"{sql.Identifier(schema).as_string(conn)}.assignments"]).fetchone()
+    response_clock = _RESPONSE_CLOCK if has_response_clock and has_response_clock[0] else _NO_RESPONSE_CLOCK
+    query = sql.SQL(_QUERY).format(live=sql.Identifier(schema), new=sql.Identifier(scratch), active=active,
+                                   response_clock=sql.SQL(response_clock))
     row = conn.execute(query).fetchone()
     assert row is not None
     running, queued, seconds, at_risk, breached, responding, response_seconds, response_at_risk, response_breached = row

@@ -347,3 +347,25 @@ def test_a_manual_escalation_follows_a_kept_deadline_and_counts_as_passed(databa
         at(conn, MONDAY + timedelta(minutes=121))
         assert scalar(conn, "SELECT sla_check_and_escalate()") == 1
         assert levels_sent(conn, running) == [1, 3]
+
+
+def test_a_database_from_before_the_response_clock_gets_its_moves_counted_too(database_url, traversable_tmp_path):
+    """A database installed before the response clock (its three columns absent) and an SLA change
+    in the same plan: the plan is made, the resolution moves counted, no response move claimed."""
+    rules = installed(database_url, traversable_tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        at(conn, MONDAY)
+        call(conn, "upsert_staff_profile", {"id": uid(1), "unit_id": "unit-desk", "full_name": "Desk", "role": "staff"})
+        arrive(conn, MONDAY, "R1")
+        conn.execute("ALTER TABLE assignments DROP COLUMN first_response_at CASCADE,"
+                     " DROP COLUMN response_paused_minutes CASCADE, DROP COLUMN response_deadline CASCADE")
+    set_target(rules, "urgent", "1h")
+    policy, objects = build(traversable_tmp_path / "rules")
+    plan_now = (MONDAY + timedelta(minutes=20)).isoformat()
+    url = f"{database_url}{'&' if '?' in database_url else '?'}options={quote(f'-c rulesctl.now={plan_now}')}"
+    plan = build_plan(url, policy, objects, DEFAULT_TEMPLATES)
+    last = plan.steps[-1]
+    assert last.key == "reschedule:public.sla_next_checks"
+    assert "1 running and 0 queued items change deadline, the largest by 1h" in last.reason, last.reason
+    assert "response" not in last.reason.split("; ", 1)[1], last.reason
+    assert any(s.key == "table:public.assignments" for s in plan.steps)       # the columns come back
