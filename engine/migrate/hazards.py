@@ -20,12 +20,17 @@ class Hazard(Enum):
                                                 "(retired: true) or move the data off it first. It cannot be allowed")
     PRIVILEGE = ("privilege", "needs a privilege the applying role lacks (a managed PostgreSQL's owner is not a "
                               "superuser); the step names what a superuser must run. It cannot be allowed")
+    JOB_HIDDEN = ("job-hidden", "the ledger says another role scheduled this pg_cron job, and pg_cron shows this "
+                                "role only its own: that role's copy would run beside this one (twice). Allow it "
+                                "only once a superuser has removed that copy (the step says how)")
+    JOB_OWNER = ("job-owner", "the pg_cron job is another role's: this role's cron.schedule would add a second copy "
+                              "(the job would run twice) and its cron.unschedule finds none. It cannot be allowed")
 
     @property
     def allowable(self) -> bool:
         """--allow-hazard lets it run; a removal of what live data references never runs, nor a
-        step PostgreSQL would refuse to the applying role."""
-        return self not in (Hazard.REFERENCED_REMOVAL, Hazard.PRIVILEGE)
+        step PostgreSQL would refuse to the applying role, nor one that would copy another role's job."""
+        return self not in (Hazard.REFERENCED_REMOVAL, Hazard.PRIVILEGE, Hazard.JOB_OWNER)
 
     def __init__(self, slug: str, message: str):
         self.slug = slug

@@ -27,6 +27,7 @@ from engine.compiler.order import topological
 from engine.compiler.render import job_commands, seconds_of
 from engine.database.connect import connect
 from engine.errors import DatabaseError
+from engine.migrate.cron_owners import mark_held_jobs, read_job_holders
 from engine.migrate.desired import cron_unavailable_reason, cron_version, desired_state
 from engine.migrate.diff import diff
 from engine.migrate.fetch import fetch_value
@@ -157,6 +158,7 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
             desired = desired_state(conn, policy, objects, templates_dir, scratch, pg_cron)
             sla_moves = measure_sla_moves(conn, live, desired, scratch)     # new deadlines, from the scratch install
             membership = membership_notes(conn)
+            job_holders = read_job_holders(conn)       # whose pg_cron jobs: cron.job and the ledger
             timings["render"] = time.perf_counter() - clock
             clock = time.perf_counter()
             impact = measure(conn, policy, impact_days)
@@ -175,6 +177,7 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
     steps = _mark_drift(steps, desired, live, owned, hand_made)
     ordered = with_renames(order_steps(steps, objects, renamed), rename_steps(builder.context, renames))
     ordered += builder.reschedule_steps(ordered, sla_moves)
+    ordered, job_notes = mark_held_jobs(ordered, job_holders)     # another role's job: never a second copy
     try:
         ordered = mark_refused(conn, ordered)       # what this role may not run, tried and rolled back
     except psycopg.Error as exc:
@@ -184,7 +187,7 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
     impact.sla_moves = sla_moves if any(step.kind == "reschedule" for step in ordered) else None
     live_hashes: dict[str, str] = {key: object_hash(live[key])
                                    for key in sorted(managed | desired.keys()) if key in live}
-    notes = _notes(policy, cron_problem, pg_cron, desired) + membership + _identity_note(desired)
+    notes = _notes(policy, cron_problem, pg_cron, desired) + job_notes + membership + _identity_note(desired)
     return Plan(ordered, list(result.foreign), live_hashes,
                 {key: object_hash(obj) for key, obj in sorted(desired.items())}, policy.policy_hash, notes, timings,
                 impact=impact)
