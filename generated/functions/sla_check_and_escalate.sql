@@ -20,7 +20,8 @@
 -- The events' INSERT skips a (assignment, level) that already has an event, but through the
 -- engine that never happens: an event exists only at or below the assignment's escalation_level
 -- (this sweep and escalate_assignment raise it in the transaction that writes the event, under
--- the assignment's row lock, and nothing lowers it), and the walk starts above it. The two
+-- the assignment's row lock, and nothing lowers it but a chain change, which renumbers the events
+-- with it: sla_reschedule_checks), and the walk starts above it. The two
 -- cannot interleave on one assignment: the sweep skips rows locked by a manual escalation, and
 -- reads a row changed since its snapshot as it is now; the manual escalation waits for the
 -- sweep's lock and then reads the level the sweep reached. So no test can show the clause

@@ -11,6 +11,12 @@
 -- resuming computes it. An assignment not yet answered takes its response deadline under the
 -- new policy too (sla_response_deadline_for; kept under `on_change: keep`), and its next check
 -- is the earlier of the next level and that deadline (sla_response_check_at).
+-- A changed chain renumbers its levels (1..n by share): the level events of active work are
+-- renumbered with it, each to the level with its share (threshold_percent in details), none if
+-- that share is gone, the number it was sent as kept in details.sent_as_level. The sweep and a
+-- manual escalation write the next level's number under the unique (assignment, level) index:
+-- an event still carrying an old number that the next level now has (1,2,3 -> 1,3: old 2 sent,
+-- new 2 is old 3) would make the sweep skip that level's notification, or a manual escalation fail.
 -- Returns the rows changed (assignments and queued items).
 -- `rulesctl apply` runs it as the plan's last step whenever the plan touches those inputs.
 CREATE OR REPLACE FUNCTION public.sla_reschedule_checks()
@@ -46,6 +52,31 @@ BEGIN
     AND (a.sla_deadline, a.escalation_level, a.response_deadline, a.next_check_at)
         IS DISTINCT FROM (n.sla_deadline, n.escalation_level, n.response_deadline, n.next_check_at);
   GET DIAGNOSTICS v_assignments = ROW_COUNT;
+  -- In two steps: the unique index is checked row by row, so an event moved onto a number
+  -- another still holds (1,2 -> 2,3 when a level comes first) would fail in a single UPDATE.
+  -- First every event whose number is wrong gives it up; then each takes its share's number.
+  UPDATE escalation_events e
+  SET level = NULL,
+      details = e.details || jsonb_build_object('sent_as_level', coalesce(e.details -> 'sent_as_level', to_jsonb(e.level)))
+  FROM assignments a
+  JOIN sla_configs c ON c.work_item_type = a.work_item_type AND c.priority = a.priority
+  WHERE e.assignment_id = a.id AND a.status IN ('assigned', 'in_progress', 'on_hold')
+    AND e.level IS NOT NULL AND e.details ? 'threshold_percent'
+    AND e.level IS DISTINCT FROM (SELECT l.level FROM escalation_levels l
+                                  WHERE l.chain_id = c.escalation_chain_id
+                                    AND l.threshold_percent = (e.details ->> 'threshold_percent')::numeric);
+  UPDATE escalation_events e
+  SET level = n.level
+  FROM (SELECT DISTINCT ON (u.assignment_id, l.level) u.id, l.level
+        FROM escalation_events u
+        JOIN assignments a ON a.id = u.assignment_id
+        JOIN sla_configs c ON c.work_item_type = a.work_item_type AND c.priority = a.priority
+        JOIN escalation_levels l ON l.chain_id = c.escalation_chain_id
+                                AND l.threshold_percent = (u.details ->> 'threshold_percent')::numeric
+        WHERE a.status IN ('assigned', 'in_progress', 'on_hold') AND u.level IS NULL AND u.details ? 'sent_as_level'
+          AND NOT EXISTS (SELECT FROM escalation_events t WHERE t.assignment_id = u.assignment_id AND t.level = l.level)
+        ORDER BY u.assignment_id, l.level, u.escalated_at) n
+  WHERE e.id = n.id;
   UPDATE assignment_queue q
   SET sla_deadline = n.sla_deadline
   FROM (SELECT r.id, s.sla_deadline

@@ -194,7 +194,7 @@ def test_a_level_inserted_in_the_middle_never_re_notifies(database_url, traversa
         assert clock(conn, warned)[1:] == (MONDAY + timedelta(minutes=128), 1)
         at(conn, MONDAY + timedelta(minutes=200))
         assert scalar(conn, "SELECT sla_check_and_escalate()") == 2
-        assert levels_sent(conn, breached) == [1, 2]                                # never re-notified
+        assert levels_sent(conn, breached) == [1, 3]          # never re-notified: 75% and 100%, renumbered
         assert levels_sent(conn, warned) == [1, 2, 3]
 
 
@@ -346,7 +346,7 @@ def test_a_manual_escalation_follows_a_kept_deadline_and_counts_as_passed(databa
         assert clock(conn, running)[1:] == (MONDAY + timedelta(hours=2), 2)
         at(conn, MONDAY + timedelta(minutes=121))
         assert scalar(conn, "SELECT sla_check_and_escalate()") == 1
-        assert levels_sent(conn, running) == [1, 3]
+        assert levels_sent(conn, running) == [2, 3]                                 # 75% (manual) is level 2 now
 
 
 def test_a_database_from_before_the_response_clock_gets_its_moves_counted_too(database_url, traversable_tmp_path):
