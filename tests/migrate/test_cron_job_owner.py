@@ -140,3 +140,16 @@ def test_a_superuser_does_not_copy_the_owners_jobs(cluster, shipped_objects, tmp
     assert [step.hazards for step in build_plan(cluster.url, later, later_objects, DEFAULT_TEMPLATES).steps] == []
     [owners] = build_plan(owner, later, later_objects, DEFAULT_TEMPLATES).steps
     assert (owners.action, owners.key.name, owners.hazards) == ("schedule", "escalation-cleanup", (Hazard.JOB_HIDDEN,))
+
+    # Taken out of the policy, the job postgres holds is one the owner can neither see nor unschedule: a note.
+    block = jobs_yaml.read_text().split("  - name: escalation-cleanup\n", 1)
+    jobs_yaml.write_text(block[0] + block[1].split("\n\n", 1)[1])
+    without, without_objects = build(rules)
+    assert "escalation-cleanup" not in {job.name for job in without.jobs}
+    removed = build_plan(owner, without, without_objects, DEFAULT_TEMPLATES)
+    assert not any(step.kind == "cron_job" for step in removed.steps)
+    with psycopg.connect(owner) as conn:
+        last_apply = scalar(conn, "SELECT max(id) FROM rulesctl.applies WHERE applied_by = 'postgres'")
+    assert (f"job escalation-cleanup: the ledger says postgres scheduled it (apply #{last_apply}); owner cannot see "
+            "or unschedule postgres's jobs: if it should not run, a superuser runs SELECT cron.unschedule(jobid) "
+            "FROM cron.job WHERE username = 'postgres' AND jobname IN ('escalation-cleanup');") in removed.notes
