@@ -9,17 +9,14 @@ and a superuser's plan must not add its own copy beside the owner's jobs.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import psycopg
 import pytest
 from engine_calls import scalar
-from test_non_superuser import SUPABASE_LIKE, as_user
+from test_non_superuser import as_user, supabase_like_cluster
 
-from engine.database.local import LocalCluster
 from engine.errors import HazardsBlocked
 from engine.migrate.apply import DEFAULT_TEMPLATES, apply
 from engine.migrate.hazards import Hazard
@@ -33,17 +30,8 @@ REPO_RULES = Path(__file__).resolve().parents[2] / "rules"
 
 @pytest.fixture(scope="module")
 def cluster():
-    base = Path(tempfile.mkdtemp(prefix="rulesctl-cron-owner-"))
-    os.chmod(base, 0o755)
-    local = LocalCluster(base)
-    try:
-        local.start()
-        with psycopg.connect(local.url, autocommit=True) as conn:
-            conn.execute(SUPABASE_LIKE)
+    with supabase_like_cluster("rulesctl-cron-owner-") as local:
         yield local
-    finally:
-        local.destroy()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def jobs_by_holder(cluster) -> list[tuple[str, str]]:

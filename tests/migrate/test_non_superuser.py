@@ -14,6 +14,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -47,9 +49,10 @@ GRANT USAGE ON SCHEMA cron TO owner;
 """
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    base = Path(tempfile.mkdtemp(prefix="rulesctl-owner-"))
+@contextmanager
+def supabase_like_cluster(prefix: str) -> Iterator[LocalCluster]:
+    """A private cluster set up as SUPABASE_LIKE says, destroyed on leaving."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
     os.chmod(base, 0o755)
     local = LocalCluster(base)
     try:
@@ -61,6 +64,12 @@ def cluster():
     finally:
         local.destroy()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with supabase_like_cluster("rulesctl-owner-") as local:
+        yield local
 
 
 def as_user(url: str, user: str) -> str:
