@@ -26,6 +26,8 @@ from engine.migrate.kinds.cron_job import CronJob
 from engine.migrate.kinds.extension import CRON_USABLE
 from engine.migrate.model import Action, Step
 
+_DRIFT = "drift: changed outside rulesctl; "      # how plan.py marks a step on a live object that moved
+
 
 @dataclass(frozen=True)
 class JobHolders:
@@ -76,10 +78,12 @@ def _marked(step: Step, holders: JobHolders, stepped: list[str]) -> Step:
     if hidden:
         role, apply_id = hidden
         jobs = [job for job in stepped if holders.hidden_holder(job) == hidden] or [name]
-        return replace(step, hazards=step.hazards + (Hazard.JOB_HIDDEN,), reason=(
-            f"{step.reason}; the ledger says {role} scheduled job {name} last (apply #{apply_id}), and pg_cron "
-            f"shows {holders.user} only its own jobs: {_effect(step.action, role)}. Apply as {role}, or have a "
-            f"superuser run {_unschedule_sql(role, jobs)} and then allow this step (--allow-hazard job-hidden)"))
+        # Not drift: the job rulesctl recorded is there, only hidden from this role.
+        return replace(step, hazards=step.hazards + (Hazard.JOB_HIDDEN,), drift=False, reason=(
+            f"{step.reason.removeprefix(_DRIFT)}; the ledger says {role} scheduled job {name} last "
+            f"(apply #{apply_id}), and pg_cron shows {holders.user} only its own jobs: "
+            f"{_effect(step.action, role)}. Apply as {role}, or have a superuser run {_unschedule_sql(role, jobs)} "
+            "and then allow this step (--allow-hazard job-hidden)"))
     others = holders.others(name)
     if others:
         jobs = [job for job in stepped if holders.others(job)] or [name]

@@ -68,6 +68,7 @@ def test_jobs_the_superuser_scheduled_are_named_not_copied_by_the_owner(cluster,
     assert sorted((step.action, step.key.name) for step in plan.steps) == [("schedule", name) for name in names]
     for step in plan.steps:
         assert step.hazards == (Hazard.JOB_HIDDEN,)
+        assert not step.drift and step.reason.startswith(f"schedule job {step.key.name}: ")   # hidden, not moved
         assert (f"; the ledger says postgres scheduled job {step.key.name} last (apply #{last_apply}), and pg_cron "
                 f"shows owner only its own jobs: schedule as this role would add a second copy beside postgres's, "
                 f"and the job would run twice. Apply as postgres, or have a superuser run {fix} and then allow "
