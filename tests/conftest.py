@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,10 +106,16 @@ def cron_database_url(pg_cluster: LocalCluster) -> Iterator[str]:
 
 
 def stop_cron_jobs(url: str) -> None:
-    """Unschedule every pg_cron job and end the job connections still running."""
+    """Unschedule every pg_cron job and end the job connections still running. Then touch
+    cron.job once more a moment later (an UPDATE of no row fires pg_cron's cache-invalidation
+    statement trigger): in one CI run pg_cron 1.4's launcher went on starting the removed jobs
+    every minute after a test that scheduled and stopped them within two seconds, and every
+    DROP DATABASE waited for them for 14 minutes."""
     with psycopg.connect(url, autocommit=True) as conn:
         if conn.execute("SELECT to_regclass('cron.job') IS NOT NULL").fetchone()[0]:
             conn.execute("SELECT cron.unschedule(jobid) FROM cron.job")
+            time.sleep(1.5)
+            conn.execute("UPDATE cron.job SET active = active WHERE false")
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pg_cron'"
                          " AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
 
