@@ -155,8 +155,12 @@ def policy_jobs(policy):
 
 
 def test_watch_refreshes_until_interrupted(engine_url, tmp_path):
+    # SIGINT back to its default in the child: a suite started in the background by a shell runs
+    # with SIGINT ignored, which the child would inherit -- and Python then installs no
+    # KeyboardInterrupt handler, so the interrupt below would go unheard (CI timed out on it).
     process = subprocess.Popen([sys.executable, "-m", "engine.cli", "status", "--watch", "1", "--database-url",
-                                engine_url], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                engine_url], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Interrupted after its second refresh (not after a fixed sleep: on a loaded machine the first
     # one alone can take seconds).
     seen = ""
