@@ -142,17 +142,16 @@ def measure_sla_moves(conn: psycopg.Connection[Any], live: Mapping[ObjectKey, Li
                       schema: str = catalog.SCHEMA) -> SlaMoves | None:
     """The moves, when the plan changes what SLA schedules are computed from and there is live
     work (None otherwise). Runs in the caller's transaction, with `scratch` still installed."""
-    if ObjectKey.of("table", "assignments", schema) not in live:
+    assignments = live.get(ObjectKey.of("table", "assignments", schema))
+    if assignments is None:
         return None
     keys = {key for key in set(live) | set(desired) if schedules_clocks(key, schema)}
     if all(live.get(key) == desired.get(key) for key in keys):
         return None
     active = sql.SQL(", ").join(sql.Literal(status) for status in catalog.ACTIVE_STATUSES)
-    has_response_clock = conn.execute(
-        "SELECT count(*) = 3 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND NOT attisdropped"
-        " AND attname IN ('first_response_at', 'response_paused_minutes', 'response_deadline')",
-        [f"{sql.Identifier(schema).as_string(conn)}.assignments"]).fetchone()
-    response_clock = _RESPONSE_CLOCK if has_response_clock and has_response_clock[0] else _NO_RESPONSE_CLOCK
+    has_response_clock = {"first_response_at", "response_paused_minutes", "response_deadline"} \
+        <= assignments.definition["columns"].keys()       # the live table, as the plan read it
+    response_clock = _RESPONSE_CLOCK if has_response_clock else _NO_RESPONSE_CLOCK
     query = sql.SQL(_QUERY).format(live=sql.Identifier(schema), new=sql.Identifier(scratch), active=active,
                                    response_clock=sql.SQL(response_clock))
     row = conn.execute(query).fetchone()
