@@ -24,9 +24,7 @@ from engine.migrate.fetch import fetch_row
 from engine.migrate.hazards import Hazard
 from engine.migrate.kinds.cron_job import CronJob
 from engine.migrate.kinds.extension import CRON_USABLE
-from engine.migrate.model import Action, Step
-
-_DRIFT = "drift: changed outside rulesctl; "      # how plan.py marks a step on a live object that moved
+from engine.migrate.model import DRIFT_REASON, Action, Step
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,7 @@ def _marked(step: Step, holders: JobHolders, stepped: list[str]) -> Step:
         jobs = [job for job in stepped if holders.hidden_holder(job) == hidden] or [name]
         # Not drift: the job rulesctl recorded is there, only hidden from this role.
         return replace(step, hazards=step.hazards + (Hazard.JOB_HIDDEN,), drift=False, reason=(
-            f"{step.reason.removeprefix(_DRIFT)}; the ledger says {role} scheduled job {name} last "
+            f"{step.reason.removeprefix(DRIFT_REASON)}; the ledger says {role} scheduled job {name} last "
             f"(apply #{apply_id}), and pg_cron shows {holders.user} only its own jobs: "
             f"{_effect(step.action, role)}. Apply as {role}, or have a superuser run {_unschedule_sql(role, jobs)} "
             "and then allow this step (--allow-hazard job-hidden)"))

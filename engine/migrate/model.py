@@ -88,6 +88,10 @@ class Change:
         return self.live.definition
 
 
+# How a step on a live object changed outside rulesctl begins its reason (plan.py marks it).
+DRIFT_REASON = "drift: changed outside rulesctl; "
+
+
 @dataclass(frozen=True)
 class Step:
     action: Action

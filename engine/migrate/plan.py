@@ -37,7 +37,7 @@ from engine.migrate.introspect import introspect, scratch_schema_name
 from engine.migrate.kinds import kind_of
 from engine.migrate.kinds.policy import table_and_policy
 from engine.migrate.kinds.seed import Seed
-from engine.migrate.model import ENUM_SEGMENT, LiveObject, Step
+from engine.migrate.model import DRIFT_REASON, ENUM_SEGMENT, LiveObject, Step
 from engine.migrate.privileges import mark_refused, membership_notes
 from engine.migrate.rename import after_renames, find_renames, rename_steps, with_renames
 from engine.migrate.sla_moves import measure_sla_moves
@@ -226,7 +226,7 @@ def _mark_drift(steps: list[Step], desired: Mapping[ObjectKey, LiveObject], live
         live_hash = object_hash(live[base]) if base in live else None
         desired_hash = object_hash(desired[base]) if base in desired else None
         if installed and live_hash != installed and desired_hash in (installed, None):
-            step = Step(step.action, step.key, step.sql, f"drift: changed outside rulesctl; {step.reason}",
+            step = Step(step.action, step.key, step.sql, DRIFT_REASON + step.reason,
                         step.hazards, step.origin, step.segment, True, step.after)
         marked.append(step)
     return marked
