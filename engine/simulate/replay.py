@@ -48,7 +48,7 @@ class ReplayTimings:
     replay_s: float
     events: int
     backend_cpu_s: float | None      # the replaying backend's own CPU time (None unless the server is local)
-    vacuum_s: float = 0.0            # of replay_s, the hourly vacuums
+    vacuum_s: float = 0.0            # of replay_s, the vacuums between simulated hours and days
 
 
 def backend_cpu_s(pid: int) -> float | None:

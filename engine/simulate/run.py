@@ -86,9 +86,11 @@ def simulate(server_url: str | None, policies: list[PolicyUnderTest], spec: Work
                    for p in policies]
         # The first install alone: on a fresh server both would create the cluster-wide roles
         # (anon, authenticated, ...) at once, and one fails on the duplicate name.
-        pairs = list(zip(scratch, policies, strict=True))
-        pairs[0][0].install(pairs[0][1].policy, pairs[0][1].objects, pairs[0][1].rules_dir)
-        list(pool.map(lambda pair: pair[0].install(pair[1].policy, pair[1].objects, pair[1].rules_dir), pairs[1:]))
+        def install(database: ScratchDatabase, subject: PolicyUnderTest) -> None:
+            database.install(subject.policy, subject.objects, subject.rules_dir)
+
+        install(scratch[0], policies[0])
+        list(pool.map(install, scratch[1:], policies[1:]))
         installed = time.perf_counter()
         first = policies[0]
         workload = workload or _workload(first.policy, spec, seed)
