@@ -3,17 +3,17 @@
 -- templates: functions/runtime/queue/queue_head.sql.j2
 
 -- function public.queue_head(text, integer)
--- The first p_limit items waiting for a unit, in the order they will be served (aged
--- priority, then arrival: created_at, then seq), with their positions: the rows of
--- assignment_queue_ordered for that unit with position <= p_limit. Aging keeps each
--- priority's items in arrival order, so the head is among each priority's first p_limit (an
--- index probe each) -- no sort of the whole queue. With p_unit_id NULL: the first p_limit of the whole queue in the same
--- order, each with its position in its own unit's queue (a unit's order is the whole
--- queue's order restricted to it, so whatever is ahead of an item in its unit is in this
--- head too). Security invoker: row level security decides what the caller sees. Under row
--- level security the priority test cannot reach the index (enum equality is not leakproof,
--- so it runs after the policy's filter): a probe per priority would read the whole visible
--- queue four times, so such a caller gets one pass with a top-N sort instead (same rows).
+-- The first p_limit items waiting for a unit, in the order they will be served (aged priority, then
+-- arrival: created_at, then seq), with their positions: the rows of assignment_queue_ordered for
+-- that unit with position <= p_limit. Aging keeps each priority's items in arrival order, so the
+-- head is among each priority's first p_limit (an index probe each) -- no sort of the whole queue.
+-- With p_unit_id NULL: the first p_limit of the whole queue in the same order, each with its
+-- position in its own unit's queue (a unit's order is the whole queue's order restricted to it, so
+-- whatever is ahead of an item in its unit is in this head too). Security invoker: row level
+-- security decides what the caller sees. Under row level security the priority test cannot reach
+-- the index (enum equality is not leakproof, so it runs after the policy's filter): a probe per
+-- priority would read the whole visible queue four times, so such a caller gets one pass with a
+-- top-N sort instead (same rows).
 CREATE OR REPLACE FUNCTION public.queue_head(p_unit_id text, p_limit integer DEFAULT 50)
 RETURNS TABLE (id uuid, work_item_id text, work_item_type public.work_item_type,
                priority public.priority_level, target_unit_id text, include_subtree boolean,
