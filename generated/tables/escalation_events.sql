@@ -3,8 +3,10 @@
 -- templates: indexes/index.sql.j2, tables/escalation_events.sql.j2
 
 -- table public.escalation_events
--- One row per escalation: per assignment and chain level for the SLA monitor (level NULL
--- for a manual escalation), with the recipient resolved from staff data. An item queued
+-- One row per escalation: per assignment and chain level for the SLA monitor, with the
+-- recipient resolved from staff data. Level is NULL for a manual or no-capacity escalation
+-- (see reason), and for a level a policy change removed from the chain (the number it was
+-- sent as is kept in details.sent_as_level, see sla_reschedule_checks). An item queued
 -- because nobody had room under a rule saying `when_no_capacity: escalate` has no
 -- assignment yet: its event names the queue entry, the work item and the target unit
 -- (no foreign key to the queue: its rows go when dequeued, the event stays as history),
