@@ -34,7 +34,7 @@ from engine.database.connect import connect, query_text
 from engine.errors import ApplyRefused, DatabaseError, HazardsBlocked
 from engine.migrate.fetch import fetch_value
 from engine.migrate.hazards import Hazard
-from engine.migrate.ledger import LedgerWriter, git_dirty
+from engine.migrate.ledger import LedgerWriter, git_dirty, require_ledger_access
 from engine.migrate.model import ENUM_SEGMENT, Action, Step
 from engine.migrate.plan import Plan, build_plan, fingerprint_of, live_state
 from engine.policy.model import Policy
@@ -81,6 +81,7 @@ def apply(url: str, objects: list[SqlObject], policy: Policy, templates_dir: Pat
             _watch_client(conn)
             _take_lock(conn, lock_timeout_s)
             try:
+                require_ledger_access(conn, write=True)
                 conn.execute(query_text("ledger.sql"))
                 ledger = LedgerWriter(conn, url, started, policy.policy_hash, git_commit(rules_dir),
                                       git_dirty(rules_dir))

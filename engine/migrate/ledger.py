@@ -23,10 +23,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import psycopg
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from engine import __version__
 from engine.database.connect import connect
+from engine.errors import DatabaseError
 from engine.migrate.fetch import fetch_value
 
 if TYPE_CHECKING:
@@ -39,6 +40,44 @@ INTERRUPTED = ("interrupted: the apply's session ended before it finished (proce
                "PostgreSQL rolled back its open transaction")
 ENUMS_KEPT = (" The enum values of its first segment were committed before it and stay (harmless: unused until a "
               "policy uses them).")
+
+
+# Who owns schema rulesctl and what this role may do there. By catalog joins: naming a table in
+# a schema without USAGE (even to_regclass) raises "permission denied for schema".
+_ACCESS = """
+SELECT n.nspowner::regrole::text, quote_ident(current_user), has_schema_privilege(n.oid, 'USAGE'),
+       has_schema_privilege(n.oid, 'CREATE'), coalesce(bool_and(has_table_privilege(c.oid, 'SELECT')), true),
+       coalesce(bool_and(has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE')), true)
+FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid AND c.relkind = 'r'
+WHERE n.nspname = 'rulesctl' GROUP BY n.oid, n.nspowner"""
+
+
+class LedgerClosed(DatabaseError):
+    """Schema rulesctl (the ledger and the record of what rulesctl installed) is another role's,
+    and this role may not read it, or not write it to apply."""
+
+
+def require_ledger_access(conn: psycopg.Connection[Any], write: bool = False) -> None:
+    """Stop with whose the ledger is and what to do when this role may not read it (or, to apply,
+    write it): every command would otherwise fail on its first read of it with a bare
+    "permission denied for schema rulesctl" (e.g. a superuser installed, then the owner plans).
+    Nothing to check before any apply has made the schema."""
+    row = conn.cursor(row_factory=tuple_row).execute(_ACCESS).fetchone()
+    if row is None:
+        return
+    owner, user, usage, create, readable, writable = row
+    if usage and readable and (not write or (create and writable)):
+        return
+    if not write:
+        raise LedgerClosed(
+            f"schema rulesctl (the ledger of applies and the record of what rulesctl installed) belongs to role "
+            f"{owner}, which installed the engine here, and {user} may not read it. Run rulesctl as {owner}, or "
+            f"have {owner} let {user} read it: GRANT USAGE ON SCHEMA rulesctl TO {user}; "
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA rulesctl TO {user};")
+    raise LedgerClosed(
+        f"schema rulesctl (the ledger of applies) belongs to role {owner}, which installed the engine here, and "
+        f"{user} may not record an apply in it. Apply as {owner}: the engine's tables and functions here are that "
+        f"role's too, and only their owner may change them. Nothing was changed.")
 
 
 def git_dirty(rules_dir: Path) -> bool | None:
@@ -125,6 +164,7 @@ def _outcome(conn: psycopg.Connection[Any]) -> str | None:
 
 def read_history(url: str, limit: int) -> list[dict[str, Any]]:
     with connect(url, row_factory=dict_row) as conn:
+        require_ledger_access(conn)
         if (outcome := _outcome(conn)) is None:
             return []
         return cast(list[dict[str, Any]], conn.execute(
@@ -135,6 +175,7 @@ def read_history(url: str, limit: int) -> list[dict[str, Any]]:
 
 def read_apply(url: str, apply_id: int) -> dict[str, Any] | None:
     with connect(url, row_factory=dict_row) as conn:
+        require_ledger_access(conn)
         if (outcome := _outcome(conn)) is None:
             return None
         row = cast(dict[str, Any] | None, conn.execute(

@@ -37,6 +37,7 @@ from engine.migrate.introspect import introspect, scratch_schema_name
 from engine.migrate.kinds import kind_of
 from engine.migrate.kinds.policy import table_and_policy
 from engine.migrate.kinds.seed import Seed
+from engine.migrate.ledger import require_ledger_access
 from engine.migrate.model import DRIFT_REASON, ENUM_SEGMENT, LiveObject, Step
 from engine.migrate.privileges import mark_refused, membership_notes
 from engine.migrate.rename import after_renames, find_renames, rename_steps, with_renames
@@ -113,6 +114,7 @@ def steps_hash(steps: list[Step]) -> str:
 
 def read_owned(conn: psycopg.Connection[Any]) -> dict[ObjectKey, str]:
     """Keys rulesctl installed and the hash of each as installed (empty before the first apply)."""
+    require_ledger_access(conn)
     if fetch_value(conn, "SELECT to_regclass('rulesctl.managed_objects')") is None:
         return {}
     rows = conn.execute("SELECT key, definition_hash FROM rulesctl.managed_objects").fetchall()

@@ -26,6 +26,7 @@ from engine.compiler import catalog
 from engine.database.connect import connect
 from engine.errors import DatabaseError
 from engine.migrate.kinds import KINDS
+from engine.migrate.ledger import require_ledger_access
 from engine.migrate.plan import object_hash, read_owned
 from engine.operations import status_sql as q
 
@@ -104,6 +105,7 @@ def read_status_on(conn: psycopg.Connection[Any]) -> Status:
 def _read(conn: psycopg.Connection[Any]) -> Status:
     timings: dict[str, float] = {}
     clock = time.perf_counter()
+    require_ledger_access(conn)
     head_row = conn.cursor(row_factory=dict_row).execute(q.HEAD).fetchone()
     if not head_row or not head_row["engine"]:
         raise DatabaseError("no engine in this database (engine_now() is missing): install it with `rulesctl apply`")

@@ -14,6 +14,7 @@ from pathlib import Path
 from engine.compiler.objects import SqlObject
 from engine.database.connect import connect
 from engine.errors import RulesctlError
+from engine.migrate.ledger import require_ledger_access
 from engine.policy.model import Policy
 from engine.policy.validate import validate_directory
 from engine.project import build
@@ -27,6 +28,7 @@ class SimulationError(RulesctlError):
 
 def live_rules(url: str, rules_dir: Path, into: Path) -> Path:
     with connect(url) as conn:
+        require_ledger_access(conn)
         found = conn.execute("SELECT to_regclass('rulesctl.applies') IS NOT NULL").fetchone()
         row = conn.execute("""
             SELECT id, policy_hash, git_commit, git_dirty FROM rulesctl.applies
