@@ -43,6 +43,7 @@ from engine.migrate.privileges import mark_refused, membership_notes
 from engine.migrate.rename import after_renames, find_renames, rename_steps, with_renames
 from engine.migrate.sla_moves import measure_sla_moves
 from engine.migrate.steps import StepBuilder
+from engine.migrate.usage import with_usage
 from engine.policy.model import Policy
 
 
@@ -158,6 +159,7 @@ def _plan(conn: psycopg.Connection[Any], policy: Policy, objects: list[SqlObject
             cron_problem = cron_unavailable_reason(conn)
             pg_cron = None if cron_problem else (pg_cron_version or cron_version(conn))
             desired = desired_state(conn, policy, objects, templates_dir, scratch, pg_cron)
+            live = with_usage(conn, catalog.SCHEMA, live, desired)        # counts for what it takes away
             sla_moves = measure_sla_moves(conn, live, desired, scratch)     # new deadlines, from the scratch install
             membership = membership_notes(conn)
             job_holders = read_job_holders(conn)       # whose pg_cron jobs: cron.job and the ledger

@@ -145,7 +145,7 @@ def _drift(conn: psycopg.Connection[Any]) -> tuple[bool | None, list[str], int]:
     if not owned:
         return None, [], 0
     conn.execute("SET LOCAL search_path = pg_catalog")         # as introspect(): every name qualified; last
-    live = {obj.key: obj for kind in KINDS.values() for obj in kind.definitions(conn, catalog.SCHEMA)}
+    live = {obj.key: obj for kind in KINDS.values() for obj in kind.introspect(conn, catalog.SCHEMA)}
     drifted = sorted(str(key) for key, digest in owned.items() if key not in live or object_hash(live[key]) != digest)
     return bool(drifted), drifted, len(owned)
 

@@ -93,11 +93,6 @@ class Kind:
         return [LiveObject(self.name, f"{schema}.{name}", definition)
                 for name, definition in conn.execute(query_text(self.query), {"schema": schema})]
 
-    def definitions(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
-        """`introspect` without what live data says about the objects (the usage counts, which
-        read the runtime's tables): enough to hash definitions (`rulesctl status`'s drift check)."""
-        return self.introspect(conn, schema)
-
     def desired(self, ctx: DesiredContext) -> list[LiveObject]:
         """For kinds outside the schema (not read back from the scratch schema): what is wanted."""
         return []

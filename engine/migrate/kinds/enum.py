@@ -4,15 +4,10 @@ Values are never removed or reordered in place."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import psycopg
-
 from engine.compiler.objects import ObjectKey, SqlObject
 from engine.migrate.hazards import Hazard
-from engine.migrate.kinds.base import Action, Change, Context, Kind, LiveObject, Step, origin_of, where
+from engine.migrate.kinds.base import Action, Change, Context, Kind, Step, origin_of, where
 from engine.migrate.model import ENUM_SEGMENT
-from engine.migrate.usage import enum_usage
 
 
 class Enum(Kind):
@@ -21,14 +16,6 @@ class Enum(Kind):
     query = "enums.sql"
     reported = True
     drop_hazards = (Hazard.DATA_LOSS,)
-
-    def introspect(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
-        """With the running and queued work of each value (work item types, priorities)."""
-        return [LiveObject(obj.kind, obj.name, obj.definition, enum_usage(conn, schema, obj.key.name))
-                for obj in super().introspect(conn, schema)]
-
-    def definitions(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
-        return super().introspect(conn, schema)
 
     def change(self, ctx: Context, change: Change, obj: SqlObject) -> list[Step]:
         desired, live = change.wanted, change.found

@@ -14,7 +14,7 @@ from engine.database.connect import query_text
 from engine.migrate.fetch import fetch_value
 from engine.migrate.hazards import Hazard
 from engine.migrate.kinds.base import Action, Change, Context, Kind, LiveObject, Step, origin_of, where
-from engine.migrate.usage import IN_USE, describe, row_usage
+from engine.migrate.usage import IN_USE, describe
 
 # Columns the database keeps for itself; they are not policy.
 BOOKKEEPING_COLUMNS = {"created_at", "updated_at", "version"}
@@ -33,12 +33,7 @@ class Seed(Kind):
     drop_hazards = (Hazard.SEED_ROW_DELETED,)
 
     def introspect(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
-        return self._rows(conn, schema, with_usage=True)
-
-    def definitions(self, conn: psycopg.Connection[Any], schema: str) -> list[LiveObject]:
-        return self._rows(conn, schema, with_usage=False)
-
-    def _rows(self, conn: psycopg.Connection[Any], schema: str, with_usage: bool) -> list[LiveObject]:
+        """The rows, without usage counts: the plan adds them (usage.with_usage) to what it takes away."""
         rows = []
         for table in catalog.TABLES:
             if not table.seeded:
@@ -46,12 +41,10 @@ class Seed(Kind):
             if fetch_value(conn, "SELECT to_regclass(%s)", (f"{schema}.{table.name}",)) is None:
                 continue
             query = sql.SQL(query_text("seed_rows.sql")).format(table=sql.Identifier(schema, table.name))
-            usage = row_usage(conn, schema, table.name) if with_usage else {}
             for (row,) in conn.execute(query):
                 key = ",".join(str(row[column]) for column in table.pk)
                 values = {column: value for column, value in row.items() if column not in BOOKKEEPING_COLUMNS}
-                rows.append(LiveObject(self.name, f"{schema}.{table.name}/{key}", values,
-                                       usage.get(key) if table.pk == ("id",) else None))
+                rows.append(LiveObject(self.name, f"{schema}.{table.name}/{key}", values))
         return rows
 
     def references(self, key: ObjectKey, row: dict[str, Any]) -> list[ObjectKey]:
