@@ -81,3 +81,18 @@ def test_simulate_bench_smoke_replays_both_policies_in_a_private_cluster(repo_ro
         assert int(row[1].replace(",", "")) > 100 and float(row[5].replace(",", "")) > 0, row
     assert "target for a month: 60 s" in done.stdout and "| figure | baseline | proposed |" in done.stdout
     assert "scratch cluster kept" not in done.stdout
+
+
+@pytest.mark.db
+def test_write_floor_bench_smoke_measures_three_depths(repo_root):
+    """bench.write_floor on a few items: a CPU and a wall figure for each depth, the deeper ones
+    dearer than the bare rows (they do those writes and more)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    done = subprocess.run([sys.executable, "-m", "bench.write_floor", "--items", "200", "--staff-per-unit", "2"],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = {line.rsplit(None, 2)[0]: float(line.split()[-2]) for line in done.stdout.splitlines()
+               if line.startswith(("rows ", "rows + triggers ", "engine "))}
+    assert set(figures) == {"rows", "rows + triggers", "engine"}, done.stdout
+    assert 0 < figures["rows"] < figures["engine"], figures
+    assert "200 arrivals each completed at once, round 11 units, 22 staff" in done.stdout
