@@ -40,25 +40,27 @@ BEGIN
     RETURN jsonb_build_object('ranking', v_ranking,
                               'excluded', 'not counted for targets of more than 100 people');
   END IF;
-  -- Each person's skills are checked once (materialized: pulled up, the check would run once
-  -- per count that reads it), and only for those available.
-  WITH r AS MATERIALIZED (
-    SELECT s.availability_status,
-           s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
-           CASE WHEN s.availability_status = 'available'
-                THEN s.skills @> p_required_skills
-                     AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank)) END AS skilled
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = ANY (p_unit_ids))
+  -- One pass over the target's people, unit by unit from the unit index (a generic plan for
+  -- "unit_id = ANY" reads the whole staff table); each person's skills are checked once, and
+  -- only for those available.
   SELECT count(*) AS considered,
          count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
          count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
          count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
          count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
-         count(*) FILTER (WHERE r.availability_status = 'available' AND NOT r.skilled) AS missing_skill,
-         count(*) FILTER (WHERE r.availability_status = 'available' AND r.skilled AND r.over_wip) AS full
+         count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
+         count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
   INTO v_counts
-  FROM r;
+  FROM unnest(p_unit_ids) AS t(unit_id)          -- distinct units, as unit_ids_for_target gives them
+  JOIN organizational_units u ON u.id = t.unit_id
+  CROSS JOIN LATERAL (
+    SELECT s.availability_status,
+           s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
+           CASE WHEN s.availability_status = 'available'
+                THEN arraycontains(s.skills, p_required_skills)
+                     AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank)) END AS skilled
+    FROM staff_profiles s
+    WHERE s.unit_id = t.unit_id) r;
   RETURN jsonb_build_object(
     'considered', v_counts.considered,
     'eligible', v_counts.considered - v_counts.unavailable - v_counts.missing_skill - v_counts.full,

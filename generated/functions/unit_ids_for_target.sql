@@ -5,6 +5,7 @@
 -- function public.unit_ids_for_target(text, boolean)
 -- The units an item targets: the unit alone, or its whole subtree.
 -- PL/pgSQL, not SQL: with its SET clause a SQL function is parsed and planned on every call.
+-- The lone unit is a plain expression (no query to run: most items target one unit).
 CREATE OR REPLACE FUNCTION public.unit_ids_for_target(p_unit_id text, p_include_subtree boolean)
 RETURNS text[]
 LANGUAGE plpgsql
@@ -12,9 +13,9 @@ STABLE
 SET search_path = public, pg_temp
 AS $fn$
 BEGIN
-  RETURN (SELECT CASE WHEN p_include_subtree
-                      THEN (SELECT array_agg(t.unit_id ORDER BY t.unit_id) FROM organizational_unit_tree t
-                            WHERE t.ancestor_id = p_unit_id)
-                      ELSE ARRAY[p_unit_id] END);
+  IF p_include_subtree THEN
+    RETURN (SELECT array_agg(t.unit_id ORDER BY t.unit_id) FROM organizational_unit_tree t WHERE t.ancestor_id = p_unit_id);
+  END IF;
+  RETURN ARRAY[p_unit_id];
 END
 $fn$;
