@@ -251,6 +251,7 @@ RUNTIME_FUNCTIONS = (
     Function("process_stale_queue_items", "integer", domain="queue"),
     # SLA: business calendars, deadlines, the monitor and escalation, jobs, health
     Function("calendar_definition", "text", domain="sla"),
+    Function("calendar_add_working_times", "text, timestamp with time zone, numeric[]", domain="sla"),
     Function("calendar_add_working_time", "text, timestamp with time zone, numeric", domain="sla"),
     Function("calendar_working_minutes_between", "text, timestamp with time zone, timestamp with time zone",
              domain="sla"),
@@ -273,6 +274,8 @@ RUNTIME_FUNCTIONS = (
     Function("sla_level_due_at",
              "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, numeric, integer",
              domain="sla"),
+    Function("sla_start_instants", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, "
+             "numeric, timestamp with time zone", domain="sla"),
     Function("sla_clock_on_status_change", domain="sla"),
     Function("sla_reschedule_checks", domain="sla"),
     Function("sla_check_and_escalate", "integer", domain="sla"),
@@ -290,7 +293,8 @@ RUNTIME_FUNCTIONS = (
 # What the SLA schedule (deadline, level passed, next check) of running and queued work is
 # computed from. A plan that changes any of these ends with a call to sla_reschedule_checks().
 SLA_SCHEDULE_SEEDS = ("sla_configs", "escalation_levels")
-SLA_SCHEDULE_FUNCTIONS = ("calendar_definition", "calendar_add_working_time", "calendar_working_minutes_between",
+SLA_SCHEDULE_FUNCTIONS = ("calendar_definition", "calendar_add_working_times", "calendar_add_working_time",
+                          "calendar_working_minutes_between",
                           "sla_level_due_at", "sla_deadline_for", "sla_budget_minutes", "sla_share_due_at",
                           "sla_schedule_for", "sla_response_deadline_for")
 
@@ -314,6 +318,7 @@ RUNTIME_TRIGGERS = (
     ("assignment_notify_trigger", "assignments", "notify_assignment_change"),
     ("assignment_sla_clock_trigger", "assignments", "sla_clock_on_status_change"),
     ("assignment_sla_response_trigger", "assignments", "sla_response_clock"),
+    ("assignment_sla_response_start_trigger", "assignments", "sla_response_clock"),
 )
 
 # Realtime: the publication Supabase Realtime reads, and the tables it must carry.

@@ -4,50 +4,16 @@
 
 -- function public.calendar_add_working_time(text, timestamp with time zone, numeric)
 -- The moment p_minutes of working time after p_start on a business calendar: only working
--- periods count, days off are skipped. Periods are laid out in the calendar's local time and
--- measured as real elapsed time, so days with a daylight-saving change come out exact.
+-- periods count, days off are skipped; measured in real elapsed time, so days with a
+-- daylight-saving change come out exact. The walk is calendar_add_working_times' (one target);
+-- the engine's own hot paths call that directly.
 CREATE OR REPLACE FUNCTION public.calendar_add_working_time(p_calendar_id text, p_start timestamptz, p_minutes numeric)
 RETURNS timestamptz
 LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 AS $fn$
-DECLARE
-  v_calendar record := calendar_definition(p_calendar_id);
-  -- Plain variables: a record field's array is copied on every subscript.
-  v_timezone text := v_calendar.timezone;
-  v_periods integer[] := v_calendar.periods;
-  v_days_off date[] := v_calendar.days_off;
-  v_last integer := coalesce(array_length(v_periods, 1), 0);
-  v_remaining numeric := p_minutes;
-  v_day date := (p_start AT TIME ZONE v_timezone)::date;
-  v_weekday integer := extract(isodow FROM v_day)::integer;
-  v_from timestamptz;
-  v_to timestamptz;
-  v_length numeric;
 BEGIN
-  IF p_minutes <= 0 THEN
-    RETURN p_start;
-  END IF;
-  FOR n IN 0..3660 LOOP
-    IF NOT v_day = ANY (v_days_off) THEN
-      FOR i IN 1 .. v_last BY 3 LOOP
-        CONTINUE WHEN v_periods[i] <> v_weekday;
-        v_from := greatest((v_day + make_interval(mins => v_periods[i + 1])) AT TIME ZONE v_timezone, p_start);
-        v_to := (v_day + make_interval(mins => v_periods[i + 2])) AT TIME ZONE v_timezone;
-        CONTINUE WHEN v_from >= v_to;
-        v_length := extract(epoch FROM v_to - v_from) / 60;
-        IF v_length >= v_remaining THEN
-          RETURN v_from + make_interval(secs => v_remaining * 60);
-        END IF;
-        v_remaining := v_remaining - v_length;
-      END LOOP;
-    END IF;
-    v_day := v_day + 1;
-    v_weekday := v_weekday % 7 + 1;
-  END LOOP;
-  PERFORM api_invalid('calendar_id', format('business calendar %L has no working time in the ten years after %s',
-                                            p_calendar_id, p_start));
-  RETURN NULL;
+  RETURN (calendar_add_working_times(p_calendar_id, p_start, ARRAY[p_minutes]))[1];
 END
 $fn$;

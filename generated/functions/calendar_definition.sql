@@ -23,7 +23,7 @@ BEGIN
       periods := ARRAY[1, 0, 1440,  2, 0, 1440,  3, 0, 1440,  4, 0, 1440,  5, 0, 1440,  6, 0, 1440,  7, 0, 1440]::integer[];
       days_off := '{}'::date[];
     ELSE
-      PERFORM api_invalid('calendar_id', format('unknown business calendar %L', p_calendar_id));
+      PERFORM public.api_invalid('calendar_id', format('unknown business calendar %L', p_calendar_id));
   END CASE;
 END
 $fn$;

@@ -6,7 +6,9 @@
 -- Hand an item (carried as an assignment_queue row, queued or not) to a person: the
 -- assignment keeps the item's arrival time and SLA deadline, so time queued counts.
 -- Callers hold the units' locks; the capacity trigger moves the person's load. The SLA
--- monitor first looks at it when the first escalation level falls due. A queued item's
+-- monitor first looks at it when the first escalation level or the response deadline falls
+-- due, whichever is first: sla_start_instants gives both, so the response clock's start
+-- trigger has nothing left to do and is not called. A queued item's
 -- no-capacity escalation (escalate_no_capacity) is resolved and points at the assignment.
 CREATE OR REPLACE FUNCTION public.create_assignment(p_item public.assignment_queue, p_staff_id uuid, p_decision jsonb)
 RETURNS public.assignments
@@ -15,17 +17,18 @@ SET search_path = public, pg_temp
 AS $fn$
 DECLARE
   v_assignment assignments;
+  v_now timestamptz := engine_now();
+  v_paused numeric := coalesce(p_item.paused_working_minutes, 0);
+  v_start record := sla_start_instants(p_item.work_item_type, p_item.priority, p_item.arrived_at, v_paused, v_now);
 BEGIN
   INSERT INTO assignments (work_item_id, work_item_type, priority, assignee_id, unit_id, rule_id, target_unit_id,
                            include_subtree, min_proficiency_rank, required_skills, capacity_weight, arrived_at,
-                           assigned_at, sla_deadline, paused_working_minutes, next_check_at, decision)
+                           assigned_at, sla_deadline, paused_working_minutes, next_check_at, response_deadline,
+                           decision)
   SELECT p_item.work_item_id, p_item.work_item_type, p_item.priority, s.id, s.unit_id, p_item.rule_id,
          p_item.target_unit_id, p_item.include_subtree, p_item.min_proficiency_rank, p_item.required_skills,
-         p_item.capacity_weight, p_item.arrived_at, engine_now(), p_item.sla_deadline,
-         coalesce(p_item.paused_working_minutes, 0),
-         sla_level_due_at(p_item.work_item_type, p_item.priority, p_item.arrived_at,
-                          coalesce(p_item.paused_working_minutes, 0), 1),
-         p_decision
+         p_item.capacity_weight, p_item.arrived_at, v_now, p_item.sla_deadline, v_paused,
+         v_start.next_check_at, v_start.response_deadline, p_decision
   FROM staff_profiles s WHERE s.id = p_staff_id
   RETURNING * INTO v_assignment;
   IF p_item.when_no_capacity = 'escalate' THEN

@@ -27,6 +27,6 @@ BEGIN
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  RETURN calendar_add_working_time(v_calendar, p_arrived_at, v_minutes + coalesce(p_paused_minutes, 0));
+  RETURN (calendar_add_working_times(v_calendar, p_arrived_at, ARRAY[v_minutes + coalesce(p_paused_minutes, 0)]))[1];
 END
 $fn$;

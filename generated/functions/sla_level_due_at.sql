@@ -25,6 +25,6 @@ BEGIN
   IF NOT FOUND THEN
     RETURN NULL;
   END IF;
-  RETURN calendar_add_working_time(v_calendar, p_arrived_at, v_minutes + p_paused_minutes);
+  RETURN (calendar_add_working_times(v_calendar, p_arrived_at, ARRAY[v_minutes + p_paused_minutes]))[1];
 END
 $fn$;

@@ -3,8 +3,9 @@
 -- templates: functions/runtime/sla/sla_response_clock.sql.j2
 
 -- function public.sla_response_clock()
--- Trigger function (BEFORE INSERT, BEFORE UPDATE OF status or first_response_at): the response
--- clock. A new assignment gets its response deadline (sla_response_deadline_for, from its
+-- Trigger function (BEFORE INSERT: assignment_sla_response_start_trigger; BEFORE UPDATE OF
+-- status or first_response_at: assignment_sla_response_trigger, whose WHEN skips the updates
+-- that change nothing here): the response clock. A new assignment gets its response deadline (sla_response_deadline_for, from its
 -- start). Being or moving to in_progress is the first response, as respond_assignment is.
 -- A pause before the first response pushes the response deadline back by the working time it
 -- lasted, keeping the clock's budget as the resolution clock does -- counted when the clock

@@ -17,7 +17,7 @@ STABLE
 SET search_path = public, pg_temp
 AS $fn$
 BEGIN
-  RETURN calendar_add_working_time(p_calendar_id, p_arrived_at,
-                                   p_budget_minutes * p_percent / 100.0 + coalesce(p_paused_minutes, 0));
+  RETURN (calendar_add_working_times(p_calendar_id, p_arrived_at,
+                                     ARRAY[p_budget_minutes * p_percent / 100.0 + coalesce(p_paused_minutes, 0)]))[1];
 END
 $fn$;

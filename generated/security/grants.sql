@@ -278,6 +278,9 @@ REVOKE ALL ON FUNCTION public.process_stale_queue_items(integer) FROM PUBLIC;
 -- grant public.calendar_definition(text).execute
 REVOKE ALL ON FUNCTION public.calendar_definition(text) FROM PUBLIC;
 
+-- grant public.calendar_add_working_times(text, timestamp with time zone, numeric[]).execute
+REVOKE ALL ON FUNCTION public.calendar_add_working_times(text, timestamp with time zone, numeric[]) FROM PUBLIC;
+
 -- grant public.calendar_add_working_time(text, timestamp with time zone, numeric).execute
 REVOKE ALL ON FUNCTION public.calendar_add_working_time(text, timestamp with time zone, numeric) FROM PUBLIC;
 
@@ -319,6 +322,9 @@ REVOKE ALL ON FUNCTION public.sla_schedule_for(public.work_item_type, public.pri
 
 -- grant public.sla_level_due_at(public.work_item_type, public.priority_level, timestamp with time zone, numeric, integer).execute
 REVOKE ALL ON FUNCTION public.sla_level_due_at(public.work_item_type, public.priority_level, timestamp with time zone, numeric, integer) FROM PUBLIC;
+
+-- grant public.sla_start_instants(public.work_item_type, public.priority_level, timestamp with time zone, numeric, timestamp with time zone).execute
+REVOKE ALL ON FUNCTION public.sla_start_instants(public.work_item_type, public.priority_level, timestamp with time zone, numeric, timestamp with time zone) FROM PUBLIC;
 
 -- grant public.sla_clock_on_status_change().execute
 REVOKE ALL ON FUNCTION public.sla_clock_on_status_change() FROM PUBLIC;
