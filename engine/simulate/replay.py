@@ -4,7 +4,8 @@ how long it took.
 
 Virtual time: the driver (sql/replay.sql) sets `rulesctl.now` to each event's instant and calls
 the engine there, committing every `commit_every` events. Python loads the inputs, calls it one
-simulated hour at a time (vacuuming between, see VACUUM_EVERY) and reports progress between days.
+simulated hour at a time (vacuuming between, see VACUUM_EVERY; an hour with a refused arrival is
+replayed again guarded, see _replay_until) and reports progress between days.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def replay(url: str, policy: Policy, workload: Workload, people: list[Person],
             step = workload.start + dt.timedelta(days=day - 1)
             while step < until:
                 step = min(step + VACUUM_EVERY, until)
-                conn.execute("CALL rulesctl_sim.replay_until(%s)", [step])
+                _replay_until(conn, step)
                 vacuumed += _vacuum(conn, VACUUMED)
             vacuumed += _vacuum(conn, VACUUMED_DAILY)
             if progress:
@@ -104,6 +105,16 @@ def replay(url: str, policy: Policy, workload: Workload, people: list[Person],
     cpu = None if cpu_before is None or cpu_after is None else round(cpu_after - cpu_before, 2)
     return ReplayTimings(round(loaded - started, 3), round(time.perf_counter() - loaded, 3), events, cpu,
                          round(vacuumed, 3))
+
+
+def _replay_until(conn: psycopg.Connection, until: dt.datetime) -> None:
+    """Replay up to `until`. The driver runs arrivals unguarded: one the engine refuses aborts the
+    call back to its last commit, and the same stretch is replayed again with each arrival in a
+    subtransaction that records the refusal (an error of anything else is raised again there)."""
+    try:
+        conn.execute("CALL rulesctl_sim.replay_until(%s)", [until])
+    except psycopg.Error:
+        conn.execute("CALL rulesctl_sim.replay_until(%s, true)", [until])
 
 
 def _vacuum(conn: psycopg.Connection, tables: str) -> float:

@@ -16,7 +16,7 @@ CREATE TABLE rulesctl_sim.arrivals (
 -- How long each item takes once someone holds it (elapsed time to completion).
 CREATE TABLE rulesctl_sim.items (
   work_item_id text PRIMARY KEY,
-  handling interval NOT NULL
+  handling interval NOT NULL CHECK (handling > interval '0')
 );
 
 -- Availability changes (leave periods): set_staff_availability at `at`.
@@ -28,6 +28,9 @@ CREATE TABLE rulesctl_sim.availability (
 
 -- Assignments in hand and when their holder finishes; filled by a trigger on assignments, so
 -- work the engine takes from the queue on its own (a completion, a return from leave) is seen.
+-- Rows stay once done: the driver completes the rows due at each instant it visits and goes on
+-- past them (state.done_through), no delete per completion. No row can fall behind that mark: an
+-- assignment is made at the engine's now and handling is above zero, so it is due strictly later.
 CREATE TABLE rulesctl_sim.running (
   assignment_id uuid PRIMARY KEY,
   work_item_id text NOT NULL,
@@ -60,15 +63,26 @@ CREATE TABLE rulesctl_sim.state (
   fallback_every interval NOT NULL,
   next_snapshot_at timestamptz NOT NULL,
   commit_every integer NOT NULL,
-  events bigint NOT NULL DEFAULT 0
+  events bigint NOT NULL DEFAULT 0,
+  done_through timestamptz NOT NULL DEFAULT '-infinity'      -- every running row due by then is handled
 );
 
+-- It also keeps the replay's next completion (setting rulesctl_sim.next_done, which replay_until
+-- sets from the table when it starts and after each instant's completions): a new row due sooner
+-- moves it, so the driver need not look at the table at every instant. A setting, not a variable,
+-- as it must roll back with the row when an arrival is refused.
 CREATE FUNCTION rulesctl_sim.track_assignment() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
+DECLARE
+  v_due timestamptz;
 BEGIN
   INSERT INTO rulesctl_sim.running (assignment_id, work_item_id, due_at)
   SELECT NEW.id, NEW.work_item_id, NEW.assigned_at + i.handling
-  FROM rulesctl_sim.items i WHERE i.work_item_id = NEW.work_item_id;
+  FROM rulesctl_sim.items i WHERE i.work_item_id = NEW.work_item_id
+  RETURNING due_at INTO v_due;
+  IF v_due < nullif(current_setting('rulesctl_sim.next_done', true), '')::timestamptz THEN
+    PERFORM set_config('rulesctl_sim.next_done', v_due::text, false);
+  END IF;
   RETURN NULL;
 END
 $fn$;
@@ -84,8 +98,12 @@ LANGUAGE sql STABLE AS $fn$
 $fn$;
 
 -- Replay every event up to p_until, committing every commit_every events; returns nothing,
--- leaves its place in rulesctl_sim.state.
-CREATE PROCEDURE rulesctl_sim.replay_until(p_until timestamptz)
+-- leaves its place in rulesctl_sim.state. Unguarded (the default) an arrival the engine refuses
+-- aborts the call back to its last commit: replay.py then replays that stretch again guarded, each
+-- arrival in a subtransaction that records a refusal in rulesctl_sim.rejected. Refusals are rare
+-- and a subtransaction that writes costs every arrival (its own xid, a MultiXact on each row it
+-- locks); either way the same events run in the same order.
+CREATE PROCEDURE rulesctl_sim.replay_until(p_until timestamptz, p_guarded boolean DEFAULT false)
 LANGUAGE plpgsql AS $fn$
 DECLARE
   s rulesctl_sim.state;
@@ -96,39 +114,48 @@ DECLARE
   v_done timestamptz;
   v_sweep timestamptz;
   v_change timestamptz;
+  v_due uuid[];
+  v_next timestamptz;
   v_pending integer := 0;
   v_id uuid;
   v_state text;
   v_message text;
+  v_setting text;
 BEGIN
   SELECT * INTO s FROM rulesctl_sim.state;
   -- The next arrival and availability change, with their requests: read again only once used.
   SELECT a.at, a.request INTO v_arrival, v_arrival_request FROM rulesctl_sim.arrivals a WHERE a.seq = s.next_arrival;
   SELECT a.at, a.request INTO v_change, v_change_request FROM rulesctl_sim.availability a
   WHERE a.seq = s.next_availability;
+  SELECT min(r.due_at) INTO v_next FROM rulesctl_sim.running r WHERE r.due_at > s.done_through;
+  v_setting := set_config('rulesctl_sim.next_done', coalesce(v_next, 'infinity')::text, false);
   LOOP
-    -- Any call may start or move work, so these two are read at every instant (index ends).
-    SELECT (SELECT min(r.due_at) FROM rulesctl_sim.running r),
-           rulesctl_sim.on_schedule((SELECT min(a.next_check_at) FROM public.assignments a), s.sweep_every_s)
-    INTO v_done, v_sweep;
+    -- The next completion is kept by track_assignment; the next SLA level due is read at every
+    -- instant (an index end), as any call may start, finish or escalate work.
+    v_done := current_setting('rulesctl_sim.next_done')::timestamptz;
+    SELECT rulesctl_sim.on_schedule(min(a.next_check_at), s.sweep_every_s) INTO v_sweep FROM public.assignments a;
     v_t := least(v_arrival, v_change, v_done, v_sweep, s.next_sample_at, s.next_snapshot_at);
     EXIT WHEN v_t > p_until;
-    PERFORM set_config('rulesctl.now', v_t::text, false);
+    v_setting := set_config('rulesctl.now', v_t::text, false);
 
     -- One instant, in a fixed order: work finished frees capacity first, then people come and
     -- go, then new work arrives, then the jobs look at the result.
-    -- Due assignments taken off the running list in one statement, then completed one at a
-    -- time, by key (a join to the active assignments is planned generically and reads them all
-    -- at every completion); one moved on meanwhile (leave) is no longer active and is skipped.
+    -- The rows due now (nothing earlier is left: each instant takes its own) by item, and the
+    -- next completion after them, in one statement; then completed one at a time, by key. One
+    -- moved on meanwhile (leave) is no longer active and is skipped. (A status filter in the
+    -- statement itself made PL/pgSQL plan it anew at most calls.)
     IF v_done = v_t THEN
-      FOR v_id IN WITH done AS (DELETE FROM rulesctl_sim.running r WHERE r.due_at <= v_t
-                                RETURNING r.assignment_id, r.due_at, r.work_item_id)
-                  SELECT d.assignment_id FROM done d ORDER BY d.due_at, d.work_item_id LOOP
+      SELECT array_agg(r.assignment_id ORDER BY r.work_item_id),
+             (SELECT min(n.due_at) FROM rulesctl_sim.running n WHERE n.due_at > v_t)
+      INTO v_due, v_next
+      FROM rulesctl_sim.running r WHERE r.due_at = v_t;
+      v_setting := set_config('rulesctl_sim.next_done', coalesce(v_next, 'infinity')::text, false);
+      FOREACH v_id IN ARRAY coalesce(v_due, '{}') LOOP
         IF EXISTS (SELECT 1 FROM public.assignments a WHERE a.id = v_id AND a.status IN ({active_statuses})) THEN
           PERFORM public.complete_assignment(v_id);
         END IF;
-        v_pending := v_pending + 1;
       END LOOP;
+      v_pending := v_pending + coalesce(cardinality(v_due), 0);
     END IF;
     -- Arrivals and availability changes are walked one row at a time by key (seq follows time):
     -- a range on seq filtered by time would read every later row at each instant.
@@ -140,12 +167,16 @@ BEGIN
       WHERE a.seq = s.next_availability;
     END LOOP;
     WHILE v_arrival = v_t LOOP
-      BEGIN
+      IF p_guarded THEN
+        BEGIN
+          PERFORM public.auto_assign(v_arrival_request);
+        EXCEPTION WHEN OTHERS THEN
+          GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
+          INSERT INTO rulesctl_sim.rejected VALUES (v_arrival_request ->> 'work_item_id', v_state, v_message);
+        END;
+      ELSE
         PERFORM public.auto_assign(v_arrival_request);
-      EXCEPTION WHEN OTHERS THEN
-        GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
-        INSERT INTO rulesctl_sim.rejected VALUES (v_arrival_request ->> 'work_item_id', v_state, v_message);
-      END;
+      END IF;
       s.next_arrival := s.next_arrival + 1;
       v_pending := v_pending + 1;
       SELECT a.at, a.request INTO v_arrival, v_arrival_request FROM rulesctl_sim.arrivals a
@@ -155,9 +186,11 @@ BEGIN
       PERFORM public.sla_check_and_escalate();
     END IF;
     -- Every minute, at the instants the replay visits; with nothing queued it has nothing to do.
-    IF v_t >= s.next_fallback_at AND EXISTS (SELECT 1 FROM public.assignment_queue) THEN
-      PERFORM public.process_stale_queue_items();
-      s.next_fallback_at := date_trunc('minute', v_t) + s.fallback_every;
+    IF v_t >= s.next_fallback_at THEN
+      IF EXISTS (SELECT 1 FROM public.assignment_queue) THEN
+        PERFORM public.process_stale_queue_items();
+        s.next_fallback_at := date_trunc('minute', v_t) + s.fallback_every;
+      END IF;
     END IF;
     IF s.next_snapshot_at = v_t THEN
       PERFORM public.capture_capacity_snapshot();
@@ -172,13 +205,14 @@ BEGIN
     IF v_pending >= s.commit_every THEN
       UPDATE rulesctl_sim.state SET next_arrival = s.next_arrival, next_availability = s.next_availability,
         next_sample_at = s.next_sample_at, next_fallback_at = s.next_fallback_at,
-        next_snapshot_at = s.next_snapshot_at, events = s.events;
+        next_snapshot_at = s.next_snapshot_at, events = s.events, done_through = v_t;
       COMMIT;
       v_pending := 0;
     END IF;
   END LOOP;
+  -- Every instant up to p_until has been visited, so every row due by then is handled.
   UPDATE rulesctl_sim.state SET next_arrival = s.next_arrival, next_availability = s.next_availability,
     next_sample_at = s.next_sample_at, next_fallback_at = s.next_fallback_at,
-    next_snapshot_at = s.next_snapshot_at, events = s.events;
+    next_snapshot_at = s.next_snapshot_at, events = s.events, done_through = p_until;
 END
 $fn$;
