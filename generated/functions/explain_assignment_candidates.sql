@@ -41,26 +41,44 @@ BEGIN
                               'excluded', 'not counted for targets of more than 100 people');
   END IF;
   -- One pass over the target's people, unit by unit from the unit index (a generic plan for
-  -- "unit_id = ANY" reads the whole staff table); each person's skills are checked once, and
-  -- only for those available.
-  SELECT count(*) AS considered,
-         count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
-         count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
-         count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
-         count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
-         count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
-         count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
-  INTO v_counts
-  FROM unnest(p_unit_ids) AS t(unit_id)          -- distinct units, as unit_ids_for_target gives them
-  JOIN organizational_units u ON u.id = t.unit_id
-  CROSS JOIN LATERAL (
-    SELECT s.availability_status,
-           s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
-           CASE WHEN s.availability_status = 'available'
-                THEN arraycontains(s.skills, p_required_skills)
-                     AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank)) END AS skilled
-    FROM staff_profiles s
-    WHERE s.unit_id = t.unit_id) r;
+  -- "unit_id = ANY" reads the whole staff table). Without required skills everyone available
+  -- is skilled: no check per person (most items); else each is checked once, if available.
+  IF cardinality(p_required_skills) = 0 THEN
+    SELECT count(*) AS considered,
+           count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
+           count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
+           count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
+           count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
+           count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
+           count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
+    INTO v_counts
+    FROM unnest(p_unit_ids) AS t(unit_id)          -- distinct units, as unit_ids_for_target gives them
+    JOIN organizational_units u ON u.id = t.unit_id
+    CROSS JOIN LATERAL (
+      SELECT s.availability_status,
+             s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
+             CASE WHEN s.availability_status = 'available' THEN true END AS skilled
+      FROM staff_profiles s
+      WHERE s.unit_id = t.unit_id) r;
+  ELSE
+    SELECT count(*) AS considered,
+           count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
+           count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
+           count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
+           count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
+           count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
+           count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
+    INTO v_counts
+    FROM unnest(p_unit_ids) AS t(unit_id)          -- distinct units, as unit_ids_for_target gives them
+    JOIN organizational_units u ON u.id = t.unit_id
+    CROSS JOIN LATERAL (
+      SELECT s.availability_status,
+             s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
+             CASE WHEN s.availability_status = 'available' THEN arraycontains(s.skills, p_required_skills)
+                       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank)) END AS skilled
+      FROM staff_profiles s
+      WHERE s.unit_id = t.unit_id) r;
+  END IF;
   RETURN jsonb_build_object(
     'considered', v_counts.considered,
     'eligible', v_counts.considered - v_counts.unavailable - v_counts.missing_skill - v_counts.full,
