@@ -90,11 +90,63 @@ $fn$;
 CREATE TRIGGER zz_rulesctl_sim_track AFTER INSERT ON public.assignments
   FOR EACH ROW EXECUTE FUNCTION rulesctl_sim.track_assignment();
 
+-- The earliest next_check_at of all assignments, where the SLA sweep's next instant comes from:
+-- setting rulesctl_sim.next_check, '' while not known (replay_until then reads the table and sets
+-- it). A change to below it sets it; a change to the row holding it (done, escalated, moved) makes
+-- it unknown. The WHEN clauses leave every other change (most) without a call.
+CREATE FUNCTION rulesctl_sim.track_next_check() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    PERFORM set_config('rulesctl_sim.next_check', '', false);
+  ELSIF NEW.next_check_at < nullif(current_setting('rulesctl_sim.next_check'), '')::timestamptz THEN
+    PERFORM set_config('rulesctl_sim.next_check', NEW.next_check_at::text, false);
+  ELSE
+    PERFORM set_config('rulesctl_sim.next_check', '', false);
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER zz_rulesctl_sim_next_check_insert AFTER INSERT ON public.assignments FOR EACH ROW
+  WHEN (NEW.next_check_at < nullif(current_setting('rulesctl_sim.next_check', true), '')::timestamptz)
+  EXECUTE FUNCTION rulesctl_sim.track_next_check();
+CREATE TRIGGER zz_rulesctl_sim_next_check_update AFTER UPDATE ON public.assignments FOR EACH ROW
+  WHEN (NEW.next_check_at < nullif(current_setting('rulesctl_sim.next_check', true), '')::timestamptz
+        OR OLD.next_check_at = nullif(current_setting('rulesctl_sim.next_check', true), '')::timestamptz)
+  EXECUTE FUNCTION rulesctl_sim.track_next_check();
+CREATE TRIGGER zz_rulesctl_sim_next_check_delete AFTER DELETE ON public.assignments FOR EACH ROW
+  WHEN (OLD.next_check_at = nullif(current_setting('rulesctl_sim.next_check', true), '')::timestamptz)
+  EXECUTE FUNCTION rulesctl_sim.track_next_check();
+
+-- How many items wait in the queue (setting rulesctl_sim.queued, counted by replay_until when it
+-- starts): the stale-queue job runs only while some do, and few arrivals are queued.
+CREATE FUNCTION rulesctl_sim.count_queued() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM set_config('rulesctl_sim.queued', (current_setting('rulesctl_sim.queued')::integer
+                                              + CASE TG_OP WHEN 'INSERT' THEN 1 ELSE -1 END)::text, false);
+  RETURN NULL;
+END
+$fn$;
+
+CREATE TRIGGER zz_rulesctl_sim_queued AFTER INSERT OR DELETE ON public.assignment_queue FOR EACH ROW
+  WHEN (nullif(current_setting('rulesctl_sim.queued', true), '') IS NOT NULL)
+  EXECUTE FUNCTION rulesctl_sim.count_queued();
+
 -- The first instant on the sweep's schedule at or after p_at. STABLE as its body is (epoch of a
 -- timestamptz): declared IMMUTABLE it was never inlined, a function call per event.
 CREATE FUNCTION rulesctl_sim.on_schedule(p_at timestamptz, p_every_s double precision) RETURNS timestamptz
 LANGUAGE sql STABLE AS $fn$
   SELECT to_timestamp(ceil(extract(epoch FROM p_at) / p_every_s) * p_every_s)
+$fn$;
+
+-- Arrivals from p_from on in seq order (seq follows time), a batch at a time: one read per batch,
+-- not per arrival.
+CREATE FUNCTION rulesctl_sim.arrival_batch(p_from integer, OUT at timestamptz[], OUT request jsonb[])
+LANGUAGE sql STABLE AS $fn$
+  SELECT array_agg(a.at ORDER BY a.seq), array_agg(a.request ORDER BY a.seq)
+  FROM rulesctl_sim.arrivals a WHERE a.seq >= p_from AND a.seq < p_from + 256
 $fn$;
 
 -- Replay every event up to p_until, committing every commit_every events; returns nothing,
@@ -121,19 +173,33 @@ DECLARE
   v_state text;
   v_message text;
   v_setting text;
+  v_result jsonb;
+  v_batch_from integer;
+  v_batch_at timestamptz[];
+  v_batch_request jsonb[];
 BEGIN
   SELECT * INTO s FROM rulesctl_sim.state;
   -- The next arrival and availability change, with their requests: read again only once used.
-  SELECT a.at, a.request INTO v_arrival, v_arrival_request FROM rulesctl_sim.arrivals a WHERE a.seq = s.next_arrival;
+  v_batch_from := s.next_arrival;
+  SELECT b.at, b.request INTO v_batch_at, v_batch_request FROM rulesctl_sim.arrival_batch(v_batch_from) b;
+  v_arrival := v_batch_at[1];
+  v_arrival_request := v_batch_request[1];
   SELECT a.at, a.request INTO v_change, v_change_request FROM rulesctl_sim.availability a
   WHERE a.seq = s.next_availability;
   SELECT min(r.due_at) INTO v_next FROM rulesctl_sim.running r WHERE r.due_at > s.done_through;
   v_setting := set_config('rulesctl_sim.next_done', coalesce(v_next, 'infinity')::text, false);
+  v_setting := set_config('rulesctl_sim.next_check', '', false);
+  v_setting := set_config('rulesctl_sim.queued', (SELECT count(*) FROM public.assignment_queue)::text, false);
   LOOP
-    -- The next completion is kept by track_assignment; the next SLA level due is read at every
-    -- instant (an index end), as any call may start, finish or escalate work.
+    -- The next completion and the earliest SLA check are kept by the triggers above; the latter
+    -- is read from the table only when the row holding it has changed.
     v_done := current_setting('rulesctl_sim.next_done')::timestamptz;
-    SELECT rulesctl_sim.on_schedule(min(a.next_check_at), s.sweep_every_s) INTO v_sweep FROM public.assignments a;
+    v_setting := current_setting('rulesctl_sim.next_check');
+    IF v_setting = '' THEN
+      SELECT coalesce(min(a.next_check_at)::text, 'infinity') INTO v_setting FROM public.assignments a;
+      v_setting := set_config('rulesctl_sim.next_check', v_setting, false);
+    END IF;
+    v_sweep := rulesctl_sim.on_schedule(v_setting::timestamptz, s.sweep_every_s);
     v_t := least(v_arrival, v_change, v_done, v_sweep, s.next_sample_at, s.next_snapshot_at);
     EXIT WHEN v_t > p_until;
     v_setting := set_config('rulesctl.now', v_t::text, false);
@@ -151,9 +217,8 @@ BEGIN
       FROM rulesctl_sim.running r WHERE r.due_at = v_t;
       v_setting := set_config('rulesctl_sim.next_done', coalesce(v_next, 'infinity')::text, false);
       FOREACH v_id IN ARRAY coalesce(v_due, '{}') LOOP
-        IF EXISTS (SELECT 1 FROM public.assignments a WHERE a.id = v_id AND a.status IN ({active_statuses})) THEN
-          PERFORM public.complete_assignment(v_id);
-        END IF;
+        PERFORM public.complete_assignment(a.id) FROM public.assignments a
+        WHERE a.id = v_id AND a.status IN ({active_statuses});
       END LOOP;
       v_pending := v_pending + coalesce(cardinality(v_due), 0);
     END IF;
@@ -169,25 +234,29 @@ BEGIN
     WHILE v_arrival = v_t LOOP
       IF p_guarded THEN
         BEGIN
-          PERFORM public.auto_assign(v_arrival_request);
+          v_result := public.auto_assign(v_arrival_request);
         EXCEPTION WHEN OTHERS THEN
           GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT;
           INSERT INTO rulesctl_sim.rejected VALUES (v_arrival_request ->> 'work_item_id', v_state, v_message);
         END;
       ELSE
-        PERFORM public.auto_assign(v_arrival_request);
+        v_result := public.auto_assign(v_arrival_request);    -- an assignment: no query of its own
       END IF;
       s.next_arrival := s.next_arrival + 1;
       v_pending := v_pending + 1;
-      SELECT a.at, a.request INTO v_arrival, v_arrival_request FROM rulesctl_sim.arrivals a
-      WHERE a.seq = s.next_arrival;
+      IF s.next_arrival = v_batch_from + cardinality(v_batch_at) THEN
+        v_batch_from := s.next_arrival;
+        SELECT b.at, b.request INTO v_batch_at, v_batch_request FROM rulesctl_sim.arrival_batch(v_batch_from) b;
+      END IF;
+      v_arrival := v_batch_at[s.next_arrival - v_batch_from + 1];
+      v_arrival_request := v_batch_request[s.next_arrival - v_batch_from + 1];
     END LOOP;
     IF v_sweep = v_t THEN
       PERFORM public.sla_check_and_escalate();
     END IF;
     -- Every minute, at the instants the replay visits; with nothing queued it has nothing to do.
     IF v_t >= s.next_fallback_at THEN
-      IF EXISTS (SELECT 1 FROM public.assignment_queue) THEN
+      IF current_setting('rulesctl_sim.queued')::integer > 0 THEN
         PERFORM public.process_stale_queue_items();
         s.next_fallback_at := date_trunc('minute', v_t) + s.fallback_every;
       END IF;
