@@ -202,7 +202,7 @@ RUNTIME_FUNCTIONS = (
     Function("staff_has_skills", "uuid, text[], integer", domain="assignment"),
     Function("find_eligible_staff_for_assignment", "text[], text[], integer, integer, text, integer",
              domain="assignment"),
-    Function("pick_staff_with_ranking", "text[], text[], integer, integer, text", domain="assignment"),
+    Function("pick_staff_with_ranking", "text[], text[], integer, integer, text, boolean", domain="assignment"),
     Function("pick_staff_for_assignment", "text[], text[], integer, integer, text, boolean", domain="assignment"),
     Function("explain_assignment_candidates", "text[], text[], integer, integer, text, integer, jsonb",
              domain="assignment"),
@@ -219,7 +219,8 @@ RUNTIME_FUNCTIONS = (
     Function("caller_supervises_unit", "text", domain="security"),
     Function("caller_may_read_unit", "text", domain="security"),
     Function("caller_may_act_for", "uuid", domain="security"),
-    Function("create_assignment", "{schema}.assignment_queue, uuid, jsonb", domain="assignment"),
+    Function("create_assignment", "{schema}.assignment_queue, uuid, jsonb, timestamp with time zone, "
+             "timestamp with time zone", domain="assignment"),
     Function("queue_items_ahead", "text, {schema}.priority_level, timestamp with time zone, uuid", domain="queue"),
     Function("queue_position", "uuid", domain="queue"),
     Function("queue_head", "text, integer", domain="queue"),
@@ -276,6 +277,8 @@ RUNTIME_FUNCTIONS = (
              domain="sla"),
     Function("sla_start_instants", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone, "
              "numeric, timestamp with time zone", domain="sla"),
+    Function("sla_arrival_instants", "{schema}.work_item_type, {schema}.priority_level, timestamp with time zone",
+             domain="sla"),
     Function("sla_clock_on_status_change", domain="sla"),
     Function("sla_reschedule_checks", domain="sla"),
     Function("sla_check_and_escalate", "integer", domain="sla"),

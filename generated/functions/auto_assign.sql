@@ -36,7 +36,6 @@ DECLARE
   v_existing jsonb;
   v_now timestamptz := engine_now();
   v_strategy text;
-  v_ranking jsonb;
   v_ahead integer;
   v_escalation_id uuid;
 BEGIN
@@ -136,10 +135,9 @@ BEGIN
   -- completion in those units waits while it is held.
   v_strategy := coalesce(v_rule.strategy, 'least_loaded');
   BEGIN
-    SELECT p.staff_id, p.ranking INTO v_staff_id, v_ranking
-    FROM pick_staff_with_ranking(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight, v_strategy) p;
-    v_candidates := explain_assignment_candidates(v_units, v_skills, v_item.min_proficiency_rank,
-                                                  v_item.capacity_weight, v_strategy, 3, v_ranking);
+    SELECT p.staff_id, p.candidates INTO v_staff_id, v_candidates
+    FROM pick_staff_with_ranking(v_units, v_skills, v_item.min_proficiency_rank, v_item.capacity_weight, v_strategy,
+                                 true) p;
     IF v_staff_id IS NULL THEN
       RAISE EXCEPTION 'nobody free' USING ERRCODE = 'RNF01';     -- roll the subtransaction's row locks back
     END IF;

@@ -4,11 +4,12 @@
 
 -- function public.explain_assignment_candidates(text[], text[], integer, integer, text, integer, jsonb)
 -- The decision record's candidate part, cheap enough for every call: how many staff the
--- target holds, how many were excluded for each reason (one aggregate pass; for targets of
--- more than 100 people the count and breakdown are left out -- they would cost
--- more than the decision itself), and the best eligible candidates in strategy order with
--- their names and scores (load, WIP limit, last assigned) -- p_ranking when the pick already ranked
--- them. Stored with every assignment and queue entry to answer "why did X get this?".
+-- target holds, how many were excluded for each reason (one aggregate pass; for large targets
+-- the count and breakdown are left out -- see the candidates macro), and the best eligible
+-- candidates in strategy order with their names and scores (load, WIP limit, last assigned)
+-- -- p_ranking when they were ranked already. Stored with every assignment and queue entry to
+-- answer "why did X get this?". An arrival's pick explains its own ranking the same way
+-- (pick_staff_with_ranking with p_explain).
 CREATE OR REPLACE FUNCTION public.explain_assignment_candidates(
   p_unit_ids text[], p_required_skills text[], p_min_rank integer, p_weight integer, p_strategy text,
   p_limit integer DEFAULT 3, p_ranking jsonb DEFAULT NULL)
@@ -20,7 +21,8 @@ AS $fn$
 DECLARE
   v_counts record;
   v_ranking jsonb;
-  v_considered integer;
+  v_size integer;
+  v_candidates jsonb;
 BEGIN
   v_ranking := p_ranking;
   IF v_ranking IS NULL THEN
@@ -33,61 +35,64 @@ BEGIN
     JOIN staff_profiles s ON s.id = e.staff_id
     JOIN organizational_units u ON u.id = e.unit_id;
   END IF;
-  -- the target's size from the kept counts: counting staff rows walks index entries that
-  -- every load change leaves dead
-  SELECT coalesce(sum(c.staff), 0) INTO v_considered FROM unit_staff_counts c WHERE c.unit_id = ANY (p_unit_ids);
-  IF v_considered > 100 THEN
-    RETURN jsonb_build_object('ranking', v_ranking,
-                              'excluded', 'not counted for targets of more than 100 people');
-  END IF;
-  -- One pass over the target's people, unit by unit from the unit index (a generic plan for
-  -- "unit_id = ANY" reads the whole staff table). Without required skills everyone available
-  -- is skilled: no check per person (most items); else each is checked once, if available.
-  IF cardinality(p_required_skills) = 0 THEN
-    SELECT count(*) AS considered,
-           count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
-           count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
-           count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
-           count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
-           count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
-           count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
-    INTO v_counts
-    FROM unnest(p_unit_ids) AS t(unit_id)          -- distinct units, as unit_ids_for_target gives them
-    JOIN organizational_units u ON u.id = t.unit_id
-    CROSS JOIN LATERAL (
-      SELECT s.availability_status,
-             s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
-             CASE WHEN s.availability_status = 'available' THEN true END AS skilled
-      FROM staff_profiles s
-      WHERE s.unit_id = t.unit_id) r;
-  ELSE
-    SELECT count(*) AS considered,
-           count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
-           count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
-           count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
-           count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
-           count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
-           count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
-    INTO v_counts
-    FROM unnest(p_unit_ids) AS t(unit_id)          -- distinct units, as unit_ids_for_target gives them
-    JOIN organizational_units u ON u.id = t.unit_id
-    CROSS JOIN LATERAL (
-      SELECT s.availability_status,
-             s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
-             CASE WHEN s.availability_status = 'available' THEN arraycontains(s.skills, p_required_skills)
-                       AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank)) END AS skilled
-      FROM staff_profiles s
-      WHERE s.unit_id = t.unit_id) r;
-  END IF;
-  RETURN jsonb_build_object(
-    'considered', v_counts.considered,
-    'eligible', v_counts.considered - v_counts.unavailable - v_counts.missing_skill - v_counts.full,
-    'excluded', jsonb_strip_nulls(jsonb_build_object(
-      'not available: busy', nullif(v_counts.busy, 0),
-      'not available: on_leave', nullif(v_counts.on_leave, 0),
-      'not available: offline', nullif(v_counts.offline, 0),
-      'missing a required skill or proficiency', nullif(v_counts.missing_skill, 0),
-      'no room under WIP limit', nullif(v_counts.full, 0))),
-    'ranking', v_ranking);
+    -- the target's size from the kept counts: counting staff rows walks index entries that
+    -- every load change leaves dead
+    SELECT coalesce(sum(c.staff), 0) INTO v_size FROM unit_staff_counts c WHERE c.unit_id = ANY (p_unit_ids);
+    IF v_size > 100 THEN
+      v_candidates := jsonb_build_object('ranking', v_ranking,
+                                 'excluded', 'not counted for targets of more than 100 people');
+    ELSE
+      -- One pass over the target's people, unit by unit from the unit index (a generic plan
+      -- for "unit_id = ANY" reads the whole staff table). Without required skills everyone
+      -- available is skilled: no check per person (most items); else each available person
+      -- is checked once.
+      IF cardinality(p_required_skills) = 0 THEN
+        SELECT count(*) AS considered,
+               count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
+               count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
+               count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
+               count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
+               count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
+               count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
+        INTO v_counts
+        FROM unnest(p_unit_ids) AS t(unit_id)
+        JOIN organizational_units u ON u.id = t.unit_id
+        CROSS JOIN LATERAL (
+          SELECT s.availability_status,
+                 s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
+                 CASE WHEN s.availability_status = 'available' THEN true END AS skilled
+          FROM staff_profiles s
+          WHERE s.unit_id = t.unit_id) r;
+      ELSE
+        SELECT count(*) AS considered,
+               count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
+               count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
+               count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
+               count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
+               count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
+               count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
+        INTO v_counts
+        FROM unnest(p_unit_ids) AS t(unit_id)
+        JOIN organizational_units u ON u.id = t.unit_id
+        CROSS JOIN LATERAL (
+          SELECT s.availability_status,
+                 s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
+                 CASE WHEN s.availability_status = 'available' THEN arraycontains(s.skills, p_required_skills)
+                           AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank)) END AS skilled
+          FROM staff_profiles s
+          WHERE s.unit_id = t.unit_id) r;
+      END IF;
+      v_candidates := jsonb_build_object(
+        'considered', v_counts.considered,
+        'eligible', v_counts.considered - v_counts.unavailable - v_counts.missing_skill - v_counts.full,
+        'excluded', jsonb_strip_nulls(jsonb_build_object(
+          'not available: busy', nullif(v_counts.busy, 0),
+          'not available: on_leave', nullif(v_counts.on_leave, 0),
+          'not available: offline', nullif(v_counts.offline, 0),
+          'missing a required skill or proficiency', nullif(v_counts.missing_skill, 0),
+          'no room under WIP limit', nullif(v_counts.full, 0))),
+        'ranking', v_ranking);
+    END IF;
+  RETURN v_candidates;
 END
 $fn$;

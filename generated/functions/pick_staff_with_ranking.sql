@@ -2,20 +2,22 @@
 -- sources: the engine catalog (engine/compiler/catalog.py)
 -- templates: functions/runtime/assignment/pick_staff_with_ranking.sql.j2
 
--- function public.pick_staff_with_ranking(text[], text[], integer, integer, text)
+-- function public.pick_staff_with_ranking(text[], text[], integer, integer, text, boolean)
 -- The arrival's fast pick: rank the best few eligible people (each target unit's best come
 -- straight from its pick index, one probe per unit) and take (row-lock) the first of them
 -- nobody else holds, re-checked under the lock. The ranking is the decision record's, so
 -- the pick and its explanation cost one probe. When all of them are held, the next best
 -- are probed (a few rounds), then one scan of everyone eligible, still skipping held rows.
 -- Never waits: a NULL staff_id means nobody free *now*, not nobody with room.
+-- With p_explain it also gives the decision record's candidate part for that first ranking
+-- (what explain_assignment_candidates says), counted in the same call.
 -- enable_sort is off so that each unit's probe walks its pick index in order and stops at
 -- the best few: the generic plan otherwise guesses a handful of eligible people per unit
 -- and reads and sorts all of them (a skill-level check each: over a millisecond for a unit
 -- of a hundred). The sorts left (a few rows across units) have no other plan.
 CREATE OR REPLACE FUNCTION public.pick_staff_with_ranking(
   p_unit_ids text[], p_required_skills text[], p_min_rank integer, p_weight integer, p_strategy text,
-  OUT staff_id uuid, OUT ranking jsonb)
+  p_explain boolean DEFAULT false, OUT staff_id uuid, OUT ranking jsonb, OUT candidates jsonb)
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan    -- the generic plan is the right one (see the eligibility macro)
@@ -26,6 +28,8 @@ DECLARE
   v_candidates uuid[];
   v_candidate uuid;
   v_passed uuid[] := '{}'::uuid[];
+  v_counts record;
+  v_size integer;
 BEGIN
   FOR v_round IN 1 .. 3 LOOP
     IF p_strategy = 'round_robin' THEN
@@ -71,7 +75,69 @@ BEGIN
                                 ORDER BY s.current_assignment_count, s.last_assigned_at NULLS FIRST, s.id LIMIT 3) c
             ORDER BY c.current_assignment_count, c.last_assigned_at NULLS FIRST, c.id LIMIT 3) c;
     END IF;
-    ranking := coalesce(ranking, v_batch);
+    IF v_round = 1 THEN
+      ranking := v_batch;
+      IF p_explain THEN
+        -- the target's size from the kept counts: counting staff rows walks index entries that
+        -- every load change leaves dead
+        SELECT coalesce(sum(c.staff), 0) INTO v_size FROM unit_staff_counts c WHERE c.unit_id = ANY (p_unit_ids);
+        IF v_size > 100 THEN
+          candidates := jsonb_build_object('ranking', ranking,
+                                     'excluded', 'not counted for targets of more than 100 people');
+        ELSE
+          -- One pass over the target's people, unit by unit from the unit index (a generic plan
+          -- for "unit_id = ANY" reads the whole staff table). Without required skills everyone
+          -- available is skilled: no check per person (most items); else each available person
+          -- is checked once.
+          IF cardinality(p_required_skills) = 0 THEN
+            SELECT count(*) AS considered,
+                   count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
+                   count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
+                   count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
+                   count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
+                   count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
+                   count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
+            INTO v_counts
+            FROM unnest(p_unit_ids) AS t(unit_id)
+            JOIN organizational_units u ON u.id = t.unit_id
+            CROSS JOIN LATERAL (
+              SELECT s.availability_status,
+                     s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
+                     CASE WHEN s.availability_status = 'available' THEN true END AS skilled
+              FROM staff_profiles s
+              WHERE s.unit_id = t.unit_id) r;
+          ELSE
+            SELECT count(*) AS considered,
+                   count(*) FILTER (WHERE r.availability_status <> 'available') AS unavailable,
+                   count(*) FILTER (WHERE r.availability_status = 'busy') AS busy,
+                   count(*) FILTER (WHERE r.availability_status = 'on_leave') AS on_leave,
+                   count(*) FILTER (WHERE r.availability_status = 'offline') AS offline,
+                   count(*) FILTER (WHERE NOT r.skilled) AS missing_skill,
+                   count(*) FILTER (WHERE r.skilled AND r.over_wip) AS full
+            INTO v_counts
+            FROM unnest(p_unit_ids) AS t(unit_id)
+            JOIN organizational_units u ON u.id = t.unit_id
+            CROSS JOIN LATERAL (
+              SELECT s.availability_status,
+                     s.current_assignment_count + p_weight > coalesce(s.wip_limit, u.default_wip_limit) AS over_wip,
+                     CASE WHEN s.availability_status = 'available' THEN arraycontains(s.skills, p_required_skills)
+                               AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank)) END AS skilled
+              FROM staff_profiles s
+              WHERE s.unit_id = t.unit_id) r;
+          END IF;
+          candidates := jsonb_build_object(
+            'considered', v_counts.considered,
+            'eligible', v_counts.considered - v_counts.unavailable - v_counts.missing_skill - v_counts.full,
+            'excluded', jsonb_strip_nulls(jsonb_build_object(
+              'not available: busy', nullif(v_counts.busy, 0),
+              'not available: on_leave', nullif(v_counts.on_leave, 0),
+              'not available: offline', nullif(v_counts.offline, 0),
+              'missing a required skill or proficiency', nullif(v_counts.missing_skill, 0),
+              'no room under WIP limit', nullif(v_counts.full, 0))),
+            'ranking', ranking);
+        END IF;
+      END IF;
+    END IF;
     IF cardinality(v_candidates) = 0 THEN
       RETURN;                            -- nobody (else) eligible, as of this snapshot
     END IF;

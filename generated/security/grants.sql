@@ -132,8 +132,8 @@ GRANT EXECUTE ON FUNCTION public.staff_has_skills(uuid, text[], integer) TO auth
 REVOKE ALL ON FUNCTION public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION public.find_eligible_staff_for_assignment(text[], text[], integer, integer, text, integer) TO authenticated, service_role;
 
--- grant public.pick_staff_with_ranking(text[], text[], integer, integer, text).execute
-REVOKE ALL ON FUNCTION public.pick_staff_with_ranking(text[], text[], integer, integer, text) FROM PUBLIC;
+-- grant public.pick_staff_with_ranking(text[], text[], integer, integer, text, boolean).execute
+REVOKE ALL ON FUNCTION public.pick_staff_with_ranking(text[], text[], integer, integer, text, boolean) FROM PUBLIC;
 
 -- grant public.pick_staff_for_assignment(text[], text[], integer, integer, text, boolean).execute
 REVOKE ALL ON FUNCTION public.pick_staff_for_assignment(text[], text[], integer, integer, text, boolean) FROM PUBLIC;
@@ -178,8 +178,8 @@ REVOKE ALL ON FUNCTION public.caller_may_read_unit(text) FROM PUBLIC;
 -- grant public.caller_may_act_for(uuid).execute
 REVOKE ALL ON FUNCTION public.caller_may_act_for(uuid) FROM PUBLIC;
 
--- grant public.create_assignment(public.assignment_queue, uuid, jsonb).execute
-REVOKE ALL ON FUNCTION public.create_assignment(public.assignment_queue, uuid, jsonb) FROM PUBLIC;
+-- grant public.create_assignment(public.assignment_queue, uuid, jsonb, timestamp with time zone, timestamp with time zone).execute
+REVOKE ALL ON FUNCTION public.create_assignment(public.assignment_queue, uuid, jsonb, timestamp with time zone, timestamp with time zone) FROM PUBLIC;
 
 -- grant public.queue_items_ahead(text, public.priority_level, timestamp with time zone, uuid).execute
 REVOKE ALL ON FUNCTION public.queue_items_ahead(text, public.priority_level, timestamp with time zone, uuid) FROM PUBLIC;
@@ -325,6 +325,9 @@ REVOKE ALL ON FUNCTION public.sla_level_due_at(public.work_item_type, public.pri
 
 -- grant public.sla_start_instants(public.work_item_type, public.priority_level, timestamp with time zone, numeric, timestamp with time zone).execute
 REVOKE ALL ON FUNCTION public.sla_start_instants(public.work_item_type, public.priority_level, timestamp with time zone, numeric, timestamp with time zone) FROM PUBLIC;
+
+-- grant public.sla_arrival_instants(public.work_item_type, public.priority_level, timestamp with time zone).execute
+REVOKE ALL ON FUNCTION public.sla_arrival_instants(public.work_item_type, public.priority_level, timestamp with time zone) FROM PUBLIC;
 
 -- grant public.sla_clock_on_status_change().execute
 REVOKE ALL ON FUNCTION public.sla_clock_on_status_change() FROM PUBLIC;

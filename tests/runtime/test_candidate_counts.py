@@ -2,7 +2,8 @@
 staff rows, over the cases the pick and explain_assignment_candidates take different paths for:
 a one-unit and a whole-subtree target, no required skills (no skill check per person) and
 required skills at a proficiency rank, weight 1 and weight 2 (room for one slot but not two),
-every availability status, and the pick's ranking equal to explain's own.
+every availability status, and the pick's ranking and explanation (p_explain) equal to
+explain's own.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.db
 T0 = datetime(2027, 1, 5, 10, 0, tzinfo=timezone(timedelta(hours=3)))
 OPERATIONS = ["unit-data-processing", "unit-field-survey", "unit-methodology", "unit-operations"]
 EXPERT, PROFICIENT = 3, 2
-PICK = "SELECT staff_id::text, ranking FROM pick_staff_with_ranking(%s, %s, %s, %s, %s)"
+PICK = "SELECT staff_id::text, ranking, candidates FROM pick_staff_with_ranking(%s, %s, %s, %s, %s, %s)"
 
 
 def staff(conn, n, unit_id, **fields):
@@ -102,10 +103,12 @@ def test_counts_and_ranking_match_the_rows(people, units, skills, rank, weight, 
                             args).fetchall()
     assert [c["staff_id"] for c in explained["ranking"]] == [r[0] for r in eligible]
     assert len(explained["ranking"]) == min(3, expected["eligible"])
-    with conn.transaction():                                             # the pick ranks the same people
-        picked, ranking = conn.execute(PICK, args).fetchone()
-        assert ranking == explained["ranking"]
+    with conn.transaction():                   # the pick ranks the same people and explains them alike
+        picked, ranking, candidates = conn.execute(PICK, [*args, True]).fetchone()
+        assert ranking == explained["ranking"] and candidates == explained
         assert picked == (ranking[0]["staff_id"] if ranking else None)
+    with conn.transaction():
+        assert conn.execute(PICK, [*args, False]).fetchone() == (picked, ranking, None)
 
 
 def test_the_pick_skips_a_held_candidate_and_records_the_full_ranking(people, engine_url):
@@ -117,5 +120,5 @@ def test_the_pick_skips_a_held_candidate_and_records_the_full_ranking(people, en
     with psycopg.connect(engine_url) as other:                           # holds the best one's row
         other.execute("SELECT 1 FROM staff_profiles WHERE id = %s FOR NO KEY UPDATE", [ranking[0]["staff_id"]])
         with conn.transaction():
-            picked, seen = conn.execute(PICK, args).fetchone()
-        assert seen == ranking and picked == ranking[1]["staff_id"]
+            picked, seen, candidates = conn.execute(PICK, [*args, True]).fetchone()
+        assert seen == ranking == candidates["ranking"] and picked == ranking[1]["staff_id"]
