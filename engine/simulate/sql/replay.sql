@@ -217,13 +217,15 @@ BEGIN
       FROM rulesctl_sim.running r WHERE r.due_at = v_t;
       v_setting := set_config('rulesctl_sim.next_done', coalesce(v_next, 'infinity')::text, false);
       FOREACH v_id IN ARRAY coalesce(v_due, '{}') LOOP
-        PERFORM public.complete_assignment(a.id) FROM public.assignments a
-        WHERE a.id = v_id AND a.status IN ({active_statuses});
+        IF EXISTS (SELECT 1 FROM public.assignments a WHERE a.id = v_id AND a.status IN ({active_statuses})) THEN
+          v_result := public.complete_assignment(v_id);
+        END IF;
       END LOOP;
       v_pending := v_pending + coalesce(cardinality(v_due), 0);
     END IF;
-    -- Arrivals and availability changes are walked one row at a time by key (seq follows time):
-    -- a range on seq filtered by time would read every later row at each instant.
+    -- Availability changes are walked one row at a time by key (seq follows time): a range on seq
+    -- filtered by time would read every later row at each instant. Arrivals likewise, from
+    -- batches of 256 (arrival_batch).
     WHILE v_change = v_t LOOP
       PERFORM public.set_staff_availability(v_change_request);
       s.next_availability := s.next_availability + 1;
