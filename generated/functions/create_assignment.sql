@@ -2,15 +2,18 @@
 -- sources: the engine catalog (engine/compiler/catalog.py)
 -- templates: functions/runtime/assignment/create_assignment.sql.j2
 
--- function public.create_assignment(public.assignment_queue, uuid, jsonb)
+-- function public.create_assignment(public.assignment_queue, uuid, jsonb, timestamp with time zone, timestamp with time zone)
 -- Hand an item (carried as an assignment_queue row, queued or not) to a person: the
 -- assignment keeps the item's arrival time and SLA deadline, so time queued counts.
 -- Callers hold the units' locks; the capacity trigger moves the person's load. The SLA
 -- monitor first looks at it when the first escalation level or the response deadline falls
--- due, whichever is first: sla_start_instants gives both, so the response clock's start
--- trigger has nothing left to do and is not called. A queued item's
--- no-capacity escalation (escalate_no_capacity) is resolved and points at the assignment.
-CREATE OR REPLACE FUNCTION public.create_assignment(p_item public.assignment_queue, p_staff_id uuid, p_decision jsonb)
+-- due, whichever is first: sla_start_instants gives both (or the caller, who has them already
+-- for an item arriving now from sla_arrival_instants: p_next_check_at, p_response_deadline),
+-- so the response clock's start trigger has nothing left to do and is not called. A queued
+-- item's no-capacity escalation (escalate_no_capacity) is resolved and points at the assignment.
+CREATE OR REPLACE FUNCTION public.create_assignment(
+  p_item public.assignment_queue, p_staff_id uuid, p_decision jsonb,
+  p_next_check_at timestamptz DEFAULT NULL, p_response_deadline timestamptz DEFAULT NULL)
 RETURNS public.assignments
 LANGUAGE plpgsql
 SET search_path = public, pg_temp
@@ -19,8 +22,15 @@ DECLARE
   v_assignment assignments;
   v_now timestamptz := engine_now();
   v_paused numeric := coalesce(p_item.paused_working_minutes, 0);
-  v_start record := sla_start_instants(p_item.work_item_type, p_item.priority, p_item.arrived_at, v_paused, v_now);
+  v_next_check_at timestamptz := p_next_check_at;
+  v_response_deadline timestamptz := p_response_deadline;
+  v_start record;
 BEGIN
+  IF p_response_deadline IS NULL THEN
+    v_start := sla_start_instants(p_item.work_item_type, p_item.priority, p_item.arrived_at, v_paused, v_now);
+    v_next_check_at := v_start.next_check_at;
+    v_response_deadline := v_start.response_deadline;
+  END IF;
   INSERT INTO assignments (work_item_id, work_item_type, priority, assignee_id, unit_id, rule_id, target_unit_id,
                            include_subtree, min_proficiency_rank, required_skills, capacity_weight, arrived_at,
                            assigned_at, sla_deadline, paused_working_minutes, next_check_at, response_deadline,
@@ -28,7 +38,7 @@ BEGIN
   SELECT p_item.work_item_id, p_item.work_item_type, p_item.priority, s.id, s.unit_id, p_item.rule_id,
          p_item.target_unit_id, p_item.include_subtree, p_item.min_proficiency_rank, p_item.required_skills,
          p_item.capacity_weight, p_item.arrived_at, v_now, p_item.sla_deadline, v_paused,
-         v_start.next_check_at, v_start.response_deadline, p_decision
+         v_next_check_at, v_response_deadline, p_decision
   FROM staff_profiles s WHERE s.id = p_staff_id
   RETURNING * INTO v_assignment;
   IF p_item.when_no_capacity = 'escalate' THEN

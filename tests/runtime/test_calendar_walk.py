@@ -279,3 +279,60 @@ def test_assignments_start_with_the_response_clocks_own_instants(walk):
                  [uid(62), t0, t0, t0 + timedelta(days=9), t0 + timedelta(days=8)])
     response, first_check, expected_response, _ = instants("dr-3")
     assert response == first_check == expected_response
+
+
+def test_an_arrivals_instants_are_its_deadline_and_start_instants(walk):
+    load(walk, cases(seed=23, count=300))
+    differ = walk.execute("""
+        WITH s AS (
+          SELECT c.n, k.work_item_type, k.priority, c.start
+          FROM cases c CROSS JOIN LATERAL (
+            SELECT * FROM sla_configs ORDER BY work_item_type, priority OFFSET c.n % 16 LIMIT 1) k)
+        SELECT s.n FROM s
+        CROSS JOIN LATERAL sla_arrival_instants(s.work_item_type, s.priority, s.start) a
+        CROSS JOIN LATERAL sla_start_instants(s.work_item_type, s.priority, s.start, 0, s.start) i
+        WHERE a.sla_deadline IS DISTINCT FROM calculate_sla_deadline_fn(s.work_item_type, s.priority, s.start)
+           OR (a.next_check_at, a.response_deadline) IS DISTINCT FROM (i.next_check_at, i.response_deadline)
+           OR a.next_check_at IS NULL
+    """).fetchall()
+    assert differ == []
+    # The errors are calculate_sla_deadline_fn's; a chain without level 1 checks at the response deadline.
+    start = datetime(2027, 1, 5, 7, 0, tzinfo=UTC)
+    walk.execute("DELETE FROM escalation_levels WHERE chain_id = 'service-desk' AND level = 1")
+    deadline, first_check, response = walk.execute(
+        "SELECT * FROM sla_arrival_instants('ticket', 'urgent', %s)", [start]).fetchone()
+    assert (deadline, first_check, response) == (start + timedelta(hours=2), response, start + timedelta(minutes=15))
+    walk.execute("DELETE FROM sla_configs WHERE work_item_type = 'ticket' AND priority = 'urgent'")
+    with invalid("work_item_type") as caught:
+        scalar(walk, "SELECT sla_arrival_instants('ticket', 'urgent', %s)", start)
+    assert "the SLA matrix has no target for ticket/urgent" in str(caught.value)
+
+
+def test_create_assignment_takes_the_instants_its_caller_has(walk):
+    """Given sla_arrival_instants' first check and response deadline, create_assignment records
+    them; without them it works them out (sla_start_instants): the same row either way."""
+    from engine_calls import at, call, uid
+
+    start = datetime(2027, 3, 26, 15, 30, 12, 345000, tzinfo=UTC)
+    at(walk, start)
+    call(walk, "upsert_staff_profile", {"id": uid(71), "unit_id": "unit-translation", "full_name": "T",
+                                        "role": "staff", "wip_limit": 5})
+    for work_item_id, given in (("tr-given", True), ("tr-worked-out", False)):
+        walk.execute("""
+            SELECT create_assignment(
+                     jsonb_populate_record(NULL::assignment_queue, jsonb_build_object(
+                       'id', gen_random_uuid(), 'work_item_id', %(w)s::text, 'work_item_type', 'translation_request',
+                       'priority', 'normal', 'target_unit_id', 'unit-translation', 'include_subtree', false,
+                       'capacity_weight', 1, 'min_proficiency_rank', 0, 'required_skills', '[]'::jsonb,
+                       'when_no_capacity', 'queue', 'paused_working_minutes', 0, 'arrived_at', %(t)s::timestamptz,
+                       'sla_deadline', a.sla_deadline)),
+                     %(staff)s::uuid, '{}'::jsonb,
+                     CASE WHEN %(given)s::boolean THEN a.next_check_at END,
+                     CASE WHEN %(given)s::boolean THEN a.response_deadline END)
+            FROM sla_arrival_instants('translation_request', 'normal', %(t)s) a
+        """, {"w": work_item_id, "t": start, "staff": uid(71), "given": given})
+    rows = walk.execute("SELECT work_item_id, sla_deadline, next_check_at, response_deadline FROM assignments"
+                        " ORDER BY work_item_id").fetchall()
+    assert [r[0] for r in rows] == ["tr-given", "tr-worked-out"]
+    assert rows[0][1:] == rows[1][1:]
+    assert None not in rows[0]
