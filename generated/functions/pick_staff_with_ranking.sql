@@ -33,14 +33,11 @@ DECLARE
 BEGIN
   FOR v_round IN 1 .. 3 LOOP
     IF p_strategy = 'round_robin' THEN
-      SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', c.id, 'full_name', c.full_name,
-                                                   'unit_id', c.unit_id, 'unit_name', c.unit_name,
-                                                   'load', c.current_assignment_count, 'wip_limit', c.wip_limit,
-                                                   'last_assigned_at', c.last_assigned_at)
-                                ORDER BY c.last_assigned_at NULLS FIRST, c.id), '[]'),
-             coalesce(array_agg(c.id ORDER BY c.last_assigned_at NULLS FIRST, c.id), '{}')
+      SELECT coalesce(jsonb_agg(c ORDER BY c.last_assigned_at NULLS FIRST, c.staff_id), '[]'),
+             coalesce(array_agg(c.staff_id ORDER BY c.last_assigned_at NULLS FIRST, c.staff_id), '{}')
       INTO v_batch, v_candidates
-      FROM (SELECT c.*
+      FROM (SELECT c.id AS staff_id, c.full_name, c.unit_id, c.unit_name, c.current_assignment_count AS load,
+                   c.wip_limit, c.last_assigned_at
             FROM unnest(p_unit_ids) AS t(unit_id)
             CROSS JOIN LATERAL (SELECT s.id, s.full_name, s.unit_id, u.name AS unit_name,
                                        s.current_assignment_count, s.last_assigned_at,
@@ -54,14 +51,11 @@ BEGIN
                                 ORDER BY s.last_assigned_at NULLS FIRST, s.id LIMIT 3) c
             ORDER BY c.last_assigned_at NULLS FIRST, c.id LIMIT 3) c;
     ELSE
-      SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', c.id, 'full_name', c.full_name,
-                                                   'unit_id', c.unit_id, 'unit_name', c.unit_name,
-                                                   'load', c.current_assignment_count, 'wip_limit', c.wip_limit,
-                                                   'last_assigned_at', c.last_assigned_at)
-                                ORDER BY c.current_assignment_count, c.last_assigned_at NULLS FIRST, c.id), '[]'),
-             coalesce(array_agg(c.id ORDER BY c.current_assignment_count, c.last_assigned_at NULLS FIRST, c.id), '{}')
+      SELECT coalesce(jsonb_agg(c ORDER BY c.load, c.last_assigned_at NULLS FIRST, c.staff_id), '[]'),
+             coalesce(array_agg(c.staff_id ORDER BY c.load, c.last_assigned_at NULLS FIRST, c.staff_id), '{}')
       INTO v_batch, v_candidates
-      FROM (SELECT c.*
+      FROM (SELECT c.id AS staff_id, c.full_name, c.unit_id, c.unit_name, c.current_assignment_count AS load,
+                   c.wip_limit, c.last_assigned_at
             FROM unnest(p_unit_ids) AS t(unit_id)
             CROSS JOIN LATERAL (SELECT s.id, s.full_name, s.unit_id, u.name AS unit_name,
                                        s.current_assignment_count, s.last_assigned_at,
