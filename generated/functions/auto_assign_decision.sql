@@ -7,13 +7,13 @@
 -- (explain_assignment_candidates, with an 'overflow' part when the parent unit was tried)
 -- and who was chosen, with what separated them from the runner-up. People and units are
 -- named as well as identified (full_name, unit name) so the record reads without look-ups.
+-- No SET clause and qualified names (as unit_ids_for_target): only auto_assign calls it.
 CREATE OR REPLACE FUNCTION public.auto_assign_decision(
   p_item public.assignment_queue, p_explicit_target boolean, p_units text[], p_strategy text,
   p_candidates jsonb, p_chosen uuid)
 RETURNS jsonb
 LANGUAGE plpgsql
 STABLE
-SET search_path = public, pg_temp
 AS $fn$                                 -- PL/pgSQL: its plan is cached (a SQL function with SET is planned per call)
 DECLARE
   v_ranking jsonb := coalesce(p_candidates -> 'overflow', p_candidates) -> 'ranking';
@@ -34,9 +34,9 @@ BEGIN
     SELECT t.name, CASE WHEN s.id IS NOT NULL THEN jsonb_build_object('staff_id', s.id, 'full_name', s.full_name,
                                                                     'unit_id', s.unit_id, 'unit_name', u.name) END
     INTO v_target_name, v_chosen
-    FROM organizational_units t
-    LEFT JOIN staff_profiles s ON s.id = p_chosen
-    LEFT JOIN organizational_units u ON u.id = s.unit_id
+    FROM public.organizational_units t
+    LEFT JOIN public.staff_profiles s ON s.id = p_chosen
+    LEFT JOIN public.organizational_units u ON u.id = s.unit_id
     WHERE t.id = p_item.target_unit_id;
   END IF;
   RETURN jsonb_build_object(
@@ -54,6 +54,6 @@ BEGIN
     'chosen_staff', v_chosen,
     'tie_break', CASE WHEN p_chosen IS NOT NULL AND p_chosen::text IS DISTINCT FROM v_ranking -> 0 ->> 'staff_id'
                       THEN 'the better-ranked candidates were held by other transactions; picked after waiting'
-                      ELSE assignment_tie_break(v_ranking, p_strategy) END);
+                      ELSE public.assignment_tie_break(v_ranking, p_strategy) END);
 END
 $fn$;

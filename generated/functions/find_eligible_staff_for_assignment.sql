@@ -22,6 +22,7 @@ LANGUAGE plpgsql
 STABLE
 SET search_path = public, pg_temp
 SET plan_cache_mode = force_generic_plan    -- the generic plan is the right one (see the eligibility macro)
+SET enable_sort = off                       -- each unit's probe walks its pick index in order (as the pick's)
 AS $fn$
 BEGIN
   IF p_strategy = 'round_robin' THEN

@@ -4,17 +4,19 @@
 
 -- function public.unit_ids_for_target(text, boolean)
 -- The units an item targets: the unit alone, or its whole subtree.
--- PL/pgSQL, not SQL: with its SET clause a SQL function is parsed and planned on every call.
--- The lone unit is a plain expression (no query to run: most items target one unit).
+-- PL/pgSQL, not SQL: its plan is kept for the session. The lone unit is a plain expression
+-- (no query to run: most items target one unit). No SET clause and qualified names (as
+-- staff_has_skills): only the engine's functions call it (EXECUTE is not granted), each with
+-- its search_path pinned, and a SET would change the setting and back on every arrival.
 CREATE OR REPLACE FUNCTION public.unit_ids_for_target(p_unit_id text, p_include_subtree boolean)
 RETURNS text[]
 LANGUAGE plpgsql
 STABLE
-SET search_path = public, pg_temp
 AS $fn$
 BEGIN
   IF p_include_subtree THEN
-    RETURN (SELECT array_agg(t.unit_id ORDER BY t.unit_id) FROM organizational_unit_tree t WHERE t.ancestor_id = p_unit_id);
+    RETURN (SELECT array_agg(t.unit_id ORDER BY t.unit_id) FROM public.organizational_unit_tree t
+            WHERE t.ancestor_id = p_unit_id);
   END IF;
   RETURN ARRAY[p_unit_id];
 END
