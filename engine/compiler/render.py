@@ -205,6 +205,7 @@ def _render_runtime(r: Renderer, policy: Policy, enums: dict[str, tuple[str, ...
     origins = {"match_assignment_rule": policy.rules[0].origin, "queue_effective_rank": policy.queue_aging.origin,
                "priority_rank": policy.priorities_origin, "calendar_definition": policy.calendars[0].origin,
                "calendar_add_working_times": policy.calendars[0].origin,
+               "calendar_working_minutes_between": policy.calendars[0].origin,
                "engine_health": policy.jobs[0].origin}
     foundations = [f"table:{s}.{t.name}" for t in catalog.TABLES] + [f"enum:{s}.{e}" for e in enums]
     foundations.append(f"function:{s}.engine_now()")

@@ -62,8 +62,8 @@ EXTRA_CALENDARS = """
 CALENDARS = ("riyadh-business", "always-on", "berlin-business", "newyork-nights", "london-24x7")
 TYPE_CALENDARS = {"ticket": "london-24x7", "translation_request": "berlin-business", "survey_task": "newyork-nights"}
 
-# The walk as the engine shipped it (templates/functions/runtime/sla/calendar_add_working_time
-# before the lean walk): every period of every day, the calendar read from calendar_definition.
+# The walk and the count of working minutes as the engine shipped them (before the lean walk):
+# every period of every day, the calendar read from calendar_definition.
 REFERENCE_WALK = """
 CREATE FUNCTION pg_temp.reference_walk(p_calendar_id text, p_start timestamptz, p_minutes numeric)
 RETURNS timestamptz LANGUAGE plpgsql STABLE AS $fn$
@@ -101,6 +101,42 @@ BEGIN
     v_weekday := v_weekday % 7 + 1;
   END LOOP;
   RETURN NULL;
+END
+$fn$;
+
+CREATE FUNCTION pg_temp.reference_between(p_calendar_id text, p_from timestamptz, p_to timestamptz)
+RETURNS numeric LANGUAGE plpgsql STABLE AS $fn$
+DECLARE
+  v_calendar record := calendar_definition(p_calendar_id);
+  v_timezone text := v_calendar.timezone;
+  v_periods integer[] := v_calendar.periods;
+  v_days_off date[] := v_calendar.days_off;
+  v_count integer := coalesce(array_length(v_periods, 1), 0);
+  v_day date := (p_from AT TIME ZONE v_timezone)::date;
+  v_weekday integer := extract(isodow FROM v_day)::integer;
+  v_last date := (p_to AT TIME ZONE v_timezone)::date;
+  v_total numeric := 0;
+  v_from timestamptz;
+  v_to timestamptz;
+BEGIN
+  IF p_to <= p_from THEN
+    RETURN 0;
+  END IF;
+  WHILE v_day <= v_last LOOP
+    IF NOT v_day = ANY (v_days_off) THEN
+      FOR i IN 1 .. v_count BY 3 LOOP
+        CONTINUE WHEN v_periods[i] <> v_weekday;
+        v_from := greatest((v_day + make_interval(mins => v_periods[i + 1])) AT TIME ZONE v_timezone, p_from);
+        v_to := least((v_day + make_interval(mins => v_periods[i + 2])) AT TIME ZONE v_timezone, p_to);
+        IF v_to > v_from THEN
+          v_total := v_total + extract(epoch FROM v_to - v_from) / 60;
+        END IF;
+      END LOOP;
+    END IF;
+    v_day := v_day + 1;
+    v_weekday := v_weekday % 7 + 1;
+  END LOOP;
+  RETURN v_total;
 END
 $fn$;
 """
@@ -336,3 +372,22 @@ def test_create_assignment_takes_the_instants_its_caller_has(walk):
     assert [r[0] for r in rows] == ["tr-given", "tr-worked-out"]
     assert rows[0][1:] == rows[1][1:]
     assert None not in rows[0]
+
+
+def test_working_minutes_between_two_moments_are_the_shipped_counts(walk):
+    load(walk, cases(seed=29, count=1500))
+    # From each start to its walked end, and to moments a little before and after it.
+    differ = walk.execute("""
+        SELECT c.n, w.got, w.expected
+        FROM cases c
+        CROSS JOIN LATERAL (SELECT pg_temp.reference_walk(c.calendar_id, c.start, c.minutes) AS until) e
+        CROSS JOIN LATERAL unnest(ARRAY[e.until, e.until - interval '95 minutes 1.5 seconds',
+                                        e.until + interval '26 hours', c.start - interval '1 hour']) AS t(upto)
+        CROSS JOIN LATERAL (
+          SELECT calendar_working_minutes_between(c.calendar_id, c.start, t.upto) AS got,
+                 pg_temp.reference_between(c.calendar_id, c.start, t.upto) AS expected) w
+        WHERE w.got IS DISTINCT FROM w.expected
+    """).fetchall()
+    assert differ == []
+    assert scalar(walk, "SELECT count(*) FROM cases WHERE calendar_working_minutes_between(calendar_id, start,"
+                        " start + interval '3 days') > 0") > 1000
