@@ -70,8 +70,10 @@ CREATE TABLE rulesctl_sim.state (
 
 -- It also keeps the replay's next completion (setting rulesctl_sim.next_done, which replay_until
 -- sets from the table when it starts and after each instant's completions): a new row due sooner
--- moves it, so the driver need not look at the table at every instant. A setting, not a variable,
--- as it must roll back with the row when an arrival is refused.
+-- moves it, so the driver need not look at the table at every instant. And replay_until holds the
+-- next rows in hand (all those due before rulesctl_sim.cached_before): a new row due before that
+-- bound drops them ('' = none held). Settings, not variables, as they must roll back with the row
+-- when an arrival is refused.
 CREATE FUNCTION rulesctl_sim.track_assignment() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -83,6 +85,9 @@ BEGIN
   RETURNING due_at INTO v_due;
   IF v_due < nullif(current_setting('rulesctl_sim.next_done', true), '')::timestamptz THEN
     PERFORM set_config('rulesctl_sim.next_done', v_due::text, false);
+  END IF;
+  IF v_due < nullif(current_setting('rulesctl_sim.cached_before', true), '')::timestamptz THEN
+    PERFORM set_config('rulesctl_sim.cached_before', '', false);   -- the driver's next rows: one is missing
   END IF;
   RETURN NULL;
 END
@@ -178,6 +183,10 @@ DECLARE
   v_batch_from integer;
   v_batch_at timestamptz[];
   v_batch_request jsonb[];
+  v_cached_due timestamptz[];
+  v_cached_id uuid[];
+  v_cached integer;
+  v_bound timestamptz;
 BEGIN
   SELECT * INTO s FROM rulesctl_sim.state;
   -- The next arrival and availability change, with their requests: read again only once used.
@@ -190,6 +199,7 @@ BEGIN
   SELECT min(r.due_at) INTO v_next FROM rulesctl_sim.running r WHERE r.due_at > s.done_through;
   v_setting := set_config('rulesctl_sim.next_done', coalesce(v_next, 'infinity')::text, false);
   v_setting := set_config('rulesctl_sim.next_check', '', false);
+  v_setting := set_config('rulesctl_sim.cached_before', '', false);
   v_setting := set_config('rulesctl_sim.queued', (SELECT count(*) FROM public.assignment_queue)::text, false);
   LOOP
     -- The next completion and the earliest SLA check are kept by the triggers above; the latter
@@ -212,10 +222,32 @@ BEGIN
     -- moved on meanwhile (leave) is no longer active and is skipped. (A status filter in the
     -- statement itself made PL/pgSQL plan it anew at most calls.)
     IF v_done = v_t THEN
-      SELECT array_agg(r.assignment_id ORDER BY r.work_item_id),
-             (SELECT min(n.due_at) FROM rulesctl_sim.running n WHERE n.due_at > v_t)
-      INTO v_due, v_next
-      FROM rulesctl_sim.running r WHERE r.due_at = v_t;
+      -- The next 32 rows (every one due before the last of them) are read at once and used while
+      -- no new row comes before that bound (track_assignment): one read for many completions.
+      v_bound := nullif(current_setting('rulesctl_sim.cached_before'), '')::timestamptz;
+      IF v_bound IS NULL OR v_t >= v_bound THEN
+        SELECT array_agg(x.due_at ORDER BY x.due_at, x.work_item_id), array_agg(x.assignment_id ORDER BY x.due_at, x.work_item_id)
+        INTO v_cached_due, v_cached_id
+        FROM (SELECT r.due_at, r.work_item_id, r.assignment_id FROM rulesctl_sim.running r
+              WHERE r.due_at >= v_t ORDER BY r.due_at, r.work_item_id LIMIT 32) x;
+        v_cached := 1;
+        v_bound := CASE WHEN cardinality(v_cached_due) = 32 THEN v_cached_due[32] ELSE 'infinity' END;
+        v_setting := set_config('rulesctl_sim.cached_before', v_bound::text, false);
+      END IF;
+      IF v_t < v_bound AND v_cached_due[v_cached] = v_t THEN
+        v_due := '{}';
+        WHILE v_cached_due[v_cached] = v_t LOOP
+          v_due := v_due || v_cached_id[v_cached];
+          v_cached := v_cached + 1;
+        END LOOP;
+        v_next := v_cached_due[v_cached];        -- before or at the bound, so the earliest left
+      ELSE                                       -- 32 rows due at once (or more): read them all
+        SELECT array_agg(r.assignment_id ORDER BY r.work_item_id),
+               (SELECT min(n.due_at) FROM rulesctl_sim.running n WHERE n.due_at > v_t)
+        INTO v_due, v_next
+        FROM rulesctl_sim.running r WHERE r.due_at = v_t;
+        v_setting := set_config('rulesctl_sim.cached_before', '', false);
+      END IF;
       v_setting := set_config('rulesctl_sim.next_done', coalesce(v_next, 'infinity')::text, false);
       FOREACH v_id IN ARRAY coalesce(v_due, '{}') LOOP
         IF EXISTS (SELECT 1 FROM public.assignments a WHERE a.id = v_id AND a.status IN ({active_statuses})) THEN
