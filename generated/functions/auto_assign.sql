@@ -38,6 +38,7 @@ DECLARE
   v_strategy text;
   v_ahead integer;
   v_escalation_id uuid;
+  v_sla record;
 BEGIN
   IF NOT caller_is_known() THEN
     RAISE EXCEPTION 'auto_assign: only staff and trusted services may file work (the token has no known sub)'
@@ -116,7 +117,9 @@ BEGIN
   v_item.arrived_at := v_now;
   v_item.created_at := v_now;
   v_item.updated_at := v_now;
-  v_item.sla_deadline := calculate_sla_deadline_fn(v_item.work_item_type, v_item.priority, v_now);
+  -- the deadline, and the first check and response deadline its assignment starts with: one walk
+  v_sla := sla_arrival_instants(v_item.work_item_type, v_item.priority, v_now);
+  v_item.sla_deadline := v_sla.sla_deadline;
 
   v_units := unit_ids_for_target(v_item.target_unit_id, v_item.include_subtree);
   IF v_item.when_no_capacity = 'overflow_to_parent' THEN
@@ -143,7 +146,7 @@ BEGIN
     END IF;
     v_assignment := create_assignment(v_item, v_staff_id, auto_assign_decision(
       v_item, v_target_text IS NOT NULL, v_units, v_strategy, v_candidates, v_staff_id)
-      || jsonb_build_object('source', 'auto_assign'));
+      || jsonb_build_object('source', 'auto_assign'), v_sla.next_check_at, v_sla.response_deadline);
   EXCEPTION WHEN SQLSTATE 'RNF01' THEN
     v_staff_id := NULL;                -- v_candidates keeps what the pick saw (held people included)
   END;
@@ -163,7 +166,8 @@ BEGIN
     v_decision := auto_assign_decision(v_item, v_target_text IS NOT NULL, v_units, v_strategy, v_candidates,
                                        v_staff_id);
     IF v_staff_id IS NOT NULL THEN
-      v_assignment := create_assignment(v_item, v_staff_id, v_decision || jsonb_build_object('source', 'auto_assign'));
+      v_assignment := create_assignment(v_item, v_staff_id, v_decision || jsonb_build_object('source', 'auto_assign'),
+                                        v_sla.next_check_at, v_sla.response_deadline);
     END IF;
   END IF;
 
