@@ -26,19 +26,16 @@ BEGIN
     IF v_staff_id IS NOT NULL THEN
       RETURN v_staff_id;
     END IF;
-    -- Who is eligible as of this snapshot (from the pick indexes, unit by unit: only people
-    -- with room -- a generic plan for "unit_id = ANY" read the whole staff table), then each in
-    -- id order, waiting for a held row and re-checking it once it is ours. (One "ORDER BY id
-    -- LIMIT 1 FOR UPDATE" would walk the primary key over every staff member whenever nobody
-    -- qualifies -- the queueing case.)
-    SELECT array_agg(c.id ORDER BY c.id) INTO v_candidates
-    FROM unnest(p_unit_ids) AS t(unit_id)
-    CROSS JOIN LATERAL (SELECT s.id
+    -- Who is eligible as of this snapshot (from the pick indexes: only people with room), then
+    -- each in id order, waiting for a held row and re-checking it once it is ours. (One
+    -- "ORDER BY id LIMIT 1 FOR UPDATE" would walk the primary key over every staff member
+    -- whenever nobody qualifies -- the queueing case.)
+    SELECT array_agg(s.id ORDER BY s.id) INTO v_candidates
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = t.unit_id AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
+    WHERE s.unit_id = ANY (p_unit_ids) AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
       AND s.current_assignment_count + p_weight <= coalesce(s.wip_limit, u.default_wip_limit)
       AND arraycontains(s.skills, p_required_skills)
-      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank))) c;
+      AND (p_min_rank <= 1 OR staff_has_skills(s.id, p_required_skills, p_min_rank));
     FOREACH v_candidate IN ARRAY coalesce(v_candidates, '{}'::uuid[]) LOOP
       SELECT s.id INTO v_staff_id
     FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
