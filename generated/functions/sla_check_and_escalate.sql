@@ -78,24 +78,35 @@ BEGIN
     JOIN escalation_levels l ON l.chain_id = d.escalation_chain_id AND l.level = w.level + 1
     WHERE w.due_at <= v_now
   ),
-  -- Each level crossed, with what the recipient rule needs: the assignee's unit, its parent,
-  -- whether the assignee is available, and the role to look for in the unit tree.
+  -- Each level crossed, and each response deadline missed (level NULL: no response by the
+  -- response deadline is one event, addressed as the chain's first level says), with what the
+  -- recipient rule needs: the assignee's unit, its parent, whether the assignee is available,
+  -- and the role to look for in the unit tree. Both kinds go through the one recipient rule
+  -- and the one INSERT below (a second INSERT node costs every run its start-up).
   crossed AS MATERIALIZED (
     SELECT w.id, w.level, w.threshold_percent, w.reason, w.notify, w.due_at, d.escalation_chain_id, d.sla_deadline,
-           d.assignee_id, s.unit_id, u.parent_id,
+           d.response_deadline, d.assignee_id, s.unit_id, u.parent_id,
            s.availability_status = 'available' AS assignee_available,
            CASE w.notify WHEN 'assignee' THEN 'supervisor' WHEN 'parent_unit_head' THEN 'unit_head'
                          ELSE w.notify END AS role
-    FROM walk w
+    FROM (SELECT w.id, w.level, w.threshold_percent, w.reason, w.notify, w.due_at
+          FROM walk w
+          WHERE w.due_at <= v_now
+          UNION ALL
+          SELECT d.id, NULL, NULL, 'response_breach', l.notify, NULL
+          FROM due d
+          JOIN escalation_levels l ON l.chain_id = d.escalation_chain_id AND l.level = 1
+          WHERE d.response_check_at <= v_now) w
     JOIN due d ON d.id = w.id
     LEFT JOIN staff_profiles s ON s.id = d.assignee_id
     LEFT JOIN organizational_units u ON u.id = s.unit_id
-    WHERE w.due_at <= v_now
   ),
-  -- The nearest available holder of each (unit, role) the batch needs, found once.
+  -- The nearest available holder of each (unit, role) the batch needs, found once; an
+  -- available assignee addressed themself needs none.
   holders AS MATERIALIZED (
     SELECT k.unit_id, k.role, get_unit_recipient(k.unit_id, k.role) AS staff_id
-    FROM (SELECT unit_id, role FROM crossed WHERE unit_id IS NOT NULL
+    FROM (SELECT unit_id, role FROM crossed
+          WHERE unit_id IS NOT NULL AND NOT (notify = 'assignee' AND assignee_available)
           UNION
           SELECT parent_id, 'unit_head' FROM crossed WHERE notify = 'parent_unit_head' AND parent_id IS NOT NULL) k
   ),
@@ -112,28 +123,20 @@ BEGIN
     LEFT JOIN holders own ON own.unit_id = c.unit_id AND own.role = c.role
     LEFT JOIN holders above ON c.notify = 'parent_unit_head' AND above.unit_id = c.parent_id AND above.role = 'unit_head'
   ),
+  -- ON CONFLICT without a target: a level's event conflicts on (assignment, level), a response
+  -- breach on its partial unique index (one per assignment), and each kind only there.
+  -- Level events first, then the response breaches, each by assignment.
   written AS (
     INSERT INTO escalation_events (assignment_id, level, reason, recipient_id, recipient_role, details, escalated_at)
     SELECT a.id, a.level, a.reason, a.recipient_id, a.notify,
-           jsonb_build_object('chain_id', a.escalation_chain_id, 'threshold_percent', a.threshold_percent,
-                              'due_at', a.due_at, 'sla_deadline', a.sla_deadline),
+           CASE WHEN a.level IS NULL
+                THEN jsonb_build_object('chain_id', a.escalation_chain_id, 'response_deadline', a.response_deadline)
+                ELSE jsonb_build_object('chain_id', a.escalation_chain_id, 'threshold_percent', a.threshold_percent,
+                                        'due_at', a.due_at, 'sla_deadline', a.sla_deadline) END,
            v_now
     FROM addressed a
-    ORDER BY a.id, a.level
-    ON CONFLICT (assignment_id, level) DO NOTHING
-    RETURNING id, assignment_id, recipient_id, level, reason
-  ),
-  -- No response by the response deadline: one event, to the recipient of the chain's first level.
-  unanswered AS (
-    INSERT INTO escalation_events (assignment_id, reason, recipient_id, recipient_role, details, escalated_at)
-    SELECT d.id, 'response_breach', get_escalation_recipient(d.id, l.notify), l.notify,
-           jsonb_build_object('chain_id', d.escalation_chain_id, 'response_deadline', d.response_deadline),
-           v_now
-    FROM due d
-    JOIN escalation_levels l ON l.chain_id = d.escalation_chain_id AND l.level = 1
-    WHERE d.response_check_at <= v_now
-    ORDER BY d.id
-    ON CONFLICT (assignment_id) WHERE reason = 'response_breach' DO NOTHING
+    ORDER BY a.level IS NULL, a.id, a.level
+    ON CONFLICT DO NOTHING
     RETURNING id, assignment_id, recipient_id, level, reason
   ),
   notified AS (
@@ -141,7 +144,7 @@ BEGIN
     SELECT 'escalation_events', jsonb_build_object('event_id', e.id, 'assignment_id', e.assignment_id,
                                                    'recipient_id', e.recipient_id, 'level', e.level,
                                                    'reason', e.reason)::text
-    FROM (SELECT * FROM written UNION ALL SELECT * FROM unanswered) e
+    FROM written e
   ),
   advanced AS (
     UPDATE assignments a
@@ -155,7 +158,7 @@ BEGIN
           GROUP BY d.id, d.escalation_level, d.response_check_at) n
     WHERE a.id = n.id
   )
-  SELECT (SELECT count(*) FROM written) + (SELECT count(*) FROM unanswered) INTO v_written;
+  SELECT count(*) FROM written INTO v_written;
   RETURN v_written;
 END
 $fn$;
