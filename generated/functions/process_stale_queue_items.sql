@@ -26,44 +26,20 @@ DECLARE
   v_units text[];
   v_staff_id uuid;
   v_strategy text;
-  v_now timestamptz := engine_now();
+  v_tried integer := 0;
   v_assigned integer := 0;
   v_locked boolean := false;
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM assignment_queue) THEN
     RETURN 0;
   END IF;
-  -- Most runs find no open kind. Asked first, in a statement without parameters: its one
-  -- generic plan is kept for the session (the statement below, with v_now and p_limit, is
-  -- re-planned whenever PL/pgSQL tries a custom plan: 0.5 ms).
-  IF NOT EXISTS (WITH
-    kind AS MATERIALIZED (
-      SELECT k.*, unit_ids_for_target(k.target_unit_id, k.include_subtree)
-                  || CASE WHEN k.when_no_capacity = 'overflow_to_parent'
-                          THEN ARRAY(SELECT u.parent_id FROM organizational_units u
-                                     WHERE u.id = k.target_unit_id AND u.parent_id IS NOT NULL)
-                          ELSE '{}'::text[] END AS unit_ids
-      FROM (SELECT DISTINCT q.target_unit_id, q.include_subtree, q.when_no_capacity, q.required_skills,
-                            q.min_proficiency_rank, q.capacity_weight
-            FROM assignment_queue q) k
-    ),
-    open AS MATERIALIZED (
-      SELECT k.* FROM kind k
-      WHERE EXISTS (SELECT 1 FROM unnest(k.unit_ids) AS t(unit_id)
-                    CROSS JOIN LATERAL (SELECT s.id
-    FROM staff_profiles s JOIN organizational_units u ON u.id = s.unit_id
-    WHERE s.unit_id = t.unit_id AND NOT u.retired AND s.availability_status = 'available' AND s.has_room
-      AND s.current_assignment_count + k.capacity_weight <= coalesce(s.wip_limit, u.default_wip_limit)
-      AND arraycontains(s.skills, k.required_skills)
-      AND (1 <= 1 OR staff_has_skills(s.id, k.required_skills, 1))
-                                        OFFSET 0) e
-                    -- the proficiency (a function call) only for someone otherwise eligible: OFFSET 0
-                    -- keeps it out of the staff scan, below the room check (which needs the unit)
-                    WHERE k.min_proficiency_rank <= 1
-                       OR staff_has_skills(e.id, k.required_skills, k.min_proficiency_rank))
-    ) SELECT 1 FROM open) THEN
-    RETURN 0;
-  END IF;
+  -- No PL/pgSQL variable in the statement (engine_now() in it, p_limit counted in the loop):
+  -- without parameters its one generic plan serves every run of the session, where custom
+  -- plans cost a planning each (0.5 ms). Most runs find no open kind and end with the CTEs.
+  -- Each kind's units are looked at one by one, a range of the pick index each (a generic
+  -- plan for unit_id = ANY reads every available staff member with room), and the
+  -- proficiency (a function call) only for someone otherwise eligible: OFFSET 0 keeps it out
+  -- of the staff scan, below the room check (which needs the unit).
   FOR v_id, v_units IN
     WITH
     kind AS MATERIALIZED (
@@ -86,8 +62,6 @@ BEGIN
       AND arraycontains(s.skills, k.required_skills)
       AND (1 <= 1 OR staff_has_skills(s.id, k.required_skills, 1))
                                         OFFSET 0) e
-                    -- the proficiency (a function call) only for someone otherwise eligible: OFFSET 0
-                    -- keeps it out of the staff scan, below the room check (which needs the unit)
                     WHERE k.min_proficiency_rank <= 1
                        OR staff_has_skills(e.id, k.required_skills, k.min_proficiency_rank))
     )
@@ -96,9 +70,10 @@ BEGIN
     JOIN open o ON o.target_unit_id = q.target_unit_id AND o.include_subtree = q.include_subtree
                AND o.when_no_capacity = q.when_no_capacity AND o.required_skills = q.required_skills
                AND o.min_proficiency_rank = q.min_proficiency_rank AND o.capacity_weight = q.capacity_weight
-    ORDER BY queue_effective_rank(q.priority, q.created_at, v_now) DESC, q.created_at, q.seq
-    LIMIT p_limit
+    ORDER BY queue_effective_rank(q.priority, q.created_at, engine_now()) DESC, q.created_at, q.seq
   LOOP
+    v_tried := v_tried + 1;
+    EXIT WHEN v_tried > p_limit;        -- the statement's LIMIT p_limit
     IF NOT v_locked THEN                -- the query above ran without them; what follows reads anew
       PERFORM lock_units(ARRAY(SELECT id FROM organizational_units));
       v_locked := true;
